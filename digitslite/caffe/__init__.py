@@ -1,0 +1,1 @@
+"""Caffe's declarative format: networks, solvers and weights. Imports no torch, by design."""

@@ -1,0 +1,1 @@
+"""PyTorch execution of Caffe networks with Caffe's semantics (layers, fillers, solvers)."""
