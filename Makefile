@@ -24,12 +24,12 @@ run: install
 # pytest exits 5 when it collected nothing: that is reported loudly and not counted as a failure;
 # every other non-zero exit fails the target.
 test: install
-	$(VENV)/bin/ruff check digitslite tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check digitslite tests benchmarks
+	$(VENV)/bin/ruff check .
 
 # Regenerate the committed protobuf module after editing caffe.proto.
 proto: install
