@@ -1,0 +1,65 @@
+"""Turn an all-in-one network (train/val/deploy told apart by phase and stage) into its parts.
+
+DIGITS' convention, kept here: Data layers carry no `source` (the dataset fills it), the "deploy"
+stage drops data and loss layers, and the deploy net gets one Input layer in place of the data.
+"""
+from collections.abc import Sequence
+from pathlib import Path
+
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.prototxt import filter_net
+from digitslite.errors import UserError
+
+DATA_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "Python"})
+
+
+def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
+               input_name: str = "data") -> caffe_pb2.NetParameter:
+    """The deploy net: TEST phase with stage "deploy", its data layers replaced by one Input layer.
+
+    `input_shape` is N,C,H,W of the image input (the dataset's size). Label inputs disappear with
+    the loss and accuracy layers, which the deploy stage excludes.
+    """
+    filtered = filter_net(net, phase="test", stages=["deploy"])
+    deploy = caffe_pb2.NetParameter(name=filtered.name)
+    data_tops = [top for layer in filtered.layer if layer.type in DATA_TYPES for top in layer.top]
+    if input_name not in data_tops and not any(layer.type == "Input" for layer in filtered.layer):
+        raise UserError(f"net {net.name!r} has no data layer with a top named {input_name!r}; "
+                        "name the image input 'data' so the deploy net knows where images go")
+    if input_name in data_tops:
+        deploy.layer.add(name="input", type="Input", top=[input_name]).input_param.shape.add(
+            dim=list(input_shape))
+    for layer in filtered.layer:
+        if layer.type not in DATA_TYPES:
+            deploy.layer.add().CopyFrom(layer)
+    used = {bottom for layer in deploy.layer for bottom in layer.bottom}
+    dangling = sorted(set(data_tops) & used - {input_name})
+    if dangling:
+        raise UserError(f"the deploy stage of net {net.name!r} still uses {', '.join(dangling)}; "
+                        'exclude the layers that read labels with exclude { stage: "deploy" }')
+    return deploy
+
+
+def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
+                      batch_size: int | None = None) -> caffe_pb2.NetParameter:
+    """A copy of `net` whose Data layers read the dataset's LMDBs (DIGITS layout).
+
+    TRAIN-phase layers read `train_db/<features|labels>`, TEST-phase ones `val_db/...`; a top
+    named "label" reads the labels database, any other top the features.
+    """
+    bound = caffe_pb2.NetParameter()
+    bound.CopyFrom(net)
+    for layer in bound.layer:
+        if layer.type != "Data":
+            continue
+        phases = {rule.phase for rule in layer.include if rule.HasField("phase")}
+        if len(phases) != 1:
+            raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST) "
+                            "so digitslite knows which split it reads")
+        stage_db = "train_db" if phases == {caffe_pb2.TRAIN} else "val_db"
+        part = "labels" if layer.top and layer.top[0] == "label" else "features"
+        layer.data_param.source = str(Path(dataset_dir) / stage_db / part)
+        layer.data_param.backend = caffe_pb2.DataParameter.LMDB
+        if batch_size is not None:
+            layer.data_param.batch_size = batch_size
+    return bound

@@ -1,0 +1,218 @@
+"""`digitslite net shapes | table | crops | check`, through the real command line group."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from digitslite.caffe.prototxt import read_net
+from digitslite.cli import main
+
+FCN8S = "fcn__voc-fcn8s__deploy.prototxt"
+FCN_ALEXNET = "digits__semantic-segmentation__fcn_alexnet.prototxt"
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, ["net", *map(str, args)])
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# ---- shapes
+
+def test_shapes_json_for_lenet(peer):
+    result = _run("shapes", peer("caffe__mnist__lenet.prototxt"), "--json")
+    assert result.exit_code == 0, result.output
+    blobs = json.loads(result.stdout)["blobs"]
+    # Input 64x1x28x28; conv 28-5+1 = 24; pool 12; conv 8; pool 4
+    assert blobs["conv1"] == [64, 20, 24, 24]
+    assert blobs["pool2"] == [64, 50, 4, 4]
+    assert blobs["prob"] == [64, 10]
+
+
+def test_shapes_takes_an_input_shape_with_or_without_a_name(peer):
+    for option in ("1,1,32,32", "data=1,1,32,32"):
+        result = _run("shapes", peer("caffe__mnist__lenet.prototxt"), "--input-shape", option, "--json")
+        assert json.loads(result.stdout)["blobs"]["pool2"] == [1, 50, 5, 5]  # 32-4=28, 14, 10, 5
+
+
+def test_shapes_table_for_humans(peer):
+    result = _run("shapes", peer("caffe__mnist__lenet.prototxt"))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].split() == ["data", "64x1x28x28"]
+
+
+def test_shapes_of_train_phase_with_stage(peer):
+    # the val stage keeps the Accuracy layer; data 3x500x356 from the caller, label derived 1x1x500x356
+    result = _run("shapes", peer(FCN_ALEXNET), "--phase", "test", "--stage", "val", "--input-shape",
+                  "3,500,356", "--json")
+    blobs = json.loads(result.stdout)["blobs"]
+    assert blobs["data"] == [1, 3, 500, 356]
+    assert blobs["label"] == [1, 1, 500, 356]
+    assert blobs["score"] == [1, 21, 500, 356]
+    assert blobs["accuracy"] == []
+
+
+def test_bad_input_shape_option_is_a_usage_error(peer):
+    result = _run("shapes", peer("caffe__mnist__lenet.prototxt"), "--input-shape", "1,x,28,28")
+    assert result.exit_code == 2
+    assert "[BLOB=]N,C,H,W" in result.output
+
+
+# ---- table
+
+def test_table_json_reproduces_table_2(peer):
+    result = _run("table", peer(FCN_ALEXNET), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    first, last = report["rows"][0], report["rows"][-1]
+    assert first == {"layer": "conv1", "type": "Convolution", "stride": 4, "pad": 100, "kernel": 11,
+                     "scale": "1/4", "cumulative_scale": "1/4", "offset": 23.75, "cumulative_offset": 18}
+    assert last == {"layer": "upscore", "type": "Deconvolution", "stride": 32, "pad": 0, "kernel": 63,
+                    "scale": "32", "cumulative_scale": "1", "offset": 31, "cumulative_offset": 31}
+    pool5 = next(row for row in report["rows"] if row["layer"] == "pool5")
+    assert (pool5["cumulative_scale"], pool5["offset"], pool5["cumulative_offset"]) == ("1/32", -0.5, -65)
+    assert report["crop_offset"] == 18
+
+
+def test_table_between_chosen_blobs(peer):
+    result = _run("table", peer(FCN8S), "--from", "data", "--to", "pool5", "--json")
+    report = json.loads(result.stdout)
+    assert report["rows"][-1]["cumulative_scale"] == "1/32"
+    assert report["rows"][0]["cumulative_offset"] == 2.609375  # fcn-reference §c
+    assert report["crop_offset"] is None
+
+
+def test_table_text_ends_with_the_crop_offset(peer):
+    result = _run("table", peer(FCN8S))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == "crop offset: 31"
+
+
+def test_table_without_a_crop_or_a_target_explains(peer):
+    line = _one_line_error(_run("table", peer("caffe__bvlc_alexnet__deploy.prototxt")))
+    assert "no Crop layer" in line and "--to" in line
+
+
+# ---- crops
+
+def test_crops_json(peer):
+    result = _run("crops", peer(FCN8S), "--json")
+    assert json.loads(result.stdout) == {"crops": [
+        {"layer": "score_pool4c", "written": [5], "derived": [5], "ok": True},
+        {"layer": "score_pool3c", "written": [9], "derived": [9], "ok": True},
+        {"layer": "score", "written": [31], "derived": [31], "ok": True}]}
+
+
+@pytest.fixture
+def broken_fcn8s(peer, tmp_path):
+    """FCN-8s deploy with score_pool4c's offset removed and score's written as 30."""
+    text = peer(FCN8S).read_text()
+    text = text.replace("offset: 5\n", "", 1).replace("offset: 31", "offset: 30")
+    path = tmp_path / "broken.prototxt"
+    path.write_text(text)
+    return path
+
+
+def test_crops_flags_missing_and_wrong_offsets(broken_fcn8s):
+    result = _run("crops", broken_fcn8s)
+    assert result.exit_code == 0
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["score_pool4c", "written", "-", "derived", "5", "missing"],
+        ["score_pool3c", "written", "9", "derived", "9", "ok"],
+        ["score", "written", "30", "derived", "31", "WRONG"]]
+
+
+def test_crops_fix_writes_a_corrected_copy(broken_fcn8s, tmp_path):
+    out = tmp_path / "fixed.prototxt"
+    result = _run("crops", broken_fcn8s, "--fix", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "2 offset(s) filled or corrected" in result.stdout
+    fixed = read_net(out)
+    offsets = [list(layer.crop_param.offset) for layer in fixed.layer if layer.type == "Crop"]
+    assert offsets == [[5], [9], [31]]
+    assert {path.name for path in tmp_path.iterdir()} == {"broken.prototxt", "fixed.prototxt"}
+    assert _run("check", out).exit_code == 0
+
+
+def test_crops_fix_needs_an_output(broken_fcn8s):
+    assert _run("crops", broken_fcn8s, "--fix").exit_code == 2
+
+
+# ---- check
+
+def test_check_verdict_line(peer):
+    result = _run("check", peer(FCN8S))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: ")
+    assert "47 layers (test)" in result.stdout
+    assert "3 Crop offset(s) match the coordinate map" in result.stdout
+    assert "outputs: score 1x21x500x500" in result.stdout
+
+
+def test_check_refuses_a_wrong_crop_offset(broken_fcn8s):
+    line = _one_line_error(_run("check", broken_fcn8s))
+    assert f"{broken_fcn8s}:" in line
+    assert "layer 'score_pool4c' (Crop) has offset none (read as 0) but the coordinate map gives 5" in line
+    assert "net crops" in line and "--fix" in line
+
+
+def test_check_refuses_a_solver_file_in_one_line(peer):
+    line = _one_line_error(_run("check", peer("fcn__voc-fcn8s__solver.prototxt")))
+    assert "solver" in line
+
+
+# Every peer network file, with what `net check` must say about it. Data layers need the caller's
+# shape; DIGITS' standard networks leave num_output for DIGITS to fill; L1Loss is NVcaffe-only.
+PEER_VERDICTS = {
+    "caffe__bvlc_alexnet__deploy.prototxt": ((), "OK"),
+    "caffe__bvlc_alexnet__train_val.prototxt": (("--input-shape", "3,256,256"), "OK"),
+    "caffe__mnist__lenet.prototxt": ((), "OK"),
+    "caffe__mnist__lenet_train_test.prototxt": (("--input-shape", "1,28,28"), "OK"),
+    "digits__binary-segmentation__segmentation-model.prototxt":
+        (("--input-shape", "3,32,32"), "layer 'lossL1' has type 'L1Loss', which digitslite does not support"),
+    "digits__semantic-segmentation__fcn_alexnet.deploy.prototxt": ((), "OK"),
+    "digits__semantic-segmentation__fcn_alexnet.prototxt": (("--stage", "val", "--input-shape", "3,500,356"),
+                                                            "OK"),
+    "digits__standard-networks__caffe__alexnet.prototxt":
+        (("--stage", "val", "--input-shape", "3,256,256"), "'fc8' (InnerProduct): num_output is not set"),
+    "digits__standard-networks__caffe__lenet.prototxt":
+        (("--stage", "val", "--input-shape", "1,28,28"), "'ip2' (InnerProduct): num_output is not set"),
+    "fcn__voc-fcn-alexnet__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "fcn__voc-fcn-alexnet__val.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "fcn__voc-fcn16s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "fcn__voc-fcn32s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "fcn__voc-fcn8s__deploy.prototxt": ((), "OK"),
+    "fcn__voc-fcn8s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "fcn__voc-fcn8s__val.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
+    "mnistdeploy__mnist_deploy.prototxt": ((), "OK"),
+}
+
+
+def test_every_peer_network_has_a_verdict(peer):
+    folder = peer("MANIFEST.md").parent
+    nets = {path.name for path in folder.glob("*.prototxt") if "solver" not in path.name}
+    assert nets == set(PEER_VERDICTS)
+
+
+@pytest.mark.parametrize("name", sorted(PEER_VERDICTS))
+def test_net_check_on_every_peer_network(peer, name):
+    args, verdict = PEER_VERDICTS[name]
+    result = _run("check", peer(name), *args)
+    if verdict == "OK":
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"OK: {peer(name)}: ")
+    else:
+        assert verdict in _one_line_error(result)
+
+
+@pytest.mark.parametrize("name", sorted(name for name in PEER_VERDICTS if name.startswith("fcn__")
+                                        and "deploy" not in name))
+def test_fcn_python_data_layers_are_named_without_a_shape(peer, name):
+    line = _one_line_error(_run("check", peer(name)))
+    assert "layer 'data' (Python)" in line and "--input-shape" in line
