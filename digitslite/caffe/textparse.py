@@ -24,6 +24,7 @@ _LEGACY_FIELD_HINTS = {
     "weight_decay": "`weight_decay` belongs to the old `layers { }` format; write `param { decay_mult: ... }`"
                     " instead",
 }
+_GENERIC_HINT = "check the syntax here: fields are written `name: value` and blocks `name { ... }`"
 _MESSAGE_START = re.compile(
     r"(Message type|Enum type|Couldn't parse|Value out of range|Expected|String missing|Integer|Invalid)")
 
@@ -36,7 +37,8 @@ def parse_text(text: str, source: str, message: Message) -> TextScan:
     scan = scan_text(text, source)
     if not scan.tokens:
         kind = message.DESCRIPTOR.name
-        raise PrototxtError("the file is empty", path=source, hint=_EMPTY_HINTS.get(kind, "write its fields"))
+        raise PrototxtError("holds no definition: the file is empty or only comments", path=source,
+                            hint=_EMPTY_HINTS.get(kind, "write its fields"))
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
@@ -63,9 +65,6 @@ def located_parse_error(exc: text_format.ParseError, text: str, scan: TextScan,
     problem, hint = _explain(body, scan, index, message)
     return PrototxtError(problem, path=path, line=line, column=column,
                          token=token.text if token is not None else None, hint=hint)
-
-
-_GENERIC_HINT = "check the syntax here: fields are written `name: value` and blocks `name { ... }`"
 
 
 def _message_body(raw: str, text: str, line: int | None) -> str:
