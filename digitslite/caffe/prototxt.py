@@ -5,7 +5,6 @@ This is the module the rest of digitslite imports; the pieces live in small sibl
 textparse, upgrade, netfilter, topology) and are re-exported here.
 """
 import os
-import tempfile
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -17,6 +16,7 @@ from digitslite.caffe.sourcemap import PrototxtError, SourceMap
 from digitslite.caffe.textparse import parse_text
 from digitslite.caffe.topology import check_topology, insert_splits
 from digitslite.caffe.upgrade import apply_snapshot_prefix_default, upgrade_net, upgrade_solver
+from digitslite.fileio import write_atomically
 
 __all__ = [
     "PrototxtError", "SourceMap", "check_topology", "compose_state", "filter_net", "insert_splits",
@@ -144,20 +144,9 @@ def _not_binary_error(data: bytes, source: str) -> PrototxtError:
 
 
 def _write_atomically(path: PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    target = Path(path)
+    """fileio.write_atomically, with a failure reported as a PrototxtError naming the file."""
     try:
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        write_atomically(path, data)
     except OSError as exc:
-        raise PrototxtError(f"cannot write the file: {exc.strerror or exc}", path=str(target),
+        raise PrototxtError(f"cannot write the file: {exc.strerror or exc}", path=str(path),
                             hint="check that its folder exists and is writable") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -13,35 +13,20 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import CropCheck, StrideRow, crop_report, fill_crop_offsets, stride_table
 from digitslite.caffe.prototxt import SourceMap, check_topology, filter_net, read_net_located, write_net
 from digitslite.caffe.shapes import Shape, blob_shapes, input_tops
+from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 
 NetFile = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _parse_input_shape(ctx: click.Context, param: click.Parameter,
-                       values: tuple[str, ...]) -> list[tuple[str | None, list[int]]]:
-    """[BLOB=]N,C,H,W options -> [(blob or None, dims)]."""
-    parsed = []
-    for value in values:
-        name, _, dims = value.rpartition("=")
-        try:
-            numbers = [int(dim) for dim in dims.split(",")]
-        except ValueError:
-            raise click.BadParameter(f"'{value}' is not [BLOB=]N,C,H,W (e.g. 1,3,500,500 or "
-                                     "data=1,3,500,500)") from None
-        parsed.append((name or None, numbers))
-    return parsed
-
-
 _phase = click.option("--phase", type=click.Choice(["train", "test"]), default="test", show_default=True,
                       help="Keep the layers of this phase.")
 _stage = click.option("--stage", "stages", multiple=True, metavar="S",
                       help="A stage of the net state, e.g. val or deploy (repeatable).")
-_input_shape = click.option(
-    "--input-shape", "input_shapes", multiple=True, metavar="[BLOB=]N,C,H,W", callback=_parse_input_shape,
-    help="Shape of an input blob; without BLOB= the net's first input. Data layers also take C,H,W "
-         "(N from batch_size; crop_size applies) (repeatable).")
+_input_shape = input_shape_option(
+    "Shape of an input blob; without BLOB= the net's first input. Data layers also take C,H,W "
+    "(N from batch_size; crop_size applies) (repeatable).")
 _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 

@@ -2,23 +2,12 @@
 import click
 
 from digitslite.caffe.surgery import transplant_files
+from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 
 
 def _shape_text(shape) -> str:
     return "-" if shape is None else "x".join(map(str, shape)) or "scalar"
-
-
-def _input_shapes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, list]:
-    """NAME=N,C,H,W options -> {name: dims}."""
-    shapes = {}
-    for value in values:
-        name, _, dims = value.partition("=")
-        try:
-            shapes[name] = [int(dim) for dim in dims.split(",")]
-        except ValueError:
-            raise click.BadParameter(f"'{value}' is not NAME=N,C,H,W (e.g. data=1,3,500,500)") from None
-    return shapes
 
 
 @click.command()
@@ -33,8 +22,8 @@ def _input_shapes(ctx: click.Context, param: click.Parameter, values: tuple[str,
               help="Give this destination layer bilinear upsampling weights (repeatable).")
 @click.option("--expand-score", multiple=True, metavar="LAYER",
               help="Copy the classes both nets have into this score layer and zero the rest (repeatable).")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=N,C,H,W", callback=_input_shapes,
-              help="Shape of an input top of either net, for nets whose inputs are data layers (repeatable).")
+@input_shape_option("Shape of an input blob of both nets as NAME=N,C,H,W, where they cannot say it "
+                    "themselves (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-layer report as JSON.")
 def command(src_net, src_weights, dst_net, output, interp, expand_score, input_shapes, as_json) -> None:
     """Transplant weights by layer name, coercing InnerProduct into Convolution where the numbers fit.
@@ -43,9 +32,12 @@ def command(src_net, src_weights, dst_net, output, interp, expand_score, input_s
     left-initialised (no source weights: the destination's filler decides) or dropped (only in the
     source). Deconvolutions without source weights get bilinear weights.
     """
+    if any(name is None for name, _ in input_shapes):
+        raise click.BadParameter("name the blob, e.g. data=1,3,227,227: it applies to both nets",
+                                 param_hint="--input-shape")
     actions = transplant_files(
         src_net, src_weights, dst_net, output,
-        interp=interp, expand_score=expand_score, input_shapes=input_shapes,
+        interp=interp, expand_score=expand_score, input_shapes=dict(input_shapes),
     )
     if as_json:
         emit_json({"layers": [action.as_dict() for action in actions]})

@@ -112,4 +112,11 @@ def test_malformed_input_shape_is_a_usage_error(files):
     result = CliRunner().invoke(main, surgery_args(files, "--input-shape", "data=1,x"))
 
     assert result.exit_code == 2
-    assert "NAME=N,C,H,W" in result.output
+    assert "'data=1,x' is not [BLOB=]N,C,H,W" in result.output
+
+
+def test_input_shape_must_name_the_blob_for_surgery(files):
+    result = CliRunner().invoke(main, surgery_args(files, "--input-shape", "1,3,227,227"))
+
+    assert result.exit_code == 2
+    assert "name the blob" in result.output
