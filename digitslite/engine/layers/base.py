@@ -3,12 +3,15 @@
 A layer is built from its LayerParameter and the shapes of its bottoms (known statically from
 digitslite.caffe.shapes), so parameter shapes are fixed at construction, as in Caffe's SetUp.
 """
+import math
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from digitslite.caffe import caffe_pb2
+from digitslite.engine.fillers import fill
+from digitslite.errors import UserError
 
 Shape = tuple[int, ...]
 
@@ -50,3 +53,47 @@ class CaffeLayer(nn.Module):
     def blobs(self) -> list[torch.Tensor]:
         """The layer's blobs in Caffe order (weights are nn.Parameters; statistics may be buffers)."""
         return [getattr(self, name) for name in self.blob_names]
+
+    def user_error(self, problem: str, fix: str) -> UserError:
+        """A UserError that names this layer, says what is wrong and how to fix it."""
+        return UserError(f"layer '{self.param.name}' ({self.param.type}): {problem}; {fix}")
+
+    def canonical_axis(self, axis: int, num_axes: int, field: str) -> int:
+        """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
+        if not -num_axes <= axis < num_axes:
+            raise self.user_error(f"{field} {axis} is out of range for a {num_axes}-axis bottom",
+                                  f"use an axis in [{-num_axes}, {num_axes})")
+        return axis + num_axes if axis < 0 else axis
+
+    def require_bottoms(self, bottom_shapes: list[Shape], minimum: int, maximum: int | None = None) -> None:
+        """Check the number of bottoms against what the layer type accepts."""
+        count = len(bottom_shapes)
+        if count < minimum or (maximum is not None and count > maximum):
+            wanted = (f"exactly {minimum}" if maximum == minimum else
+                      f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}")
+            raise self.user_error(f"it has {count} bottom(s) but takes {wanted}",
+                                  "fix the layer's bottom list")
+
+    def new_param(self, shape: Shape, filler: caffe_pb2.FillerParameter,
+                  generator: torch.Generator | None, field: str) -> nn.Parameter:
+        """A learnable blob of the given shape, initialised by its filler as Caffe's SetUp does."""
+        tensor = torch.empty(shape)
+        fill(tensor, filler, generator, context=f"layer '{self.param.name}' ({self.param.type}) {field}")
+        return nn.Parameter(tensor)
+
+
+def upcast(tensor: torch.Tensor) -> torch.Tensor:
+    """A 16-bit float tensor as float32 (others unchanged): Caffe computes in float32, and sums of
+    squares, batch statistics and log-probabilities overflow or lose precision in 16 bits (AMP)."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def count(shape: Shape, start: int = 0, end: int | None = None) -> int:
+    """Caffe's count(start, end): the product of the dims in [start, end)."""
+    return math.prod(shape[start:end])
+
+
+def filler_or(message: caffe_pb2.FillerParameter, present: bool, **default: float | str
+              ) -> caffe_pb2.FillerParameter:
+    """The given filler, or Caffe's layer-specific default when the prototxt leaves it out."""
+    return message if present else caffe_pb2.FillerParameter(**default)

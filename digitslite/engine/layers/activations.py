@@ -1,0 +1,102 @@
+"""Element-wise neuron layers: ReLU, Sigmoid, TanH, ELU, PReLU, Power and Dropout."""
+import torch
+import torch.nn.functional as F
+
+from digitslite.caffe import caffe_pb2
+from digitslite.engine.layers.base import CaffeLayer, Shape, filler_or, register
+
+
+class _Neuron(CaffeLayer):
+    """One bottom, one top of the same shape."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+
+
+@register("ReLU")
+class ReLU(_Neuron):
+    """max(x, 0) + negative_slope·min(x, 0); at x = 0 the gradient takes the slope branch."""
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        slope = self.param.relu_param.negative_slope
+        return (F.leaky_relu(bottom, slope) if slope else F.relu(bottom),)
+
+
+@register("Sigmoid")
+class Sigmoid(_Neuron):
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.sigmoid(bottom),)
+
+
+@register("TanH")
+class TanH(_Neuron):
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.tanh(bottom),)
+
+
+@register("ELU")
+class ELU(_Neuron):
+    """max(x, 0) + alpha·(exp(min(x, 0)) − 1)."""
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (F.elu(bottom, self.param.elu_param.alpha),)
+
+
+@register("PReLU")
+class PReLU(_Neuron):
+    """ReLU with learned negative slopes, one per channel (axis 1) or one shared scalar."""
+
+    blob_names = ("slope",)
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        shape = bottom_shapes[0]
+        if len(shape) < 2:
+            raise self.user_error(f"its bottom has shape {shape}",
+                                  "PReLU needs a bottom with at least 2 axes")
+        prelu = param.prelu_param
+        filler = filler_or(prelu.filler, prelu.HasField("filler"), type="constant", value=0.25)
+        slope_shape = () if prelu.channel_shared else (shape[1],)
+        self.slope = self.new_param(slope_shape, filler, generator, "filler")
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        slope = self.slope.reshape(-1, *([1] * (bottom.dim() - 2))) if self.slope.dim() else self.slope
+        return (torch.where(bottom > 0, bottom, bottom * slope),)
+
+
+@register("Power")
+class Power(_Neuron):
+    """(shift + scale·x)^power; when power·scale is 0 the output is a constant with no gradient."""
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        power_param = self.param.power_param
+        power, scale, shift = power_param.power, power_param.scale, power_param.shift
+        if power * scale == 0:
+            return (torch.full_like(bottom, shift).pow(power),)
+        base = shift + scale * bottom
+        return (base if power == 1 else base.pow(power),)
+
+
+@register("Dropout")
+class Dropout(_Neuron):
+    """Inverted dropout in the TRAIN phase (kept values scaled by 1/(1 − ratio)); identity in TEST.
+
+    The Bernoulli mask comes from torch's global RNG (seeded by the solver), not from the layer's
+    generator, so the mask can be drawn on the tensor's own device.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.ratio = param.dropout_param.dropout_ratio
+        if not 0.0 <= self.ratio < 1.0:
+            raise self.user_error(f"dropout_ratio {self.ratio} is outside [0, 1)",
+                                  "use a ratio of at least 0 and below 1")
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        if self.phase == caffe_pb2.TRAIN:
+            return (F.dropout(bottom, self.ratio, training=True),)
+        return (bottom,)

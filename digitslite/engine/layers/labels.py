@@ -1,0 +1,59 @@
+"""What Softmax-style loss and Accuracy layers share: the outer×C×inner view and reading labels."""
+import torch
+
+from digitslite.caffe import caffe_pb2
+from digitslite.engine.layers.base import CaffeLayer, Shape, count
+
+Norm = caffe_pb2.LossParameter
+
+
+def split_at(shape: Shape, axis: int) -> tuple[int, int, int]:
+    """(outer, classes, inner): count(0, axis), shape[axis], count(axis + 1, end)."""
+    return count(shape, 0, axis), shape[axis], count(shape, axis + 1)
+
+
+def check_label_count(layer: CaffeLayer, scores: Shape, labels: Shape, axis: int) -> None:
+    """Caffe's set-up check: one label per position and the same first dim."""
+    outer, _, inner = split_at(scores, axis)
+    if count(labels) != outer * inner or (labels and scores and labels[0] != scores[0]):
+        raise layer.user_error(f"the label blob {labels} does not hold one label per position of the "
+                               f"{scores} scores along axis {axis} ({outer}×{inner} labels expected)",
+                               "feed labels with the scores' dims other than the class axis")
+
+
+def read_labels(layer: CaffeLayer, labels: torch.Tensor, outer: int, inner: int, classes: int,
+                ignore_label: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels truncated to int as (outer, inner), clamped into range, and the mask of counted positions.
+
+    A label outside [0, classes) that is not the ignore_label is a user error (Caffe leaves it
+    undefined; on a GPU it would abort the device).
+    """
+    if labels.numel() != outer * inner:
+        raise layer.user_error(f"it got {labels.numel()} labels for {outer}×{inner} scored positions",
+                               "feed one label per position of the scores")
+    values = labels.detach().reshape(outer, inner).long()
+    counted = (values != ignore_label if ignore_label is not None
+               else torch.ones_like(values, dtype=torch.bool))
+    bad = counted & ((values < 0) | (values >= classes))
+    if bool(bad.any()):
+        example = int(values[bad][0])
+        raise layer.user_error(f"label {example} is outside the {classes} classes [0, {classes})",
+                               "fix the labels, or set ignore_label for the value to skip")
+    return values.clamp(0, classes - 1), counted
+
+
+def normalization_mode(loss_param: caffe_pb2.LossParameter, default: int) -> int:
+    """Explicit `normalization`, else the legacy `normalize` (true VALID, false BATCH_SIZE), else default."""
+    if loss_param.HasField("normalization"):
+        return loss_param.normalization
+    if loss_param.HasField("normalize"):
+        return Norm.VALID if loss_param.normalize else Norm.BATCH_SIZE
+    return default
+
+
+def normalizer(mode: int, outer: int, inner: int, counted: torch.Tensor) -> torch.Tensor:
+    """The loss divisor for the mode, clamped to at least 1 so an all-ignored batch gives 0."""
+    if mode == Norm.VALID:
+        return counted.sum().clamp(min=1)
+    size = {Norm.FULL: outer * inner, Norm.BATCH_SIZE: outer, Norm.NONE: 1}[mode]
+    return torch.tensor(max(size, 1), device=counted.device)

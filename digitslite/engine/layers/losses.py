@@ -1,0 +1,129 @@
+"""Loss layers: SoftmaxWithLoss, EuclideanLoss and SigmoidCrossEntropyLoss; each outputs a scalar."""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from digitslite.caffe import caffe_pb2
+from digitslite.engine.layers.base import CaffeLayer, Shape, count, register, upcast
+from digitslite.engine.layers.labels import (
+    Norm,
+    check_label_count,
+    normalization_mode,
+    normalizer,
+    read_labels,
+    split_at,
+)
+
+FLT_MIN = 1.1754943508222875e-38
+
+
+class _SoftmaxLossFunction(torch.autograd.Function):
+    """−Σ log(max(p_label, FLT_MIN)) / normalizer with Caffe's gradient (p − onehot)/normalizer.
+
+    Autograd of the clamped forward would zero the gradient where p underflows; Caffe does not.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, truth: torch.Tensor, counted: torch.Tensor,
+                divisor: torch.Tensor) -> torch.Tensor:
+        log_prob = torch.log_softmax(scores, dim=1)
+        picked = log_prob.gather(1, truth.unsqueeze(1)).squeeze(1).clamp(min=math.log(FLT_MIN))
+        ctx.save_for_backward(log_prob, truth, counted, divisor)
+        return -torch.where(counted, picked, 0.0).sum() / divisor
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        log_prob, truth, counted, divisor = ctx.saved_tensors
+        diff = log_prob.exp()
+        diff.scatter_add_(1, truth.unsqueeze(1), torch.full_like(diff[:, :1], -1.0))
+        diff *= counted.unsqueeze(1) * (grad / divisor)
+        return diff, None, None, None
+
+
+class _LabelledLoss(CaffeLayer):
+    """Loss layers take (prediction, target) and never send a gradient to the target."""
+
+    is_loss = True
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 2, 2)
+        loss = param.loss_param
+        self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
+
+
+@register("SoftmaxWithLoss")
+class SoftmaxWithLoss(_LabelledLoss):
+    """Multinomial logistic loss of the softmax along softmax_param.axis; optional second top = prob.
+
+    Normalisation defaults to VALID; gradients from the prob top are ignored, as in Caffe.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.axis = self.canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]), "softmax_param.axis")
+        check_label_count(self, bottom_shapes[0], bottom_shapes[1], self.axis)
+        self.mode = normalization_mode(param.loss_param, Norm.VALID)
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outer, classes, inner = split_at(tuple(scores.shape), self.axis)
+        truth, counted = read_labels(self, labels, outer, inner, classes, self.ignore_label)
+        grouped = upcast(scores).reshape(outer, classes, inner)
+        divisor = normalizer(self.mode, outer, inner, counted).to(grouped.dtype)
+        loss = _SoftmaxLossFunction.apply(grouped, truth, counted, divisor)
+        if len(self.param.top) < 2:
+            return (loss,)
+        return loss, F.softmax(scores.detach(), dim=self.axis)
+
+
+@register("EuclideanLoss")
+class EuclideanLoss(CaffeLayer):
+    """Σ (a − b)² / (2N) with N = the first dim; both inputs may receive a gradient."""
+
+    is_loss = True
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 2, 2)
+        first, second = bottom_shapes
+        if not first or not second or first[0] != second[0] or count(first, 1) != count(second, 1):
+            raise self.user_error(f"its bottoms {first} and {second} do not pair up",
+                                  "give both bottoms the same first dim and the same count per item")
+
+    def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor]:
+        difference = upcast(predicted) - upcast(target).reshape(predicted.shape)
+        return (difference.square().sum() / (2 * predicted.shape[0]),)
+
+
+@register("SigmoidCrossEntropyLoss")
+class SigmoidCrossEntropyLoss(_LabelledLoss):
+    """Σ max(x,0) − x·t + log(1 + e^−|x|) over counted elements / normalizer (default BATCH_SIZE).
+
+    torch's binary_cross_entropy_with_logits has exactly this value and Caffe's gradient
+    sigmoid(x) − t, including at x = 0 where autograd of the written formula would differ.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        logits, targets = bottom_shapes
+        if count(logits) != count(targets):
+            raise self.user_error(f"logits {logits} and targets {targets} differ in count",
+                                  "give one target per logit")
+        self.mode = normalization_mode(param.loss_param, Norm.BATCH_SIZE)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor]:
+        logits = upcast(logits)
+        targets = targets.detach().reshape(logits.shape).to(logits.dtype)
+        counted = (targets.long() != self.ignore_label if self.ignore_label is not None
+                   else torch.ones_like(targets, dtype=torch.bool))
+        elementwise = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        outer = logits.shape[0] if logits.dim() else 1
+        divisor = normalizer(self.mode, outer, logits.numel() // max(outer, 1), counted).to(logits.dtype)
+        return (torch.where(counted, elementwise, 0.0).sum() / divisor,)

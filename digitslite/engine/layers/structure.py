@@ -1,0 +1,203 @@
+"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape and Silence."""
+import itertools
+import math
+
+import torch
+
+from digitslite.caffe import caffe_pb2
+from digitslite.engine.layers.base import CaffeLayer, Shape, register
+
+
+@register("Crop")
+class Crop(CaffeLayer):
+    """Crop bottom 0 to bottom 1's size on every axis from `axis` on; bottom 1 only supplies a shape.
+
+    top[..., j, ...] = bottom0[..., j + offset, ...]; one offset applies to every cropped axis.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 2, 2)
+        crop = param.crop_param
+        source, reference = bottom_shapes
+        if len(source) != len(reference):
+            raise self.user_error(f"its bottoms {source} and {reference} differ in number of axes",
+                                  "crop against a reference blob with the same number of axes")
+        self.start = self.canonical_axis(crop.axis, len(source), "crop_param.axis")
+        cropped = len(source) - self.start
+        if len(crop.offset) > 1 and len(crop.offset) != cropped:
+            raise self.user_error(f"{len(crop.offset)} offsets are given for {cropped} cropped axes",
+                                  "give no offset, one for all axes, or one per cropped axis")
+        self.offsets = tuple(crop.offset) * cropped if len(crop.offset) == 1 else (
+            tuple(crop.offset) or (0,) * cropped)
+        self._check(source, reference)
+
+    def _check(self, source: Shape, reference: Shape) -> None:
+        for index, offset in enumerate(self.offsets):
+            axis = self.start + index
+            if source[axis] - offset < reference[axis]:
+                raise self.user_error(f"on axis {axis} the bottom has size {source[axis]}, too small to crop "
+                                      f"{reference[axis]} at offset {offset}",
+                                      "reduce the offset or crop against a smaller reference")
+
+    def forward(self, bottom: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor]:
+        self._check(tuple(bottom.shape), tuple(reference.shape))
+        top = bottom
+        for index, offset in enumerate(self.offsets):
+            axis = self.start + index
+            top = top.narrow(axis, offset, reference.shape[axis])
+        return (top,)
+
+
+class _AlongAxis(CaffeLayer):
+    """Concat and Slice pick their axis from `axis` or the deprecated non-negative `<name>_dim`."""
+
+    def resolve_axis(self, message, legacy: str, num_axes: int) -> int:
+        if message.HasField(legacy):
+            if message.HasField("axis"):
+                raise self.user_error(f"both axis and {legacy} are given",
+                                      f"give only axis ({legacy} is deprecated)")
+            if getattr(message, legacy) >= num_axes:
+                raise self.user_error(f"{legacy} {getattr(message, legacy)} is out of range for a "
+                                      f"{num_axes}-axis bottom", f"use axis in [0, {num_axes})")
+            return getattr(message, legacy)
+        return self.canonical_axis(message.axis, num_axes, "axis")
+
+
+@register("Concat")
+class Concat(_AlongAxis):
+    """Join the bottoms along one axis; every other axis must agree."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1)
+        first = bottom_shapes[0]
+        self.axis = self.resolve_axis(param.concat_param, "concat_dim", len(first))
+        for shape in bottom_shapes[1:]:
+            if len(shape) != len(first) or any(
+                    a != b for i, (a, b) in enumerate(zip(shape, first, strict=True)) if i != self.axis):
+                raise self.user_error(f"bottoms {first} and {shape} differ off the concat axis {self.axis}",
+                                      "make all bottoms agree on every axis but the concat axis")
+
+    def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.cat(bottoms, dim=self.axis),)
+
+
+@register("Slice")
+class Slice(_AlongAxis):
+    """Cut the bottom along one axis at slice_point, or into equal pieces, one per top."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        slice_param = param.slice_param
+        self.axis = self.resolve_axis(slice_param, "slice_dim", len(bottom_shapes[0]))
+        self.num_tops = max(len(param.top), 1)
+        self.points = tuple(slice_param.slice_point)
+        if self.points and len(self.points) != self.num_tops - 1:
+            raise self.user_error(f"{len(self.points)} slice points are given for {self.num_tops} tops",
+                                  "give one slice_point fewer than the number of tops, or none")
+        self.sizes(bottom_shapes[0][self.axis])
+
+    def sizes(self, length: int) -> list[int]:
+        """The length of each piece along the slice axis."""
+        if not self.points:
+            if length % self.num_tops:
+                raise self.user_error(f"axis size {length} does not split into {self.num_tops} equal pieces",
+                                      "give slice_point values or change the number of tops")
+            return [length // self.num_tops] * self.num_tops
+        bounds = [0, *self.points, length]
+        pieces = [end - start for start, end in itertools.pairwise(bounds)]
+        if min(pieces) <= 0:
+            raise self.user_error(f"slice points {list(self.points)} do not cut axis size {length} into "
+                                  "non-empty pieces", "use strictly increasing points below the axis size")
+        return pieces
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.split(bottom, self.sizes(bottom.shape[self.axis]), dim=self.axis))
+
+
+@register("Flatten")
+class Flatten(CaffeLayer):
+    """Merge axes axis..end_axis (inclusive) into one."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        flatten = param.flatten_param
+        num_axes = len(bottom_shapes[0])
+        self.start = self.canonical_axis(flatten.axis, num_axes, "flatten_param.axis")
+        self.end = self.canonical_axis(flatten.end_axis, num_axes, "flatten_param.end_axis")
+        if self.end < self.start - 1:
+            raise self.user_error(f"end_axis {self.end} comes before axis {self.start}",
+                                  "give an end_axis at or after axis")
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        shape = bottom.shape
+        merged = math.prod(shape[self.start:self.end + 1])
+        return (bottom.reshape(*shape[:self.start], merged, *shape[self.end + 1:]),)
+
+
+@register("Reshape")
+class Reshape(CaffeLayer):
+    """Replace axes [start, end) by reshape_param.shape; 0 copies a bottom dim, one −1 is inferred."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        reshape = param.reshape_param
+        self.dims = tuple(reshape.shape.dim)
+        if self.dims.count(-1) > 1:
+            raise self.user_error("more than one dim is -1", "leave at most one dim to be inferred")
+        if any(d < -1 for d in self.dims):
+            raise self.user_error(f"shape {list(self.dims)} has a dim below -1", "use dims >= -1")
+        self.axis, self.num_axes = reshape.axis, reshape.num_axes
+        self.top_shape(bottom_shapes[0])
+
+    def top_shape(self, bottom: Shape) -> Shape:
+        """Caffe's reshape rule applied to one bottom shape."""
+        ndim = len(bottom)
+        start = self.axis if self.axis >= 0 else ndim + self.axis + 1
+        if not 0 <= start <= ndim:
+            raise self.user_error(f"axis {self.axis} is out of range for a {ndim}-axis bottom",
+                                  f"use an axis in [{-ndim - 1}, {ndim}]")
+        end = ndim if self.num_axes == -1 else start + self.num_axes
+        if self.num_axes < -1 or end > ndim:
+            raise self.user_error(f"num_axes {self.num_axes} reaches past the bottom's {ndim} axes",
+                                  "use -1 (to the end) or a smaller num_axes")
+        middle = []
+        for index, dim in enumerate(self.dims):
+            if dim == 0:
+                if start + index >= ndim:
+                    raise self.user_error(f"dim {index} is 0 but the bottom has no axis {start + index}",
+                                          "replace the 0 with an explicit size")
+                dim = bottom[start + index]
+            middle.append(dim)
+        shape = [*bottom[:start], *middle, *bottom[end:]]
+        total = math.prod(bottom)
+        if -1 in middle:
+            known = math.prod(d for d in shape if d != -1)
+            if known == 0 or total % known:
+                raise self.user_error(f"cannot infer the -1 dim of {shape} from {total} values",
+                                      "make the other dims divide the bottom's count")
+            shape[shape.index(-1)] = total // known
+        if math.prod(shape) != total:
+            raise self.user_error(f"shape {shape} holds {math.prod(shape)} values but the bottom {bottom} "
+                                  f"holds {total}", "make the new shape hold the same number of values")
+        return tuple(shape)
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom.reshape(self.top_shape(tuple(bottom.shape))),)
+
+
+@register("Silence")
+class Silence(CaffeLayer):
+    """Consume bottoms so they are not net outputs; produces nothing, passes no gradient."""
+
+    def forward(self, *bottoms: torch.Tensor) -> tuple[()]:
+        return ()
