@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from digitslite.errors import UserError
+
 PathLike = str | os.PathLike
 
 
@@ -22,10 +24,14 @@ def write_atomically(path: PathLike, data: bytes, *, durable: bool = True) -> No
 
     An existing file keeps its permission bits; a new one gets 0644. `durable` also fsyncs the
     file and its folder so the new content survives a power cut (frequent small updates skip it).
-    OSError propagates: callers turn it into a message that names their kind of file.
+    A folder that is missing or not writable is a UserError naming the file.
     """
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write the file: {exc.strerror or exc}; "
+                        "check that its folder exists and is writable") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

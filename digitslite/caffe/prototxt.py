@@ -73,7 +73,7 @@ def write_net(net: caffe_pb2.NetParameter, path: PathLike, binary: bool | None =
     """Write `net` atomically; binary by default for .caffemodel / .binaryproto, else text."""
     if binary is None:
         binary = os.fspath(path).lower().endswith(BINARY_SUFFIXES)
-    _write_atomically(path, net.SerializeToString() if binary else net_to_text(net).encode("utf-8"))
+    write_atomically(path, net.SerializeToString() if binary else net_to_text(net).encode("utf-8"))
 
 
 def parse_solver(text: str, source: str = "<string>") -> caffe_pb2.SolverParameter:
@@ -95,7 +95,7 @@ def read_solver(path: PathLike) -> caffe_pb2.SolverParameter:
 
 def write_solver(solver: caffe_pb2.SolverParameter, path: PathLike) -> None:
     """Write `solver` as prototxt text, atomically."""
-    _write_atomically(path, text_format.MessageToString(solver, as_utf8=True).encode("utf-8"))
+    write_atomically(path, text_format.MessageToString(solver, as_utf8=True).encode("utf-8"))
 
 
 def _require_layers(net: caffe_pb2.NetParameter, source: str) -> None:
@@ -142,11 +142,3 @@ def _not_binary_error(data: bytes, source: str) -> PrototxtError:
     return PrototxtError("is not a valid binary NetParameter (nor a text prototxt)", path=source,
                          hint="the file may be truncated or of another kind; give a .prototxt or .caffemodel")
 
-
-def _write_atomically(path: PathLike, data: bytes) -> None:
-    """fileio.write_atomically, with a failure reported as a PrototxtError naming the file."""
-    try:
-        write_atomically(path, data)
-    except OSError as exc:
-        raise PrototxtError(f"cannot write the file: {exc.strerror or exc}", path=str(path),
-                            hint="check that its folder exists and is writable") from None

@@ -19,6 +19,7 @@ from digitslite.caffe.prototxt import (
     write_solver,
 )
 from digitslite.caffe.sourcemap import map_layers
+from digitslite.errors import UserError
 
 PEER_NETS = [
     "caffe__bvlc_alexnet__deploy.prototxt",
@@ -120,7 +121,7 @@ def test_writing_replaces_the_file_and_leaves_no_temporary_behind(peer, tmp_path
 
 
 def test_writing_into_a_missing_folder_is_a_user_error(tmp_path):
-    with pytest.raises(PrototxtError, match=r"nope/net\.prototxt: cannot write the file"):
+    with pytest.raises(UserError, match=r"nope/net\.prototxt: cannot write the file"):
         write_net(parse_net('layer { name: "a" type: "Input" top: "a" }'), tmp_path / "nope" / "net.prototxt")
 
 
