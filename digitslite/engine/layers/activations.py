@@ -19,8 +19,13 @@ class _Neuron(CaffeLayer):
 class ReLU(_Neuron):
     """max(x, 0) + negative_slope·min(x, 0); at x = 0 the gradient takes the slope branch."""
 
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.negative_slope = param.relu_param.negative_slope
+
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
-        slope = self.param.relu_param.negative_slope
+        slope = self.negative_slope
         return (F.leaky_relu(bottom, slope) if slope else F.relu(bottom),)
 
 
@@ -40,8 +45,13 @@ class TanH(_Neuron):
 class ELU(_Neuron):
     """max(x, 0) + alpha·(exp(min(x, 0)) − 1)."""
 
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.alpha = param.elu_param.alpha
+
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
-        return (F.elu(bottom, self.param.elu_param.alpha),)
+        return (F.elu(bottom, self.alpha),)
 
 
 @register("PReLU")
@@ -71,9 +81,14 @@ class PReLU(_Neuron):
 class Power(_Neuron):
     """(shift + scale·x)^power; when power·scale is 0 the output is a constant with no gradient."""
 
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        power_param = param.power_param
+        self.power, self.scale, self.shift = power_param.power, power_param.scale, power_param.shift
+
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
-        power_param = self.param.power_param
-        power, scale, shift = power_param.power, power_param.scale, power_param.shift
+        power, scale, shift = self.power, self.scale, self.shift
         if power * scale == 0:
             return (torch.full_like(bottom, shift).pow(power),)
         base = shift + scale * bottom

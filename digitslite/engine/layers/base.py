@@ -49,6 +49,8 @@ class CaffeLayer(nn.Module):
         super().__init__()
         self.param = param
         self.phase = phase
+        # Read once here: forward() must not touch the protobuf, so torch.compile can trace it.
+        self.top_count = len(param.top)
 
     def blobs(self) -> list[torch.Tensor]:
         """The layer's blobs in Caffe order (weights are nn.Parameters; statistics may be buffers)."""

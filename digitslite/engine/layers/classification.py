@@ -91,7 +91,7 @@ class Accuracy(CaffeLayer):
         correct = counted & (at_least_as_good - 1 < self.top_k)
         total = counted.sum()
         accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0).to(scores.dtype)
-        if len(self.param.top) < 2:
+        if self.top_count < 2:
             return (accuracy,)
         per_class_count = torch.bincount(truth[counted], minlength=classes)
         per_class_correct = torch.bincount(truth[correct], minlength=classes)

@@ -34,8 +34,10 @@ def read_labels(layer: CaffeLayer, labels: torch.Tensor, outer: int, inner: int,
     values = labels.detach().reshape(outer, inner).long()
     counted = (values != ignore_label if ignore_label is not None
                else torch.ones_like(values, dtype=torch.bool))
+    # The range check reads a value back from the device; a compiled graph skips it (dataset creation
+    # already refuses out-of-range labels, and the metrics count any that remain).
     bad = counted & ((values < 0) | (values >= classes))
-    if bool(bad.any()):
+    if not torch.compiler.is_compiling() and bool(bad.any()):
         example = int(values[bad][0])
         raise layer.user_error(f"label {example} is outside the {classes} classes [0, {classes})",
                                "fix the labels, or set ignore_label for the value to skip")

@@ -76,7 +76,7 @@ class SoftmaxWithLoss(_LabelledLoss):
         grouped = upcast(scores).reshape(outer, classes, inner)
         divisor = normalizer(self.mode, outer, inner, counted).to(grouped.dtype)
         loss = _SoftmaxLossFunction.apply(grouped, truth, counted, divisor)
-        if len(self.param.top) < 2:
+        if self.top_count < 2:
             return (loss,)
         return loss, F.softmax(scores.detach(), dim=self.axis)
 

@@ -105,7 +105,7 @@ class Pooling(CaffeLayer):
         # ones and a window lying wholly outside the image yields -FLT_MAX as in Caffe.
         padded = F.pad(bottom, padding, value=torch.finfo(bottom.dtype).min) if any(padding) else bottom
         top, flat = F.max_pool2d(padded, kernel, self.stride, return_indices=True)
-        if len(self.param.top) < 2:
+        if self.top_count < 2:
             return (top,)
         padded_width = padded.shape[3]
         row, col = flat // padded_width - self.pad[0], flat % padded_width - self.pad[1]
