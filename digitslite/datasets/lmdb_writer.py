@@ -1,0 +1,91 @@
+"""LMDB writing whose map grows on demand, from one process or several at once.
+
+LMDB needs its maximum size up front; guessing high wastes address space and guessing low fails.
+A writer starts small and doubles the map whenever a transaction hits MDB_MAP_FULL, then replays
+that transaction. Several encoder processes may write one environment: LMDB serialises their
+transactions, and a process whose map another process has grown adopts the new size
+(MDB_MAP_RESIZED) and retries. Records are committed in batches and synced once at close.
+"""
+from pathlib import Path
+
+import lmdb
+
+INITIAL_MAP_SIZE = 64 << 20
+BATCH_BYTES = 32 << 20
+DATABASES = ("features", "labels")
+
+
+class LmdbWriter:
+    """Writes key/value records into the LMDB directory `path` (created if missing)."""
+
+    def __init__(self, path: Path, initial_map_size: int = INITIAL_MAP_SIZE) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self._env = lmdb.open(str(path), map_size=initial_map_size, subdir=True, sync=False,
+                              metasync=False, readahead=False)
+        self._pending: list[tuple[bytes, bytes]] = []
+        self._pending_bytes = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._pending.append((key, value))
+        self._pending_bytes += len(key) + len(value)
+        if self._pending_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending records, growing the map until they fit."""
+        if not self._pending:
+            return
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                break
+            except lmdb.MapFullError:
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # adopt the size another process has set
+        self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        """Flush, force the data to disk and release the environment."""
+        self.flush()
+        self._env.sync(True)
+        self._env.close()
+
+    def abandon(self) -> None:
+        """Release the environment without committing what is pending."""
+        self._env.close()
+
+    @property
+    def map_size(self) -> int:
+        return self._env.info()["map_size"]
+
+
+class SplitWriters:
+    """The `<split>_db/features` and `<split>_db/labels` LMDBs of one output folder, each opened
+    in this process on its first record."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self._out_dir = out_dir
+        self._writers: dict[tuple[str, str], LmdbWriter] = {}
+
+    def put(self, split: str, key: bytes, feature: bytes, label: bytes) -> None:
+        for database, value in zip(DATABASES, (feature, label), strict=True):
+            writer = self._writers.get((split, database))
+            if writer is None:
+                writer = self._writers[split, database] = LmdbWriter(self._out_dir / f"{split}_db" / database)
+            writer.put(key, value)
+
+    def flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self, commit: bool = True) -> None:
+        """Commit and sync everything (or, when not `commit`, just let go) and forget the writers."""
+        for writer in self._writers.values():
+            if commit:
+                writer.close()
+            else:
+                writer.abandon()
+        self._writers.clear()

@@ -1,0 +1,160 @@
+"""The per-pair work done in encoder processes: read, check, decode, resize, encode, write.
+
+Each pair is opened once: the same pass that validates the label also produces the Datum
+records, so a clean dataset costs one decode per file. Workers write their records straight into
+the LMDBs and send the parent only the small per-pair facts (problems, sizes, class histogram), so
+the parent never becomes the bottleneck. A shared flag lets the parent stop encoding (an error was
+found: only the report matters now); each process sums its own training images for the mean and
+hands the sum over once, at the end.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from digitslite.datasets.labels import Found, LabelDecoder, is_16bit
+from digitslite.datasets.lmdb_writer import SplitWriters
+from digitslite.datasets.mean import MeanAccumulator
+from digitslite.datasets.records import feature_datum, label_datum, record_key
+from digitslite.datasets.resize import ResizeSpec, resize_pair
+
+STAGE_NUMBERS = {"train": 0, "val": 1}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    decoder: LabelDecoder
+    resize: ResizeSpec | None
+    encoding: str
+    out_dir: Path | None  # where the split LMDBs go; None only checks
+    seed: int
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    stage: str
+    position: int
+    image: Path
+    label: Path
+
+
+@dataclass
+class ItemResult:
+    item: WorkItem
+    found: Found
+    source_size: tuple[int, int] | None = None  # (width, height)
+    histogram: np.ndarray | None = None  # pixels per index value 0-255 of the stored label
+    stored_size: tuple[int, int] | None = None
+
+
+class LocalFlag:
+    """Stands in for a multiprocessing.Event when the work runs in the calling process."""
+
+    def __init__(self) -> None:
+        self._value = False
+
+    def set(self) -> None:
+        self._value = True
+
+    def is_set(self) -> bool:
+        return self._value
+
+
+class WorkerState:
+    """What one encoding process keeps between chunks: its LMDB writers and its mean sum."""
+
+    def __init__(self, config: WorkerConfig, stop_encoding) -> None:
+        self.config = config
+        self.stop_encoding = stop_encoding  # a multiprocessing.Event, or a LocalFlag in-process
+        self.mean = MeanAccumulator()
+        self.writers = SplitWriters(config.out_dir) if config.out_dir is not None else None
+
+    def finish(self) -> MeanAccumulator:
+        """Commit and close this process's writers; return its mean sum."""
+        if self.writers is not None:
+            self.writers.close()
+        return self.mean
+
+
+_pool_state: dict = {}
+BARRIER_TIMEOUT_S = 600
+
+
+def init_pool_worker(config: WorkerConfig, stop_encoding, barrier) -> None:
+    """Pool initializer: this process's WorkerState, and the barrier finish_pool_worker waits at."""
+    _pool_state.update(state=WorkerState(config, stop_encoding), barrier=barrier)
+
+
+def process_pool_chunk(items: list[WorkItem]) -> list[ItemResult]:
+    """process_chunk with this pool process's state (the pool's task function)."""
+    return process_chunk(items, _pool_state["state"])
+
+
+def finish_pool_worker(_: int) -> MeanAccumulator:
+    """WorkerState.finish in a pool process. Submitted once per worker after all chunks: each task
+    waits at a barrier for the others, so no process can take two and every process finishes."""
+    _pool_state["barrier"].wait(BARRIER_TIMEOUT_S)
+    return _pool_state["state"].finish()
+
+
+def _open(path: Path) -> tuple[Image.Image | None, bool, str]:
+    """(loaded image or None, whether the file is 16-bit, why it could not be read)."""
+    try:
+        image = Image.open(path)
+        sixteen_bit = is_16bit(image)
+        image.load()
+    # Pillow's decoders fail with OSError, SyntaxError, ValueError, struct.error, EOFError or
+    # DecompressionBombError depending on the format: any of them means the file is unreadable.
+    except Exception as exc:
+        reason = str(exc).replace(f" '{path}'", "")  # Pillow repeats the path; the example has it
+        return None, False, f"{path} ({type(exc).__name__}: {reason})"
+    return image, sixteen_bit, ""
+
+
+def process_item(item: WorkItem, config: WorkerConfig,
+                 writers: SplitWriters | None) -> tuple[ItemResult, Image.Image | None]:
+    """Check and convert one pair: (result, the RGB image as stored, or None if the pair failed).
+
+    Problems go in `result.found`; the Datum records are written only when `writers` is given.
+    """
+    image, _, image_error = _open(item.image)
+    label, label_16bit, label_error = _open(item.label)
+    if image is None or label is None:
+        errors = [("unreadable", error) for error in (image_error, label_error) if error]
+        return ItemResult(item, errors), None
+    result = ItemResult(item, [], source_size=image.size)
+    if label_16bit:
+        result.found.append(("label_16bit", f"{item.label} (mode {label.mode}, 16 bits per channel)"))
+        return result, None
+    if image.size != label.size:
+        result.found.append(("size_mismatch", f"{item.label} is {label.width}x{label.height}, "
+                                              f"{item.image} is {image.width}x{image.height}"))
+        return result, None
+    indices, result.found = config.decoder.decode(label, item.label)
+    if indices is None:
+        return result, None
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    if config.resize is not None:
+        rng = np.random.default_rng([config.seed, STAGE_NUMBERS[item.stage], item.position])
+        rgb, indices = resize_pair(rgb, indices, config.resize, config.decoder.ignore_label, rng)
+    result.histogram = np.bincount(indices.ravel(), minlength=256)
+    result.stored_size = rgb.size
+    if writers is not None:
+        writers.put(item.stage, record_key(item.position), feature_datum(rgb, config.encoding),
+                    label_datum(indices))
+    return result, rgb
+
+
+def process_chunk(items: list[WorkItem], state: WorkerState) -> list[ItemResult]:
+    """Process consecutive items, write (and commit) their records, sum the training images."""
+    results = []
+    for item in items:
+        writers = None if state.stop_encoding.is_set() else state.writers
+        result, stored = process_item(item, state.config, writers)
+        results.append(result)
+        if writers is not None and stored is not None and item.stage == "train":
+            state.mean.add(np.asarray(stored))
+    if state.writers is not None:
+        state.writers.flush()
+    return results

@@ -1,0 +1,334 @@
+"""LMDB segmentation datasets for torch, and the binding of Caffe Data layers to them.
+
+A dataset reads the DIGITS pair `<stage>_db/features` + `<stage>_db/labels` (Datum records under
+shared keys, read in key order as Caffe does) and yields (image float C x H x W in BGR, label long
+H x W). Read-only LMDB environments are shared by all datasets of a process (py-lmdb refuses to
+open one environment twice in a process) and closed just before the process forks, so DataLoader
+workers open their own on first use and an environment never crosses a fork.
+
+Transforms are joint: one random crop window, one scale factor and one mirror decision apply to the
+image and its label alike (Caffe crops and mirrors each Data layer independently, which misaligns a
+label layer; digitslite takes the spatial settings from the image layer and applies them to both).
+
+Source paths of a Data layer (`data_param.source`) resolve as follows:
+  * an absolute path is used as is;
+  * a relative path is joined to `dataset_root` (the current directory when none is given);
+  * an empty source (as in DIGITS' prototxts, where DIGITS fills it in) becomes
+    `<dataset_root>/train_db/<name>` in the TRAIN phase and `<dataset_root>/val_db/<name>` in TEST,
+    <name> being `labels` when the layer's first top contains "label", else `features`.
+The path names one LMDB of the pair; its sibling is found by DIGITS' convention: a source whose
+folder is named `labels` is the label half and `features` beside it the image half; any other
+source is the image half and `labels` beside it the label half. `transform_param.mean_file`
+resolves like a relative source.
+"""
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import torch
+from torch.nn import functional
+from torch.utils.data import DataLoader, Dataset
+
+from digitslite.caffe import caffe_pb2
+from digitslite.datasets.mean import read_mean_file
+from digitslite.datasets.records import datum_array
+from digitslite.errors import UserError
+
+PathLike = Path | str
+MEAN_MODES = ("none", "image", "pixel")
+IMAGE, LABEL = "image", "label"
+
+
+def load_mean(mean_file: PathLike, mode: str) -> np.ndarray | None:
+    """DIGITS' mean subtraction choice: the C x H x W mean image, its C x 1 x 1 pixel mean, or None."""
+    if mode not in MEAN_MODES:
+        raise UserError(f"mean mode {mode!r} is not one of {', '.join(MEAN_MODES)}")
+    if mode == "none":
+        return None
+    mean = read_mean_file(Path(mean_file))
+    return mean if mode == "image" else mean.mean(axis=(1, 2), keepdims=True)
+
+
+@dataclass(frozen=True)
+class SegmentationTransform:
+    """Per-sample preprocessing, in Caffe's arithmetic: value = (pixel - mean) * scale.
+
+    crop_size:    0 (no crop), an int (square, as Caffe) or (height, width). Smaller images are
+                  padded first: the image with 0 after mean subtraction, the label with ignore_label.
+    random_crop:  True picks the window uniformly (Caffe TRAIN); False takes the centre (Caffe TEST).
+    mirror:       flip both horizontally with probability 1/2 (Caffe does this in both phases).
+    scale_jitter: (low, high): resize both by a factor drawn uniformly from the range (image
+                  bilinear, label nearest) before cropping.
+    mean:         C x H x W (a mean image the size of the record) or per-channel values (C,) /
+                  (C, 1, 1), in the records' BGR order.
+    """
+
+    crop_size: int | tuple[int, int] = 0
+    random_crop: bool = True
+    mirror: bool = False
+    scale_jitter: tuple[float, float] | None = None
+    mean: np.ndarray | None = None
+    scale: float = 1.0
+    ignore_label: int = 255
+
+    @classmethod
+    def from_caffe(cls, param: caffe_pb2.TransformationParameter, phase: int,
+                   base_dir: Path | None = None, ignore_label: int = 255) -> "SegmentationTransform":
+        """Caffe's TransformationParameter: scale, mirror, crop_size, mean_file or mean_value."""
+        if param.HasField("mean_file") and len(param.mean_value):
+            raise UserError("transform_param has both mean_file and mean_value; Caffe allows only one: "
+                            "remove one of them")
+        mean = None
+        if param.HasField("mean_file"):
+            mean = read_mean_file(_resolve(param.mean_file, base_dir))
+        elif len(param.mean_value):
+            mean = np.asarray(param.mean_value, dtype=np.float32)
+        return cls(crop_size=param.crop_size, random_crop=phase == caffe_pb2.TRAIN, mirror=param.mirror,
+                   mean=mean, scale=param.scale, ignore_label=ignore_label)
+
+    @property
+    def crop_shape(self) -> tuple[int, int] | None:
+        if not self.crop_size:
+            return None
+        return (self.crop_size, self.crop_size) if isinstance(self.crop_size, int) else tuple(self.crop_size)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """image: C x H x W (any dtype), label: H x W -> (float32 image, label), both numpy.
+
+        NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
+        than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
+        """
+        image = image.astype(np.float32, order="C")
+        if self.mean is not None:
+            image -= self._mean_for(image)
+        if self.scale_jitter is not None:
+            image, label = self._rescale(image, label, rng.uniform(*self.scale_jitter))
+        if self.crop_shape is not None:
+            image, label = self._crop(image, label, rng)
+        if self.mirror and rng.random() < 0.5:
+            image, label = image[:, :, ::-1], label[:, ::-1]
+        if self.scale != 1.0:
+            image = image * np.float32(self.scale)
+        return image, label
+
+    def _mean_for(self, image: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        if mean.ndim == 1:
+            mean = mean.reshape(-1, 1, 1)
+        if mean.ndim != 3 or mean.shape[0] not in (1, image.shape[0]) \
+                or (mean.shape[1:] != (1, 1) and mean.shape[1:] != image.shape[1:]):
+            raise UserError(f"the mean has shape {mean.shape} but the record is {image.shape}; a mean "
+                            "image must match the record size (use the pixel mean, or resize the dataset "
+                            "to one size)")
+        return mean
+
+    @staticmethod
+    def _rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear image (torch's align_corners=False) and nearest label (source index floor(i / factor))."""
+        height, width = max(1, round(image.shape[1] * factor)), max(1, round(image.shape[2] * factor))
+        resized = functional.interpolate(torch.from_numpy(image)[None], size=(height, width), mode="bilinear",
+                                         align_corners=False)[0].numpy()
+        rows = np.arange(height) * label.shape[0] // height
+        cols = np.arange(width) * label.shape[1] // width
+        return resized, label[rows[:, None], cols[None, :]]
+
+    def _crop(self, image: np.ndarray, label: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        crop_h, crop_w = self.crop_shape
+        pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)))
+            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_label)
+        spare_h, spare_w = image.shape[1] - crop_h, image.shape[2] - crop_w
+        if self.random_crop:
+            top, left = int(rng.integers(spare_h + 1)), int(rng.integers(spare_w + 1))
+        else:
+            top, left = spare_h // 2, spare_w // 2
+        return image[:, top:top + crop_h, left:left + crop_w], label[top:top + crop_h, left:left + crop_w]
+
+
+_readers: dict[str, lmdb.Environment] = {}
+
+
+def _reader(path: Path) -> lmdb.Environment:
+    """This process's read-only environment for the LMDB folder `path`."""
+    key = str(path.resolve())
+    env = _readers.get(key)
+    if env is None:
+        if not (path / "data.mdb").is_file():
+            raise UserError(f"{path}: not an LMDB folder (no data.mdb); point at a dataset's "
+                            "<stage>_db/features or labels, as `digitslite dataset create` writes them")
+        env = _readers[key] = lmdb.open(key, readonly=True, lock=False, readahead=False, subdir=True)
+    return env
+
+
+def close_lmdb_readers() -> None:
+    """Close every shared read-only environment; datasets reopen them on their next read.
+
+    Runs before every fork; call it also before deleting or rewriting a dataset in this process.
+    """
+    for env in _readers.values():
+        env.close()
+    _readers.clear()
+
+
+os.register_at_fork(before=close_lmdb_readers)
+
+
+def _lmdb_keys(path: Path) -> list[bytes]:
+    with _reader(path).begin() as txn:
+        return list(txn.cursor().iternext(keys=True, values=False))
+
+
+class SegmentationLmdbDataset(Dataset):
+    """(image, label) pairs from `<db_dir>/<features>` and `<db_dir>/<labels>`, in key order."""
+
+    def __init__(self, db_dir: PathLike, transform: SegmentationTransform | None = None, *,
+                 features: str = "features", labels: str = "labels") -> None:
+        self.features_path = Path(db_dir) / features
+        self.labels_path = Path(db_dir) / labels
+        self.transform = transform
+        self._keys = _lmdb_keys(self.features_path)
+        label_keys = _lmdb_keys(self.labels_path)
+        if label_keys != self._keys:
+            raise UserError(f"{self.labels_path}: its {len(label_keys)} keys differ from the "
+                            f"{len(self._keys)} keys of {self.features_path}; recreate the dataset")
+        self._rng_pid: int | None = None
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _random(self) -> np.random.Generator:
+        """A generator per process: torch seeds each DataLoader worker differently, and in the main
+        process torch.initial_seed() is torch's seed, so torch.manual_seed makes runs repeatable."""
+        if self._rng_pid != os.getpid():
+            self._rng = np.random.default_rng(torch.initial_seed())
+            self._rng_pid = os.getpid()
+        return self._rng
+
+    def record(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices)."""
+        key = self._keys[index]
+        values = []
+        for path in (self.features_path, self.labels_path):
+            with _reader(path).begin() as txn:
+                values.append(txn.get(key))
+        image, label = datum_array(values[0]), datum_array(values[1])[0]
+        if image.shape[1:] != label.shape:
+            raise UserError(f"{self.features_path} record {key.decode(errors='replace')}: image "
+                            f"{image.shape[2]}x{image.shape[1]} but label {label.shape[1]}x{label.shape[0]}; "
+                            "recreate the dataset")
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float32 C x H x W image in BGR, int64 H x W label), transformed if a transform is set."""
+        image, label = self.record(index)
+        if self.transform is not None:
+            image, label = self.transform(image, label, self._random())
+        else:
+            image = image.astype(np.float32, order="C")
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(label.astype(np.int64))
+
+
+def collate_segmentation(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples into N x C x H x W and N x H x W; refuse mixed sizes with the fix."""
+    sizes = sorted({tuple(image.shape[1:]) for image, _ in batch})
+    if len(sizes) > 1:
+        shown = " and ".join(f"{width}x{height}" for height, width in sizes[:2])
+        raise UserError(f"a batch holds images of different sizes ({shown}); use batch_size 1 or set a "
+                        "crop_size so that every image is cropped to one size")
+    return torch.stack([image for image, _ in batch]), torch.stack([label for _, label in batch])
+
+
+@dataclass(frozen=True)
+class BoundDataLayer:
+    """Data layers fed from one dataset: which item (image or label) each top receives."""
+
+    layer_names: tuple[str, ...]
+    dataset: SegmentationLmdbDataset
+    batch_size: int
+    tops: dict[str, str]
+
+    def loader(self, num_workers: int = 0, shuffle: bool = False) -> DataLoader:
+        """Batches as Caffe's Data layer reads them (key order) unless `shuffle`."""
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=num_workers,
+                          collate_fn=collate_segmentation)
+
+
+def _resolve(path: str, base_dir: Path | None) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base_dir or Path.cwd()) / candidate
+
+
+def _source(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: Path | None) -> tuple[Path, str]:
+    """(LMDB path, role) of a Data layer, following the rules in the module docstring."""
+    source = layer.data_param.source
+    if source:
+        path = _resolve(source, dataset_root)
+        return path, LABEL if path.name == "labels" else IMAGE
+    role = LABEL if layer.top and "label" in layer.top[0] else IMAGE
+    if dataset_root is None:
+        raise UserError(f"layer {layer.name!r}: data_param.source is empty; set it to a features LMDB or "
+                        "give the dataset folder (as DIGITS does) so that it can be filled in")
+    stage = "train_db" if phase == caffe_pb2.TRAIN else "val_db"
+    return Path(dataset_root) / stage / ("labels" if role == LABEL else "features"), role
+
+
+def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: PathLike | None = None,
+                            *, ignore_label: int = 255) -> BoundDataLayer:
+    """Bind one Caffe Data layer to its LMDB pair; see the module docstring for how paths resolve.
+
+    An image layer's top 0 gets the image and its top 1 (if any) the label map; a label layer's
+    top 0 gets the label map. transform_param applies to the image layer (and, jointly, its label).
+    """
+    if layer.type != "Data":
+        raise UserError(f"layer {layer.name!r} is of type {layer.type!r}; only Data layers read LMDBs")
+    if layer.data_param.HasField("backend") and layer.data_param.backend != caffe_pb2.DataParameter.LMDB:
+        raise UserError(f"layer {layer.name!r}: backend LEVELDB is not supported; set "
+                        "data_param.backend: LMDB and use an LMDB dataset")
+    root = None if dataset_root is None else Path(dataset_root)
+    path, role = _source(layer, phase, root)
+    if role == LABEL and layer.HasField("transform_param") and layer.transform_param.ByteSize():
+        raise UserError(f"layer {layer.name!r} reads labels but has a transform_param; crop and mirror "
+                        "come from the image layer and apply to the label jointly: remove it")
+    names = {"features": path.name, "labels": "labels"} if role == IMAGE else \
+        {"features": "features", "labels": path.name}
+    transform = None
+    if role == IMAGE and layer.HasField("transform_param"):
+        transform = SegmentationTransform.from_caffe(layer.transform_param, phase, root, ignore_label)
+    try:
+        dataset = SegmentationLmdbDataset(path.parent, transform, **names)
+    except UserError as exc:
+        raise UserError(f"layer {layer.name!r}: {exc}") from exc
+    roles = [IMAGE, LABEL] if role == IMAGE else [LABEL]
+    return BoundDataLayer((layer.name,), dataset, layer.data_param.batch_size or 1,
+                          dict(zip(layer.top, roles, strict=False)))
+
+
+def bind_data_layers(layers: Iterable[caffe_pb2.LayerParameter], phase: int,
+                     dataset_root: PathLike | None = None, *,
+                     ignore_label: int = 255) -> list[BoundDataLayer]:
+    """Bind the Data layers of one phase (already filtered by include/exclude), merging the image
+    and label layers that read one LMDB pair into a single feed, so their records stay in step."""
+    feeds: dict[tuple[Path, Path], BoundDataLayer] = {}
+    for layer in layers:
+        if layer.type != "Data":
+            continue
+        bound = dataset_from_data_layer(layer, phase, dataset_root, ignore_label=ignore_label)
+        pair = (bound.dataset.features_path.resolve(), bound.dataset.labels_path.resolve())
+        known = feeds.get(pair)
+        if known is None:
+            feeds[pair] = bound
+            continue
+        if known.batch_size != bound.batch_size:
+            raise UserError(f"layers {known.layer_names[0]!r} and {layer.name!r} read one dataset with "
+                            f"batch sizes {known.batch_size} and {bound.batch_size}; give them the same")
+        image_side = bound if IMAGE in bound.tops.values() else known
+        feeds[pair] = replace(image_side, layer_names=known.layer_names + bound.layer_names,
+                              tops=known.tops | bound.tops)
+    return list(feeds.values())
