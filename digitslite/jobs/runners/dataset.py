@@ -1,0 +1,42 @@
+"""Dataset jobs: build the LMDB dataset into <job>/dataset with the datasets package."""
+from pathlib import Path
+from typing import Any
+
+from digitslite.datasets import DatasetOptions, create_dataset
+from digitslite.jobs.folder import INPUTS_DIR
+from digitslite.jobs.runners.context import RunContext
+from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
+
+FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
+FILE_FIELDS = ("colormap", "classes")
+
+
+def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
+    """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
+    def path(name: str) -> Path | None:
+        value = params["paths"][name]
+        if value is None:
+            return None
+        return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
+
+    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
+    return DatasetOptions(**paths, **params["options"])
+
+
+def dataset_path(job_dir: Path) -> Path:
+    return job_dir / DATASET_DIR
+
+
+def run(ctx: RunContext) -> None:
+    def progress(done: int, total: int) -> None:
+        ctx.check_stop()  # raising here makes create_dataset remove its partial output
+        ctx.report(done / total if total else 0.0, f"{done}/{total} images")
+
+    out = dataset_path(ctx.job_dir)
+    if (out / DATASET_INFO_FILE).is_file():
+        # Created by an earlier run that was killed before it could report: creation is atomic.
+        print(f"dataset already complete in {out}", flush=True)
+        return
+    summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+    counts = ", ".join(f"{stage} {count}" for stage, count in summary.info["counts"].items())
+    print(f"dataset created in {summary.path}: {counts}", flush=True)

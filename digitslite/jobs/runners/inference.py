@@ -1,0 +1,161 @@
+"""Inference jobs: run a model's snapshot (or a pretrained job) over images, save coloured results.
+
+Images come from the job's uploaded inputs/, from a server folder, or from a dataset job's
+validation split (then the ground truth is there too, and the job reports pixel accuracy and mean
+IU). For each image, outputs/ gets the class map as a palette PNG (a valid label file) and an
+overlay on the input; results.json lists them with the classes found.
+"""
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import numpy as np
+
+from digitslite.datasets.records import datum_array
+from digitslite.errors import UserError
+from digitslite.jobs.files import write_json_atomic
+from digitslite.jobs.folder import INPUTS_DIR
+from digitslite.jobs.runners.context import RunContext
+from digitslite.jobs.runners.dataset import dataset_path
+from digitslite.jobs.runners.model import snapshot_weights
+from digitslite.jobs.runners.names import (
+    DATASET_INFO_FILE,
+    DEPLOY_FILE,
+    OUTPUTS_DIR,
+    PRETRAINED_WEIGHTS,
+    RESULTS_FILE,
+)
+from digitslite.viz.overlay import overlay
+from digitslite.viz.palette import extend_palette, voc_palette
+from digitslite.viz.png import write_label_png, write_rgb_png
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
+IGNORE_LABEL = 255
+
+Item = tuple[str, np.ndarray, np.ndarray | None]  # name, RGB pixels, ground-truth class map
+
+
+def image_files(folder: Path) -> list[Path]:
+    files = sorted(path for path in folder.rglob("*")
+                   if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if not files:
+        raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to run the model on")
+    return files
+
+
+def _files(folder: Path, limit: int | None) -> Iterator[Item]:
+    from digitslite.engine.infer import read_image
+
+    for path in image_files(folder)[:limit]:
+        yield str(path.relative_to(folder)), read_image(path, gray=False), None
+
+
+def _validation_split(dataset_dir: Path, limit: int | None) -> Iterator[Item]:
+    """The val_db records: images (stored BGR, returned RGB) with their label maps."""
+    if not (dataset_dir / "val_db").is_dir():
+        raise UserError(f"the dataset in {dataset_dir} has no validation split; give images or a folder")
+    envs = [lmdb.open(str(dataset_dir / "val_db" / part), readonly=True, lock=False) for part in
+            ("features", "labels")]
+    try:
+        with envs[0].begin() as features, envs[1].begin() as labels:
+            for count, (key, value) in enumerate(features.cursor()):
+                if limit is not None and count >= limit:
+                    break
+                image = datum_array(value)
+                pixels = image[0] if image.shape[0] == 1 else image[::-1].transpose(1, 2, 0)
+                truth = labels.get(key)
+                label = None if truth is None else datum_array(truth)[0]
+                yield key.decode(), np.ascontiguousarray(pixels), label
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
+    """Deploy net, weights and dataset.json (class names, palette) of the model to run."""
+    ref = ctx.params["model"]
+    model = ctx.other_job(ref["job"], "model")
+    if ref["kind"] == "pretrained":
+        weights = model.path / PRETRAINED_WEIGHTS
+    else:
+        weights = snapshot_weights(model, ref.get("iteration"), "model")
+    info = model.path / DATASET_INFO_FILE
+    return model.path / DEPLOY_FILE, weights, info if info.is_file() else None
+
+
+def _items(ctx: RunContext) -> Iterator[Item]:
+    source, limit = ctx.params["source"], ctx.params.get("limit")
+    if source == "upload":
+        return _files(ctx.job_dir / INPUTS_DIR, limit)
+    if source == "folder":
+        return _files(Path(ctx.params["folder"]), limit)
+    return _validation_split(dataset_path(ctx.other_job(ctx.params["dataset"], "dataset").path), limit)
+
+
+class _Scores:
+    """Confusion matrix over the images that have ground truth."""
+
+    def __init__(self) -> None:
+        self.matrix: np.ndarray | None = None
+
+    def add(self, truth: np.ndarray, prediction: np.ndarray, classes: int) -> None:
+        size = max(classes, int(truth[truth != IGNORE_LABEL].max(initial=0)) + 1)
+        if self.matrix is None or self.matrix.shape[0] < size:
+            grown = np.zeros((size, size), np.int64)
+            if self.matrix is not None:
+                grown[:self.matrix.shape[0], :self.matrix.shape[0]] = self.matrix
+            self.matrix = grown
+        keep = truth != IGNORE_LABEL
+        pairs = truth[keep].astype(np.int64) * self.matrix.shape[0] + prediction[keep]
+        self.matrix += np.bincount(pairs, minlength=self.matrix.size).reshape(self.matrix.shape)
+
+    def summary(self) -> dict[str, Any] | None:
+        if self.matrix is None or not self.matrix.sum():
+            return None
+        matrix = self.matrix.astype(np.float64)
+        hits = np.diag(matrix)
+        union = matrix.sum(0) + matrix.sum(1) - hits
+        present = matrix.sum(1) > 0
+        iu = np.divide(hits, union, out=np.zeros_like(hits), where=union > 0)
+        return {"pixel_accuracy": float(hits.sum() / matrix.sum()),
+                "mean_iu": float(iu[present].mean()), "per_class_iu": [float(value) for value in iu]}
+
+
+def run(ctx: RunContext) -> None:
+    from digitslite.engine.infer import load_predictor
+
+    deploy, weights, info_file = _model_files(ctx)
+    names: list[str] = []
+    palette = voc_palette()
+    if info_file is not None:
+        info = json.loads(info_file.read_text())
+        names, palette = info["classes"], extend_palette(info["palette"])
+    device = "cuda" if ctx.spec.gpu_count else "cpu"
+    predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
+    outputs = ctx.job_dir / OUTPUTS_DIR
+    outputs.mkdir(exist_ok=True)
+    total = ctx.params.get("count") or 0
+    results, scores = [], _Scores()
+    for number, (name, pixels, truth) in enumerate(_items(ctx)):
+        ctx.check_stop()
+        scores_map = next(iter(predictor.predict(pixels).values()))
+        prediction = scores_map.argmax(0).astype(np.uint8)
+        stem = f"{number:05d}"
+        write_label_png(outputs / f"{stem}.png", prediction, palette)
+        write_rgb_png(outputs / f"{stem}_overlay.png", overlay(pixels, prediction, palette))
+        found, pixels_per_class = np.unique(prediction, return_counts=True)
+        results.append({"input": name, "prediction": f"{OUTPUTS_DIR}/{stem}.png",
+                        "overlay": f"{OUTPUTS_DIR}/{stem}_overlay.png",
+                        "classes": {str(index): int(count) for index, count in
+                                    zip(found.tolist(), pixels_per_class.tolist(), strict=True)}})
+        if truth is not None:
+            scores.add(truth, prediction, len(names) or scores_map.shape[0])
+        ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
+    if not results:
+        raise UserError("there were no images to run the model on")
+    used_palette = palette[:max(len(names), 1)].tolist()
+    write_json_atomic(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
+                                                   "images": results, "scores": scores.summary()})
+    print(f"inference done on {len(results)} images", flush=True)

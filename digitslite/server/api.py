@@ -1,0 +1,164 @@
+"""The JSON API for jobs of every kind: list, read, follow, abort, resume, clone, delete; and /system."""
+import json
+import platform
+from importlib import metadata
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from digitslite import __version__
+from digitslite.jobs.gpus import query_gpus
+from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
+from digitslite.jobs.model import KINDS, Status
+from digitslite.server.auth import current_identity, require_owner
+from digitslite.server.creators import clone_job
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+from digitslite.server.render import job_detail, job_summary
+from digitslite.server.services import services
+
+api = Blueprint("api", __name__)
+
+
+def _row(job_id: str) -> dict[str, Any]:
+    row = services().index.get(job_id)
+    if row is None:
+        raise ApiError(404, f"no job with id {job_id!r}; list the jobs with GET /api/v1/jobs")
+    return row
+
+
+def _detail(job_id: str) -> dict[str, Any]:
+    svc = services()
+    row = _row(job_id)
+    detail = job_detail(svc.scheduler.folder(job_id), row, svc.index)
+    if detail["status"] != row["status"]:
+        svc.scheduler.sync_index(job_id)  # the worker moved on since the scheduler last looked
+    return detail
+
+
+@api.get("/jobs")
+def list_jobs():
+    fields = Fields(request.args)
+    fields.reject_unknown({"kind", "status", "owner", "text", "page", "per_page"})
+    where = JobFilter(kind=fields.choice("kind", KINDS),
+                      status=fields.choice("status", [str(status) for status in Status]),
+                      owner=fields.text("owner", max_length=64), text=fields.text("text", max_length=200))
+    page = fields.integer("page", 1, minimum=1)
+    per_page = fields.integer("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
+    rows, total = services().index.list(where, page=page, per_page=per_page)
+    return jsonify({"jobs": [job_summary(row) for row in rows], "total": total, "page": page,
+                    "per_page": per_page, "pages": (total + per_page - 1) // per_page})
+
+
+@api.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(_detail(job_id))
+
+
+@api.get("/jobs/<job_id>/metrics")
+def get_metrics(job_id: str):
+    """The metric records after the first `after` ones; `next` is the `after` of the following call."""
+    _row(job_id)
+    after = Fields(request.args).integer("after", 0, minimum=0)
+    path = services().scheduler.folder(job_id).metrics_file
+    records = []
+    count = 0
+    if path.exists():
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # the worker is still writing this line
+                count += 1
+                if count > after:
+                    records.append(json.loads(line))
+    return jsonify({"metrics": records, "next": max(count, after)})
+
+
+@api.get("/jobs/<job_id>/log")
+def get_log(job_id: str):
+    """The job's log from byte `offset` on, as plain text; X-Next-Offset says where to go on."""
+    _row(job_id)
+    offset = Fields(request.args).integer("offset", 0, minimum=0)
+    path = services().scheduler.folder(job_id).log_file
+    data = b""
+    if path.exists():
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    response = Response(data, mimetype="text/plain")
+    response.headers["X-Next-Offset"] = str(offset + len(data))
+    return response
+
+
+@api.get("/jobs/<job_id>/files/<path:name>")
+def get_file(job_id: str, name: str):
+    """A file of the job's folder (inference outputs, a snapshot); nothing outside it."""
+    _row(job_id)
+    root = services().scheduler.folder(job_id).path.resolve()
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or not target.is_file() or target.name == "worker.lock":
+        raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
+    return send_file(target)
+
+
+@api.post("/jobs/<job_id>/abort")
+def abort_job(job_id: str):
+    require_owner(_row(job_id)["owner"], "abort")
+    services().scheduler.abort(job_id)
+    return jsonify(_detail(job_id)), 202
+
+
+@api.post("/jobs/<job_id>/resume")
+def resume_job(job_id: str):
+    require_owner(_row(job_id)["owner"], "resume")
+    services().scheduler.resume(job_id)
+    return jsonify(_detail(job_id)), 202
+
+
+@api.post("/jobs/<job_id>/clone")
+def clone(job_id: str):
+    """A new job with the old one's parameters, changed by the fields of the request body."""
+    _row(job_id)
+    overrides = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(overrides, dict):
+        raise ApiError(400, "the body must be a JSON object of the parameters to change (or empty)")
+    folders = clone_job(services().scheduler.folder(job_id), overrides, current_identity())
+    return jsonify({"jobs": [_detail(folder.id) for folder in folders]}), 201
+
+
+@api.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    require_owner(_row(job_id)["owner"], "delete")
+    force = Fields(request.args).boolean("force")
+    services().scheduler.delete(job_id, force=force)
+    return "", 204
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@api.get("/system")
+def system():
+    """GPUs (memory, utilisation, which job holds each), the queue, and versions."""
+    svc = services()
+    held = {gpu: job_id for job_id, gpus in svc.scheduler.running_gpus().items() for gpu in gpus}
+    detected = {gpu.id: gpu for gpu in query_gpus()}
+    gpus = []
+    for gpu_id in svc.config.gpus or []:
+        info = detected[gpu_id].to_dict() if gpu_id in detected else {"id": gpu_id, "name": None}
+        gpus.append({**info, "job": held.get(gpu_id)})
+    counts = svc.index.count_by_status()
+    return jsonify({
+        "version": __version__,
+        "gpus": gpus,
+        "cpu_slots": svc.config.cpu_slots,
+        "queue": {str(status): counts.get(str(status), 0) for status in Status},
+        "users": "multi-user" if svc.users.has_users() else "single-user",
+        "you": current_identity().name,
+        "versions": {"digitslite": __version__, "python": platform.python_version(),
+                     "flask": _version("flask"), "torch": _version("torch"), "numpy": _version("numpy")},
+    })

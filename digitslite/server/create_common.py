@@ -1,0 +1,132 @@
+"""What every job-creating request shares: name, group, notes, priority, GPUs, and uploaded inputs.
+
+Uploaded files end up in the new job's `inputs/` folder; a job's parameters name them relative to
+it, so that a clone copies `inputs/` and means the same files.
+"""
+import contextlib
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import request
+from werkzeug.datastructures import FileStorage
+
+from digitslite.jobs.folder import INPUTS_DIR, NEW_PREFIX, JobFolder
+from digitslite.jobs.model import JobSpec, Status, new_job_id
+from digitslite.jobs.scheduler import Prepare
+from digitslite.server.auth import Identity
+from digitslite.server.config import ServerConfig
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+from digitslite.server.services import services
+
+INPUTS = INPUTS_DIR
+COMMON_FIELDS = ("name", "group", "notes", "priority")
+GPU_FIELDS = ("gpus", "gpu_ids")
+
+
+@dataclass
+class CreateContext:
+    identity: Identity
+    config: ServerConfig
+    inputs: Path | None = None  # becomes the new job's inputs/ folder (an upload, or the cloned job's)
+    move_inputs: bool = False  # an upload is moved; a clone's inputs are copied
+
+
+def request_fields() -> Fields:
+    """The request's fields: a JSON object body, or the form fields of a multipart request."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body is not a JSON object")
+        return Fields(body)
+    return Fields(request.form.to_dict())
+
+
+def new_spec(kind: str, fields: Fields, ctx: CreateContext, params: dict[str, Any], *, default_name: str,
+             depends_on: list[str] | None = None, waits_for: list[str] | None = None,
+             gpus: int | list[str] = 0) -> JobSpec:
+    return JobSpec(
+        id=new_job_id(), kind=kind, owner=ctx.identity.name, created=time.time(), params=params,
+        name=fields.text("name", default_name, max_length=200),
+        group=fields.text("group", "", max_length=200),
+        notes=fields.text("notes", "", max_length=10_000),
+        priority=fields.integer("priority", 0, minimum=-100, maximum=100),
+        depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus)
+
+
+def gpu_request(fields: Fields, config: ServerConfig) -> int | list[str]:
+    """`gpus`: how many (any free ones), or `gpu_ids`: exactly these; checked against this machine."""
+    available = list(config.gpus or [])
+    if fields.has("gpus") and fields.has("gpu_ids"):
+        raise ApiError(422, "give either gpus (a count) or gpu_ids (a list), not both", "gpu_ids")
+    if fields.has("gpu_ids"):
+        raw = fields.raw("gpu_ids")
+        ids = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else [str(i) for i in raw]
+        unknown = [gpu for gpu in ids if gpu not in available]
+        if unknown or not ids:
+            raise ApiError(422, f"gpu_ids: {', '.join(unknown) or 'empty'} not among this machine's GPUs "
+                                f"({', '.join(available) or 'none'})", "gpu_ids")
+        return sorted(set(ids), key=ids.index)
+    count = fields.integer("gpus", 0, minimum=0)
+    if count > len(available):
+        raise ApiError(422, f"gpus: {count} asked for but this machine has {len(available)}", "gpus")
+    return count
+
+
+def job_of_kind(job_id: str, kind: str | tuple[str, ...], field: str) -> JobFolder:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    row = services().index.get(job_id)
+    if row is None or row["kind"] not in kinds:
+        raise ApiError(422, f"{field}: no {' or '.join(kinds)} job with id {job_id!r}", field)
+    return services().scheduler.folder(job_id)
+
+
+def snapshot_ref(job_id: str, iteration: int | None, field: str) -> dict[str, Any]:
+    """A reference to a model job's snapshot, or to a pretrained job's weights, that exists now."""
+    folder = job_of_kind(job_id, ("model", "pretrained"), field)
+    if folder.spec().kind == "pretrained":
+        if folder.state().status != Status.DONE:
+            raise ApiError(422, f"{field}: pretrained job {job_id} is not imported yet (it is "
+                                f"{folder.state().status})", field)
+        return {"kind": "pretrained", "job": job_id}
+    iterations = [snap.iteration for snap in folder.snapshots()]
+    if not iterations or (iteration is not None and iteration not in iterations):
+        have = ", ".join(map(str, iterations)) or "none yet"
+        raise ApiError(422, f"{field}: model job {job_id} has no snapshot {iteration or ''} (it has {have})",
+                       field)
+    return {"kind": "snapshot", "job": job_id, "iteration": iteration}
+
+
+def copy_inputs(ctx: CreateContext) -> Prepare | None:
+    """The step that puts the upload (or the cloned job's inputs) into the new job's folder."""
+    if ctx.inputs is None:
+        return None
+    source = ctx.inputs
+
+    def prepare(staging: Path) -> None:
+        if ctx.move_inputs:
+            shutil.move(source, staging / INPUTS)
+        else:
+            shutil.copytree(source, staging / INPUTS, symlinks=True)
+    return prepare
+
+
+@contextlib.contextmanager
+def upload_folder(config: ServerConfig) -> Iterator[Path]:
+    """A scratch folder in the jobs directory for an upload; a server killed meanwhile leaves nothing
+    behind for long (the next start clears such folders)."""
+    path = config.jobs_dir / f"{NEW_PREFIX}upload-{secrets.token_hex(6)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def uploaded_files(field: str) -> list[FileStorage]:
+    return [upload for upload in request.files.getlist(field) if upload.filename]

@@ -1,0 +1,122 @@
+"""POST /api/v1/pretrained: import weights as a pretrained job.
+
+Files come as uploads (`deploy`, `weights`, and optionally `network`, `dataset_info`, `classes`,
+`colormap`), as one uploaded `archive` (a model download of digitslite, or of DIGITS with its
+info.json), or as server paths inside the data roots. The job checks the weights against the
+deploy network before anything can use them.
+"""
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, jsonify
+from werkzeug.utils import secure_filename
+
+from digitslite.jobs.model import JobSpec
+from digitslite.jobs.runners.pretrained import FILE_ROLES
+from digitslite.server.archives import extract_archive
+from digitslite.server.auth import current_identity
+from digitslite.server.create_common import (
+    COMMON_FIELDS,
+    INPUTS,
+    CreateContext,
+    copy_inputs,
+    new_spec,
+    request_fields,
+    upload_folder,
+    uploaded_files,
+)
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+from digitslite.server.paths import resolve_data_path
+from digitslite.server.render import job_summary
+from digitslite.server.services import services
+
+pretrained_api = Blueprint("pretrained_api", __name__)
+
+KNOWN_FIELDS = (*COMMON_FIELDS, *FILE_ROLES)
+REQUIRED_ROLES = ("deploy", "weights")
+# What an unpacked model archive calls each file: ours first, then DIGITS' info.json keys.
+ARCHIVE_NAMES = {"deploy": ("deploy.prototxt",), "network": ("network.prototxt",),
+                 "dataset_info": ("dataset.json",), "classes": ("labels.txt", "classes.txt"),
+                 "colormap": ("colormap.txt",)}
+DIGITS_INFO_KEYS = {"deploy": "deploy file", "weights": "snapshot file", "classes": "labels file"}
+
+
+def _archive_files(inputs: Path) -> dict[str, str | None]:
+    """Each role's file in an unpacked archive (which may hold one top folder), relative to `inputs`."""
+    entries = list(inputs.iterdir())
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else inputs
+    info = json.loads((root / "info.json").read_text()) if (root / "info.json").is_file() else {}
+    found: dict[str, str | None] = {}
+    for role in FILE_ROLES:
+        named = info.get(DIGITS_INFO_KEYS.get(role, ""))
+        names = ((Path(named).name,) if isinstance(named, str) else ()) + ARCHIVE_NAMES.get(role, ())
+        if role == "weights":
+            names += tuple(sorted(path.name for path in root.glob("*.caffemodel")))
+        match = next((name for name in names if (root / name).is_file()), None)
+        found[role] = None if match is None else str((root / match).relative_to(inputs))
+    return found
+
+
+def _upload_path(fields: Fields, role: str, inputs: Path) -> str | None:
+    """A file of the upload, named relative to it; nothing outside it."""
+    relative = fields.text(role)
+    if relative is None:
+        return None
+    target = (inputs / relative).resolve()
+    if not target.is_relative_to(inputs.resolve()) or not target.is_file():
+        raise ApiError(422, f"{role}: the upload has no file {relative!r}", role)
+    return relative
+
+
+def plan_pretrained(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+    fields.reject_unknown(KNOWN_FIELDS)
+    if ctx.inputs is not None:
+        files = {role: _upload_path(fields, role, ctx.inputs) for role in FILE_ROLES}
+        source = "upload"
+    else:
+        files = {role: None if not fields.has(role) else str(resolve_data_path(
+            fields.text(role), ctx.config.data_roots, role, folder=False)) for role in FILE_ROLES}
+        source = "server"
+    for role in REQUIRED_ROLES:
+        if files[role] is None:
+            what = "the deploy prototxt" if role == "deploy" else "the .caffemodel"
+            raise ApiError(422, f"{role} is required ({what})", role)
+    params = {"request": {role: fields.raw(role) for role in FILE_ROLES if fields.raw(role) is not None},
+              "source": source, "files": files}
+    spec = new_spec("pretrained", fields, ctx, params, default_name=Path(files["weights"]).stem)
+    return [(spec, copy_inputs(ctx))]
+
+
+@pretrained_api.post("/pretrained")
+def create_pretrained_job():
+    fields = request_fields()
+    config = services().config
+    archives = uploaded_files("archive")
+    singles = {role: uploaded_files(role) for role in FILE_ROLES}
+    if not archives and not any(singles.values()):
+        jobs = plan_pretrained(fields, CreateContext(current_identity(), config))
+        return _submitted(jobs)
+    with upload_folder(config) as scratch:
+        inputs = scratch / INPUTS
+        inputs.mkdir()
+        values = {key: fields.raw(key) for key in COMMON_FIELDS if fields.has(key)}
+        if archives:
+            archive = scratch / "archive"
+            archives[0].save(archive)
+            extract_archive(archive, inputs, max_bytes=config.max_upload_bytes * 4, field="archive")
+            values |= _archive_files(inputs)
+        for role, uploads in singles.items():
+            if uploads:
+                name = secure_filename(uploads[0].filename) or role
+                (inputs / role).mkdir()
+                uploads[0].save(inputs / role / name)
+                values[role] = f"{role}/{name}"
+        ctx = CreateContext(current_identity(), config, inputs, move_inputs=True)
+        return _submitted(plan_pretrained(Fields(values), ctx))
+
+
+def _submitted(jobs: list[tuple[JobSpec, Any]]):
+    folders = services().scheduler.submit(jobs)
+    return jsonify({"jobs": [job_summary(services().index.get(folder.id)) for folder in folders]}), 201

@@ -1,0 +1,58 @@
+"""Every error the server answers is JSON {"error": {"message", "field"}} with a 4xx or 5xx status."""
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from digitslite.errors import UserError
+from digitslite.jobs.errors import JobConflictError, JobNotFoundError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+
+def error_response(status: int, message: str, field: str | None = None, **extra: Any):
+    body = {"error": {"message": message, "field": field, **extra}}
+    return jsonify(body), status
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.field, **exc.extra)
+
+    @app.errorhandler(JobNotFoundError)
+    def _not_found(exc: JobNotFoundError):
+        return error_response(404, str(exc), exc.field)
+
+    @app.errorhandler(JobConflictError)
+    def _conflict(exc: JobConflictError):
+        return error_response(409, str(exc), None, related=exc.related)
+
+    @app.errorhandler(UserError)
+    def _user_error(exc: UserError):
+        return error_response(422, str(exc), getattr(exc, "field", None))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        limit_mib = (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)
+        return error_response(413, f"the upload is larger than the server's limit of {limit_mib} MiB; send "
+                                   "fewer or smaller files, or raise DIGITSLITE_MAX_UPLOAD_MB")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _internal(exc: Exception):
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal server error; the server log has the details")

@@ -1,0 +1,23 @@
+"""What the request handlers share: settings, the index, the scheduler and the users."""
+from dataclasses import dataclass
+
+from flask import current_app
+
+from digitslite.jobs.index import JobIndex
+from digitslite.jobs.lock import JobLock
+from digitslite.jobs.scheduler import Scheduler
+from digitslite.server.config import ServerConfig
+from digitslite.server.users import UserStore
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    index: JobIndex
+    scheduler: Scheduler
+    users: UserStore
+    server_lock: JobLock | None  # held for the server's life when it schedules
+
+
+def services() -> Services:
+    return current_app.extensions["digitslite"]

@@ -1,0 +1,202 @@
+"""The JSON API's shapes and refusals, over HTTP against one server with a dataset and a small model."""
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from PIL import Image
+
+from digitslite.networks import get_network
+from digitslite.server.app import create_app
+from digitslite.server.config import ServerConfig
+from digitslite.server.openapi import OPERATIONS
+from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    demo = make_demo(root / "data")
+    with running_server(root / "jobs", [root / "data"]) as server:
+        client = server.client()
+        dataset_id = created_id(client.post("/api/v1/datasets", dataset_request(demo)))
+        client.wait_status(dataset_id)
+        # A custom network: the standard fcn_tiny's text, class count left as the template field.
+        text = get_network("fcn_tiny").network_file.read_text()
+        request = model_request(dataset_id, max_iter=10, snapshot_interval=10, network_prototxt=text)
+        del request["network"]
+        model_id = created_id(client.post("/api/v1/models", request))
+        assert client.wait_status(model_id, timeout=120)["status"] == "done"
+        yield server, client, root, dataset_id, model_id
+
+
+def _error(response, status: int, field=None) -> str:
+    assert response.status == status, response.body
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["field"] == field, error
+    return error["message"]
+
+
+def test_job_list_pages_and_filters(world):
+    _, client, _, dataset_id, model_id = world
+    listing = client.get("/api/v1/jobs", per_page=1).json()
+    assert listing["total"] >= 2 and listing["pages"] == listing["total"] and len(listing["jobs"]) == 1
+    assert listing["jobs"][0]["links"]["self"] == f"/api/v1/jobs/{listing['jobs'][0]['id']}"
+    models = client.get("/api/v1/jobs", kind="model", status="done").json()["jobs"]
+    assert model_id in [job["id"] for job in models] and dataset_id not in [job["id"] for job in models]
+    assert client.get("/api/v1/jobs", text="demo").json()["jobs"][0]["id"] == dataset_id
+    assert "one of" in _error(client.get("/api/v1/jobs", kind="robot"), 422, "kind")
+    assert "unknown field" in _error(client.get("/api/v1/jobs", sort="name"), 422, "sort")
+    assert "at most 500" in _error(client.get("/api/v1/jobs", per_page=501), 422, "per_page")
+
+
+def test_a_job_in_full(world):
+    _, client, _, dataset_id, model_id = world
+    job = client.job(model_id)
+    assert job["kind"] == "model" and job["status"] == "done" and job["depends_on"] == [dataset_id]
+    assert job["params"]["network"]["kind"] == "prototxt"
+    assert job["snapshots"] == [{"iteration": 10, "weights": "snapshot_iter_10.caffemodel",
+                                 "solverstate": "snapshot_iter_10.solverstate"}]
+    assert [entry["status"] for entry in job["history"]] == ["queued", "starting", "running", "done"]
+    assert client.job(dataset_id)["dependents"] == [model_id]
+    assert client.get(f"/api/v1/jobs/{model_id}/metrics", after=10_000).json()["metrics"] == []
+    log = client.get(f"/api/v1/jobs/{model_id}/log", offset=5)
+    assert int(log.headers["x-next-offset"]) == 5 + len(log.body)
+    assert _error(client.get(f"/api/v1/jobs/{model_id}/files/../../index.sqlite"), 404, "name")
+
+
+def test_a_dataset_from_an_uploaded_zip(world):
+    _, client, root, _, _ = world
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted((root / "data" / "demo").rglob("*")):
+            if path.is_file() and path.parent.name in ("images", "labels"):
+                zipped.write(path, f"upload/{path.parent.name}/{path.name}")
+    created = client.post_form("/api/v1/datasets", {"name": "zipped", "images": "upload/images",
+                                                    "labels": "upload/labels", "val_percent": "25"},
+                               [("archive", "demo.zip", archive.getvalue())])
+    job_id = created_id(created)
+    job = client.wait_status(job_id)
+    assert job["status"] == "done" and job["params"]["source"] == "upload"
+    assert client.get(f"/api/v1/jobs/{job_id}/files/dataset/dataset.json").json()["counts"]["val"] == 4
+
+
+def test_errors_are_json_never_html(world):
+    _, client, _, _, model_id = world
+    assert "no job with id" in _error(client.get("/api/v1/jobs/nope"), 404)
+    _error(client.get("/api/v1/nowhere"), 404)
+    _error(client.request("PUT", "/api/v1/jobs"), 405)
+    _error(client.request("POST", "/api/v1/models", body=b"{not json", content_type="application/json"), 400)
+    assert "done" in _error(client.post(f"/api/v1/jobs/{model_id}/abort"), 409)
+    resumed = client.post(f"/api/v1/jobs/{model_id}/resume")
+    assert "only aborted, failed or interrupted" in _error(resumed, 409)
+
+
+def test_a_dataset_with_bad_labels_is_refused_with_its_report(world):
+    _, client, root, _, _ = world
+    images, labels = root / "data" / "bad" / "images", root / "data" / "bad" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    Image.new("RGB", (8, 8)).save(images / "b.png")
+    Image.new("P", (6, 6)).save(labels / "a.png")
+    response = client.post("/api/v1/datasets", {"images": str(images), "labels": str(labels)})
+    message = _error(response, 422)
+    report = response.json()["error"]["report"]
+    assert not report["ok"] and report["problems"] and "dataset has errors" in message
+    assert "is not an existing folder" in _error(client.post("/api/v1/datasets", {
+        "images": "bad/nothing-here", "labels": str(labels)}), 422, "images")
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"network_prototxt": 'layer { name: "x" type: "Convolution" bottom: "data" top: "x" '
+                          "convolution_param { num_output: 2 kernel_size: 3 } }\nlayer { nme: 1 }"},
+     "network_prototxt", "network_prototxt:2:9: unknown field 'nme'"),
+    ({"lr_policy": "step"}, "gamma", "required with lr_policy step"),
+    ({"base_lr": "fast"}, "base_lr", "not a number"),
+    ({"solver_typ": "Adam"}, "solver_typ", "unknown field"),
+    ({"dataset": "20000101-000000-aaaaaa"}, "dataset", "no dataset job"),
+    ({"gpus": 1}, "gpus", "this machine has 0"),
+    ({"network": "fcn_huge"}, "network", "one of"),
+    ({"max_iter": 10, "epochs": 2}, "epochs", "not both"),
+])
+def test_model_requests_are_checked_before_queueing(world, change, field, words):
+    _, client, _, dataset_id, _ = world
+    request = model_request(dataset_id) | change
+    if "network_prototxt" in change:
+        del request["network"]
+    assert words in _error(client.post("/api/v1/models", request), 422, field)
+
+
+def test_two_network_sources_are_refused(world):
+    _, client, _, dataset_id, model_id = world
+    request = model_request(dataset_id, network_job=model_id)
+    assert "exactly one network source" in _error(client.post("/api/v1/models", request), 422, "network")
+
+
+def test_sweep_clone_and_delete(world):
+    _, client, _, dataset_id, model_id = world
+    created = client.post("/api/v1/models", model_request(dataset_id, name="sweep", base_lr=[0.01, 0.001],
+                                                          batch_size="1,2", priority=-5))
+    assert created.status == 201
+    jobs = created.json()["jobs"]
+    for job in jobs:  # they only need to exist; stop them before they take the CPU
+        assert client.delete(f"/api/v1/jobs/{job['id']}", force="true").status == 204
+    assert sorted(job["name"] for job in jobs) == [
+        "sweep [base_lr=0.001, batch_size=1]", "sweep [base_lr=0.001, batch_size=2]",
+        "sweep [base_lr=0.01, batch_size=1]", "sweep [base_lr=0.01, batch_size=2]"]
+    assert {job["group"] for job in jobs} == {"sweep"}
+
+    clone = client.post(f"/api/v1/jobs/{model_id}/clone", {"max_iter": 5, "network_job": model_id,
+                                                            "network_prototxt": None, "name": "again"})
+    assert clone.status == 201
+    clone_id = clone.json()["jobs"][0]["id"]
+    detail = client.job(clone_id)
+    assert detail["name"] == "again" and detail["params"]["solver"]["max_iter"] == 5
+    assert detail["params"]["network"] == {"kind": "snapshot", "job": model_id, "iteration": None}
+    assert sorted(detail["depends_on"]) == sorted([dataset_id, model_id])
+    message = _error(client.delete(f"/api/v1/jobs/{model_id}"), 409)
+    assert clone_id in message
+    assert client.post(f"/api/v1/jobs/{clone_id}/abort").status == 202
+    assert client.wait_status(clone_id)["status"] == "aborted"
+    assert client.delete(f"/api/v1/jobs/{clone_id}").status == 204
+    _error(client.get(f"/api/v1/jobs/{clone_id}"), 404)
+
+
+def test_system_reports_the_queue_and_versions(world):
+    _, client, _, _, _ = world
+    system = client.get("/api/v1/system").json()
+    assert system["gpus"] == [] and system["users"] == "single-user" and system["you"] == "local"
+    assert system["queue"]["done"] >= 2 and system["versions"]["digitslite"] == system["version"]
+
+
+def test_openapi_describes_exactly_the_routes_of_the_api(tmp_path, world):
+    _, client, _, _, _ = world
+    document = client.get("/api/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.1") and "JobDetail" in document["components"]["schemas"]
+    app = create_app(ServerConfig(jobs_dir=tmp_path, scheduler=False, gpus=[]))
+    routes = {(rule.rule.removeprefix("/api/v1").replace("<path:", "{").replace("<", "{").replace(">", "}"),
+               method.lower())
+              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes == set(OPERATIONS)
+    assert {(path, method) for path, methods in document["paths"].items() for method in methods} == routes
+
+
+def test_jobs_command_against_the_server(world):
+    server, _, _, dataset_id, model_id = world
+
+    def jobs(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "digitslite", "jobs", "--server", server.url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    listing = json.loads(jobs("list", "--kind", "model", "--json").stdout)
+    assert model_id in [job["id"] for job in listing["jobs"]]
+    shown = jobs("show", dataset_id)
+    assert shown.returncode == 0 and dataset_id in shown.stdout and model_id in shown.stdout
+    refused = jobs("resume", model_id)
+    assert refused.returncode == 1 and "409" in refused.stderr and "only aborted" in refused.stderr
+    assert "no job with id" in jobs("abort", "nope").stderr
