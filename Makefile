@@ -18,8 +18,15 @@ $(STAMP): setup.py | $(PY)
 	$(PIP) install -e '.[test]'
 	touch $(STAMP)
 
-run: install
-	$(VENV)/bin/digitslite --help
+# The server's default data root is ./data; the demo scenes are generated there once, so the
+# New dataset form has folders to point at on a fresh machine.
+DEMO := data/demo
+
+run: install $(DEMO)
+	$(VENV)/bin/digitslite serve --host 127.0.0.1 --port 5000
+
+$(DEMO): | $(STAMP)
+	$(VENV)/bin/digitslite demo --out $(DEMO)
 
 # pytest exits 5 when it collected nothing: that is reported loudly and not counted as a failure;
 # every other non-zero exit fails the target.

@@ -18,11 +18,13 @@ setup(
         "matplotlib==3.11.2",
         "numpy==2.4.6",
         "pillow==13.0.0",
+        "plotly==7.1.0",
         "protobuf==7.36.2",
     ],
     extras_require={
         "test": [
             "grpcio-tools==1.85.1",
+            "playwright==1.65.2",
             "pytest==9.0.3",
             "pytest-xdist==3.8.0",
             "pyyaml==6.0.3",

@@ -51,3 +51,9 @@ def write_json_atomically(path: PathLike, payload: Any, *, durable: bool = True)
     """`payload` as indented JSON, written with write_atomically."""
     text = json.dumps(payload, indent=1, sort_keys=True) + "\n"
     write_atomically(path, text.encode("utf-8"), durable=durable)
+
+
+def read_json(path: PathLike) -> Any:
+    """The JSON document in `path` (UTF-8)."""
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from digitslite.jobs.files import fsync_dir, read_json, write_json_atomic
+from digitslite.fileio import fsync_dir, read_json, write_json_atomically
 from digitslite.jobs.model import JobSpec, JobState
 
 SNAPSHOT_PATTERN = re.compile(r"^(?P<prefix>.+)_iter_(?P<iteration>\d+)\.caffemodel$")
@@ -68,7 +68,7 @@ class JobFolder:
         return JobState.from_dict(read_json(self.state_file))
 
     def write_state(self, state: JobState, *, durable: bool = True) -> None:
-        write_json_atomic(self.state_file, state.to_dict(), durable=durable)
+        write_json_atomically(self.state_file, state.to_dict(), durable=durable)
 
     def request_abort(self) -> None:
         self.abort_marker.touch()
@@ -103,8 +103,8 @@ def create_job_folder(jobs_dir: Path, spec: JobSpec, state: JobState,
     try:
         if prepare is not None:
             prepare(staging)
-        write_json_atomic(staging / "job.json", spec.to_dict())
-        write_json_atomic(staging / "state.json", state.to_dict())
+        write_json_atomically(staging / "job.json", spec.to_dict())
+        write_json_atomically(staging / "state.json", state.to_dict())
         os.rename(staging, jobs_dir / spec.id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from digitslite.errors import UserError
-from digitslite.jobs.files import read_json, write_json_atomic
+from digitslite.fileio import read_json, write_json_atomically
 from digitslite.jobs.lock import JobLock
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
@@ -103,7 +103,7 @@ class UserStore:
             self._cache = None
             users = dict(self.users())
             change(users)
-            write_json_atomic(self.path, {"users": [asdict(user) for user in users.values()]})
+            write_json_atomically(self.path, {"users": [asdict(user) for user in users.values()]})
             os.chmod(self.path, 0o600)
             self._cache = None
 

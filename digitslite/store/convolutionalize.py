@@ -16,7 +16,7 @@ from digitslite.caffe.deploy import deploy_net
 from digitslite.caffe.prototxt import net_to_text, read_net, write_net
 from digitslite.caffe.surgery import LayerAction, transplant
 from digitslite.errors import UserError
-from digitslite.jobs.files import read_json
+from digitslite.fileio import read_json
 from digitslite.networks import get_network, load_network
 from digitslite.store.entries import write_info
 from digitslite.store.format import (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.errors import UserError
-from digitslite.jobs.files import read_json, write_json_atomic
+from digitslite.fileio import read_json, write_json_atomically
 from digitslite.store.format import (
     INFO_FILE,
     MASTER_FILE,
@@ -58,7 +58,7 @@ def write_info(folder: Path, data: Mapping[str, Any],
     records = entry_files(folder, previous)
     content = {**data, "files": {name: record.to_dict() for name, record in records.items()}}
     info = parse_info(content, str(folder / INFO_FILE))
-    write_json_atomic(folder / INFO_FILE, content)
+    write_json_atomically(folder / INFO_FILE, content)
     return info
 
 
@@ -94,7 +94,7 @@ def add_to_master(store_dir: Path, name: str) -> Master:
         master = read_master(store_dir)
         if name not in master.children:
             master = Master(master.msg, [*master.children, name])
-            write_json_atomic(store_dir / MASTER_FILE, master.to_dict())
+            write_json_atomically(store_dir / MASTER_FILE, master.to_dict())
         return master
 
 
@@ -118,5 +118,5 @@ def index_store(store_dir: Path) -> Master:
         write_info(folder, {key: value for key, value in data.items() if key != "files"}, previous)
     with store_lock(store_dir):
         master = Master(read_master(store_dir).msg, [folder.name for folder in entries])
-        write_json_atomic(store_dir / MASTER_FILE, master.to_dict())
+        write_json_atomically(store_dir / MASTER_FILE, master.to_dict())
     return master

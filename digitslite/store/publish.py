@@ -24,7 +24,7 @@ from digitslite.caffe.deploy import DATA_TYPES, deploy_net
 from digitslite.caffe.prototxt import filter_net, parse_solver, read_net, write_net, write_solver
 from digitslite.datasets.mean import read_mean_file
 from digitslite.errors import UserError
-from digitslite.jobs.files import read_json
+from digitslite.fileio import read_json
 from digitslite.jobs.folder import SNAPSHOT_PATTERN
 from digitslite.store.entries import add_to_master, write_info
 from digitslite.store.format import (

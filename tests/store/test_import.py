@@ -12,7 +12,7 @@ import pytest
 from digitslite.caffe.caffemodel import read_weights
 from digitslite.caffe.prototxt import read_net
 from digitslite.errors import UserError
-from digitslite.jobs.files import read_json, write_json_atomic
+from digitslite.fileio import read_json, write_json_atomically
 from digitslite.store.client import FetchPolicy, StoreUnreachable
 from digitslite.store.entries import add_to_master, index_store
 from digitslite.store.format import ChecksumError
@@ -174,7 +174,7 @@ def _remote_weights_store(tiny_store: Path, weights_url: str) -> Path:
     entry = tiny_store / "tiny"
     info = read_json(entry / "info.json")
     info["files"]["weights.caffemodel"]["url"] = weights_url
-    write_json_atomic(entry / "info.json", info)
+    write_json_atomically(entry / "info.json", info)
     return entry / "weights.caffemodel"
 
 

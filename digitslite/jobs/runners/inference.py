@@ -15,7 +15,7 @@ import numpy as np
 
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
-from digitslite.jobs.files import write_json_atomic
+from digitslite.fileio import write_json_atomically
 from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.dataset import dataset_path
@@ -156,6 +156,6 @@ def run(ctx: RunContext) -> None:
     if not results:
         raise UserError("there were no images to run the model on")
     used_palette = palette[:max(len(names), 1)].tolist()
-    write_json_atomic(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
+    write_json_atomically(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
                                                    "images": results, "scores": scores.summary()})
     print(f"inference done on {len(results)} images", flush=True)
