@@ -16,7 +16,9 @@ from digitslite.server.services import services
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
-PUBLIC_ENDPOINTS = frozenset({"pages.login", "openapi_api.openapi", "static"})
+# The embedded model store is public content that other servers and `digitslite store list` read
+# without an account, like any static store.
+PUBLIC_ENDPOINTS = frozenset({"pages.login", "openapi_api.openapi", "static", "store_tree.store_file"})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Files come as uploads (`deploy`, `weights`, and optionally `network`, `dataset_info`, `classes`,
 `colormap`), as one uploaded `archive` (a model download of digitslite, or of DIGITS with its
 info.json), or as server paths inside the data roots. The job checks the weights against the
-deploy network before anything can use them.
+deploy network before anything can use them. Pretrained jobs made from a model store (import,
+convolutionalize: digitslite.server.store) are planned again here when cloned.
 """
 import json
 from pathlib import Path
@@ -31,6 +32,7 @@ from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
 from digitslite.server.services import services
+from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
 
 pretrained_api = Blueprint("pretrained_api", __name__)
 
@@ -71,6 +73,16 @@ def _upload_path(fields: Fields, role: str, inputs: Path) -> str | None:
 
 
 def plan_pretrained(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+    """Any pretrained job's request, told apart by its fields: what cloning plans again."""
+    if fields.has("store"):
+        return plan_store_import(fields, ctx)
+    if fields.has("classifier"):
+        return plan_convolutionalize(fields, ctx)
+    return plan_files(fields, ctx)
+
+
+def plan_files(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+    """Weights and deploy network (and the optional files) uploaded or named on the server."""
     fields.reject_unknown(KNOWN_FIELDS)
     if ctx.inputs is not None:
         files = {role: _upload_path(fields, role, ctx.inputs) for role in FILE_ROLES}
@@ -96,8 +108,7 @@ def create_pretrained_job():
     archives = uploaded_files("archive")
     singles = {role: uploaded_files(role) for role in FILE_ROLES}
     if not archives and not any(singles.values()):
-        jobs = plan_pretrained(fields, CreateContext(current_identity(), config))
-        return _submitted(jobs)
+        return submitted(plan_files(fields, CreateContext(current_identity(), config)))
     with upload_folder(config) as scratch:
         inputs = scratch / INPUTS
         inputs.mkdir()
@@ -114,9 +125,10 @@ def create_pretrained_job():
                 uploads[0].save(inputs / role / name)
                 values[role] = f"{role}/{name}"
         ctx = CreateContext(current_identity(), config, inputs, move_inputs=True)
-        return _submitted(plan_pretrained(Fields(values), ctx))
+        return submitted(plan_files(Fields(values), ctx))
 
 
-def _submitted(jobs: list[tuple[JobSpec, Any]]):
+def submitted(jobs: list[tuple[JobSpec, Any]]):
+    """Queue the planned jobs; answer 201 with their summaries."""
     folders = services().scheduler.submit(jobs)
     return jsonify({"jobs": [job_summary(services().index.get(folder.id)) for folder in folders]}), 201

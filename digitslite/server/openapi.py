@@ -189,6 +189,90 @@ SCHEMAS: dict[str, Any] = {
             "archive": {"type": "string", "format": "binary"},
         }
     ),
+    "StoreList": _object(
+        {
+            "stores": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "url": {"type": "string", "description": "the `store` to give POST /store/import"},
+                        "reachable": BOOLEAN,
+                        "msg": STRING,
+                        "error": {**NULLABLE_STRING, "description": "why the store could not be read"},
+                        "models": {"type": "array", "items": _ref("StoreModel")},
+                    }
+                ),
+            }
+        }
+    ),
+    "StoreModel": _object(
+        {
+            "id": {"type": "string", "description": "the entry's folder: the `name` to import"},
+            "name": STRING,
+            "task": NULLABLE_STRING,
+            "framework": NULLABLE_STRING,
+            "classes": {"type": ["array", "null"], "items": STRING},
+            "metrics": {"type": "object"},
+            "size": {"type": ["integer", "null"], "description": "bytes to download"},
+            "size_exact": {"type": "boolean", "description": "false: includes approximate sizes"},
+            "weights": {"enum": ["included", "remote", "none"]},
+            "source": NULLABLE_STRING,
+            "license": NULLABLE_STRING,
+            "note": NULLABLE_STRING,
+            "error": {**NULLABLE_STRING, "description": "why the entry cannot be imported"},
+        }
+    ),
+    "StoreImportRequest": _object(
+        {
+            "store": {
+                "type": "string",
+                "description": "a store GET /store/models lists, or a store folder inside the data roots",
+            },
+            "name": {"type": "string", "description": "the entry to import (a model's id in the listing)"},
+            "group_upscores": {
+                "type": "boolean",
+                "description": "make ungrouped diagonal upsampling layers (fcn.berkeleyvision.org) "
+                "grouped, as DIGITS' FCNs have them",
+            },
+            "weights_file": {
+                "type": "string",
+                "description": "a copy of the weights on the server, inside the data roots, used "
+                "instead of downloading them (still verified)",
+            },
+            "job_name": {"type": "string", "description": "the pretrained job's name (default: the entry)"},
+            **{key: COMMON[key] for key in ("group", "notes", "priority")},
+        },
+        ("store", "name"),
+    ),
+    "ConvolutionalizeRequest": _object(
+        {
+            **COMMON,
+            "num_classes": {"type": "integer", "minimum": 1, "description": "the FCN's classes (default 21)"},
+            "network": {"type": "string", "description": "the standard FCN to make (default fcn_alexnet)"},
+        }
+    ),
+    "PublishRequest": _object(
+        {
+            "store_dir": {
+                "type": "string",
+                "description": "the store folder, inside the data roots (made if new)",
+            },
+            "name": {"type": "string", "description": "the entry's folder name"},
+            "snapshot": {"type": "integer", "description": "iteration; default the newest"},
+            "title": {"type": "string", "description": "display name; default the job's name"},
+            "note": STRING,
+            "license": STRING,
+            "source": {"type": "string", "description": "where the model comes from; default the job"},
+        },
+        ("store_dir", "name"),
+    ),
+    "Published": _object(
+        {
+            "store_dir": STRING,
+            "name": STRING,
+            "info": {"type": "object", "description": "the entry's info.json, with a checksum per file"},
+        }
+    ),
     "System": _object(
         {
             "version": STRING,
@@ -333,6 +417,30 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Import weights with their deploy network (uploads, an archive, or server paths)",
         **_body("PretrainedRequest"),
         "responses": {"201": _json(_ref("Created"), "queued"), **_errors(401, 403, 413, 422)},
+    },
+    ("/store/models", "get"): {
+        "summary": "The models of every store (the embedded one and DIGITSLITE_STORE_URLS); a store that "
+        "cannot be read is listed with its error",
+        "responses": {"200": _json(_ref("StoreList"), "the stores, in order"), **_errors(401)},
+    },
+    ("/store/import", "post"): {
+        "summary": "Import a store entry as a pretrained job: every file's checksum verified, progress and "
+        "log in the job",
+        **_body("StoreImportRequest"),
+        "responses": {"201": _json(_ref("Created"), "queued"), **_errors(401, 403, 422)},
+    },
+    ("/pretrained/{job_id}/convolutionalize", "post"): {
+        "summary": "A new pretrained job with FCN initial weights made by net surgery from this pretrained "
+        "classifier (e.g. bvlc_alexnet into fcn_alexnet)",
+        "parameters": [_job_id()],
+        **_body("ConvolutionalizeRequest"),
+        "responses": {"201": _json(_ref("Created"), "queued"), **_errors(401, 422)},
+    },
+    ("/models/{job_id}/publish", "post"): {
+        "summary": "Publish a snapshot of this model job as an entry of a store folder on the server",
+        "parameters": [_job_id()],
+        **_body("PublishRequest"),
+        "responses": {"201": _json(_ref("Published"), "the entry"), **_errors(401, 403, 422)},
     },
     ("/system", "get"): {
         "summary": "GPUs, the queue, versions",
