@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from digitslite.engine.launch import RanksInterrupted
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.lock import JobLock
@@ -94,6 +95,9 @@ def run_job(folder: JobFolder, token: str | None) -> int:
     except JobStopped:
         print("worker: stopped on request", flush=True)
         reporter.finished(Status.ABORTED)
+    except RanksInterrupted as exc:
+        print(f"worker: {exc}", flush=True)
+        reporter.finished(Status.INTERRUPTED, str(exc))
     except UserError as exc:
         print(f"worker: error: {exc}", flush=True)
         reporter.finished(Status.FAILED, str(exc), getattr(exc, "field", None))

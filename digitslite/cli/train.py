@@ -1,5 +1,10 @@
-"""`digitslite train`: train a Caffe network on a dataset folder, the worker's path without a server."""
+"""`digitslite train`: train a Caffe network on a dataset folder, the worker's path without a server.
+
+With --ranks, --gpus or --nnodes it starts the ranks of this node and joins the others (see
+docs/SCALING.md); started by torchrun or Slurm (RANK and WORLD_SIZE set) it is one rank.
+"""
 import signal
+import sys
 from pathlib import Path
 
 import click
@@ -7,6 +12,7 @@ import click
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
 from digitslite.cli._output import emit_json
+from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.engine.solver import RULES
 from digitslite.engine.train import TrainConfig, TrainResult, train
@@ -122,16 +128,26 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--compile", "use_compile", is_flag=True, help="Compile the train net with torch.compile.")
 @click.option("--cudnn-benchmark", is_flag=True, help="Let cuDNN pick algorithms (fixed input sizes).")
 @click.option("--workers", type=click.IntRange(min=0), help="Data-loading processes (default 4 on GPU).")
+@click.option("--ranks", type=click.IntRange(min=1), default=1,
+              help="Data-parallel processes on this node, one per GPU on CUDA; batch sizes are per rank.")
+@click.option("--gpus", help="GPU ids for the ranks of this node, comma-separated (as CUDA_VISIBLE_DEVICES "
+              "takes them), one rank each.")
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, help="Nodes taking part (each runs this "
+              "command with its --node-rank).")
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, help="This node's number, 0 to nnodes-1.")
+@click.option("--master", metavar="ADDR:PORT", help="Where the ranks meet: node 0's address and a free port.")
+@click.option("--sync-batchnorm", is_flag=True, help="BatchNorm statistics over the batches of all ranks.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(dataset, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights, resume,
-            use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, job_dir, as_json,
-            **solver_options) -> None:
+            use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
+            node_rank, master, sync_batchnorm, job_dir, as_json, **solver_options) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.
-    SIGTERM or Ctrl-C snapshots and stops; --resume continues exactly where it stopped.
+    SIGTERM or Ctrl-C snapshots and stops; --resume continues exactly where it stopped, with any
+    number of ranks. If a rank dies, every rank is stopped and the command exits with code 75.
     """
     job = Path(job_dir)
     if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
@@ -144,22 +160,31 @@ def command(dataset, net_file, solver_file, stepvalue, test_iter, batch_size, st
         raise UserError("no network to train: give --net (or a --solver that names its net)")
     job.mkdir(parents=True, exist_ok=True)
     if net is not None:
-        write_net(net, job / NET_COPY)
         for other in ("train_net", "train_net_param", "net_param"):
             solver.ClearField(other)
         solver.net = NET_COPY
-    write_solver(solver, job / SOLVER_COPY)
+    env = RankEnvironment.from_environ()
+    if env is None or env.rank == 0:    # under torchrun every rank runs this command
+        if net is not None:
+            write_net(net, job / NET_COPY)
+        write_solver(solver, job / SOLVER_COPY)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
         dataset_root=Path(dataset) if dataset else None,
         device=None if use_gpu is None else ("cuda" if use_gpu else "cpu"),
         weights=[w for given in weights for w in given.split(",") if w], resume=resume, amp=amp,
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,
-        data_workers=workers,
+        data_workers=workers, ranks=ranks, gpus=[gpu for gpu in (gpus or "").split(",") if gpu],
+        nnodes=nnodes, node_rank=node_rank, master=master, sync_batchnorm=sync_batchnorm,
     )
-    result = _run(config, job)
+    try:
+        result = _run(config, job)
+    except RanksInterrupted as exc:
+        click.echo(f"interrupted: {exc}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     summary = {"iterations": result.iterations, "stopped": result.stopped, "loss": result.loss,
-               "snapshots": [str(path) for path in result.snapshots], "metrics": str(result.metrics)}
+               "snapshots": [str(path) for path in result.snapshots],
+               "metrics": str(result.metrics) if result.metrics else None}    # None: not rank 0's node
     if as_json:
         emit_json(summary)
     else:

@@ -1,13 +1,23 @@
 """Endless, resumable streams of input batches for a net: {top name: tensor} per batch.
 
 Caffe's Data layer reads records in key order and wraps around; a test net's reader continues
-where the previous test pass stopped. A stream here does the same and counts the batches it has
-handed out (`position`), which a snapshot saves so a resumed run reads exactly the batches the
-uninterrupted run would have read. Batches from LMDB datasets draw their random crop/mirror from
-a generator seeded by (seed, position), so they are a pure function of the position: resuming
-needs no saved generator state, and DataLoader workers cannot change the result.
+where the previous test pass stopped. A stream here does the same, on one rank or on several.
+
+The data-order contract (what makes a snapshot resumable with any number of ranks):
+  * A stream is one global sequence. For an LMDB source, sample s is record s mod N, its random
+    crop/mirror drawn from a generator seeded by (seed, source, s): a pure function of s, so
+    neither DataLoader workers nor ranks change it. For a caller's feed, the unit is a batch.
+  * The global sequence is cut into batches of the per-rank batch size B; batch j holds samples
+    [jB, (j+1)B). Batches are dealt round-robin: on W ranks, rank r takes batches r, r+W, r+2W...
+    So one training micro-step of W ranks covers W·B consecutive samples, exactly the samples of
+    one batch of W·B in a single process, and one test pass i runs on rank i mod W.
+  * `position` counts the units taken by all ranks together (samples of the first source, or feed
+    batches); a snapshot stores it. Resuming seeks every rank to it, whatever W and B are now: the
+    run continues with the first sample nobody has taken.
+A net reading several datasets advances them in step, each at the rate of its own batch size.
 """
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +30,34 @@ from digitslite.errors import UserError
 Batch = dict[str, torch.Tensor]
 
 
-class BatchStream:
-    """Batches numbered from 0; `position` is how many have been taken."""
+@dataclass(frozen=True)
+class Shard:
+    """Which batches of the global sequence this process takes: rank r of W takes r, r+W, ..."""
 
-    position: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+
+class BatchStream:
+    """This rank's batches of a global sequence; `position` is how much of it all ranks have taken."""
+
+    shard: Shard = Shard()
+
+    @property
+    def position(self) -> int:
+        raise NotImplementedError
 
     def next(self) -> Batch:
+        """This rank's batch of the next round (every rank calls it once per round)."""
         raise NotImplementedError
 
     def seek(self, position: int) -> None:
-        """Continue so that the next batch is number `position`."""
+        """Continue from `position`: rank r's next batch is then batch r after it."""
+        raise NotImplementedError
+
+    def advanced(self, start: int, batches: int) -> int:
+        """The position `batches` whole batches after `start` (a test of test_iter passes takes
+        test_iter batches, however they were dealt)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -37,20 +65,33 @@ class BatchStream:
 
 
 class FeedStream(BatchStream):
-    """Batches from a caller's iterable, cycled: indexed directly when it is a sequence, else iterated
-    again from the start when exhausted (seeking then re-reads it)."""
+    """Batches from a caller's iterable, cycled; the unit of `position` is one batch. A sequence is
+    indexed directly; another iterable is read again from the start when exhausted."""
 
-    def __init__(self, feed: Iterable[Mapping[str, torch.Tensor]], name: str) -> None:
-        self.feed, self.name = feed, name
+    def __init__(self, feed: Iterable[Mapping[str, torch.Tensor]], name: str, shard: Shard = Shard()) -> None:
+        self.feed, self.name, self.shard = feed, name, shard
         self.indexed = isinstance(feed, Sequence)
         if self.indexed and not len(feed):
             raise UserError(f"the {name} feed holds no batches; give at least one")
-        self.position = 0
+        self.base, self.rounds = 0, 0
         self._iterator: Iterator | None = None
+        self._read = 0          # batches taken from _iterator since it was (re)started
+
+    @property
+    def position(self) -> int:
+        return self.base + self.rounds * self.shard.world_size
 
     def next(self) -> Batch:
-        batch = self.feed[self.position % len(self.feed)] if self.indexed else self._next_from_iterator()
-        self.position += 1
+        index = self.position + self.shard.rank
+        self.rounds += 1
+        if self.indexed:
+            return dict(self.feed[index % len(self.feed)])
+        if self._iterator is None or self._read > index:
+            self._iterator, self._read = None, 0
+        batch = None
+        while self._read <= index:
+            batch = self._next_from_iterator()
+            self._read += 1
         return dict(batch)
 
     def _next_from_iterator(self):
@@ -64,28 +105,25 @@ class FeedStream(BatchStream):
         raise UserError(f"the {self.name} feed gave no batches; give a re-iterable collection of batches")
 
     def seek(self, position: int) -> None:
-        self._iterator = None
-        self.position = 0
-        if self.indexed:
-            self.position = position
-            return
-        for _ in range(position):
-            self.next()
+        self.base, self.rounds = position, 0
+
+    def advanced(self, start: int, batches: int) -> int:
+        return start + batches
 
 
 class _BatchAt(Dataset):
-    """Item p is the whole batch number p of the bound Data layers (records in key order, wrapping)."""
+    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around)."""
 
     def __init__(self, bound: Sequence, seed: int) -> None:
         self.bound, self.seed = list(bound), seed
 
-    def __getitem__(self, position: int) -> Batch:
-        rng = np.random.default_rng([self.seed, position])
+    def __getitem__(self, starts: tuple[int, ...]) -> Batch:
         batch: Batch = {}
-        for feed in self.bound:
+        for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
-            pairs = [self._item(dataset, (position * feed.batch_size + k) % len(dataset), rng)
-                     for k in range(feed.batch_size)]
+            pairs = [self._item(dataset, sample % len(dataset),
+                                np.random.default_rng([self.seed, source, sample]))
+                     for sample in range(start, start + feed.batch_size)]
             images, labels = _stack(pairs, feed.layer_names[0])
             for top, role in feed.tops.items():
                 batch[top] = images if role == "image" else labels
@@ -112,33 +150,41 @@ def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[
     return images, labels
 
 
-class _From(Sampler):
-    """Positions start, start + 1, ... forever."""
+class _RankBatches(Sampler):
+    """The start samples of this rank's batches, one round after another, forever."""
 
-    def __init__(self, start: int) -> None:
-        self.start = start
+    def __init__(self, base: int, sizes: Sequence[int], shard: Shard) -> None:
+        self.base, self.sizes, self.shard = base, list(sizes), shard
 
-    def __iter__(self) -> Iterator[int]:
-        position = self.start
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        first = self.sizes[0]
+        batch = self.shard.rank
         while True:
-            yield position
-            position += 1
+            yield tuple(self.base * size // first + batch * size for size in self.sizes)
+            batch += self.shard.world_size
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes."""
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes.
+    The unit of `position` is one sample of the first source."""
 
-    def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
+                 shard: Shard = Shard()) -> None:
         self.items = _BatchAt(bound, seed)
-        self.seed = seed
+        self.sizes = [feed.batch_size for feed in bound]
+        self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
-        self.position = 0
-        self._iterator: Iterator | None = None
+        self.base, self.rounds = 0, 0
+        self._iterator: Iterator[Batch] | None = None
+
+    @property
+    def position(self) -> int:
+        return self.base + self.rounds * self.shard.world_size * self.sizes[0]
 
     def _loader(self) -> Iterator[Batch]:
-        loader = DataLoader(self.items, batch_size=None, sampler=_From(self.position),
-                            num_workers=self.workers, pin_memory=self.pin_memory,
-                            prefetch_factor=2 if self.workers else None,
+        batches = _RankBatches(self.base, self.sizes, self.shard)
+        loader = DataLoader(self.items, batch_size=None, sampler=batches, num_workers=self.workers,
+                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
                             # its own generator: a DataLoader draws a seed, which must not move the
                             # global RNG (dropout masks) depending on when a stream is (re)opened
                             generator=torch.Generator().manual_seed(self.seed))
@@ -147,19 +193,25 @@ class DatasetStream(BatchStream):
     def next(self) -> Batch:
         if self._iterator is None:
             self._iterator = self._loader()
-        self.position += 1
+        self.rounds += 1
         return next(self._iterator)
 
     def seek(self, position: int) -> None:
+        if position == self.position:
+            return          # already there: keep the prefetching workers
         self.close()
-        self.position = position
+        self.base, self.rounds = position, 0
+
+    def advanced(self, start: int, batches: int) -> int:
+        return start + batches * self.sizes[0]
 
     def close(self) -> None:
         self._iterator = None
 
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
-                      seed: int, workers: int = 0, pin_memory: bool = False) -> DatasetStream:
+                      seed: int, workers: int = 0, pin_memory: bool = False,
+                      shard: Shard = Shard()) -> DatasetStream:
     """Bind a filtered net's Data layers to their LMDBs (digitslite.engine.data) as one stream."""
     layers = list(layers)
     unreadable = [layer for layer in layers if layer.type != "Data"]
@@ -171,5 +223,4 @@ def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, da
     from digitslite.engine.data import bind_data_layers  # here: lmdb is imported only to read datasets
 
     bound = bind_data_layers(layers, phase, dataset_root)
-    return DatasetStream(bound, seed, workers, pin_memory)
-
+    return DatasetStream(bound, seed, workers, pin_memory, shard)

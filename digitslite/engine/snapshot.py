@@ -2,8 +2,9 @@
 
 Each snapshot is three files named from the prefix and the completed-update count N (§4.8):
   <prefix>_iter_N.caffemodel    the train net's weights (a NetParameter with blobs)
-  <prefix>_iter_N.resume.json   digitslite's extension: RNG states (base64 of torch's state bytes),
-                                feed positions, the smoothed-loss window, the fp16 loss scale
+  <prefix>_iter_N.resume.json   digitslite's extension: RNG states (base64 of torch's state bytes,
+                                one per rank), feed positions, the smoothed-loss window, the fp16
+                                loss scale, the rank count
   <prefix>_iter_N.solverstate   Caffe's SolverState: iter, learned_net, history, current_step
 The .solverstate is written last, so its presence means the snapshot is complete. Nothing is
 pickled; every file appears whole or not at all (temp file + rename).
@@ -23,7 +24,8 @@ from digitslite.caffe.caffemodel import array_to_blob, blob_to_array, write_caff
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
 
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2          # 2: feed positions count samples of all ranks (1: batches of one process)
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,19 @@ class Snapshot:
     extra: dict[str, Any] | None
 
 
-def rng_state() -> dict[str, Any]:
-    """torch's global generator states (CPU and every CUDA device) as JSON-safe text."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """torch's generator states as JSON-safe text: the CPU's and, when training runs on a CUDA
+    device, that device's (each rank saves its own; a rank sees one device or several)."""
     state = {"cpu": _encode(torch.get_rng_state())}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = [_encode(each) for each in torch.cuda.get_rng_state_all()]
+    if device is not None and device.type == "cuda":
+        state["cuda"] = [_encode(torch.cuda.get_rng_state(device))]
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     torch.set_rng_state(_decode(state["cpu"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_decode(each) for each in state["cuda"]])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(_decode(state["cuda"][0]), device)
 
 
 def _encode(state: torch.Tensor) -> str:
@@ -115,7 +118,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
                         ".caffemodel of the snapshot next to the .solverstate")
     sidecar = path.with_suffix(".resume.json")
     extra = json.loads(sidecar.read_text()) if sidecar.is_file() else None
-    if extra is not None and extra.get("format") != SIDECAR_FORMAT:
+    if extra is not None and extra.get("format") not in READABLE_FORMATS:
         raise UserError(f"{sidecar}: written by another digitslite version (format {extra.get('format')}); "
                         "delete it to resume like Caffe (without the exact data position)")
     return Snapshot(state.iter, state.current_step, [blob_to_array(blob) for blob in state.history],

@@ -2,6 +2,11 @@
 
 Used by `digitslite train` and the job worker. It writes `metrics.jsonl` in the job folder, one
 flushed JSON line per display or test event, and snapshots that a later run resumes bit for bit.
+
+On several ranks (digitslite.engine.distributed) every rank runs this loop on its share of the data
+(digitslite.engine.feeds), and only rank 0 writes: metrics reduced over the ranks, and snapshots.
+A run on W ranks with batch B and iter_size k updates as one process with batch W·B and iter_size
+k: the same samples, the same learning rate, the gradient averaged over the W·B samples.
 """
 import json
 import math
@@ -11,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import canonical_axis, input_tops, is_source
-from digitslite.engine.feeds import BatchStream, FeedStream, data_layer_stream
+from digitslite.engine.distributed import Ranks, rank_device
+from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
+from digitslite.engine.launch import RankEnvironment
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
@@ -30,6 +38,7 @@ from digitslite.engine.speed import (
     resolve_device,
     to_device,
 )
+from digitslite.engine.sync_batchnorm import synchronise_batch_norm
 from digitslite.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
@@ -43,7 +52,14 @@ class TrainConfig:
     """What to train and how. `net` is an all-in-one train/val net (filtered like DIGITS: TRAIN with
     stage "train", TEST with stage "val", plus `stages`); None takes the solver's net fields.
     Relative net paths in the solver resolve against `solver_dir`. `weights` (default: the solver's
-    `weights`) are copied in by layer name; `resume` is a .solverstate to continue from."""
+    `weights`) are copied in by layer name; `resume` is a .solverstate to continue from.
+
+    Several ranks (docs/SCALING.md): `ranks` processes on this node, one per GPU on CUDA (`gpus`
+    names them; default the visible ones), on each of `nnodes` nodes meeting at `master`
+    ("ADDR:PORT" of node 0). Batch sizes are per rank. Inputs (dataset, net, weights) must be at the
+    same paths on every node; the job folder is written by rank 0 only. The defaults mean one
+    process. Under torchrun or Slurm, which set RANK/WORLD_SIZE, the process is one rank and these
+    fields stay at their defaults."""
 
     solver: caffe_pb2.SolverParameter
     net: str | Path | caffe_pb2.NetParameter | None = None
@@ -58,6 +74,17 @@ class TrainConfig:
     compile: bool = False
     cudnn_benchmark: bool = False
     data_workers: int | None = None
+    ranks: int = 1
+    gpus: Sequence[str] = ()
+    nnodes: int = 1
+    node_rank: int = 0
+    master: str | None = None
+    sync_batchnorm: bool = False
+
+    @property
+    def launches_ranks(self) -> bool:
+        """Whether this run starts rank processes rather than training in the calling process."""
+        return self.ranks > 1 or bool(self.gpus) or self.nnodes > 1
 
 
 @dataclass
@@ -233,26 +260,51 @@ def _segmentation_probe(net: CaffeNet) -> _Probe | None:
     return None
 
 
+def _mean_values(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean over the ranks of logged values (numbers or lists); a value whose shape differs
+    between ranks (a map of an image size that varies) is rank 0's."""
+    mean = {}
+    for name, value in shares[0].items():
+        values = [share[name] for share in shares]
+        arrays = [np.asarray(item, dtype=np.float64) for item in values if item is not None]
+        if len(arrays) != len(values) or len({array.shape for array in arrays}) != 1:
+            mean[name] = value
+        else:
+            average = np.mean(arrays, axis=0)
+            mean[name] = float(average) if average.ndim == 0 else average.tolist()
+    return mean
+
+
 # ----------------------------------------------------------------------------------------------
 # the run
 
 
 class _Training:
-    """One Solve: nets, streams, solver and the loop. Built fully before the first iteration."""
+    """One Solve on this rank: nets, streams, solver and the loop. Built fully before the first
+    iteration; every collective call happens on every rank in the same order."""
 
     def __init__(self, config: TrainConfig, job_dir: Path, feeds: Feeds | None,
-                 progress: Callable[[dict[str, Any]], None] | None) -> None:
-        self.config, self.job_dir = config, job_dir
+                 progress: Callable[[dict[str, Any]], None] | None, ranks: Ranks) -> None:
+        self.config, self.job_dir, self.ranks = config, job_dir, ranks
         self.param = caffe_pb2.SolverParameter()
         self.param.CopyFrom(config.solver)
         check_solver(self.param)
         check_amp(config.amp)
-        self.device = resolve_device(config.device)
+        self.device = ranks.device
         configure_backends(config.cudnn_benchmark)
         seed = self.param.random_seed if self.param.random_seed >= 0 else None
         if seed is not None:
-            torch.manual_seed(seed)
-        self.data_seed = seed if seed is not None else torch.initial_seed() % 2**63
+            torch.manual_seed(seed + ranks.rank)     # Caffe seeds random_seed + solver_rank (§4.1)
+        snapshot = read_snapshot(config.resume) if config.resume is not None and ranks.is_root else None
+        point = ranks.broadcast_object(None if snapshot is None else
+                                       (snapshot.iteration, snapshot.current_step, snapshot.extra))
+        extra = point[2] if point is not None else None
+        if extra is not None and "data_seed" in extra:
+            self.data_seed = extra["data_seed"]
+        elif seed is not None:
+            self.data_seed = seed
+        else:   # every rank reads the same global sequence: rank 0's draw
+            self.data_seed = ranks.broadcast_object(torch.initial_seed() % 2**63)
         train_spec, test_specs = _net_specs(config)
         workers = config.data_workers if config.data_workers is not None else (
             4 if self.device.type == "cuda" else 0)
@@ -260,6 +312,7 @@ class _Training:
         self.test_streams = [self._stream(spec, feeds, number, workers)
                              for number, spec in enumerate(test_specs, start=1)]
         self.train_net = self._net(train_spec, self.train_stream, seed)
+        synced = config.sync_batchnorm and ranks.distributed and synchronise_batch_norm(self.train_net) > 0
         self.test_nets = [self._net(spec, stream, seed)
                           for spec, stream in zip(test_specs, self.test_streams, strict=True)]
         for net in self.test_nets:
@@ -271,27 +324,43 @@ class _Training:
         self.solver = Solver(self.param, self.train_net.learnable_params())
         self.smoothed = SmoothedLoss(self.param.average_loss)
         self.scaler = LossScaler(config.amp == "fp16")
-        self.forward = torch.compile(self.train_net) if config.compile else self.train_net
-        resumed = self._resume(config.resume) if config.resume is not None else None
-        self.metrics = MetricsLog(job_dir / METRICS_FILE, resumed, progress)
+        if snapshot is not None:
+            self.train_net.load_weights(snapshot.caffemodel)
+            self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history,
+                                source=str(config.resume))
+        elif point is not None:
+            self.solver.iter, self.solver.current_step = point[0], point[1]
+        ranks.broadcast_([*self.train_net.state_dict(keep_vars=True).values(),
+                          *(t for net in self.test_nets for t in net.state_dict(keep_vars=True).values()),
+                          *self.solver.history])
+        if extra is not None:
+            self._continue(extra)
+        # Without synchronised statistics DDP gives every rank rank 0's BatchNorm sums before each
+        # forward, as torch does for its own BatchNorm; synchronised ones are equal everywhere.
+        self.parallel = ranks.data_parallel(self.train_net, sync_buffers=not synced)
+        self.forward = torch.compile(self.parallel) if config.compile else self.parallel
+        resumed = point[0] if point is not None else None
+        self.metrics = MetricsLog(job_dir / METRICS_FILE, resumed, progress) if ranks.is_root else None
         self.prefix = self._prefix()
         self.snapshots: list[Path] = []
         self.last_snapshot = resumed
 
     def _stream(self, spec: _NetSpec, feeds: Feeds | None, index: int, workers: int) -> BatchStream:
+        shard = Shard(self.ranks.rank, self.ranks.world_size)
         if feeds is not None and spec.feed_key in feeds:
-            return FeedStream(feeds[spec.feed_key], spec.feed_key)
+            return FeedStream(feeds[spec.feed_key], spec.feed_key, shard)
         sources, _ = _sources(spec)
         phase = caffe_pb2.TRAIN if spec.phase == "train" else caffe_pb2.TEST
         root = Path(self.config.dataset_root) if self.config.dataset_root is not None else None
         return data_layer_stream(sources, phase, root, self.data_seed + index, workers,
-                                 pin_memory=self.device.type == "cuda")
+                                 pin_memory=self.device.type == "cuda", shard=shard)
 
     def _net(self, spec: _NetSpec, stream: BatchStream, seed: int | None) -> CaffeNet:
         """Build the net with its input shapes taken from the stream's first batch."""
         _, tops = _sources(spec)
+        start = stream.position
         first = stream.next()
-        stream.seek(0)
+        stream.seek(start)
         missing = [top for top in tops if top not in first]
         if missing:
             raise UserError(f"the {spec.feed_key} batches have no '{missing[0]}' (they hold "
@@ -309,19 +378,25 @@ class _Training:
         prefix = self.param.snapshot_prefix or "snapshot"
         return prefix if Path(prefix).is_absolute() else str(self.job_dir / prefix)
 
-    def _resume(self, path: str | Path) -> int:
-        snapshot = read_snapshot(path)
-        self.train_net.load_weights(snapshot.caffemodel)
-        self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history, source=str(path))
-        if snapshot.extra is not None:
-            extra = snapshot.extra
-            set_rng_state(extra["rng"])
-            self.train_stream.seek(extra["feeds"]["train"])
-            for stream, position in zip(self.test_streams, extra["feeds"]["val"], strict=False):
-                stream.seek(position)
-            self.smoothed.load(extra["smoothed_loss"])
-            self.scaler.load(extra["loss_scale"])
-        return snapshot.iteration
+    def _continue(self, extra: dict[str, Any]) -> None:
+        """The digitslite sidecar of the snapshot resumed from: this rank's RNG, data positions (of
+        all ranks together, so any rank count continues them), the loss window, the loss scale."""
+        states = [extra["rng"], *extra.get("rank_rng", [])]
+        if self.ranks.rank < len(states):
+            set_rng_state(states[self.ranks.rank], self.device)
+        else:   # a rank the snapshotted run did not have: a generator of its own, still reproducible
+            torch.manual_seed(int(np.random.SeedSequence([self.data_seed, self.solver.iter, self.ranks.rank])
+                                  .generate_state(1, np.uint64)[0]))
+        counted_batches = extra["format"] == 1     # format 1 counted batches of one process
+        saved = [extra["feeds"]["train"], *extra["feeds"]["val"]]
+        for stream, position in zip([self.train_stream, *self.test_streams], saved, strict=False):
+            stream.seek(stream.advanced(0, position) if counted_batches else position)
+        self.smoothed.load(extra["smoothed_loss"])
+        self.scaler.load(extra["loss_scale"])
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(record)
 
     # ------------------------------------------------------------------------------------------
 
@@ -331,7 +406,7 @@ class _Training:
         clock = _Throughput()
         try:
             while solver.iter < param.max_iter:
-                if should_stop is not None and should_stop():
+                if self.ranks.any(should_stop is not None and should_stop()):
                     stopped = True
                     break
                 if self._test_due():
@@ -340,11 +415,11 @@ class _Training:
                 iteration = solver.iter
                 outputs, images = self.step()
                 rate = solver.apply_update() if self.scaler.unscale(self._tensors()) else solver.skip_update()
-                clock.add(images)
+                clock.add(images * self.ranks.world_size)
                 if display:
-                    values = {name: _blob_value(outputs[name]) for name in self.train_net.output_names}
-                    self.metrics.write(_event(iteration, "train", values, lr=rate, images_per_s=clock.rate(),
-                                              loss=float(self.smoothed.value)))
+                    values, _ = self._train_values(outputs)
+                    self._record(_event(iteration, "train", values, lr=rate, images_per_s=clock.rate(),
+                                        loss=float(self.smoothed.value)))
                 if param.snapshot > 0 and solver.iter % param.snapshot == 0:
                     clock.excluding(self.snapshot)
             if stopped:
@@ -353,11 +428,13 @@ class _Training:
             else:
                 self._finish()
         finally:
-            self.metrics.close()
+            if self.metrics is not None:
+                self.metrics.close()
             for stream in (self.train_stream, *self.test_streams):
                 stream.close()
         loss = float(self.smoothed.value) if self.smoothed.values else None
-        return TrainResult(solver.iter, stopped, self.snapshots, loss, self.metrics.path)
+        return TrainResult(solver.iter, stopped, self.snapshots, loss,
+                           self.metrics.path if self.metrics is not None else None)
 
     def _tensors(self) -> list[torch.Tensor]:
         return [p.tensor for p in self.solver.params]
@@ -368,34 +445,46 @@ class _Training:
             iteration > 0 or self.param.test_initialization)
 
     def step(self) -> tuple[dict[str, torch.Tensor], int]:
-        """iter_size forward/backward passes accumulating gradients; returns the last outputs and
-        the number of images seen."""
+        """iter_size forward/backward passes accumulating gradients (across ranks only on the last);
+        returns the last outputs and the number of images this rank saw."""
         for tensor in self._tensors():
             tensor.grad = None
         total, images, outputs = None, 0, {}
-        for _ in range(self.param.iter_size):
+        for micro_step in range(self.param.iter_size):
             batch = to_device(self.train_stream.next(), self.device, self.config.channels_last)
             images += next(iter(batch.values())).shape[0] if batch else 0
-            with autocast(self.device, self.config.amp):
-                outputs = self.forward(batch)
-                loss = self.train_net.loss(outputs)
-            if loss.requires_grad:
-                self.scaler.scaled(loss).backward()
+            with self.ranks.accumulating(self.parallel, last=micro_step == self.param.iter_size - 1):
+                with autocast(self.device, self.config.amp):
+                    outputs = self.forward(batch)
+                    loss = self.train_net.loss(outputs)
+                if loss.requires_grad:
+                    self.scaler.scaled(loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
-        self.smoothed.add(total / self.param.iter_size)
+        self.smoothed.add(self.ranks.mean(total / self.param.iter_size))
         return outputs, images
+
+    def _train_values(self, outputs: Mapping[str, torch.Tensor],
+                      **fields: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The train net's outputs to log, and `fields`: their means over the ranks, on rank 0."""
+        values = {name: _blob_value(outputs[name]) for name in self.train_net.output_names}
+        shares = self.ranks.gather((values, fields))
+        if shares is None:
+            return values, fields
+        return _mean_values([share[0] for share in shares]), _mean_values([share[1] for share in shares])
 
     @torch.no_grad()
     def test_all(self) -> None:
-        """Caffe's TestAll: each test net's outputs averaged over test_iter passes (§4.6)."""
+        """Caffe's TestAll: each test net's outputs averaged over test_iter passes (§4.6). The passes
+        are dealt round-robin to the ranks; their sums and confusion matrices meet on rank 0."""
         for index, (net, stream, probe) in enumerate(zip(self.test_nets, self.test_streams, self.probes,
                                                          strict=True)):
             iterations = self.param.test_iter[index]
+            start = stream.position
             sums: dict[str, torch.Tensor] = {}
             matrix = ConfusionMatrix(probe.classes, probe.ignore_label) if probe else None
             keep = (probe.score, probe.label) if probe else ()
             reported = set(net.output_names) | set(net.loss_weights)
-            for _ in range(iterations):
+            for _ in self.ranks.passes(iterations):
                 batch = to_device(stream.next(), self.device, self.config.channels_last)
                 with autocast(self.device, self.config.amp):
                     outputs = net(batch, keep=keep)
@@ -405,20 +494,41 @@ class _Training:
                 if matrix is not None:
                     prediction = outputs[probe.score].argmax(probe.axis)
                     matrix.update(prediction, outputs[probe.label].reshape(prediction.shape))
-            means = {name: total / iterations for name, total in sums.items()}
-            loss = sum(float(means[name].sum()) * weight for name, weight in net.loss_weights.items())
-            fields: dict[str, Any] = {"loss": loss}
-            if len(self.test_nets) > 1:
-                fields["test_net"] = index
-            if matrix is not None:
-                summary = matrix.summary()
-                fields.update({key: summary[key] for key in SEGMENTATION_METRICS})
-            values = {name: _blob_value(means[name]) for name in net.output_names}
-            self.metrics.write(_event(self.solver.iter, "val", values, **fields))
+            stream.seek(stream.advanced(start, iterations))
+            shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, matrix))
+            if shares is not None:
+                self._write_test(index, net, iterations, shares)
+
+    def _write_test(self, index: int, net: CaffeNet, iterations: int,
+                    shares: Sequence[tuple[dict[str, torch.Tensor], ConfusionMatrix | None]]) -> None:
+        sums: dict[str, torch.Tensor] = {}
+        matrix = shares[0][1]
+        for rank_sums, rank_matrix in shares:
+            for name, value in rank_sums.items():
+                sums[name] = value if name not in sums else sums[name] + value
+            if rank_matrix is not matrix:
+                matrix.merge(rank_matrix)
+        means = {name: total / iterations for name, total in sums.items()}
+        loss = sum(float(means[name].sum()) * weight for name, weight in net.loss_weights.items())
+        fields: dict[str, Any] = {"loss": loss}
+        if len(self.test_nets) > 1:
+            fields["test_net"] = index
+        if matrix is not None:
+            summary = matrix.summary()
+            fields.update({key: summary[key] for key in SEGMENTATION_METRICS})
+        values = {name: _blob_value(means[name]) for name in net.output_names}
+        self._record(_event(self.solver.iter, "val", values, **fields))
 
     def snapshot(self) -> None:
+        """Rank 0 writes; every rank hands it its RNG state."""
+        states = self.ranks.gather(rng_state(self.device))
+        self.last_snapshot = self.solver.iter
+        if states is None:
+            return
         extra = {
-            "rng": rng_state(),
+            "rng": states[0],
+            "rank_rng": states[1:],
+            "ranks": self.ranks.world_size,
             "feeds": {"train": self.train_stream.position, "val": [s.position for s in self.test_streams]},
             "smoothed_loss": self.smoothed.state(),
             "loss_scale": self.scaler.state(),
@@ -428,7 +538,6 @@ class _Training:
                                self.train_net.net_param,
                                self.train_net.weights(), self.solver.history_arrays(), extra)
         self.snapshots.append(files.caffemodel)
-        self.last_snapshot = self.solver.iter
 
     def _finish(self) -> None:
         """After max_iter: Caffe's final snapshot, display pass and test (§4.2)."""
@@ -441,9 +550,9 @@ class _Training:
                 batch = to_device(self.train_stream.next(), self.device, self.config.channels_last)
                 outputs = self.train_net(batch)
                 loss = float(self.train_net.loss(outputs))
-            values = {name: _blob_value(outputs[name]) for name in self.train_net.output_names}
+            values, fields = self._train_values(outputs, loss=loss)
             rate, _ = learning_rate(param, iteration, self.solver.current_step)
-            self.metrics.write(_event(iteration, "train", values, lr=rate, loss=loss))
+            self._record(_event(iteration, "train", values, lr=rate, **fields))
         if param.test_interval > 0 and iteration % param.test_interval == 0 and self.test_nets:
             self.test_all()
 
@@ -471,6 +580,14 @@ class _Throughput:
         return rate
 
 
+def _single_rank(config: TrainConfig, env: RankEnvironment) -> None:
+    """A process started as a rank by a launcher takes no launch settings of its own."""
+    if config.launches_ranks or config.master is not None or config.node_rank:
+        raise UserError(f"this process is rank {env.rank} of {env.world_size}, started by a launcher that "
+                        "set RANK and WORLD_SIZE (torchrun, Slurm); give the rank and node counts to that "
+                        "launcher and leave out --ranks, --gpus, --nnodes, --node-rank and --master")
+
+
 def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
           should_stop: Callable[[], bool] | None = None,
           progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
@@ -478,9 +595,28 @@ def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
 
     `feeds` maps "train" / "val" to re-iterable batches ({top name: tensor}) that replace the
     nets' data layers; without them Data layers read their LMDB datasets. `should_stop` is polled
-    once per iteration; when it returns True the run snapshots and returns (SIGTERM handling).
-    `progress` receives every metrics record as it is written.
+    once per iteration (by a launcher of ranks: every WATCH_INTERVAL_S); when it returns True the run
+    snapshots and returns (SIGTERM handling). `progress` receives every metrics record as it is
+    written. With `config` asking for ranks, this process launches and watches them
+    (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
     """
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    return _Training(config, job_dir, feeds, progress).run(should_stop)
+    env = RankEnvironment.from_environ()
+    if env is None and config.launches_ranks:
+        if feeds is not None:
+            raise UserError("batches given in memory (feeds) reach only this process; to train on several "
+                            "ranks, read the data from an LMDB dataset (Data layers)")
+        from digitslite.engine.rank_training import train_on_local_ranks  # it imports this module
+
+        return train_on_local_ranks(config, job_dir, should_stop, progress)
+    if env is None:
+        ranks = Ranks(device=resolve_device(config.device))
+    else:
+        _single_rank(config, env)
+        ranks = Ranks.join(env, rank_device(config.device, env))
+    result = _Training(config, job_dir, feeds, progress, ranks).run(should_stop)
+    # Only after success: a failed rank ends its process instead, since leaving the group politely could
+    # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
+    ranks.close()
+    return result

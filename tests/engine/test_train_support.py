@@ -72,11 +72,13 @@ def write_dataset(root: Path, train_count: int = 16, val_count: int = 8) -> Path
 
     for stage, count, seed in (("train_db", train_count, 1), ("val_db", val_count, 2)):
         images, labels = scenes(count, seed)
-        with LmdbWriter(root / stage / "features") as features, LmdbWriter(root / stage / "labels") as masks:
-            for index in range(count):
-                key = f"{index:09d}".encode()
-                features.put(key, feature_datum(Image.fromarray(images[index]), "png"))
-                masks.put(key, label_datum(labels[index]))
+        features, masks = LmdbWriter(root / stage / "features"), LmdbWriter(root / stage / "labels")
+        for index in range(count):
+            key = f"{index:09d}".encode()
+            features.put(key, feature_datum(Image.fromarray(images[index]), "png"))
+            masks.put(key, label_datum(labels[index]))
+        features.close()
+        masks.close()
     return root
 
 

@@ -160,24 +160,17 @@ def run(ctx: RunContext) -> None:
     solver = read_solver(ctx.job_dir / SOLVER_FILE)
     speed = ctx.params.get("speed", {})
     gpus = ctx.spec.gpu_count
-    if gpus > 1:
-        print(f"note: {gpus} GPUs are reserved for this job; training uses the first of them", flush=True)
+    # One rank per reserved GPU (data-parallel, docs/SCALING.md); one process on the CPU.
     config = TrainConfig(solver=solver, net=read_net(ctx.job_dir / TRAIN_VAL_FILE), solver_dir=ctx.job_dir,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
-                         compile=bool(speed.get("compile")))
-    start = int(resume.stem.rsplit("_", 1)[1]) if resume else 0
-    calls = 0
+                         compile=bool(speed.get("compile")), ranks=max(gpus, 1))
 
-    def should_stop() -> bool:
-        # The engine polls this once per iteration: count the calls to report progress.
-        nonlocal calls
-        iteration = start + calls
-        calls += 1
+    def report(record: dict[str, Any]) -> None:
+        iteration = record["iteration"]
         ctx.report(iteration / solver.max_iter, f"iteration {iteration}/{solver.max_iter}")
-        return ctx.should_stop()
 
-    result = train(config, ctx.job_dir, should_stop=should_stop)
+    result = train(config, ctx.job_dir, should_stop=ctx.should_stop, progress=report)
     if result.stopped:
         raise JobStopped()
     print(f"trained {result.iterations} iterations; last loss {result.loss}", flush=True)
