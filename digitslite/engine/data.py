@@ -227,12 +227,16 @@ class SegmentationLmdbDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 C x H x W image in BGR, int64 H x W label), transformed if a transform is set."""
+        return self.sample(index, self._random())
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Record `index` through the transform, its random choices drawn from `rng` (callers that
+        need a data order independent of the process, like distributed training, pass their own)."""
         image, label = self.record(index)
         if self.transform is not None:
-            image, label = self.transform(image, label, self._random())
-        else:
-            image = image.astype(np.float32, order="C")
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(label.astype(np.int64))
+            image, label = self.transform(image, label, rng)
+        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                torch.from_numpy(np.asarray(label, dtype=np.int64)))
 
 
 def collate_segmentation(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

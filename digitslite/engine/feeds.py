@@ -121,22 +121,13 @@ class _BatchAt(Dataset):
         batch: Batch = {}
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
-            pairs = [self._item(dataset, sample % len(dataset),
-                                np.random.default_rng([self.seed, source, sample]))
+            pairs = [dataset.sample(sample % len(dataset), np.random.default_rng([self.seed, source, sample]))
                      for sample in range(start, start + feed.batch_size)]
             images, labels = _stack(pairs, feed.layer_names[0])
             for top, role in feed.tops.items():
                 batch[top] = images if role == "image" else labels
         return batch
 
-    @staticmethod
-    def _item(dataset, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The dataset's record through its transform, with our generator instead of its own."""
-        image, label = dataset.record(index)
-        if dataset.transform is not None:
-            image, label = dataset.transform(image, label, rng)
-        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                torch.from_numpy(np.asarray(label, dtype=np.int64)))
 
 
 def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
