@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
 from digitslite.cli._output import emit_json
 from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
@@ -17,6 +18,8 @@ from digitslite.engine.lr_policy import POLICIES
 from digitslite.engine.solver import RULES
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
+from digitslite.fileio import read_json
+from digitslite.networks import load_network, load_solver
 
 NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
@@ -41,9 +44,13 @@ def _read_solver(path: str) -> caffe_pb2.SolverParameter:
     return parse_solver(text, path)
 
 
-def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...],
-            test_iter: int | None) -> caffe_pb2.SolverParameter:
-    solver = _read_solver(solver_file) if solver_file else caffe_pb2.SolverParameter(**DEFAULT_SOLVER)
+def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], test_iter: int | None,
+            standard: caffe_pb2.SolverParameter | None = None) -> caffe_pb2.SolverParameter:
+    """The solver file, else the standard network's solver, else defaults; then the CLI's overrides."""
+    if solver_file:
+        solver = _read_solver(solver_file)
+    else:
+        solver = standard or caffe_pb2.SolverParameter(**DEFAULT_SOLVER)
     for option, name in SOLVER_OPTIONS.items():
         if options.get(option) is not None:
             setattr(solver, name, options[option])
@@ -58,13 +65,29 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...],
     return solver
 
 
-def _net(net_file: str | None, batch_size: int | None) -> caffe_pb2.NetParameter | None:
+def _standard_network(name: str, dataset: str | None) -> tuple[caffe_pb2.NetParameter,
+                                                                 caffe_pb2.SolverParameter]:
+    """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
+    if dataset is None:
+        raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
+    info_file = Path(dataset) / "dataset.json"
+    try:
+        classes = read_json(info_file)["classes"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
+                        "`digitslite dataset create`") from None
+    return bind_data_sources(load_network(name, len(classes)), Path(dataset)), load_solver(name)
+
+
+def _net(net_file: str | None, batch_size: int | None,
+         standard: caffe_pb2.NetParameter | None = None) -> caffe_pb2.NetParameter | None:
     """The net to train (None: the solver names its nets), with --batch-size written into Data layers."""
-    if net_file is None:
+    if net_file is None and standard is None:
         if batch_size is not None:
-            raise UserError("--batch-size rewrites the network's Data layers: give the network with --net")
+            raise UserError("--batch-size rewrites the network's Data layers: give the network with --net "
+                            "or --network")
         return None
-    net = read_net(net_file)
+    net = standard if standard is not None else read_net(net_file)
     if batch_size is not None:
         for layer in net.layer:
             if layer.type == "Data":
@@ -95,6 +118,8 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 
 @click.command()
 @click.option("--dataset", type=click.Path(file_okay=False), help="Dataset folder (train_db/, val_db/).")
+@click.option("--network", help="A standard network of network_defs/ (e.g. fcn_tiny), sized for --dataset; "
+              "its solver is the default.")
 @click.option("--net", "net_file", type=click.Path(dir_okay=False),
               help="Network prototxt (train/val all-in-one, filtered by phase and stage like DIGITS).")
 @click.option("--solver", "solver_file", type=click.Path(dir_okay=False), help="Solver prototxt.")
@@ -140,8 +165,8 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(dataset, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights, resume,
-            use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
+def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
+            resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
             node_rank, master, sync_batchnorm, job_dir, as_json, **solver_options) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
@@ -152,12 +177,15 @@ def command(dataset, net_file, solver_file, stepvalue, test_iter, batch_size, st
     job = Path(job_dir)
     if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
         net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
+    if network and net_file:
+        raise click.UsageError("give --network or --net, not both")
+    standard_net, standard_solver = _standard_network(network, dataset) if network else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
-    solver = _solver(solver_file, solver_options, stepvalue, test_iter)
-    net = _net(net_file, batch_size)
+    solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
+    net = _net(net_file, batch_size, standard_net)
     if net is None and not (solver.net or solver.HasField("net_param") or solver.train_net
                             or solver.HasField("train_net_param")):
-        raise UserError("no network to train: give --net (or a --solver that names its net)")
+        raise UserError("no network to train: give --network or --net (or a --solver that names its net)")
     job.mkdir(parents=True, exist_ok=True)
     if net is not None:
         for other in ("train_net", "train_net_param", "net_param"):
