@@ -23,6 +23,8 @@ from digitslite.server.openapi import openapi_api
 from digitslite.server.pages import pages
 from digitslite.server.services import Services
 from digitslite.server.sse import events_api
+from digitslite.server.store.routes import store_api
+from digitslite.server.store.tree import store_tree
 from digitslite.server.users import UserStore
 
 INDEX_FILE = "index.sqlite"
@@ -77,8 +79,9 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     install_error_handlers(app)
     install_auth(app)
     app.register_blueprint(pages)
+    app.register_blueprint(store_tree)
     for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,
-                      openapi_api):
+                      openapi_api, store_api):
         app.register_blueprint(blueprint, url_prefix="/api/v1")
     if config.scheduler:
         scheduler.start()

@@ -1,0 +1,108 @@
+"""Dataset pages: the New dataset form (with its Check and path completion) and a dataset's page
+(summary, classes, the explore gallery of its LMDB records, the creation log, models trained on it)."""
+from pathlib import Path
+
+from flask import Response, abort, jsonify, render_template, request
+
+from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options, dataset_path
+from digitslite.server.auth import current_identity
+from digitslite.server.create_common import CreateContext
+from digitslite.server.create_dataset import plan_dataset
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+from digitslite.server.pages.blueprint import pages, pages_api
+from digitslite.server.pages.completion import complete_path
+from digitslite.server.pages.dataset_preview import check_with_previews
+from digitslite.server.pages.jobfiles import dataset_job_info, log_tail
+from digitslite.server.pages.records import (
+    image_bytes,
+    image_mimetype,
+    label_png,
+    painting_palette,
+    read_record,
+)
+from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
+from digitslite.server.services import services
+
+GALLERY_PER_PAGE = 12
+STAGES = ("train", "val")
+RECORD_CACHE_S = 86_400  # records never change once written
+
+
+@pages.get("/datasets/new")
+def new_dataset():
+    """The form; ?clone=ID fills it with that dataset job's request."""
+    values, uploaded = {}, False
+    if request.args.get("clone"):
+        _, folder = page_job(request.args["clone"], "dataset")
+        spec = folder.spec()
+        values = {**spec.params.get("request", {}), "name": f"{spec.name} (clone)", "group": spec.group,
+                  "notes": spec.notes}
+        uploaded = spec.params.get("source") == "upload"
+        if uploaded:  # its paths name files inside that upload, not server folders
+            paths = (*FOLDER_FIELDS, *FILE_FIELDS)
+            values = {key: value for key, value in values.items() if key not in paths}
+    return render_template("datasets/new.html", values=values, uploaded=uploaded, label_modes=LABEL_MODES,
+                           encodings=ENCODINGS, resize_modes=RESIZE_MODES,
+                           roots=[str(root) for root in services().config.data_roots])
+
+
+@pages.get("/datasets/<job_id>")
+def dataset(job_id: str):
+    row, folder = page_job(job_id, "dataset")
+    info = dataset_job_info(folder)
+    stage = request.args.get("stage") if request.args.get("stage") in STAGES else "train"
+    count = (info or {}).get("counts", {}).get(stage, 0)
+    gallery_pages = max(1, -(-count // GALLERY_PER_PAGE))
+    page = min(whole_arg("gallery", 1), gallery_pages)
+    first = (page - 1) * GALLERY_PER_PAGE
+    positions = range(first, min(first + GALLERY_PER_PAGE, count))
+    index = services().index
+    models = [model for model in map(index.get, index.dependents(job_id))
+              if model and model["kind"] == "model"]
+    log, log_end = log_tail(folder)
+    return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
+                           info=info, stage=stage, positions=positions,
+                           gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
+                           log_end=log_end, page_of_kind=PAGE_OF_KIND)
+
+
+@pages_api.get("/paths")
+def paths():
+    """?prefix=...&files=1: completions inside the data roots."""
+    found = complete_path(request.args.get("prefix", ""), services().config.data_roots,
+                          folders_only=request.args.get("files") != "1")
+    return jsonify({"paths": found})
+
+
+@pages_api.post("/dataset-check")
+def dataset_check():
+    """The dry run of the New dataset form's fields (server folders): the report and the first pairs.
+
+    The fields are read and refused exactly as POST /api/v1/datasets reads them; nothing is created.
+    """
+    values = request.form.to_dict() | {"check": "false"}
+    [(spec, _)] = plan_dataset(Fields(values), CreateContext(current_identity(), services().config))
+    return jsonify(check_with_previews(dataset_options(spec.params, Path())))
+
+
+@pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/<part>")
+def dataset_record(job_id: str, stage: str, position: int, part: str):
+    """A record as an image: `image`, `label` (class colours) or `classes` (indices as gray values)."""
+    _, folder = page_job(job_id, "dataset")
+    info = dataset_job_info(folder)
+    if info is None or stage not in STAGES or part not in ("image", "label", "classes"):
+        raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
+    serialized = read_record(dataset_path(folder.path), stage, "features" if part == "image" else "labels",
+                             position)
+    if serialized is None:
+        abort(404, f"dataset {job_id} has no {stage} record {position}")
+    if part == "image":
+        data = image_bytes(serialized)
+    else:
+        data = label_png(serialized, painting_palette(info) if part == "label" else None)
+    response = Response(data, mimetype=image_mimetype(data))
+    response.cache_control.max_age = RECORD_CACHE_S
+    response.cache_control.private = True
+    return response

@@ -1,0 +1,83 @@
+"""The home page: jobs that are queued or running (progress, ETA), then one table per kind of job,
+paginated, sorted and filtered by the server, with bulk abort and delete."""
+import time
+from typing import Any
+
+from flask import redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+
+from digitslite.jobs.model import Status
+from digitslite.server.pages.blueprint import pages
+from digitslite.server.pages.listing import (
+    SORT_COLUMNS,
+    JobQuery,
+    counts_by_kind,
+    groups_of,
+    owners_of,
+    query_jobs,
+)
+from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
+from digitslite.server.services import services
+
+TABS = {"models": "model", "datasets": "dataset", "pretrained": "pretrained", "inference": "inference"}
+PER_PAGE_CHOICES = (25, 50, 100, 200)
+ACTIVE = (Status.RUNNING, Status.STARTING, Status.QUEUED)
+
+
+def table_query(args: MultiDict, kind: str) -> JobQuery:
+    statuses = [str(status) for status in Status]
+    sort = args.get("sort") if args.get("sort") in SORT_COLUMNS else "created"
+    return JobQuery(kind=kind, status=args.get("status") if args.get("status") in statuses else None,
+                    owner=args.get("owner") or None, group=args.get("group") or None,
+                    text=(args.get("q") or "").strip()[:200] or None, sort=sort,
+                    descending=args.get("order", "desc") != "asc", page=whole_arg("page", 1),
+                    per_page=whole_arg("per_page", PER_PAGE_CHOICES[0], PER_PAGE_CHOICES))
+
+
+def active_jobs() -> list[dict[str, Any]]:
+    """Queued and running jobs of every kind, running first, with the time each has left."""
+    svc = services()
+    now = time.time()
+    jobs = []
+    for status in ACTIVE:
+        for job_id in svc.index.ids_with_status(status):
+            row = svc.index.get(job_id)
+            if row is None:
+                continue
+            try:
+                started = svc.scheduler.folder(job_id).state().started_at
+            except FileNotFoundError:  # deleted since the index was read
+                continue
+            jobs.append({**row, "eta": eta_seconds(row["progress"], started, now),
+                         "elapsed": now - started if started else None})
+    return jobs
+
+
+@pages.get("/")
+def home():
+    index_file = services().index.path
+    counts = counts_by_kind(index_file)
+    tab = request.args.get("tab")
+    if tab not in TABS:
+        tab = "models" if counts.get("model") else "datasets"
+    query = table_query(request.args, TABS[tab])
+    rows, total = query_jobs(index_file, query)
+    pages_count = max(1, (total + query.per_page - 1) // query.per_page)
+    return render_template("home/home.html", tab=tab, tabs=TABS, counts=counts, query=query, rows=rows,
+                           total=total, pages_count=pages_count, active=active_jobs(),
+                           groups=groups_of(index_file, TABS[tab]), owners=owners_of(index_file, TABS[tab]),
+                           statuses=[str(status) for status in Status], per_page_choices=PER_PAGE_CHOICES,
+                           page_of_kind=PAGE_OF_KIND)
+
+
+@pages.get("/home/active")
+def active_fragment():
+    """The queued-and-running table alone, which the home page re-reads every few seconds."""
+    return render_template("home/_active.html", active=active_jobs(), page_of_kind=PAGE_OF_KIND)
+
+
+@pages.get("/jobs/<job_id>")
+def job(job_id: str):
+    """Any job's page, whatever its kind."""
+    row, _ = page_job(job_id)
+    return redirect(url_for(PAGE_OF_KIND[row["kind"]], job_id=job_id))

@@ -1,0 +1,135 @@
+"""Inference pages: the form that queues an inference job (uploaded images, a server folder or a
+dataset's validation images), and an inference job's page, where each result shows input, overlay
+and ground truth side by side, composited in the browser (overlay.js) from class-index images."""
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import Response, abort, render_template, send_file
+from PIL import Image
+
+from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.model import Status
+from digitslite.jobs.runners.dataset import dataset_path
+from digitslite.jobs.runners.names import RESULTS_FILE
+from digitslite.server.pages.blueprint import pages, pages_api
+from digitslite.server.pages.jobfiles import log_tail
+from digitslite.server.pages.listing import JobQuery, query_jobs
+from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png, read_record
+from digitslite.server.pages.scores import image_scores
+from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
+from digitslite.server.services import services
+from digitslite.viz.palette import extend_palette
+
+RESULTS_PER_PAGE = 8
+BROWSER_IMAGES = (".png", ".jpg", ".jpeg", ".bmp")
+PARTS = ("input", "prediction", "truth")
+
+
+@pages.get("/infer/<job_id>")
+def infer_form(job_id: str):
+    """Run a model (a model job's snapshot, or a pretrained job) on images."""
+    row, folder = page_job(job_id)
+    if row["kind"] not in ("model", "pretrained"):
+        abort(404, f"Job {job_id} is a {row['kind']} job; only models and pretrained models run on images.")
+    spec = folder.spec()
+    done = query_jobs(services().index.path, JobQuery(kind="dataset", status=Status.DONE, per_page=100))[0]
+    own = spec.params.get("dataset")  # a model's own dataset comes first
+    datasets = sorted(done, key=lambda dataset: dataset["id"] != own)
+    return render_template("inference/new.html", row=row, spec=spec, snapshots=folder.snapshots(),
+                           datasets=datasets, page_of_kind=PAGE_OF_KIND,
+                           roots=[str(root) for root in services().config.data_roots])
+
+
+def _results(folder: JobFolder) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder.path / RESULTS_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _dataset_dir(params: dict[str, Any]) -> Path:
+    return dataset_path(services().scheduler.folder(params["dataset"]).path)
+
+
+def _truth(params: dict[str, Any], name: str) -> np.ndarray | None:
+    """The ground truth of a validation image (other sources have none)."""
+    if params["source"] != "dataset":
+        return None
+    serialized = read_record(_dataset_dir(params), "val", "labels", int(name))
+    return None if serialized is None else label_indices(serialized)
+
+
+def _prediction(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray:
+    with Image.open(folder.path / entry["prediction"]) as image:
+        return np.asarray(image)  # a palette PNG: the pixel values are the class indices
+
+
+def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every named class and every index a prediction used, with its colour and share of the pixels."""
+    pixels: dict[int, int] = {}
+    for entry in results["images"]:
+        for index, count in entry["classes"].items():
+            pixels[int(index)] = pixels.get(int(index), 0) + count
+    total = sum(pixels.values()) or 1
+    names, palette = results["classes"], extend_palette(results["palette"])
+    return [{"index": index, "name": names[index] if index < len(names) else f"class {index}",
+             "colour": palette[index].tolist(), "share": pixels.get(index, 0) / total}
+            for index in sorted(set(range(len(names))) | set(pixels))]
+
+
+@pages.get("/inference/<job_id>")
+def inference(job_id: str):
+    row, folder = page_job(job_id, "inference")
+    spec, state = folder.spec(), folder.state()
+    results = _results(folder) if state.status == Status.DONE else None
+    images, pages_count, page = [], 1, 1
+    if results:
+        pages_count = max(1, -(-len(results["images"]) // RESULTS_PER_PAGE))
+        page = min(whole_arg("page", 1), pages_count)
+        first = (page - 1) * RESULTS_PER_PAGE
+        for number, entry in enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first):
+            truth = _truth(spec.params, entry["input"])
+            scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
+            images.append({"number": number, "name": entry["input"], "truth": truth is not None,
+                           "scores": scores})
+    model = services().index.get(spec.params["model"]["job"])
+    log, log_end = log_tail(folder)
+    legend = _legend(results) if results else []
+    return render_template("inference/inference.html", row=row, spec=spec, state=state, results=results,
+                           images=images, page=page, pages_count=pages_count, model=model,
+                           page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, legend=legend)
+
+
+def _input_image(folder: JobFolder, params: dict[str, Any], name: str) -> Response:
+    if params["source"] == "dataset":
+        serialized = read_record(_dataset_dir(params), "val", "features", int(name))
+        if serialized is None:
+            abort(404, f"the dataset has no validation record {name}")
+        data = image_bytes(serialized)
+        return Response(data, mimetype=image_mimetype(data))
+    root = (folder.inputs_dir if params["source"] == "upload" else Path(params["folder"])).resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        abort(404, f"the input {name} is gone")
+    if path.suffix.lower() in BROWSER_IMAGES:
+        return send_file(path)
+    with Image.open(path) as image:  # a format browsers do not show (TIFF, PPM, ...)
+        return Response(png(np.asarray(image.convert("RGB"))), mimetype="image/png")
+
+
+@pages_api.get("/inference/<job_id>/images/<int:number>/<part>")
+def inference_image(job_id: str, number: int, part: str):
+    """An image of result `number`: the `input`, or the `prediction` / `truth` as class indices."""
+    _, folder = page_job(job_id, "inference")
+    results = _results(folder)
+    if results is None or part not in PARTS or number >= len(results["images"]):
+        abort(404, f"inference job {job_id} has no {part} for image {number}")
+    entry, params = results["images"][number], folder.spec().params
+    if part == "input":
+        return _input_image(folder, params, entry["input"])
+    indices = _prediction(folder, entry) if part == "prediction" else _truth(params, entry["input"])
+    if indices is None:
+        abort(404, f"image {number} of inference job {job_id} has no ground truth")
+    return Response(png(indices.astype(np.uint8)), mimetype="image/png")

@@ -1,0 +1,95 @@
+"""The JSON and SVG helpers of the model pages: the custom-network editor's check, Crop fix and graph,
+the standard networks' graphs and texts, the learning-rate preview, and a running job's usage."""
+from flask import Response, jsonify, request
+
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.prototxt import filter_net, parse_net, read_net
+from digitslite.errors import UserError
+from digitslite.jobs.model import Status
+from digitslite.jobs.runners.names import NETWORK_FILE
+from digitslite.networks import StandardNetwork, get_network, load_network
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+from digitslite.server.pages.blueprint import pages_api
+from digitslite.server.pages.lrcurve import lr_curves
+from digitslite.server.pages.models import DEFAULT_CLASSES, dataset_facts
+from digitslite.server.pages.netcheck import SOURCE, check_network, fill_classes, fix_crop_offsets
+from digitslite.server.pages.netgraph import network_svg
+from digitslite.server.pages.usage import worker_usage
+from digitslite.server.pages.view import page_job
+from digitslite.server.services import services
+
+GRAPH_CACHE_S = 3600
+
+
+def _editor_fields() -> tuple[str, int, tuple[int, int, int] | None]:
+    """The editor's text, and the class count and image shape of the chosen dataset (if any)."""
+    text = Fields(request.form).text("text", "", max_length=5_000_000)
+    row = services().index.get(request.form.get("dataset", ""))
+    dataset = dataset_facts(row) if row and row["kind"] == "dataset" else {}
+    shape = tuple(dataset["shape"]) if dataset.get("shape") else None
+    return text, dataset.get("classes") or DEFAULT_CLASSES, shape
+
+
+@pages_api.post("/net-check")
+def net_check():
+    text, classes, shape = _editor_fields()
+    return jsonify(check_network(text, classes, shape))
+
+
+@pages_api.post("/net-fix")
+def net_fix():
+    text, classes, _ = _editor_fields()
+    return jsonify({"text": fix_crop_offsets(text, classes)})
+
+
+def _svg(net: caffe_pb2.NetParameter) -> Response:
+    return Response(network_svg(filter_net(net, phase="train")), mimetype="image/svg+xml")
+
+
+@pages_api.post("/net-graph")
+def net_graph():
+    """The graph of the editor's text (TRAIN phase)."""
+    text, classes, _ = _editor_fields()
+    return _svg(parse_net(fill_classes(text, classes), SOURCE))
+
+
+def _standard(name: str) -> StandardNetwork:
+    try:
+        return get_network(name)
+    except UserError as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+@pages_api.get("/networks/<name>/graph.svg")
+def standard_network_graph(name: str):
+    response = _svg(load_network(_standard(name).name, DEFAULT_CLASSES))
+    response.cache_control.max_age = GRAPH_CACHE_S
+    return response
+
+
+@pages_api.get("/networks/<name>/prototxt")
+def standard_network_text(name: str):
+    """The network's text as shipped ({{num_classes}} kept), for "Customize this network"."""
+    return Response(_standard(name).network_file.read_text(), mimetype="text/plain")
+
+
+@pages_api.get("/models/<job_id>/graph.svg")
+def model_graph(job_id: str):
+    _, folder = page_job(job_id, "model")
+    if not (folder.path / NETWORK_FILE).is_file():
+        raise ApiError(404, f"model job {job_id} has not written its network yet")
+    return _svg(read_net(folder.path / NETWORK_FILE))
+
+
+@pages_api.get("/lr-curve")
+def lr_curve():
+    return jsonify({"curves": lr_curves(Fields(request.args))})
+
+
+@pages_api.get("/jobs/<job_id>/usage")
+def job_usage(job_id: str):
+    _, folder = page_job(job_id)
+    state = folder.state()
+    running = state.status in (Status.STARTING, Status.RUNNING)
+    return jsonify(worker_usage(state.pid if running else None, state.gpus if running else []))

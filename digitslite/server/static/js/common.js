@@ -1,0 +1,84 @@
+// Helpers every page script shares: API calls with the CSRF token, DOM building, error display.
+"use strict";
+
+const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+
+// fetch() with the session's CSRF token; resolves to {ok, status, data} (data: JSON or text).
+export async function api(method, url, body) {
+  const options = { method, headers: { "X-CSRF-Token": csrfToken, Accept: "application/json" } };
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  const type = response.headers.get("Content-Type") || "";
+  const data = type.includes("json") ? await response.json() : await response.text();
+  return { ok: response.ok, status: response.status, data };
+}
+
+// The message of an API error body {"error": {"message", "field"}}.
+export function errorOf(result) {
+  return (result.data && result.data.error) || { message: `HTTP ${result.status}`, field: null };
+}
+
+// el("td", {class: "x"}, "text", child...): a new element; attributes set with setAttribute.
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+// Show an API error next to its field (an element [data-error-for=field]) or in `fallback`.
+export function showError(error, fallback, form = document) {
+  clearErrors(form);
+  const target = (error.field && form.querySelector(`[data-error-for="${error.field}"]`)) || fallback;
+  target.textContent = error.message;
+  target.hidden = false;
+  const input = error.field && form.querySelector(`[name="${error.field}"]`);
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+export function clearErrors(form = document) {
+  form.querySelectorAll("[data-error-for], .form-error").forEach((node) => { node.hidden = true; });
+  form.querySelectorAll("[aria-invalid]").forEach((node) => node.removeAttribute("aria-invalid"));
+}
+
+export function percent(fraction, digits = 1) {
+  return fraction === null || fraction === undefined ? "–" : `${(100 * fraction).toFixed(digits)} %`;
+}
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+export function rgb(colour) {
+  return `rgb(${colour[0]}, ${colour[1]}, ${colour[2]})`;
+}
+
+// Forms with data-confirm ask before they submit.
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

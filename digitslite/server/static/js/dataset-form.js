@@ -1,0 +1,138 @@
+// The New dataset form: show the fields that apply, run the Check (the dry run) and render its
+// report, and create the dataset through the JSON API.
+import { api, clearErrors, el, errorOf, percent, rgb, showError } from "./common.js";
+
+const form = document.getElementById("dataset-form");
+const status = document.getElementById("form-status");
+const formError = document.getElementById("form-error");
+const checkButton = document.getElementById("check-button");
+
+const value = (name) => form.querySelector(`[name="${name}"]:checked`)?.value;
+const separateVal = () => document.getElementById("separate-val").checked;
+
+function showApplicable() {
+  const source = value("source");
+  const mode = value("label_mode");
+  form.querySelectorAll("[data-source]").forEach((node) => { node.hidden = node.dataset.source !== source; });
+  form.querySelectorAll("[data-mode]").forEach((node) => { node.hidden = node.dataset.mode !== mode; });
+  form.querySelectorAll('[data-when="separate-val"]').forEach((node) => { node.hidden = !separateVal(); });
+  form.querySelectorAll('[data-unless="separate-val"]').forEach((node) => { node.hidden = separateVal(); });
+  const resize = form.elements.resize.value !== "none";
+  form.querySelectorAll('[data-when="resize"]').forEach((node) => { node.hidden = !resize; });
+  checkButton.hidden = source === "upload";
+}
+
+// The fields the API reads: only those that apply, and none left empty.
+function fields() {
+  const data = new FormData(form);
+  const upload = value("source") === "upload";
+  const drop = ["csrf_token", "source"];
+  if (upload) drop.push("images", "labels", "val_images", "val_labels", "val_percent");
+  else drop.push("archive");
+  if (separateVal()) drop.push("val_percent");
+  else drop.push("val_images", "val_labels");
+  if (value("label_mode") !== "rgb") drop.push("colormap", "nearest");
+  if (form.elements.resize.value === "none") drop.push("width", "height");
+  drop.forEach((name) => data.delete(name));
+  for (const [name, item] of [...data.entries()]) {
+    if (item === "" || (item instanceof File && !item.name)) data.delete(name);
+  }
+  return data;
+}
+
+function problemsTable(problems) {
+  if (!problems.length) return el("p", { class: "ok-text" }, "No problems found.");
+  return el("div", { class: "table-wrap" }, el("table", { class: "problems" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Severity"), el("th", {}, "Problem"), el("th", {}, "Files"),
+      el("th", {}, "Examples"), el("th", {}, "Fix"))),
+    el("tbody", {}, problems.map((problem) => el("tr", { class: `severity-${problem.severity}` },
+      el("td", {}, el("span", { class: `status status-${problem.severity === "error" ? "failed" : "queued"}` },
+        problem.severity)),
+      el("td", {}, problem.what),
+      el("td", { class: "num" }, problem.count),
+      el("td", {}, el("ul", { class: "examples" }, problem.examples.map((example) => el("li", {}, example)))),
+      el("td", {}, problem.fix))))));
+}
+
+function classBars(report) {
+  if (!report.classes.length) return [el("p", { class: "empty" }, "No classes found.")];
+  if (!report.classes.some((stat) => stat.pixels.train)) {
+    return [el("p", { class: "empty" }, "The class shares are counted once the labels decode without errors.")];
+  }
+  const largest = Math.max(...report.classes.map((stat) => stat.frequency.train), 1e-9);
+  return report.classes.map((stat) => el("div", { class: "bar-row" },
+    el("span", { class: "swatch", style: `background: ${rgb(stat.colour)}` }),
+    el("span", { class: "bar-label" }, `${stat.index} ${stat.name}`),
+    el("span", { class: "bar" }, el("span", {
+      class: "bar-fill", style: `width: ${(100 * stat.frequency.train / largest).toFixed(1)}%; background: ${rgb(stat.colour)}`,
+    })),
+    el("span", { class: "bar-value" },
+      `${percent(stat.frequency.train)} train · ${percent(stat.frequency.val)} val · ${stat.images.train} images`)));
+}
+
+function previewCard(preview, classes) {
+  const names = new Map(classes.map((stat) => [stat.index, stat]));
+  return el("figure", { class: "preview" },
+    el("div", { class: "pair" },
+      preview.image ? el("img", { src: preview.image, alt: `image ${preview.name}` }) : null,
+      preview.label ? el("img", { src: preview.label, alt: `label ${preview.name}`, class: "pixelated" }) : null),
+    el("figcaption", {},
+      el("strong", {}, preview.name), ` (${preview.stage}${preview.size ? `, ${preview.size.join("×")}` : ""})`,
+      el("div", { class: "chips" }, (preview.classes || []).map((index) => {
+        const stat = names.get(index);
+        return el("span", { class: "chip" },
+          stat ? el("span", { class: "swatch", style: `background: ${rgb(stat.colour)}` }) : null,
+          stat ? stat.name : `value ${index}`);
+      })),
+      (preview.problems || []).map((problem) => el("div", { class: "error-text small" }, problem))));
+}
+
+function showReport(report, previews = []) {
+  const section = document.getElementById("report");
+  const errors = report.problems.filter((problem) => problem.severity === "error");
+  const warnings = report.problems.length - errors.length;
+  const verdict = document.getElementById("report-verdict");
+  verdict.className = `verdict ${report.ok ? "ok" : "bad"}`;
+  verdict.textContent = report.ok
+    ? `Ready: ${report.counts.train} training and ${report.counts.val} validation pairs, ${report.classes.length} classes` +
+      (warnings ? `, ${warnings} warning(s).` : ", no problems.")
+    : `${errors.reduce((sum, problem) => sum + problem.count, 0)} file(s) have errors that stop this dataset: ` +
+      "fix them and check again. Nothing was created.";
+  document.getElementById("report-problems").replaceChildren(problemsTable(report.problems));
+  document.getElementById("report-classes").replaceChildren(...classBars(report));
+  document.getElementById("report-previews").replaceChildren(...previews.map((item) => previewCard(item, report.classes)));
+  section.hidden = false;
+  section.scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function busy(text) {
+  status.textContent = text;
+  form.querySelectorAll("button").forEach((button) => { button.disabled = Boolean(text); });
+}
+
+checkButton.addEventListener("click", async () => {
+  clearErrors(form);
+  busy("Checking every image and label…");
+  const result = await api("POST", "/pages-api/dataset-check", fields());
+  busy("");
+  if (result.ok) showReport(result.data.report, result.data.previews);
+  else showError(errorOf(result), formError, form);
+});
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(form);
+  busy("Checking and queueing the dataset…");
+  const result = await api("POST", "/api/v1/datasets", fields());
+  busy("");
+  if (result.ok) {
+    window.location.assign(`/datasets/${result.data.jobs[0].id}`);
+    return;
+  }
+  const error = errorOf(result);
+  if (error.report) showReport(error.report);
+  showError(error, formError, form);
+});
+
+form.addEventListener("change", showApplicable);
+showApplicable();

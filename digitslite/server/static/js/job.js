@@ -1,0 +1,143 @@
+// Every job page: follows the job over Server-Sent Events (status, progress, metrics, snapshots),
+// runs its actions (abort, resume, delete) and tails its log. Page scripts listen on `jobEvents`.
+import { api, duration, errorOf, percent } from "./common.js";
+
+const head = document.getElementById("job");
+export const jobId = head.dataset.jobId;
+export const jobEvents = new EventTarget();
+const ACTIVE = ["queued", "starting", "running"];
+const RESUMABLE = ["failed", "aborted", "interrupted"];
+const errorBox = document.getElementById("job-error");
+const log = document.getElementById("log");
+let status = head.dataset.status;
+let source = null;
+let metricsSeen = 0;
+let pace = null; // {time, progress} when this page first saw the job running, for the ETA
+let sawItRun = ACTIVE.includes(status); // a page of a job that ran while open reloads at its end
+
+function emit(name, detail) {
+  jobEvents.dispatchEvent(new CustomEvent(name, { detail }));
+}
+
+// Abort while the job is active, Resume once it stopped short.
+function showActions() {
+  head.querySelectorAll("[data-when]").forEach((button) => {
+    button.hidden = !(button.dataset.when === "active" ? ACTIVE : RESUMABLE).includes(status);
+  });
+}
+
+function showStatus(state) {
+  status = state.status;
+  const badge = head.querySelector("[data-status-badge] .status");
+  badge.className = `status status-${status}`;
+  badge.textContent = status;
+  const fill = head.querySelector(".progress-fill");
+  fill.style.width = `${(100 * state.progress).toFixed(1)}%`;
+  fill.className = `progress-fill status-${status}`;
+  head.querySelector("[data-progress-text]").textContent = percent(state.progress, 0);
+  head.querySelector("[data-message]").textContent = state.message === status ? "" : state.message || "";
+  head.dataset.status = status;
+  showActions();
+  if (state.error) {
+    errorBox.textContent = state.error.message;
+    errorBox.hidden = false;
+  } else {
+    errorBox.hidden = true;
+  }
+  showEta(state.progress);
+}
+
+// Time left from the pace this page has watched: progress gained per second since it first saw it.
+function showEta(progress) {
+  const eta = head.querySelector("[data-eta]");
+  if (status !== "running") {
+    pace = null;
+    eta.textContent = "";
+    return;
+  }
+  const now = Date.now() / 1000;
+  if (!pace) pace = { time: now, progress };
+  const rate = (progress - pace.progress) / (now - pace.time);
+  eta.textContent = rate > 0 ? `about ${duration((1 - progress) / rate)} left` : "";
+}
+
+export function follow() {
+  if (source) source.close();
+  source = new EventSource(`/api/v1/jobs/${jobId}/events?after=${metricsSeen}`);
+  source.addEventListener("status", (event) => {
+    const state = JSON.parse(event.data);
+    showStatus(state);
+    emit("status", state);
+  });
+  source.addEventListener("metrics", (event) => {
+    const data = JSON.parse(event.data);
+    metricsSeen = data.next;
+    emit("metrics", data.records);
+  });
+  source.addEventListener("snapshot", (event) => emit("snapshot", JSON.parse(event.data)));
+  source.addEventListener("end", (event) => {
+    source.close();
+    source = null;
+    tailLog();
+    emit("end", JSON.parse(event.data));
+    if (sawItRun && head.hasAttribute("data-reload-on-end")) window.location.reload();
+  });
+}
+
+async function tailLog() {
+  if (!log) return;
+  const response = await fetch(`/api/v1/jobs/${jobId}/log?offset=${log.dataset.offset}`);
+  if (!response.ok) return;
+  const text = await response.text();
+  if (text) {
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.append(text);
+    log.closest("details").hidden = false;
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+  log.dataset.offset = response.headers.get("X-Next-Offset");
+}
+
+async function act(action) {
+  errorBox.hidden = true;
+  let result;
+  if (action === "delete") {
+    if (!window.confirm("Delete this job and all its files?")) return;
+    result = await api("DELETE", `/api/v1/jobs/${jobId}`);
+    if (result.status === 409 && errorOf(result).related &&
+        window.confirm(`${errorOf(result).message}\n\nDelete it anyway?`)) {
+      result = await api("DELETE", `/api/v1/jobs/${jobId}?force=1`);
+    }
+    if (result.ok) {
+      window.location.assign("/");
+      return;
+    }
+  } else {
+    result = await api("POST", `/api/v1/jobs/${jobId}/${action}`);
+    if (result.ok) {
+      showStatus(result.data);
+      emit("status", result.data);
+      if (action === "resume") {
+        // A resumed training rewrites its metrics from its snapshot on: read them again from the start.
+        metricsSeen = 0;
+        sawItRun = true;
+        emit("reset");
+        follow();
+      }
+      return;
+    }
+  }
+  errorBox.textContent = errorOf(result).message;
+  errorBox.hidden = false;
+}
+
+head.querySelectorAll("[data-action]").forEach((button) => {
+  button.addEventListener("click", () => act(button.dataset.action));
+});
+
+if (log) {
+  log.scrollTop = log.scrollHeight;
+  setInterval(() => { if (ACTIVE.includes(status)) tailLog(); }, 2000);
+}
+showActions();
+if (sawItRun || head.dataset.follow === "always") follow();
