@@ -516,6 +516,7 @@ class _Training:
         if matrix is not None:
             summary = matrix.summary()
             fields.update({key: summary[key] for key in SEGMENTATION_METRICS})
+            fields["confusion_matrix"] = matrix.matrix.tolist()   # rows: truth, columns: prediction
         values = {name: _blob_value(means[name]) for name in net.output_names}
         self._record(_event(self.solver.iter, "val", values, **fields))
 

@@ -61,6 +61,10 @@ def test_a_tiny_fcn_learns_from_an_lmdb_dataset_and_logs_segmentation_metrics(da
     assert last["mean_iu"] > first["mean_iu"] + 0.3 and last["mean_iu"] > 0.5
     assert len(last["per_class_iu"]) == 3
     assert last["pixel_accuracy"] == pytest.approx(last["accuracy"], abs=1e-6)
+    confusion = last["confusion_matrix"]    # rows are the truth, columns the prediction
+    assert len(confusion) == 3 and all(len(row) == 3 for row in confusion)
+    diagonal, total = sum(confusion[i][i] for i in range(3)), sum(map(sum, confusion))
+    assert diagonal / total == pytest.approx(last["pixel_accuracy"], abs=1e-9)
     assert last["loss"] < first["loss"]
     assert result.snapshots == [snapshot_files(tmp_path / "snapshot", 60).caffemodel]
 
