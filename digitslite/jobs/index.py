@@ -54,6 +54,9 @@ _COLUMNS = ("id", "kind", "status", "name", "owner", "grp", "priority", "created
             "message", "error", "depends_on", "search", "spec_mtime_ns", "state_mtime_ns")
 _SUMMARY_COLUMNS = _COLUMNS[:13]
 MAX_PER_PAGE = 500
+# The orders a listing may ask for, by name; ties always fall back to newest first.
+SORT_COLUMNS = {"created": "created", "name": "name COLLATE NOCASE", "status": "status",
+                "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class JobFilter:
     kind: str | None = None
     status: str | None = None
     owner: str | None = None
+    group: str | None = None
     text: str | None = None
 
 
@@ -209,11 +213,29 @@ class JobIndex:
         rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
         return {row["status"]: row["n"] for row in rows}
 
-    def list(self, where: JobFilter, *, page: int = 1,
-             per_page: int = 50) -> tuple[list[dict[str, Any]], int]:
-        """One page of jobs matching `where`, newest first, and the number of all matches."""
+    # Methods annotated with list[...] stay above `list` below, which shadows the builtin in this class.
+    def groups_of(self, kind: str) -> list[str]:
+        """The groups that jobs of `kind` belong to."""
+        rows = self._conn().execute("SELECT DISTINCT grp FROM jobs WHERE kind = ? AND grp != '' "
+                                    "ORDER BY grp COLLATE NOCASE", (kind,))
+        return [row[0] for row in rows]
+
+    def owners_of(self, kind: str) -> list[str]:
+        """The owners of jobs of `kind`."""
+        rows = self._conn().execute("SELECT DISTINCT owner FROM jobs WHERE kind = ? ORDER BY owner", (kind,))
+        return [row[0] for row in rows]
+
+    def count_by_kind(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT kind, COUNT(*) AS n FROM jobs GROUP BY kind")
+        return {row["kind"]: row["n"] for row in rows}
+
+    def list(self, where: JobFilter, *, page: int = 1, per_page: int = 50, sort: str = "created",
+             descending: bool = True) -> tuple[list[dict[str, Any]], int]:
+        """One page of jobs matching `where` in the order `sort` names (ties newest first), and the
+        number of all matches."""
         clauses, args = [], []
-        for column, value in (("kind", where.kind), ("status", where.status), ("owner", where.owner)):
+        for column, value in (("kind", where.kind), ("status", where.status), ("owner", where.owner),
+                              ("grp", where.group)):
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)
@@ -225,7 +247,8 @@ class JobIndex:
         total = conn.execute(f"SELECT COUNT(*) FROM jobs {condition}", args).fetchone()[0]
         rows = conn.execute(
             f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM jobs {condition} "
-            "ORDER BY created DESC, id DESC LIMIT ? OFFSET ?",
+            f"ORDER BY {SORT_COLUMNS[sort]} {'DESC' if descending else 'ASC'}, created DESC, id DESC "
+            "LIMIT ? OFFSET ?",
             [*args, per_page, (page - 1) * per_page])
         return [_summary(row) for row in rows], total
 

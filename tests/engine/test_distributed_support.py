@@ -48,9 +48,8 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def group_members(pgid: int) -> list[int]:
-    """The running processes of process group `pgid` (a rank and its data loader workers)."""
-    members = []
+def _running_processes():
+    """(pid, stat fields after the command name) of every process that is neither zombie nor dead."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -58,24 +57,18 @@ def group_members(pgid: int) -> list[int]:
             except OSError:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] not in "ZX":
-                members.append(int(entry.name))
-    return members
+            if fields[0] not in "ZX":
+                yield int(entry.name), fields
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running processes of process group `pgid` (a rank and its data loader workers)."""
+    return [pid for pid, fields in _running_processes() if int(fields[2]) == pgid]
 
 
 def children(pid: int) -> list[int]:
     """The running child processes of `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[1]) == pid and fields[0] not in "ZX":
-                found.append(int(entry.name))
-    return found
+    return [child for child, fields in _running_processes() if int(fields[1]) == pid]
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:

@@ -1,27 +1,42 @@
 """The home page: jobs that are queued or running (progress, ETA), then one table per kind of job,
 paginated, sorted and filtered by the server, with bulk abort and delete."""
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
+from digitslite.jobs.index import SORT_COLUMNS, JobFilter
 from digitslite.jobs.model import Status
 from digitslite.server.pages.blueprint import pages
-from digitslite.server.pages.listing import (
-    SORT_COLUMNS,
-    JobQuery,
-    counts_by_kind,
-    groups_of,
-    owners_of,
-    query_jobs,
-)
 from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
 from digitslite.server.services import services
 
 TABS = {"models": "model", "datasets": "dataset", "pretrained": "pretrained", "inference": "inference"}
 PER_PAGE_CHOICES = (25, 50, 100, 200)
 ACTIVE = (Status.RUNNING, Status.STARTING, Status.QUEUED)
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """One table's filters, order and page, as the request asked for them (the template shows them)."""
+
+    kind: str
+    status: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    text: str | None = None
+    sort: str = "created"
+    descending: bool = True
+    page: int = 1
+    per_page: int = 25
+
+    def run(self) -> tuple[list[dict[str, Any]], int]:
+        where = JobFilter(kind=self.kind, status=self.status, owner=self.owner, group=self.group,
+                          text=self.text)
+        return services().index.list(where, page=self.page, per_page=self.per_page, sort=self.sort,
+                                     descending=self.descending)
 
 
 def table_query(args: MultiDict, kind: str) -> JobQuery:
@@ -55,17 +70,17 @@ def active_jobs() -> list[dict[str, Any]]:
 
 @pages.get("/")
 def home():
-    index_file = services().index.path
-    counts = counts_by_kind(index_file)
+    index = services().index
+    counts = index.count_by_kind()
     tab = request.args.get("tab")
     if tab not in TABS:
         tab = "models" if counts.get("model") else "datasets"
     query = table_query(request.args, TABS[tab])
-    rows, total = query_jobs(index_file, query)
+    rows, total = query.run()
     pages_count = max(1, (total + query.per_page - 1) // query.per_page)
     return render_template("home/home.html", tab=tab, tabs=TABS, counts=counts, query=query, rows=rows,
                            total=total, pages_count=pages_count, active=active_jobs(),
-                           groups=groups_of(index_file, TABS[tab]), owners=owners_of(index_file, TABS[tab]),
+                           groups=index.groups_of(TABS[tab]), owners=index.owners_of(TABS[tab]),
                            statuses=[str(status) for status in Status], per_page_choices=PER_PAGE_CHOICES,
                            page_of_kind=PAGE_OF_KIND)
 

@@ -10,12 +10,12 @@ from flask import Response, abort, render_template, send_file
 from PIL import Image
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import Status
 from digitslite.jobs.runners.dataset import dataset_path
 from digitslite.jobs.runners.names import RESULTS_FILE
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.jobfiles import log_tail
-from digitslite.server.pages.listing import JobQuery, query_jobs
 from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png, read_record
 from digitslite.server.pages.scores import image_scores
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
@@ -34,7 +34,7 @@ def infer_form(job_id: str):
     if row["kind"] not in ("model", "pretrained"):
         abort(404, f"Job {job_id} is a {row['kind']} job; only models and pretrained models run on images.")
     spec = folder.spec()
-    done = query_jobs(services().index.path, JobQuery(kind="dataset", status=Status.DONE, per_page=100))[0]
+    done = services().index.list(JobFilter(kind="dataset", status=Status.DONE), per_page=100)[0]
     own = spec.params.get("dataset")  # a model's own dataset comes first
     datasets = sorted(done, key=lambda dataset: dataset["id"] != own)
     return render_template("inference/new.html", row=row, spec=spec, snapshots=folder.snapshots(),

@@ -7,13 +7,13 @@ from typing import Any
 from flask import render_template, request
 
 from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
 from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import AMP_MODES, LR_POLICIES, SOLVER_TYPES
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_dataset_info
-from digitslite.server.pages.listing import JobQuery, query_jobs
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.services import services
 
@@ -26,7 +26,7 @@ JOB_FILES = ("job.json", "state.json", "log.txt")
 
 
 def _recent(kind: str, per_page: int = CHOICES_SHOWN) -> list[dict[str, Any]]:
-    return query_jobs(services().index.path, JobQuery(kind=kind, per_page=per_page))[0]
+    return services().index.list(JobFilter(kind=kind), per_page=per_page)[0]
 
 
 def dataset_facts(row: dict[str, Any]) -> dict[str, Any]:
