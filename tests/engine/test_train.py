@@ -101,6 +101,28 @@ def test_bf16_autocast_on_the_cpu_tracks_fp32(tmp_path):
     assert not np.array_equal(exact["conv1"][0], mixed["conv1"][0]), "bf16 must actually have been used"
 
 
+
+@pytest.mark.parametrize("knob", ["channels_last", "compile"])
+def test_layout_and_compile_knobs_track_plain_fp32(knob, tmp_path):
+    # Tolerance: both only reorder float32 arithmetic (memory layout, fused kernels), so after 20
+    # updates losses agree to 1e-4 relative and weights to 1e-4 absolute (measured: equal to 5 digits).
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    net = parse_net(fcn_net().replace("dropout_ratio: 0.1", "dropout_ratio: 0.0"))
+    runs = {}
+    for name, options in (("plain", {}), (knob, {knob: True})):
+        config = TrainConfig(solver=solver("max_iter: 20 display: 1"), net=net, device="cpu", **options)
+        runs[name] = train(config, tmp_path / name, feeds={"train": feed_batches(16, 1)})
+    losses = {name: [line["loss"] for line in records(tmp_path / name)] for name in runs}
+    np.testing.assert_allclose(losses[knob], losses["plain"], rtol=1e-4)
+    plain, tuned = final_weights(runs["plain"]), final_weights(runs[knob])
+    for name in plain:
+        for a, b in zip(plain[name], tuned[name], strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-4)
+    if knob == "compile":
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1, "the net must have been compiled"
+
+
 LEAST_SQUARES = """
 name: "ls"
 layer { name: "data" type: "Data" top: "data" data_param { batch_size: 4 } }
