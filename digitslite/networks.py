@@ -51,11 +51,16 @@ def get_network(name: str) -> StandardNetwork:
     return networks[name]
 
 
-def render_network_text(name: str, num_classes: int) -> str:
-    """The network's prototxt text with the class count filled in."""
+def fill_num_classes(text: str, num_classes: int) -> str:
+    """Prototxt `text` (a standard network or a user's template) with the class count filled in."""
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
-    return get_network(name).network_file.read_text().replace(NUM_CLASSES_FIELD, str(num_classes))
+    return text.replace(NUM_CLASSES_FIELD, str(num_classes))
+
+
+def render_network_text(name: str, num_classes: int) -> str:
+    """The network's prototxt text with the class count filled in."""
+    return fill_num_classes(get_network(name).network_file.read_text(), num_classes)
 
 
 def load_network(name: str, num_classes: int) -> caffe_pb2.NetParameter:

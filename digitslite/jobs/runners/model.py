@@ -28,9 +28,8 @@ from digitslite.jobs.runners.names import (
     SOLVER_FILE,
     TRAIN_VAL_FILE,
 )
-from digitslite.networks import load_network, load_solver
+from digitslite.networks import fill_num_classes, load_network, load_solver
 
-NUM_CLASSES_FIELD = "{{num_classes}}"
 # Solver fields a request may set, copied as they are into the SolverParameter.
 SOLVER_SCALARS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
                   "delta", "rms_decay", "weight_decay", "iter_size", "display", "random_seed")
@@ -72,7 +71,7 @@ def _network(ctx: RunContext, num_classes: int) -> tuple[caffe_pb2.NetParameter,
     if source["kind"] == "standard":
         net, solver = load_network(source["name"], num_classes), load_solver(source["name"])
     elif source["kind"] == "prototxt":
-        text = source["text"].replace(NUM_CLASSES_FIELD, str(num_classes))
+        text = fill_num_classes(source["text"], num_classes)
         net = fill_crop_offsets(parse_net(text, source="network_prototxt"))
     else:
         other = ctx.other_job(source["job"], "network")
