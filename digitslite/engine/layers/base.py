@@ -76,6 +76,12 @@ class CaffeLayer(nn.Module):
             raise self.user_error(f"it has {count} bottom(s) but takes {wanted}",
                                   "fix the layer's bottom list")
 
+    def require_4d(self, shape: Shape) -> None:
+        """Check that a bottom is N×C×H×W, for layer types that work on images only."""
+        if len(shape) != 4:
+            raise self.user_error(f"its bottom has shape {shape}",
+                                  f"{self.param.type} needs a 4-D N×C×H×W bottom")
+
     def new_param(self, shape: Shape, filler: caffe_pb2.FillerParameter,
                   generator: torch.Generator | None, field: str) -> nn.Parameter:
         """A learnable blob of the given shape, initialised by its filler as Caffe's SetUp does."""

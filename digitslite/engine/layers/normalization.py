@@ -21,9 +21,7 @@ class LRN(CaffeLayer):
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
         self.require_bottoms(bottom_shapes, 1, 1)
-        if len(bottom_shapes[0]) != 4:
-            raise self.user_error(f"its bottom has shape {bottom_shapes[0]}",
-                                  "LRN needs a 4-D N×C×H×W bottom")
+        self.require_4d(bottom_shapes[0])
         lrn = param.lrn_param
         if lrn.local_size % 2 == 0:
             raise self.user_error(f"local_size {lrn.local_size} is even", "use an odd local_size")

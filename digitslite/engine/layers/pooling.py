@@ -37,9 +37,7 @@ class Pooling(CaffeLayer):
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
         self.require_bottoms(bottom_shapes, 1, 1)
-        if len(bottom_shapes[0]) != 4:
-            raise self.user_error(f"its bottom has shape {bottom_shapes[0]}",
-                                  "Pooling needs a 4-D N×C×H×W bottom")
+        self.require_4d(bottom_shapes[0])
         pool = param.pooling_param
         self.method = pool.pool
         if self.method == Pool.STOCHASTIC:
