@@ -88,6 +88,7 @@ SCHEMAS: dict[str, Any] = {
                     "abort_requested": BOOLEAN,
                     "run": {"type": "object"},
                     "history": {"type": "array", "items": _object({"status": STRING, "at": NUMBER})},
+                    "transitions": INTEGER,
                     "snapshots": {
                         "type": "array",
                         "items": _object(

@@ -39,6 +39,7 @@ def job_detail(folder: JobFolder, row: dict[str, Any], index: JobIndex) -> dict[
         "run": {"runs": state.runs, "gpus": state.gpus, "pid": state.pid, "launched_at": state.launched_at,
                 "started_at": state.started_at, "finished_at": state.finished_at},
         "history": [{"status": status, "at": at} for status, at in state.history],
+        "transitions": len(state.history),
         "snapshots": [{"iteration": snap.iteration, "weights": snap.weights.name,
                        "solverstate": snap.solverstate.name if snap.solverstate else None}
                       for snap in folder.snapshots()],

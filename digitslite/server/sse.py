@@ -1,6 +1,7 @@
 """GET /api/v1/jobs/{id}/events: a job's life as Server-Sent Events.
 
-Events: `status` (status, progress, message, error), `metrics` (new metric records; the event id
+Events: `status` (status, progress, message, error, and `transitions`, the number of status changes
+so far, by which a page tells a fresh status from a stale reply), `metrics` (new metric records; the event id
 counts the records sent, so a reconnecting EventSource resumes where it stopped), `snapshot` (a new
 snapshot's iteration) and `end` once the job has stopped. The stream polls the job folder; the
 folder, not the server's memory, is what the worker writes.
@@ -71,7 +72,7 @@ def job_events(folder: JobFolder, after: int) -> Iterator[str]:
             return
         out = []
         status = {"status": str(state.status), "progress": state.progress, "message": state.message,
-                  "error": state.error}
+                  "error": state.error, "transitions": len(state.history)}
         if status != last_status:
             out.append(_event("status", status))
             last_status = status

@@ -65,6 +65,11 @@ def test_train_stream_infer_download_and_reload(world, tmp_path):
     assert events[-1] == ("end", {"status": "done"})
 
     job = client.job(model_id)
+    # Each status event counts the changes so far (queued, starting, running, done: 4 at the end),
+    # never fewer than an earlier one: a page orders the stream and its replies by that count.
+    transitions = [data["transitions"] for name, data in events if name == "status"]
+    assert transitions == sorted(transitions)
+    assert transitions[-1] == len(job["history"]) == job["transitions"] == 4
     assert job["progress"] == 1.0 and [snap["iteration"] for snap in job["snapshots"]] == [50, 100, 150, 200]
     metrics = client.get(f"/api/v1/jobs/{model_id}/metrics", after=len(records) - 2).json()
     assert metrics["metrics"] == records[-2:] and metrics["next"] == len(records)

@@ -10,6 +10,9 @@ const RESUMABLE = ["failed", "aborted", "interrupted"];
 const errorBox = document.getElementById("job-error");
 const log = document.getElementById("log");
 let status = head.dataset.status;
+// Status changes the shown status counts. A reply can be overtaken by the event stream (an abort's
+// reply saying "running" after the stream said "aborted"): a status with fewer changes is older.
+let transitions = Number(head.dataset.transitions);
 let source = null;
 let metricsSeen = 0;
 let pace = null; // {time, progress} when this page first saw the job running, for the ETA
@@ -26,7 +29,10 @@ function showActions() {
   });
 }
 
+// Shows the state unless it is older than the one shown; says whether it did.
 function showStatus(state) {
+  if (state.transitions < transitions) return false;
+  transitions = state.transitions;
   status = state.status;
   const badge = head.querySelector("[data-status-badge] .status");
   badge.className = `status status-${status}`;
@@ -45,6 +51,7 @@ function showStatus(state) {
     errorBox.hidden = true;
   }
   showEta(state.progress);
+  return true;
 }
 
 // Time left from the pace this page has watched: progress gained per second since it first saw it.
@@ -66,8 +73,7 @@ export function follow() {
   source = new EventSource(`/api/v1/jobs/${jobId}/events?after=${metricsSeen}`);
   source.addEventListener("status", (event) => {
     const state = JSON.parse(event.data);
-    showStatus(state);
-    emit("status", state);
+    if (showStatus(state)) emit("status", state);
   });
   source.addEventListener("metrics", (event) => {
     const data = JSON.parse(event.data);
@@ -98,7 +104,7 @@ async function tailLog() {
   log.dataset.offset = response.headers.get("X-Next-Offset");
 }
 
-async function act(action) {
+async function perform(action) {
   errorBox.hidden = true;
   let result;
   if (action === "delete") {
@@ -115,8 +121,7 @@ async function act(action) {
   } else {
     result = await api("POST", `/api/v1/jobs/${jobId}/${action}`);
     if (result.ok) {
-      showStatus(result.data);
-      emit("status", result.data);
+      if (showStatus(result.data)) emit("status", result.data);
       if (action === "resume") {
         // A resumed training rewrites its metrics from its snapshot on: read them again from the start.
         metricsSeen = 0;
@@ -131,7 +136,20 @@ async function act(action) {
   errorBox.hidden = false;
 }
 
-head.querySelectorAll("[data-action]").forEach((button) => {
+// While an action's request is out the head is aria-busy and its buttons take no second click.
+const actionButtons = head.querySelectorAll("[data-action]");
+async function act(action) {
+  head.setAttribute("aria-busy", "true");
+  actionButtons.forEach((button) => { button.disabled = true; });
+  try {
+    await perform(action);
+  } finally {
+    head.removeAttribute("aria-busy");
+    actionButtons.forEach((button) => { button.disabled = false; });
+  }
+}
+
+actionButtons.forEach((button) => {
   button.addEventListener("click", () => act(button.dataset.action));
 });
 

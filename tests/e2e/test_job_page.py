@@ -1,0 +1,38 @@
+"""The job page when replies and the event stream cross: an abort's reply that arrives after the
+stream already reported the stop must not put the page back to "running"."""
+from playwright.sync_api import Page, Route, expect
+
+from tests.server.harness import created_id, dataset_request, model_request
+
+
+def test_a_late_abort_reply_does_not_undo_the_stop_the_stream_showed(site, page: Page):
+    client = site.client
+    dataset_id = created_id(client.post("/api/v1/datasets", dataset_request(site.demo, name="crossing")))
+    client.wait_status(dataset_id, "done")
+    model_id = created_id(client.post("/api/v1/models", model_request(
+        dataset_id, name="crossing", max_iter=100_000, snapshot_interval=100_000)))
+    client.wait_status(model_id, "running")
+
+    running = client.job(model_id)  # what a reply taken just before the worker stopped says
+    assert running["status"] == "running"
+    held: list[Route] = []
+
+    def hold_reply(route: Route) -> None:
+        assert route.fetch().ok  # the abort itself happens now; its reply waits
+        held.append(route)
+
+    page.route(f"**/api/v1/jobs/{model_id}/abort", hold_reply)
+    page.goto(f"/models/{model_id}")
+    badge = page.locator("[data-status-badge]")
+    expect(badge).to_have_text("running")
+    page.get_by_role("button", name="Abort").click()
+    expect(badge).to_have_text("aborted", timeout=60_000)  # from the stream, the reply still held
+
+    head = page.locator("#job")
+    expect(head).to_have_attribute("aria-busy", "true")  # the abort is still waiting for its reply
+    held[0].fulfill(status=202, json=running)
+    expect(head).not_to_have_attribute("aria-busy", "true")  # the page has handled the reply
+    expect(badge).to_have_text("aborted")
+    expect(page.locator("#job-error")).to_be_hidden()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    expect(page.get_by_role("button", name="Abort")).to_be_hidden()
