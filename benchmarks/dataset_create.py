@@ -6,11 +6,10 @@ the feature and label PNGs, nothing else). Goal: ratio = rate / (bound x process
 Loading: images/s of SegmentationLmdbDataset (LMDB read, Datum parse, decode, tensors) against the
 raw decode of the same stored bytes in one process.
 
-    .venv/bin/python benchmarks/dataset_create.py --count 200 --workers 2
+    .venv/bin/python benchmarks/dataset_create.py --count 600 --workers 2
 """
 import argparse
 import io
-import multiprocessing
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from PIL import Image
 
 from digitslite.datasets import DatasetOptions, create_dataset
 from digitslite.datasets.demo import write_demo
+from digitslite.datasets.parallel import pool_context
 from digitslite.datasets.records import feature_datum, label_datum
 
 
@@ -45,7 +45,7 @@ def parallel_pil_bound(pairs: list[tuple[Path, Path]], encoding: str, processes:
     """Pairs/s of the PIL work split over `processes` processes running at once: what the machine
     can really give right now (on a shared machine, other load makes this less than bound x N)."""
     slices = [pairs[index::processes] for index in range(processes)]
-    with multiprocessing.get_context("forkserver").Pool(processes) as pool:
+    with pool_context().Pool(processes) as pool:  # the forkserver create_dataset's workers come from
         pool.map(abs, range(processes))  # start the processes before timing
         start = time.perf_counter()
         pool.starmap(pil_work, [(part, encoding) for part in slices], chunksize=1)
@@ -107,7 +107,9 @@ def loader_rate(dataset: Path, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=200, help="pairs to create")
+    parser.add_argument("--count", type=int, default=600,
+                        help="pairs to create (real datasets have thousands; few pairs overweight the "
+                             "fixed start-up of the worker pool)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="encoder processes")
     parser.add_argument("--encoding", default="png", choices=("png", "jpg", "none"))
     parser.add_argument("--repeat", type=int, default=2, help="interleaved repeats; the best of each counts")

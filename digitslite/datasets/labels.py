@@ -52,6 +52,24 @@ def _colour_list(colours: np.ndarray, counts: np.ndarray) -> str:
     return ", ".join(listed) + (f" and {more} more colours" if more > 0 else "")
 
 
+def value_histogram(indices: np.ndarray) -> np.ndarray:
+    """Pixels per value 0-255 of an H x W uint8 map. Pillow's counting loop is about three times
+    numpy's bincount, which first widens every pixel to a machine integer."""
+    return np.array(Image.fromarray(indices).histogram(), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class DecodedLabel:
+    """A label as class indices (H x W uint8), with the pixel count of every value 0-255."""
+
+    indices: np.ndarray
+    histogram: np.ndarray
+
+    @classmethod
+    def of(cls, indices: np.ndarray) -> "DecodedLabel":
+        return cls(indices, value_histogram(indices))
+
+
 @dataclass(frozen=True)
 class LabelDecoder:
     """Decodes label images of one label mode; picklable, so worker processes each get a copy."""
@@ -66,22 +84,22 @@ class LabelDecoder:
     reference_palette: bytes | None = None
     reference_index: dict[bytes, int] = field(default_factory=dict)
 
-    def decode(self, label: Image.Image, where: Path) -> tuple[np.ndarray | None, Found]:
-        """(H x W uint8 class indices, problems); indices are None when the label is unusable."""
+    def decode(self, label: Image.Image, where: Path) -> tuple[DecodedLabel | None, Found]:
+        """(the class indices and their histogram, problems); None when the label is unusable."""
         refusal = self._refuse_mode(label, where)
         if refusal:
             return None, [refusal]
         if self.mode == "palette":
-            indices, found = self._palette_indices(label, where)
+            decoded, found = self._palette_indices(label, where)
         elif self.mode == "rgb":
-            indices, found = self._rgb_indices(label, where)
+            decoded, found = self._rgb_indices(label, where)
         else:
-            indices, found = self._index_values(label, where)
-        if indices is not None and self.num_classes is not None:
-            found += self._range_problems(indices, where)
+            decoded, found = self._index_values(label, where)
+        if decoded is not None and self.num_classes is not None:
+            found += self._range_problems(decoded.histogram, where)
         if any(kind not in ("palette_remapped", "nearest_colour") for kind, _ in found):
             return None, found
-        return indices, found
+        return decoded, found
 
     def _refuse_mode(self, label: Image.Image, where: Path) -> tuple[str, str] | None:
         if label.mode in ALPHA_MODES:
@@ -94,36 +112,37 @@ class LabelDecoder:
         advice = f"use --label-mode {fitting}" if fitting else "save it as palette PNG, RGB or grayscale"
         return "label_mode", f"{where} is mode {label.mode}, not read by --label-mode {self.mode}: {advice}"
 
-    def _palette_indices(self, label: Image.Image, where: Path) -> tuple[np.ndarray | None, Found]:
-        indices = np.asarray(label, dtype=np.uint8)
+    def _palette_indices(self, label: Image.Image, where: Path) -> tuple[DecodedLabel | None, Found]:
+        counts = np.array(label.histogram(), dtype=np.int64)  # pixels per palette index
+        indices = np.asarray(label)
         palette = palette_of(label)
-        used = np.flatnonzero(np.bincount(indices.ravel(), minlength=256))
-        changed = [int(i) for i in used if i != self.ignore_label
+        changed = [int(i) for i in np.flatnonzero(counts) if i != self.ignore_label
                    and palette[3 * i:3 * i + 3] != self.reference_palette[3 * i:3 * i + 3]]
         if not changed:
-            return indices, []
+            return DecodedLabel(indices, counts), []
         remap = np.arange(256, dtype=np.uint8)
         moves, missing = [], []
         for index in changed:
             colour = palette[3 * index:3 * index + 3]
             target = self.reference_index.get(colour)
             if target is None:
-                pixels = int(np.count_nonzero(indices == index))
-                missing.append(f"index {index} colour {tuple(colour)} ({pixels} px)")
+                missing.append(f"index {index} colour {tuple(colour)} ({counts[index]} px)")
             else:
                 remap[index] = target
                 moves.append(f"{index}->{target}")
         if missing:
             return None, [("palette_colour", f"{where}: {', '.join(missing)}")]
-        return remap[indices], [("palette_remapped", f"{where}: indices {', '.join(moves)}")]
+        remapped = np.bincount(remap, weights=counts, minlength=256).astype(np.int64)
+        return DecodedLabel(remap[indices], remapped), [("palette_remapped",
+                                                         f"{where}: indices {', '.join(moves)}")]
 
-    def _rgb_indices(self, label: Image.Image, where: Path) -> tuple[np.ndarray | None, Found]:
+    def _rgb_indices(self, label: Image.Image, where: Path) -> tuple[DecodedLabel | None, Found]:
         packed = _pack(np.asarray(label))
         position = np.minimum(np.searchsorted(self.colour_keys, packed), len(self.colour_keys) - 1)
         known = self.colour_keys[position] == packed
         indices = self.colour_classes[position]
         if known.all():
-            return indices, []
+            return DecodedLabel.of(indices), []
         unknown, counts = np.unique(packed[~known], return_counts=True)
         if not self.nearest:
             return None, [("unknown_colour", f"{where}: {_colour_list(unknown, counts)}")]
@@ -131,21 +150,21 @@ class LabelDecoder:
         distances = ((rgb[:, None, :] - self.class_colours[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
         nearest_class = distances.argmin(axis=1).astype(np.uint8)
         indices[~known] = nearest_class[np.searchsorted(unknown, packed[~known])]
-        return indices, [("nearest_colour", f"{where}: {_colour_list(unknown, counts)}")]
+        return DecodedLabel.of(indices), [("nearest_colour", f"{where}: {_colour_list(unknown, counts)}")]
 
-    def _index_values(self, label: Image.Image, where: Path) -> tuple[np.ndarray | None, Found]:
-        if label.mode != "I":
-            return np.asarray(label).astype(np.uint8), []
+    def _index_values(self, label: Image.Image, where: Path) -> tuple[DecodedLabel | None, Found]:
+        if label.mode in ("L", "P"):  # 8-bit values: Pillow counts them as they are
+            return DecodedLabel(np.asarray(label), np.array(label.histogram(), dtype=np.int64)), []
         values = np.asarray(label)
         outside = (values < 0) | (values > 255)
         if outside.any():
             example = int(values[outside][0])
             return None, [("out_of_range", f"{where}: {int(outside.sum())} px outside 0-255 "
                                            f"(e.g. {example})")]
-        return values.astype(np.uint8), []
+        return DecodedLabel.of(values.astype(np.uint8)), []
 
-    def _range_problems(self, indices: np.ndarray, where: Path) -> Found:
-        counts = np.bincount(indices.ravel(), minlength=256)
+    def _range_problems(self, histogram: np.ndarray, where: Path) -> Found:
+        counts = histogram.copy()
         counts[self.ignore_label] = 0
         bad = np.flatnonzero(counts[self.num_classes:]) + self.num_classes
         if not len(bad):

@@ -77,10 +77,6 @@ class SplitWriters:
                 writer = self._writers[split, database] = LmdbWriter(self._out_dir / f"{split}_db" / database)
             writer.put(key, value)
 
-    def flush(self) -> None:
-        for writer in self._writers.values():
-            writer.flush()
-
     def close(self, commit: bool = True) -> None:
         """Commit and sync everything (or, when not `commit`, just let go) and forget the writers."""
         for writer in self._writers.values():

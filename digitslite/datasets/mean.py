@@ -37,40 +37,72 @@ def read_mean_file(path: Path) -> np.ndarray:
     return mean.astype(np.float32)
 
 
+RECENT_LIMIT = 257  # uint8 images whose sum a uint16 holds: 257 x 255 = 65535
+
+
 class MeanAccumulator:
     """Exact integer sum of H x W x 3 RGB images of one size; a second size switches the mean off.
 
     Each encoder process keeps its own and the parent merges them once at the end, so the mean
-    costs no traffic per image and comes out the same however the images were shared out.
+    costs no traffic per image and comes out the same however the images were shared out. Images
+    are added into a uint16 sum, folded into the uint64 total every RECENT_LIMIT images: adding
+    into 16 bits moves a quarter of the memory that adding into 64 bits does.
     """
 
     def __init__(self) -> None:
-        self.total: np.ndarray | None = None
+        self.total: np.ndarray | None = None  # uint64 sum of the folded images
         self.count = 0
         self.uniform = True
+        self._recent: np.ndarray | None = None  # uint16 sum of the images added since the last fold
+        self._recent_count = 0
 
     def add(self, pixels: np.ndarray) -> None:
-        self._add(pixels, 1)
+        if not self._fits(pixels.shape):
+            return
+        if self._recent is None:
+            self._recent = np.zeros(pixels.shape, dtype=np.uint16)
+        np.add(self._recent, pixels, out=self._recent)
+        self._recent_count += 1
+        if self._recent_count == RECENT_LIMIT:
+            self._fold()
 
     def merge(self, other: "MeanAccumulator") -> None:
+        other._fold()
         if not other.uniform:
-            self.uniform, self.total = False, None
-        elif other.total is not None:
-            self._add(other.total, other.count)
+            self._switch_off()
+        elif other.total is not None and self._fits(other.total.shape):
+            self._fold()
+            if self.total is None:
+                self.total = np.zeros(other.total.shape, dtype=np.uint64)
+            self.total += other.total
+            self.count += other.count
 
-    def _add(self, total: np.ndarray, count: int) -> None:
+    def _fits(self, shape: tuple[int, ...]) -> bool:
+        """Whether images of `shape` can be summed here; a second shape switches the mean off."""
         if not self.uniform:
+            return False
+        known = self.total if self.total is not None else self._recent
+        if known is not None and known.shape != shape:
+            self._switch_off()
+            return False
+        return True
+
+    def _switch_off(self) -> None:
+        self.uniform, self.total, self._recent, self._recent_count = False, None, None, 0
+
+    def _fold(self) -> None:
+        if not self._recent_count:
             return
         if self.total is None:
-            self.total = np.zeros(total.shape, dtype=np.uint64)
-        elif self.total.shape != total.shape:
-            self.uniform, self.total = False, None
-            return
-        self.total += total
-        self.count += count
+            self.total = np.zeros(self._recent.shape, dtype=np.uint64)
+        self.total += self._recent
+        self.count += self._recent_count
+        self._recent.fill(0)
+        self._recent_count = 0
 
     def mean_bgr(self) -> np.ndarray | None:
         """C x H x W BGR mean, or None when sizes differed or nothing was added."""
+        self._fold()
         if not self.uniform or self.total is None or not self.count:
             return None
         return (self.total / self.count)[:, :, ::-1].transpose(2, 0, 1)

@@ -11,16 +11,19 @@ from digitslite.datasets import worker
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.worker import ItemResult, WorkerConfig, WorkItem
 
-MAX_CHUNK = 16
+MAX_CHUNK = 4
 
 
 def chunked(items: list[WorkItem], workers: int) -> list[list[WorkItem]]:
-    """Chunks small enough to keep every worker busy to the end, big enough to amortise messages."""
+    """Chunks of a few pairs: a message each way costs far less than a pair's encoding, and at the
+    end no worker waits long for another to finish its last chunk."""
     size = max(1, min(MAX_CHUNK, len(items) // (workers * 4)))
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The forkserver (spawn where there is none), which preloads the worker's modules once so each
+    encoder process starts without importing them again."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["digitslite.datasets.worker"])
@@ -40,7 +43,7 @@ class WorkerPool:
 
     def __enter__(self) -> "WorkerPool":
         if self._workers > 1:
-            context = _context()
+            context = pool_context()
             self._stop_encoding = context.Event()
             self._pool = context.Pool(self._workers, worker.init_pool_worker,
                                       (self._config, self._stop_encoding, context.Barrier(self._workers)))

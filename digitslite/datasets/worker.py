@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitslite.datasets.labels import Found, LabelDecoder, is_16bit
+from digitslite.datasets.labels import Found, LabelDecoder, is_16bit, value_histogram
 from digitslite.datasets.lmdb_writer import SplitWriters
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.records import feature_datum, label_datum, record_key
@@ -131,14 +131,15 @@ def process_item(item: WorkItem, config: WorkerConfig,
         result.found.append(("size_mismatch", f"{item.label} is {label.width}x{label.height}, "
                                               f"{item.image} is {image.width}x{image.height}"))
         return result, None
-    indices, result.found = config.decoder.decode(label, item.label)
-    if indices is None:
+    decoded, result.found = config.decoder.decode(label, item.label)
+    if decoded is None:
         return result, None
     rgb = image if image.mode == "RGB" else image.convert("RGB")
+    indices, result.histogram = decoded.indices, decoded.histogram
     if config.resize is not None:
         rng = np.random.default_rng([config.seed, STAGE_NUMBERS[item.stage], item.position])
         rgb, indices = resize_pair(rgb, indices, config.resize, config.decoder.ignore_label, rng)
-    result.histogram = np.bincount(indices.ravel(), minlength=256)
+        result.histogram = value_histogram(indices)
     result.stored_size = rgb.size
     if writers is not None:
         writers.put(item.stage, record_key(item.position), feature_datum(rgb, config.encoding),
@@ -147,7 +148,8 @@ def process_item(item: WorkItem, config: WorkerConfig,
 
 
 def process_chunk(items: list[WorkItem], state: WorkerState) -> list[ItemResult]:
-    """Process consecutive items, write (and commit) their records, sum the training images."""
+    """Process consecutive items, write their records (committed in batches and at the finish), sum
+    the training images."""
     results = []
     for item in items:
         writers = None if state.stop_encoding.is_set() else state.writers
@@ -155,6 +157,4 @@ def process_chunk(items: list[WorkItem], state: WorkerState) -> list[ItemResult]
         results.append(result)
         if writers is not None and stored is not None and item.stage == "train":
             state.mean.add(np.asarray(stored))
-    if state.writers is not None:
-        state.writers.flush()
     return results

@@ -30,15 +30,15 @@ def _preview(stage: str, pair: Pair, decoder: LabelDecoder, palette: np.ndarray)
     try:
         with Image.open(pair.image) as image, Image.open(pair.label) as label:
             label.load()
-            indices, found = decoder.decode(label, pair.label)
+            decoded, found = decoder.decode(label, pair.label)
             shown["size"] = list(image.size)
             shown["image"] = _data_uri(image.convert("RGB"))
             shown["problems"] = [KINDS[kind].what for kind, _ in found]
-            if indices is None:  # the label as it is stored, to see what is wrong with it
+            if decoded is None:  # the label as it is stored, to see what is wrong with it
                 shown["label"] = _data_uri(label.convert("RGB"))
             else:
-                shown["label"] = _data_uri(Image.fromarray(colorize(indices, palette)))
-                shown["classes"] = [int(value) for value in np.unique(indices)]
+                shown["label"] = _data_uri(Image.fromarray(colorize(decoded.indices, palette)))
+                shown["classes"] = [int(value) for value in np.flatnonzero(decoded.histogram)]
     except Exception as exc:  # any Pillow failure: the report lists the file as unreadable
         return shown | {"problems": [f"cannot be read: {type(exc).__name__}"]}
     return shown
