@@ -28,6 +28,7 @@ from digitslite.server.create_common import (
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 from digitslite.server.render import job_summary
+from digitslite.server.scale_out import SCALE_OUT_FIELDS, scale_out_request
 from digitslite.server.services import services
 
 models_api = Blueprint("models_api", __name__)
@@ -42,8 +43,8 @@ NETWORK_FIELDS = ("network", "network_prototxt", "network_job", "pretrained")
 SOLVER_FIELDS = ("solver_type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "stepvalue", "momentum",
                  "momentum2", "delta", "rms_decay", "weight_decay", "max_iter", "epochs", "batch_size",
                  "iter_size", "test_interval", "snapshot_interval", "display", "seed")
-KNOWN_FIELDS = (*COMMON_FIELDS, *GPU_FIELDS, *NETWORK_FIELDS, *SOLVER_FIELDS, "dataset", "network_snapshot",
-                "weights_job", "weights_snapshot", "amp", "channels_last", "compile")
+KNOWN_FIELDS = (*COMMON_FIELDS, *GPU_FIELDS, *NETWORK_FIELDS, *SOLVER_FIELDS, *SCALE_OUT_FIELDS, "dataset",
+                "network_snapshot", "weights_job", "weights_snapshot", "amp", "channels_last", "compile")
 MAX_SWEEP = 100
 
 
@@ -119,6 +120,7 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
     speed = {"amp": None if amp == "none" else amp, "channels_last": fields.boolean("channels_last"),
              "compile": fields.boolean("compile")}
     gpus = gpu_request(fields, ctx.config)
+    scale_out = scale_out_request(fields, gpus)
     rates = fields.numbers("base_lr", positive=True) or [None]
     batches = fields.integers("batch_size", minimum=1) or [None]
     combinations = len(rates) * len(batches)
@@ -139,7 +141,7 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
         chosen = {key: value for key, value in varied.items() if value is not None}
         params = {"request": base_request | chosen,
                   "dataset": dataset_id, "network": network, "weights": weights,
-                  "solver": solver | varied, "speed": speed}
+                  "solver": solver | varied, "speed": speed, "scale_out": scale_out}
         jobs.append((new_spec("model", job_fields, ctx, params, default_name=name,
                               depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus), None))
     return jobs

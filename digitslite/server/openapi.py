@@ -166,6 +166,12 @@ SCHEMAS: dict[str, Any] = {
             "amp": {"enum": ["none", "fp16", "bf16"]},
             "channels_last": BOOLEAN,
             "compile": BOOLEAN,
+            "ranks": {**INTEGER, "description": "data-parallel ranks on this node: the GPU count for a GPU "
+                                                "job, CPU processes (gloo) otherwise"},
+            "nnodes": {**INTEGER, "description": "nodes taking part (docs/SCALING.md)"},
+            "node_rank": {**INTEGER, "description": "this node's number, 0 to nnodes-1"},
+            "master": {**STRING, "description": "ADDR:PORT of node 0, required with several nodes"},
+            "sync_batchnorm": BOOLEAN,
         },
         ("dataset",),
     ),

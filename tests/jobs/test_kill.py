@@ -126,6 +126,40 @@ def test_killed_worker_is_interrupted_and_resumes_to_the_same_weights(site):
     server.kill()
 
 
+def _rank_pids(job_dir: Path) -> list[int]:
+    path = job_dir / "ranks.json"
+    return [rank["pid"] for rank in json.loads(path.read_text())["ranks"]] if path.exists() else []
+
+
+def test_a_killed_rank_interrupts_a_two_rank_job_which_resumes_on_two_ranks(site):
+    jobs_dir, roots, demo = site
+    server = Server(jobs_dir, roots).start()
+    client = server.client()
+    model_id = created_id(client.post("/api/v1/models", model_request(
+        _dataset(client, demo), ranks=2, max_iter=100000, snapshot_interval=10, display=2, batch_size=1)))
+    job_dir = jobs_dir / model_id
+    wait_for(lambda: (job_dir / "snapshot_iter_10.solverstate").exists() and len(_rank_pids(job_dir)) == 2,
+             180, "both ranks to run past the first snapshot")
+    ranks, worker = _rank_pids(job_dir), client.job(model_id)["run"]["pid"]
+
+    os.kill(ranks[1], signal.SIGKILL)
+    job = client.wait_status(model_id)
+    assert job["status"] == "interrupted"
+    assert f"rank 1 (pid {ranks[1]}) was killed by SIGKILL" in job["error"]["message"]
+    for pid in [*ranks, worker]:
+        wait_for(lambda pid=pid: not _alive(pid), 30, f"process {pid} to end")
+
+    assert client.post(f"/api/v1/jobs/{model_id}/resume").status == 202
+    resumed_at = max(snap["iteration"] for snap in job["snapshots"])
+    wait_for(lambda: _last_iteration(jobs_dir, model_id) > resumed_at + 4, 180, "the resumed ranks to train")
+    assert len(set(_rank_pids(job_dir)) - set(ranks)) == 2  # two new rank processes
+    assert f"resuming from snapshot_iter_{resumed_at}.solverstate" in client.get(
+        f"/api/v1/jobs/{model_id}/log").body.decode()
+    assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
+    assert client.wait_status(model_id)["status"] == "aborted"
+    server.kill()
+
+
 def _post_and_forget(client, payload) -> None:
     """A request that the server's death may cut off: that is the point, not an error."""
     with contextlib.suppress(OSError, http.client.HTTPException):

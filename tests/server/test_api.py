@@ -122,6 +122,11 @@ def test_a_dataset_with_bad_labels_is_refused_with_its_report(world):
     ({"gpus": 1}, "gpus", "this machine has 0"),
     ({"network": "fcn_huge"}, "network", "one of"),
     ({"max_iter": 10, "epochs": 2}, "epochs", "not both"),
+    ({"ranks": 4097}, "ranks", "at most"),  # more CPU ranks than cores
+    ({"nnodes": 2}, "master", "give node 0's address"),
+    ({"nnodes": 2, "master": "node0"}, "master", "'node0' is not ADDR:PORT"),
+    ({"nnodes": 2, "node_rank": 2, "master": "10.0.0.1:29500"}, "node_rank", "at most 1"),
+    ({"master": "10.0.0.1:29500"}, "master", "one node needs no meeting point"),
 ])
 def test_model_requests_are_checked_before_queueing(world, change, field, words):
     _, client, _, dataset_id, _ = world

@@ -159,11 +159,13 @@ def run(ctx: RunContext) -> None:
     solver = read_solver(ctx.job_dir / SOLVER_FILE)
     speed = ctx.params.get("speed", {})
     gpus = ctx.spec.gpu_count
-    # One rank per reserved GPU (data-parallel, docs/SCALING.md); one process on the CPU.
+    # Data-parallel (docs/SCALING.md): one rank per reserved GPU, or the CPU ranks asked for; jobs
+    # from before these fields train one rank per GPU, or one process on the CPU.
+    scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
     config = TrainConfig(solver=solver, net=read_net(ctx.job_dir / TRAIN_VAL_FILE), solver_dir=ctx.job_dir,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
-                         compile=bool(speed.get("compile")), ranks=max(gpus, 1))
+                         compile=bool(speed.get("compile")), **scale_out)
 
     def report(record: dict[str, Any]) -> None:
         iteration = record["iteration"]

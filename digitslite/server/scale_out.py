@@ -1,0 +1,46 @@
+"""A model job's data-parallel fields (docs/SCALING.md), as `digitslite train` takes them.
+
+`ranks`: processes on this node; for a GPU job, one per reserved GPU, and on the CPU (gloo) as many
+as asked, up to the core count. `nnodes`, `node_rank` and `master`: this server's job is node
+`node_rank` of `nnodes` meeting at node 0's ADDR:PORT; the other nodes run the same training (by
+`digitslite train` or another server's job). `sync_batchnorm`: BatchNorm over all ranks' batches.
+"""
+import os
+from typing import Any
+
+from digitslite.engine.launch import parse_master
+from digitslite.errors import UserError
+from digitslite.server.errors import ApiError
+from digitslite.server.fields import Fields
+
+SCALE_OUT_FIELDS = ("ranks", "nnodes", "node_rank", "master", "sync_batchnorm")
+
+
+def scale_out_request(fields: Fields, gpus: int | list[str]) -> dict[str, Any]:
+    """The checked fields, as the model runner passes them to TrainConfig."""
+    gpu_count = len(gpus) if isinstance(gpus, list) else gpus
+    cores = os.cpu_count() or 1
+    if gpu_count:
+        ranks = fields.integer("ranks", gpu_count, minimum=1)
+        if ranks != gpu_count:
+            raise ApiError(422, f"ranks: a GPU job trains one rank per GPU; leave ranks out or make it "
+                                f"{gpu_count}", "ranks")
+    else:
+        ranks = fields.integer("ranks", 1, minimum=1, maximum=cores)
+    nnodes = fields.integer("nnodes", 1, minimum=1)
+    node_rank = fields.integer("node_rank", 0, minimum=0, maximum=nnodes - 1)
+    master = fields.text("master", max_length=300)
+    if nnodes > 1 and master is None:
+        raise ApiError(422, "master: with several nodes, give node 0's address and a free port on it "
+                            "as ADDR:PORT, e.g. 10.0.0.1:29500", "master")
+    if nnodes == 1 and master is not None:
+        raise ApiError(422, "master: one node needs no meeting point; leave master out or set nnodes",
+                       "master")
+    if master is not None:
+        try:
+            parse_master(master)
+        except UserError as exc:
+            raise ApiError(422, f"master: {master!r} is not ADDR:PORT; give node 0's address and a free "
+                                "port on it, e.g. 10.0.0.1:29500", "master") from exc
+    return {"ranks": ranks, "nnodes": nnodes, "node_rank": node_rank, "master": master,
+            "sync_batchnorm": fields.boolean("sync_batchnorm")}
