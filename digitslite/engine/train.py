@@ -40,6 +40,7 @@ from digitslite.engine.speed import (
 )
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
 from digitslite.errors import UserError
+from digitslite.fileio import write_atomically
 
 METRICS_FILE = "metrics.jsonl"
 SEGMENTATION_METRICS = ("pixel_accuracy", "mean_accuracy", "mean_iu", "fw_iu", "per_class_iu")
@@ -190,12 +191,13 @@ class MetricsLog:
 
     def __init__(self, path: Path, keep_before: int | None,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """`keep_before`: on resume, drop lines at or after that iteration (they are redone)."""
+        """`keep_before`: on resume, drop lines at or after that iteration (they are redone). The
+        kept lines replace the file in one rename: a run killed meanwhile loses no history."""
         self.path, self.progress = path, progress
         kept = []
         if keep_before is not None and path.is_file():
             kept = [line for line in path.read_text().splitlines() if _iteration(line) < keep_before]
-        path.write_text("".join(line + "\n" for line in kept))
+        write_atomically(path, "".join(line + "\n" for line in kept).encode())
         self.file = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
