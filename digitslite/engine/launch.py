@@ -168,10 +168,14 @@ class LocalRanks:
         return [process.pid for process in self.processes]
 
     def wait(self, should_stop: Callable[[], bool] | None = None,
-             watch: Callable[[], None] | None = None) -> None:
+             watch: Callable[[], None] | None = None) -> bool:
         """Until every rank has ended. `watch` runs every WATCH_INTERVAL_S; when `should_stop` turns
         true each rank gets SIGTERM (they stop together at the end of an iteration). Raises
-        RanksInterrupted, with every rank killed, as soon as one fails."""
+        RanksInterrupted, with every rank killed, as soon as one fails.
+
+        True when every rank ended cleanly. False when the SIGTERM of a stop reached a rank still
+        starting, before it could handle it: it died of it, and the others were killed. No rank can
+        train before all have started, so that run made no progress."""
         stop_sent = False
         exits = _ExitWatch(self.processes)
         try:
@@ -186,10 +190,12 @@ class LocalRanks:
                 if failed is not None:
                     self.kill()
                     pid, code = self.processes[failed].pid, codes[failed]
+                    if stop_sent and code == -signal.SIGTERM:
+                        return False
                     raise RanksInterrupted(f"local rank {failed} (pid {pid}) {describe_exit(code)}; "
                                            "the other ranks were stopped", failed, pid, code)
                 if all(code == 0 for code in codes):
-                    return
+                    return True
                 exits.wait(WATCH_INTERVAL_S)
         finally:
             exits.close()

@@ -34,6 +34,7 @@ from digitslite.engine.launch import (
     free_port,
     parse_master,
 )
+from digitslite.engine.snapshot import read_snapshot
 from digitslite.engine.speed import resolve_device
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
@@ -161,7 +162,7 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
                                 "gpu": gpus[local] if gpus else None} for local, pid in enumerate(ranks.pids)]
             _write_status(job_dir, status, "running")
             try:
-                ranks.wait(should_stop, relay)
+                finished = ranks.wait(should_stop, relay)
             except RanksInterrupted as exc:
                 relay()
                 refusal = _refusal(run_dir, exc.local_rank)
@@ -174,6 +175,10 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
                 _write_status(job_dir, status, "interrupted", reason)
                 raise RanksInterrupted(reason, exc.local_rank, exc.pid, exc.returncode) from None
         relay()
+        if not finished:
+            _write_status(job_dir, status, "stopped", "stopped while the ranks were starting, before any "
+                                                      "iteration: there was nothing new to snapshot")
+            return TrainResult(read_snapshot(config.resume).iteration if config.resume else 0, True)
         result = json.loads(_result_file(run_dir, 0).read_text())
     _write_status(job_dir, status, "stopped" if result["stopped"] else "done")
     return TrainResult(result["iterations"], result["stopped"], [Path(path) for path in result["snapshots"]],

@@ -1,7 +1,9 @@
 """The job page when replies and the event stream cross: an abort's reply that arrives after the
-stream already reported the stop must not put the page back to "running".
+stream already reported the stop must not put the page back to "running". And the model form's
+data-parallel fields, refused and accepted.
 
-It runs against a server of its own: the shared one's tests count on the jobs they made themselves."""
+These run against a server of their own: the shared one's tests count on the jobs they made."""
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,13 @@ def own_site(tmp_path_factory) -> Iterator[Site]:
         yield Site(server.url, server.client(), demo, root / "jobs")
 
 
+@pytest.fixture(scope="module")
+def dataset_id(own_site: Site) -> str:
+    created = created_id(own_site.client.post("/api/v1/datasets", dataset_request(own_site.demo, name="own")))
+    assert own_site.client.wait_status(created)["status"] == "done"
+    return created
+
+
 @pytest.fixture
 def own_page(browser: Browser, own_site: Site) -> Iterator[Page]:
     opened, watched = open_page(browser, own_site.url)
@@ -26,10 +35,9 @@ def own_page(browser: Browser, own_site: Site) -> Iterator[Page]:
     check_watched(opened, watched)
 
 
-def test_a_late_abort_reply_does_not_undo_the_stop_the_stream_showed(own_site: Site, own_page: Page):
+def test_a_late_abort_reply_does_not_undo_the_stop_the_stream_showed(own_site: Site, own_page: Page,
+                                                                    dataset_id: str):
     client, page = own_site.client, own_page
-    dataset_id = created_id(client.post("/api/v1/datasets", dataset_request(own_site.demo, name="crossing")))
-    client.wait_status(dataset_id, "done")
     model_id = created_id(client.post("/api/v1/models", model_request(
         dataset_id, name="crossing", max_iter=100_000, snapshot_interval=100_000)))
     client.wait_status(model_id, "running")
@@ -57,3 +65,33 @@ def test_a_late_abort_reply_does_not_undo_the_stop_the_stream_showed(own_site: S
     expect(page.locator("#job-error")).to_be_hidden()
     expect(page.get_by_role("button", name="Resume")).to_be_visible()
     expect(page.get_by_role("button", name="Abort")).to_be_hidden()
+
+
+def test_the_model_form_sends_the_data_parallel_fields_and_shows_their_refusals(
+        own_site: Site, own_page: Page, dataset_id: str):
+    client, page = own_site.client, own_page
+    page.goto(f"/models/new?dataset={dataset_id}")
+    page.wait_for_load_state()
+    section = page.locator("details.scale-out")
+    page.get_by_label("Name", exact=True).fill("two ranks")
+    page.get_by_label("training length").fill("100000")
+    page.get_by_label("unit").select_option("max_iter")
+    section.locator("summary").click()
+    section.get_by_label("Nodes").fill("2")
+    section.locator("summary").click()  # folded again: the refusal must unfold it
+    page.get_by_role("button", name="Create model").click()
+    refusal = page.locator('[data-error-for="master"]')
+    expect(refusal).to_contain_text("with several nodes, give node 0's address")
+    expect(refusal).to_be_visible()
+    expect(section.get_by_label("Node 0 at")).to_have_attribute("aria-invalid", "true")
+
+    section.get_by_label("Nodes").fill("")
+    section.get_by_label("CPU ranks").fill("2")
+    page.get_by_role("button", name="Create model").click()
+    expect(page).to_have_url(re.compile(r"/models/\d{8}-\d{6}-[0-9a-f]{6}$"))
+    model_id = page.url.rsplit("/", 1)[1]
+    job = client.job(model_id)
+    assert job["params"]["scale_out"] == {"ranks": 2, "nnodes": 1, "node_rank": 0, "master": None,
+                                          "sync_batchnorm": False}
+    assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
+    assert client.wait_status(model_id)["status"] == "aborted"

@@ -77,6 +77,24 @@ def test_a_stop_request_reaches_every_rank_as_sigterm(tmp_path):
     assert all((tmp_path / f"stopped-{rank}").exists() for rank in range(2))
 
 
+def test_a_stop_that_kills_ranks_still_starting_is_a_stop_and_a_stray_sigterm_an_interruption(tmp_path):
+    # "wait" ranks have no SIGTERM handler yet, as a rank still importing torch: the signal kills them.
+    started = lambda: all((tmp_path / f"ready-{rank}").exists() for rank in range(2))  # noqa: E731
+    with LocalRanks(ranks_command(tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks:
+        assert ranks.wait(should_stop=started) is False
+    for report in (ready(tmp_path, rank) for rank in range(2)):
+        wait_until(lambda report=report: not alive(report["pid"]) and not alive(report["child"]),
+                   f"the end of rank process {report['pid']} and its child")
+
+    for rank in range(2):
+        (tmp_path / f"ready-{rank}").unlink()
+    with (LocalRanks(ranks_command(tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks,
+          pytest.raises(RanksInterrupted, match=r"local rank 1 \(pid \d+\) was killed by SIGTERM")):
+        wait_until(started, "the start")
+        os.kill(ranks.pids[1], signal.SIGTERM)  # not from a stop request: someone else's signal
+        ranks.wait(should_stop=lambda: False)
+
+
 def test_ranks_die_with_a_sigkilled_launcher(tmp_path):
     launcher_code = ("import sys; from digitslite.engine.launch import LocalRanks, Rendezvous; "
                      "LocalRanks(sys.argv[1:], Rendezvous(2), [{}, {}]).wait()")

@@ -1,6 +1,7 @@
 """Model pages: the New model form (network tabs, the custom-network editor, solver fields with a
 learning-rate preview), a model's page (live charts over SSE, per-class IoU, usage, snapshots,
 publishing, log) and a pretrained model's page. Their JSON and SVG helpers are in model_helpers."""
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def new_model():
     choices = {"datasets": _dataset_choices(), "networks": _network_choices(),
                "models": _snapshot_choices(),
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
-               "gpus": list(services().config.gpus or [])}
+               "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1}
     return render_template("models/new.html", values=values, choices=choices, solver_types=SOLVER_TYPES,
                            lr_policies=LR_POLICIES, amp_modes=AMP_MODES)
 

@@ -49,6 +49,7 @@ export function showError(error, fallback, form = document) {
   const target = (error.field && form.querySelector(`[data-error-for="${error.field}"]`)) || fallback;
   target.textContent = error.message;
   target.hidden = false;
+  target.closest("details")?.setAttribute("open", ""); // an error in a folded section unfolds it
   const input = error.field && form.querySelector(`[name="${error.field}"]`);
   if (input) {
     input.setAttribute("aria-invalid", "true");
