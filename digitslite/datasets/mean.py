@@ -71,7 +71,6 @@ class MeanAccumulator:
         if not other.uniform:
             self._switch_off()
         elif other.total is not None and self._fits(other.total.shape):
-            self._fold()
             if self.total is None:
                 self.total = np.zeros(other.total.shape, dtype=np.uint64)
             self.total += other.total

@@ -10,8 +10,8 @@ const RESUMABLE = ["failed", "aborted", "interrupted"];
 const errorBox = document.getElementById("job-error");
 const log = document.getElementById("log");
 let status = head.dataset.status;
-// Status changes the shown status counts. A reply can be overtaken by the event stream (an abort's
-// reply saying "running" after the stream said "aborted"): a status with fewer changes is older.
+// How many status changes lie behind the status shown. A reply can be overtaken by the event stream
+// (an abort's reply saying "running" after the stream said "aborted"): fewer changes means older.
 let transitions = Number(head.dataset.transitions);
 let source = null;
 let metricsSeen = 0;
