@@ -10,7 +10,14 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.e2e.conftest import Site, check_watched, open_page
-from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
+from tests.server.harness import (
+    created_id,
+    dataset_request,
+    make_demo,
+    model_request,
+    running_server,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +102,26 @@ def test_the_model_form_sends_the_data_parallel_fields_and_shows_their_refusals(
                                           "sync_batchnorm": False}
     assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
     assert client.wait_status(model_id)["status"] == "aborted"
+
+
+def test_an_open_page_of_a_stopped_model_follows_it_when_it_is_resumed_elsewhere(
+        own_site: Site, own_page: Page, dataset_id: str):
+    client, page = own_site.client, own_page
+    model_id = created_id(client.post("/api/v1/models", model_request(
+        dataset_id, name="resumed elsewhere", max_iter=100_000, snapshot_interval=5, display=1)))
+    client.wait_status(model_id, "running")
+    wait_for(lambda: client.job(model_id)["snapshots"], 60, "a first snapshot")
+    assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
+    assert client.wait_status(model_id)["status"] == "aborted"
+
+    page.goto(f"/models/{model_id}")
+    badge = page.locator("[data-status-badge]")
+    expect(badge).to_have_text("aborted")
+    shown = page.evaluate("document.getElementById('chart-loss').data?.[0].x.length ?? 0")
+    assert client.post(f"/api/v1/jobs/{model_id}/resume").status == 202  # as from another tab
+    expect(badge).to_have_text(re.compile("queued|starting|running"))
+    page.wait_for_function("(document.getElementById('chart-loss').data?.[0].x.length ?? 0) > "
+                           f"{shown}")
+    expect(page.get_by_role("button", name="Abort")).to_be_visible()
+    assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
+    expect(badge).to_have_text("aborted")

@@ -7,6 +7,7 @@ export const jobId = head.dataset.jobId;
 export const jobEvents = new EventTarget();
 const ACTIVE = ["queued", "starting", "running"];
 const RESUMABLE = ["failed", "aborted", "interrupted"];
+const RESUME_LOOK_MS = 5000;
 const errorBox = document.getElementById("job-error");
 const log = document.getElementById("log");
 let status = head.dataset.status;
@@ -104,6 +105,25 @@ async function tailLog() {
   log.dataset.offset = response.headers.get("X-Next-Offset");
 }
 
+// The job runs again (resumed here or elsewhere). A resumed training rewrites its metrics from its
+// snapshot on, so they are read again from the start.
+function followAgain(state) {
+  if (!showStatus(state)) return;
+  emit("status", state);
+  metricsSeen = 0;
+  sawItRun = true;
+  emit("reset");
+  follow();
+}
+
+// While no stream is open (the job has ended), look now and then whether it was resumed elsewhere:
+// another tab, the jobs table, the command line.
+async function lookForResume() {
+  if (source || !RESUMABLE.includes(status) || document.hidden) return;
+  const result = await api("GET", `/api/v1/jobs/${jobId}`);
+  if (result.ok && ACTIVE.includes(result.data.status)) followAgain(result.data);
+}
+
 async function perform(action) {
   errorBox.hidden = true;
   let result;
@@ -121,13 +141,10 @@ async function perform(action) {
   } else {
     result = await api("POST", `/api/v1/jobs/${jobId}/${action}`);
     if (result.ok) {
-      if (showStatus(result.data)) emit("status", result.data);
       if (action === "resume") {
-        // A resumed training rewrites its metrics from its snapshot on: read them again from the start.
-        metricsSeen = 0;
-        sawItRun = true;
-        emit("reset");
-        follow();
+        followAgain(result.data);
+      } else if (showStatus(result.data)) {
+        emit("status", result.data);
       }
       return;
     }
@@ -159,3 +176,4 @@ if (log) {
 }
 showActions();
 if (sawItRun || head.dataset.follow === "always") follow();
+setInterval(lookForResume, RESUME_LOOK_MS);
