@@ -361,8 +361,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
     ("/jobs/{job_id}/events", "get"): {
-        "summary": "Server-Sent Events: status, metrics, snapshot, end",
-        "parameters": [_job_id(), _query("after", INTEGER, "metric records already seen (or Last-Event-ID)")],
+        "summary": "Server-Sent Events: status, metrics, reset, snapshot, end",
+        "parameters": [_job_id(), _query("after", STRING, "records already seen: a count, or a "
+                                                          "metrics event's id FILE:COUNT (Last-Event-ID)")],
         "responses": {
             "200": {"description": "event stream", "content": {"text/event-stream": {"schema": STRING}}},
             **_errors(401, 404),

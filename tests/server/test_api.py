@@ -51,6 +51,9 @@ def test_job_list_pages_and_filters(world):
     assert "one of" in _error(client.get("/api/v1/jobs", kind="robot"), 422, "kind")
     assert "unknown field" in _error(client.get("/api/v1/jobs", sort="name"), 422, "sort")
     assert "at most 500" in _error(client.get("/api/v1/jobs", per_page=501), 422, "per_page")
+    events = f"/api/v1/jobs/{model_id}/events"
+    assert "'soon' is not a count" in _error(client.get(events, after="soon"), 422, "after")
+    assert "at least 0" in _error(client.get(events, after="-2"), 422, "after")
 
 
 def test_a_job_in_full(world):

@@ -27,26 +27,35 @@ def world(tmp_path_factory):
         yield server, client, demo, dataset_id
 
 
-def read_events(url: str, path: str, timeout: float = 120.0) -> list[tuple[str, dict]]:
-    """Follow a Server-Sent Events stream until its `end` event."""
+def read_events(url: str, path: str, timeout: float = 120.0,
+                headers: dict[str, str] | None = None) -> list[tuple[str, dict, str | None]]:
+    """Follow a Server-Sent Events stream until its `end` event: (name, data, id) per event."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    connection.request("GET", path, headers={"Accept": "text/event-stream"})
+    connection.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
     reply = connection.getresponse()
     assert reply.status == 200 and reply.getheader("Content-Type").startswith("text/event-stream")
-    events, name = [], None
+    events, name, event_id = [], None, None
     try:
         while True:
             line = reply.readline().decode()
             assert line, "the stream closed before its end event"
-            if line.startswith("event: "):
+            if line.startswith("id: "):
+                event_id = line.removeprefix("id: ").strip()
+            elif line.startswith("event: "):
                 name = line.removeprefix("event: ").strip()
             elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
+                events.append((name, json.loads(line.removeprefix("data: ")), event_id))
                 if name == "end":
                     return events
+            elif line == "\n":
+                name, event_id = None, None
     finally:
         connection.close()
+
+
+def metric_records(events: list[tuple[str, dict, str | None]]) -> list[dict]:
+    return [record for name, data, _ in events if name == "metrics" for record in data["records"]]
 
 
 def test_train_stream_infer_download_and_reload(world, tmp_path):
@@ -55,21 +64,33 @@ def test_train_stream_infer_download_and_reload(world, tmp_path):
         dataset_id, max_iter=200, snapshot_interval=50, test_interval=100)))
     events = read_events(server.url, f"/api/v1/jobs/{model_id}/events")
 
-    statuses = [data["status"] for name, data in events if name == "status"]
+    statuses = [data["status"] for name, data, _ in events if name == "status"]
     assert "running" in statuses and statuses[-1] == "done"
-    records = [record for name, data in events if name == "metrics" for record in data["records"]]
+    records = metric_records(events)
     train_iterations = [record["iteration"] for record in records if record["phase"] == "train"]
     assert train_iterations == sorted(train_iterations) and train_iterations[-1] == 200
     assert any(record["phase"] == "val" and "mean_iu" in record for record in records)
-    assert [data["iteration"] for name, data in events if name == "snapshot"] == [50, 100, 150, 200]
-    assert events[-1] == ("end", {"status": "done"})
+    assert [data["iteration"] for name, data, _ in events if name == "snapshot"] == [50, 100, 150, 200]
+    assert events[-1][:2] == ("end", {"status": "done"})
 
     job = client.job(model_id)
     # Each status event counts the changes so far (queued, starting, running, done: 4 at the end),
     # never fewer than an earlier one: a page orders the stream and its replies by that count.
-    transitions = [data["transitions"] for name, data in events if name == "status"]
+    transitions = [data["transitions"] for name, data, _ in events if name == "status"]
     assert transitions == sorted(transitions)
     assert transitions[-1] == len(job["history"]) == job["transitions"] == 4
+
+    # A reconnect names the file and the count of its last metrics event: only later records come.
+    # The id of another file (one that a resume has since replaced) starts over: `reset`, then all.
+    file_id, count = [event_id for name, _, event_id in events if name == "metrics"][-1].split(":")
+    assert int(count) == len(records)
+    stream = f"/api/v1/jobs/{model_id}/events"
+    again = read_events(server.url, stream, headers={"Last-Event-ID": f"{file_id}:{len(records) - 3}"})
+    assert metric_records(again) == records[-3:] and "reset" not in [name for name, _, _ in again]
+    other_file = f"{int(file_id) + 1}:{len(records)}"
+    replaced = read_events(server.url, stream, headers={"Last-Event-ID": other_file})
+    names = [name for name, _, _ in replaced]
+    assert names.index("reset") < names.index("metrics") and metric_records(replaced) == records
     assert job["progress"] == 1.0 and [snap["iteration"] for snap in job["snapshots"]] == [50, 100, 150, 200]
     metrics = client.get(f"/api/v1/jobs/{model_id}/metrics", after=len(records) - 2).json()
     assert metrics["metrics"] == records[-2:] and metrics["next"] == len(records)

@@ -81,6 +81,10 @@ export function follow() {
     metricsSeen = data.next;
     emit("metrics", data.records);
   });
+  source.addEventListener("reset", () => {
+    metricsSeen = 0; // the metrics file was replaced (the job was resumed): its records come again
+    emit("reset");
+  });
   source.addEventListener("snapshot", (event) => emit("snapshot", JSON.parse(event.data)));
   source.addEventListener("end", (event) => {
     source.close();
