@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from digitslite.caffe import caffe_pb2
 from digitslite.engine.launch import (
+    RANKS_FILE,
     LocalRanks,
     RanksInterrupted,
     Rendezvous,
@@ -40,7 +41,6 @@ from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 
-STATUS_FILE = "ranks.json"
 _CONFIG, _PROGRESS = "config.json", "progress.jsonl"
 
 
@@ -186,7 +186,7 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
 
 
 def _write_status(job_dir: Path, status: dict[str, Any], state: str, reason: str | None = None) -> None:
-    write_json_atomically(job_dir / STATUS_FILE, {**status, "status": state, "reason": reason}, durable=False)
+    write_json_atomically(job_dir / RANKS_FILE, {**status, "status": state, "reason": reason}, durable=False)
 
 
 def _refusal(run_dir: Path, local_rank: int) -> str | None:

@@ -152,11 +152,16 @@ def test_a_killed_rank_interrupts_a_two_rank_job_which_resumes_on_two_ranks(site
     assert client.post(f"/api/v1/jobs/{model_id}/resume").status == 202
     resumed_at = max(snap["iteration"] for snap in job["snapshots"])
     wait_for(lambda: _last_iteration(jobs_dir, model_id) > resumed_at + 4, 180, "the resumed ranks to train")
-    assert len(set(_rank_pids(job_dir)) - set(ranks)) == 2  # two new rank processes
+    running = _rank_pids(job_dir)
+    assert len(set(running) - set(ranks)) == 2  # two new rank processes
     assert f"resuming from snapshot_iter_{resumed_at}.solverstate" in client.get(
         f"/api/v1/jobs/{model_id}/log").body.decode()
+    page = " ".join(client.request("GET", f"/models/{model_id}").body.decode().split())
+    assert "2 in all; last run running" in page
+    assert all(f"rank {rank}: pid {pid}</li>" in page for rank, pid in enumerate(running))
     assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
     assert client.wait_status(model_id)["status"] == "aborted"
+    assert "last run stopped" in " ".join(client.request("GET", f"/models/{model_id}").body.decode().split())
     server.kill()
 
 

@@ -11,8 +11,9 @@ from digitslite.jobs.runners.names import DATASET_INFO_FILE
 LOG_TAIL_BYTES = 64 * 1024
 
 
-def read_dataset_info(path: Path) -> dict[str, Any] | None:
-    """A dataset.json, or None while it does not exist (the job has not got that far)."""
+def read_json_if_present(path: Path) -> dict[str, Any] | None:
+    """A JSON file a job writes as it goes (dataset.json, ranks.json), or None while it does not
+    exist (the job has not got that far)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -20,7 +21,7 @@ def read_dataset_info(path: Path) -> dict[str, Any] | None:
 
 
 def dataset_job_info(folder: JobFolder) -> dict[str, Any] | None:
-    return read_dataset_info(dataset_path(folder.path) / DATASET_INFO_FILE)
+    return read_json_if_present(dataset_path(folder.path) / DATASET_INFO_FILE)
 
 
 def log_tail(folder: JobFolder, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, int]:

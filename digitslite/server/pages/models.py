@@ -8,13 +8,14 @@ from typing import Any
 from flask import render_template, request
 
 from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.engine.launch import RANKS_FILE
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
 from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import AMP_MODES, LR_POLICIES, SOLVER_TYPES
 from digitslite.server.pages.blueprint import pages
-from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_dataset_info
+from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_json_if_present
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.services import services
 
@@ -101,7 +102,7 @@ def new_model():
 
 def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | None:
     """Class names and palette: the job's own dataset.json copy, else its dataset job's."""
-    info = read_dataset_info(folder_path / DATASET_INFO_FILE)
+    info = read_json_if_present(folder_path / DATASET_INFO_FILE)
     if info is None and dataset_id and services().index.get(dataset_id):
         info = dataset_job_info(services().scheduler.folder(dataset_id))
     return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
@@ -117,7 +118,8 @@ def model(job_id: str):
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=(folder.path / NETWORK_FILE).is_file(),
-                           class_info=_class_info(folder.path, dataset_id))
+                           class_info=_class_info(folder.path, dataset_id),
+                           ranks=read_json_if_present(folder.path / RANKS_FILE))
 
 
 @pages.get("/models/<job_id>/snapshots")
