@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from digitslite.caffe import caffe_pb2
+from digitslite.datasets import DatasetOptions
 
 COLOURS = [(0, 0, 0), (200, 30, 30), (30, 200, 30), (30, 30, 200)]
 IGNORE = 255
@@ -108,3 +109,9 @@ def sources_by_key(dataset: Path, stage: str) -> dict[bytes, str]:
 def leftovers(parent: Path) -> list[str]:
     """Hidden partial folders a failed creation might have left next to its output."""
     return [path.name for path in parent.iterdir() if ".partial-" in path.name]
+
+
+def options_for(root: Path, **overrides) -> DatasetOptions:
+    """Options for the folders make_folders wrote under `root`: no validation split, one worker."""
+    values = {"images": root / "images", "labels": root / "labels", "val_percent": 0, "seed": 5, "workers": 1}
+    return DatasetOptions(**(values | overrides))

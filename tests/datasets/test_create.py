@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitslite.datasets import DatasetOptions, create_dataset
+from digitslite.datasets import create_dataset
 from digitslite.datasets.mean import read_mean_file
 from tests.datasets.helpers import (
     COLOURS,
@@ -14,17 +14,13 @@ from tests.datasets.helpers import (
     datum,
     decoded,
     make_folders,
+    options_for,
     read_lmdb,
     save_image,
     save_palette_label,
     sources_by_key,
     write_colormap,
 )
-
-
-def options_for(root, **overrides) -> DatasetOptions:
-    values = {"images": root / "images", "labels": root / "labels", "val_percent": 0, "seed": 5, "workers": 1}
-    return DatasetOptions(**(values | overrides))
 
 
 def stored_records(dataset, stage="train"):

@@ -13,7 +13,6 @@ from PIL import Image
 from digitslite.datasets import (
     DatasetAbortedError,
     DatasetInvalidError,
-    DatasetOptions,
     check_dataset,
     create_dataset,
 )
@@ -24,17 +23,13 @@ from tests.datasets.helpers import (
     decoded,
     leftovers,
     make_folders,
+    options_for,
     read_lmdb,
     save_image,
     save_palette_label,
     save_rgb_label,
     write_colormap,
 )
-
-
-def options_for(root, **overrides) -> DatasetOptions:
-    values = {"images": root / "images", "labels": root / "labels", "val_percent": 0, "seed": 1, "workers": 1}
-    return DatasetOptions(**(values | overrides))
 
 
 def refused(root, **overrides) -> str:

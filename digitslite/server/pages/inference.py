@@ -1,7 +1,6 @@
 """Inference pages: the form that queues an inference job (uploaded images, a server folder or a
 dataset's validation images), and an inference job's page, where each result shows input, overlay
 and ground truth side by side, composited in the browser (overlay.js) from class-index images."""
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from digitslite.jobs.model import Status
 from digitslite.jobs.runners.dataset import dataset_path
 from digitslite.jobs.runners.names import RESULTS_FILE
 from digitslite.server.pages.blueprint import pages, pages_api
-from digitslite.server.pages.jobfiles import log_tail
+from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
 from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png, read_record
 from digitslite.server.pages.scores import image_scores
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
@@ -40,13 +39,6 @@ def infer_form(job_id: str):
     return render_template("inference/new.html", row=row, spec=spec, snapshots=folder.snapshots(),
                            datasets=datasets, page_of_kind=PAGE_OF_KIND,
                            roots=[str(root) for root in services().config.data_roots])
-
-
-def _results(folder: JobFolder) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder.path / RESULTS_FILE).read_text())
-    except FileNotFoundError:
-        return None
 
 
 def _dataset_dir(params: dict[str, Any]) -> Path:
@@ -83,7 +75,7 @@ def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
 def inference(job_id: str):
     row, folder = page_job(job_id, "inference")
     spec, state = folder.spec(), folder.state()
-    results = _results(folder) if state.status == Status.DONE else None
+    results = read_json_if_present(folder.path / RESULTS_FILE) if state.status == Status.DONE else None
     images, pages_count, page = [], 1, 1
     if results:
         pages_count = max(1, -(-len(results["images"]) // RESULTS_PER_PAGE))
@@ -123,7 +115,7 @@ def _input_image(folder: JobFolder, params: dict[str, Any], name: str) -> Respon
 def inference_image(job_id: str, number: int, part: str):
     """An image of result `number`: the `input`, or the `prediction` / `truth` as class indices."""
     _, folder = page_job(job_id, "inference")
-    results = _results(folder)
+    results = read_json_if_present(folder.path / RESULTS_FILE)
     if results is None or part not in PARTS or number >= len(results["images"]):
         abort(404, f"inference job {job_id} has no {part} for image {number}")
     entry, params = results["images"][number], folder.spec().params

@@ -1,9 +1,9 @@
 """What the pages read from job folders besides job.json and state.json: dataset descriptions and
 the tail of a log."""
-import json
 from pathlib import Path
 from typing import Any
 
+from digitslite.fileio import read_json
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.dataset import dataset_path
 from digitslite.jobs.runners.names import DATASET_INFO_FILE
@@ -12,10 +12,10 @@ LOG_TAIL_BYTES = 64 * 1024
 
 
 def read_json_if_present(path: Path) -> dict[str, Any] | None:
-    """A JSON file a job writes as it goes (dataset.json, ranks.json), or None while it does not
-    exist (the job has not got that far)."""
+    """A JSON file a job writes as it goes (dataset.json, ranks.json, results.json), or None while
+    it does not exist (the job has not got that far)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except FileNotFoundError:
         return None
 
