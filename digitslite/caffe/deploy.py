@@ -9,6 +9,7 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net
 from digitslite.errors import UserError
+from digitslite.layout import DatasetFiles
 
 DATA_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "Python"})
 
@@ -56,9 +57,9 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
         if len(phases) != 1:
             raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST) "
                             "so digitslite knows which split it reads")
-        stage_db = "train_db" if phases == {caffe_pb2.TRAIN} else "val_db"
+        stage = "train" if phases == {caffe_pb2.TRAIN} else "val"
         part = "labels" if layer.top and layer.top[0] == "label" else "features"
-        layer.data_param.source = str(Path(dataset_dir) / stage_db / part)
+        layer.data_param.source = str(DatasetFiles(dataset_dir).db(stage, part))
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         if batch_size is not None:
             layer.data_param.batch_size = batch_size

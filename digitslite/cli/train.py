@@ -19,9 +19,9 @@ from digitslite.engine.solver import RULES
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
+from digitslite.layout import TRAIN_VAL_FILE, DatasetFiles, JobFiles
 from digitslite.networks import load_network, load_solver
 
-NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
 SOLVER_OPTIONS = {
     "base_lr": "base_lr", "lr_policy": "lr_policy", "gamma": "gamma", "power": "power",
@@ -70,7 +70,7 @@ def _standard_network(name: str, dataset: str | None) -> tuple[caffe_pb2.NetPara
     """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    info_file = Path(dataset) / "dataset.json"
+    info_file = DatasetFiles(dataset).info_file
     try:
         classes = read_json(info_file)["classes"]
     except (OSError, ValueError, KeyError) as exc:
@@ -175,8 +175,9 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     number of ranks. If a rank dies, every rank is stopped and the command exits with code 75.
     """
     job = Path(job_dir)
-    if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
-        net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
+    files = JobFiles(job)
+    if resume and not net_file and not solver_file and files.solver_file.is_file():
+        net_file, solver_file = str(files.train_val_file), str(files.solver_file)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
     standard_net, standard_solver = _standard_network(network, dataset) if network else (None, None)
@@ -190,12 +191,12 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     if net is not None:
         for other in ("train_net", "train_net_param", "net_param"):
             solver.ClearField(other)
-        solver.net = NET_COPY
+        solver.net = TRAIN_VAL_FILE
     env = RankEnvironment.from_environ()
     if env is None or env.rank == 0:    # under torchrun every rank runs this command
         if net is not None:
-            write_net(net, job / NET_COPY)
-        write_solver(solver, job / SOLVER_COPY)
+            write_net(net, files.train_val_file)
+        write_solver(solver, files.solver_file)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
         dataset_root=Path(dataset) if dataset else None,

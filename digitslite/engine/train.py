@@ -41,8 +41,8 @@ from digitslite.engine.speed import (
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
+from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
 
-METRICS_FILE = "metrics.jsonl"
 SEGMENTATION_METRICS = ("pixel_accuracy", "mean_accuracy", "mean_iu", "fw_iu", "per_class_iu")
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
@@ -377,7 +377,7 @@ class _Training:
         return net
 
     def _prefix(self) -> str:
-        prefix = self.param.snapshot_prefix or "snapshot"
+        prefix = self.param.snapshot_prefix or SNAPSHOT_PREFIX
         return prefix if Path(prefix).is_absolute() else str(self.job_dir / prefix)
 
     def _continue(self, extra: dict[str, Any]) -> None:

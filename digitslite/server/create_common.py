@@ -15,16 +15,16 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from digitslite.jobs.folder import INPUTS_DIR, NEW_PREFIX, JobFolder
+from digitslite.jobs.folder import NEW_PREFIX, JobFolder
 from digitslite.jobs.model import JobSpec, Status, new_job_id
 from digitslite.jobs.scheduler import Prepare
+from digitslite.layout import JobFiles
 from digitslite.server.auth import Identity
 from digitslite.server.config import ServerConfig
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 from digitslite.server.services import services
 
-INPUTS = INPUTS_DIR
 COMMON_FIELDS = ("name", "group", "notes", "priority")
 GPU_FIELDS = ("gpus", "gpu_ids")
 
@@ -110,9 +110,9 @@ def copy_inputs(ctx: CreateContext) -> Prepare | None:
 
     def prepare(staging: Path) -> None:
         if ctx.move_inputs:
-            shutil.move(source, staging / INPUTS)
+            shutil.move(source, JobFiles(staging).inputs_dir)
         else:
-            shutil.copytree(source, staging / INPUTS, symlinks=True)
+            shutil.copytree(source, JobFiles(staging).inputs_dir, symlinks=True)
     return prepare
 
 

@@ -11,11 +11,11 @@ from flask import Blueprint, jsonify
 from digitslite.datasets import check_dataset
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
-    INPUTS,
     CreateContext,
     copy_inputs,
     new_spec,
@@ -118,7 +118,7 @@ def create_dataset_job():
         with upload_folder(config) as scratch:
             archive_file = scratch / "archive"
             archives[0].save(archive_file)
-            content = scratch / INPUTS
+            content = scratch / INPUTS_DIR
             content.mkdir()
             extract_archive(archive_file, content, max_bytes=config.max_upload_bytes * 4, field="archive")
             archive_file.unlink()

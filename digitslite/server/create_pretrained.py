@@ -15,11 +15,11 @@ from werkzeug.utils import secure_filename
 
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.pretrained import FILE_ROLES
+from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
-    INPUTS,
     CreateContext,
     copy_inputs,
     new_spec,
@@ -39,8 +39,8 @@ pretrained_api = Blueprint("pretrained_api", __name__)
 KNOWN_FIELDS = (*COMMON_FIELDS, *FILE_ROLES)
 REQUIRED_ROLES = ("deploy", "weights")
 # What an unpacked model archive calls each file: ours first, then DIGITS' info.json keys.
-ARCHIVE_NAMES = {"deploy": ("deploy.prototxt",), "network": ("network.prototxt",),
-                 "dataset_info": ("dataset.json",), "classes": ("labels.txt", "classes.txt"),
+ARCHIVE_NAMES = {"deploy": (DEPLOY_FILE,), "network": (NETWORK_FILE,), "dataset_info": (DATASET_INFO_FILE,),
+                 "classes": ("labels.txt", "classes.txt"),
                  "colormap": ("colormap.txt",)}
 DIGITS_INFO_KEYS = {"deploy": "deploy file", "weights": "snapshot file", "classes": "labels file"}
 
@@ -110,7 +110,7 @@ def create_pretrained_job():
     if not archives and not any(singles.values()):
         return submitted(plan_files(fields, CreateContext(current_identity(), config)))
     with upload_folder(config) as scratch:
-        inputs = scratch / INPUTS
+        inputs = scratch / INPUTS_DIR
         inputs.mkdir()
         values = {key: fields.raw(key) for key in COMMON_FIELDS if fields.has(key)}
         if archives:

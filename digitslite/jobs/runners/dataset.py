@@ -3,9 +3,8 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.datasets import DatasetOptions, create_dataset
-from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
+from digitslite.layout import INPUTS_DIR
 
 FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
 FILE_FIELDS = ("colormap", "classes")
@@ -23,17 +22,13 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
     return DatasetOptions(**paths, **params["options"])
 
 
-def dataset_path(job_dir: Path) -> Path:
-    return job_dir / DATASET_DIR
-
-
 def run(ctx: RunContext) -> None:
     def progress(done: int, total: int) -> None:
         ctx.check_stop()  # raising here makes create_dataset remove its partial output
         ctx.report(done / total if total else 0.0, f"{done}/{total} images")
 
-    out = dataset_path(ctx.job_dir)
-    if (out / DATASET_INFO_FILE).is_file():
+    out = ctx.folder.dataset.path
+    if ctx.folder.dataset.info_file.is_file():
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)
         return

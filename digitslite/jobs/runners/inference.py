@@ -16,16 +16,10 @@ import numpy as np
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
-from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.dataset import dataset_path
 from digitslite.jobs.runners.model import snapshot_weights
-from digitslite.jobs.runners.names import (
-    DATASET_INFO_FILE,
-    DEPLOY_FILE,
+from digitslite.layout import (
     OUTPUTS_DIR,
-    PRETRAINED_WEIGHTS,
-    RESULTS_FILE,
 )
 from digitslite.viz.overlay import overlay
 from digitslite.viz.palette import extend_palette, voc_palette
@@ -78,20 +72,20 @@ def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
     ref = ctx.params["model"]
     model = ctx.other_job(ref["job"], "model")
     if ref["kind"] == "pretrained":
-        weights = model.path / PRETRAINED_WEIGHTS
+        weights = model.pretrained_weights
     else:
         weights = snapshot_weights(model, ref.get("iteration"), "model")
-    info = model.path / DATASET_INFO_FILE
-    return model.path / DEPLOY_FILE, weights, info if info.is_file() else None
+    info = model.dataset_info_file
+    return model.deploy_file, weights, info if info.is_file() else None
 
 
 def _items(ctx: RunContext) -> Iterator[Item]:
     source, limit = ctx.params["source"], ctx.params.get("limit")
     if source == "upload":
-        return _files(ctx.job_dir / INPUTS_DIR, limit)
+        return _files(ctx.folder.inputs_dir, limit)
     if source == "folder":
         return _files(Path(ctx.params["folder"]), limit)
-    return _validation_split(dataset_path(ctx.other_job(ctx.params["dataset"], "dataset").path), limit)
+    return _validation_split(ctx.other_job(ctx.params["dataset"], "dataset").dataset.path, limit)
 
 
 class _Scores:
@@ -134,7 +128,7 @@ def run(ctx: RunContext) -> None:
         names, palette = info["classes"], extend_palette(info["palette"])
     device = "cuda" if ctx.spec.gpu_count else "cpu"
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
-    outputs = ctx.job_dir / OUTPUTS_DIR
+    outputs = ctx.folder.outputs_dir
     outputs.mkdir(exist_ok=True)
     total = ctx.params.get("count") or 0
     results, scores = [], _Scores()
@@ -156,6 +150,6 @@ def run(ctx: RunContext) -> None:
     if not results:
         raise UserError("there were no images to run the model on")
     used_palette = palette[:max(len(names), 1)].tolist()
-    write_json_atomically(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
+    write_json_atomically(ctx.folder.results_file, {"classes": names, "palette": used_palette,
                                                    "images": results, "scores": scores.summary()})
     print(f"inference done on {len(results)} images", flush=True)

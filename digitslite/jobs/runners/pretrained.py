@@ -21,11 +21,11 @@ from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.colormap import default_palette, read_class_names, read_colormap
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
-from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.names import (
+from digitslite.layout import (
     DATASET_INFO_FILE,
     DEPLOY_FILE,
+    INPUTS_DIR,
     NETWORK_FILE,
     PRETRAINED_WEIGHTS,
     SOLVER_FILE,
@@ -87,15 +87,15 @@ def _install_files(ctx: RunContext) -> None:
         raise UserError(f"{weights_file.name} shares no layer name with {deploy_file.name}; import the "
                         "weights trained with this network")
     ctx.report(0.8, "installing the files")
-    shutil.copyfile(deploy_file, ctx.job_dir / DEPLOY_FILE)
-    shutil.copyfile(weights_file, ctx.job_dir / PRETRAINED_WEIGHTS)
+    shutil.copyfile(deploy_file, ctx.folder.deploy_file)
+    shutil.copyfile(weights_file, ctx.folder.pretrained_weights)
     network_file = input_path(ctx.params, "network", ctx.job_dir)
     if network_file is not None:
         read_net(network_file)
-        shutil.copyfile(network_file, ctx.job_dir / NETWORK_FILE)
+        shutil.copyfile(network_file, ctx.folder.network_file)
     info = _class_info(ctx.params, ctx.job_dir)
     if info is not None:
-        write_json_atomically(ctx.job_dir / DATASET_INFO_FILE, info)
+        write_json_atomically(ctx.folder.dataset_info_file, info)
     print(f"imported {len(report.weights)} layers of weights; ignored {len(report.ignored)} unused ones",
           flush=True)
 
@@ -157,9 +157,9 @@ def _convolutionalize(ctx: RunContext, dest: Path) -> None:
     classifier = ctx.other_job(ctx.params["classifier"], "classifier")
     network = ctx.params["network"]
     ctx.report(0.1, f"net surgery: {classifier.spec().name} into {network}")
-    made = convolutionalize(classifier.path / DEPLOY_FILE, classifier.path / PRETRAINED_WEIGHTS, dest,
+    made = convolutionalize(classifier.deploy_file, classifier.pretrained_weights, dest,
                             num_classes=ctx.params["num_classes"], network=network,
-                            about=_entry_info(classifier.path / ENTRY_DIR))
+                            about=_entry_info(classifier.entry_dir))
     for action in made.actions:
         print(f"{action.layer}: {action.action}", flush=True)
 
@@ -201,7 +201,7 @@ def run(ctx: RunContext) -> None:
     if make_entry is None:
         _install_files(ctx)
         return
-    entry = ctx.job_dir / ENTRY_DIR
+    entry = ctx.folder.entry_dir
     if (entry / INFO_FILE).is_file():
         print(f"{ENTRY_DIR}/ is complete from an earlier run", flush=True)  # it appears whole or not at all
     else:

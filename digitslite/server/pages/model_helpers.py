@@ -6,7 +6,6 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net
 from digitslite.errors import UserError
 from digitslite.jobs.model import Status
-from digitslite.jobs.runners.names import NETWORK_FILE
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
@@ -77,9 +76,9 @@ def standard_network_text(name: str):
 @pages_api.get("/models/<job_id>/graph.svg")
 def model_graph(job_id: str):
     _, folder = page_job(job_id, "model")
-    if not (folder.path / NETWORK_FILE).is_file():
+    if not folder.network_file.is_file():
         raise ApiError(404, f"model job {job_id} has not written its network yet")
-    return _svg(read_net(folder.path / NETWORK_FILE))
+    return _svg(read_net(folder.network_file))
 
 
 @pages_api.get("/lr-curve")

@@ -7,7 +7,6 @@ in a folder that does. The entry is written by digitslite.store.publish (whole o
 import os
 from pathlib import Path
 
-from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
 from digitslite.server.auth import require_owner
 from digitslite.server.create_common import job_of_kind
 from digitslite.server.errors import ApiError
@@ -37,8 +36,8 @@ def _store_folder(raw: str, roots: tuple[Path, ...]) -> Path:
 def _dataset(model_id: str) -> Path:
     """The dataset folder the model trained on; its dataset.json copy once that job is deleted."""
     model = services().scheduler.folder(model_id)
-    dataset = services().scheduler.folder(model.spec().params["dataset"]).path / DATASET_DIR
-    return dataset if dataset.is_dir() else model.path / DATASET_INFO_FILE
+    dataset = services().scheduler.folder(model.spec().params["dataset"]).dataset.path
+    return dataset if dataset.is_dir() else model.dataset_info_file
 
 
 def publish_model(job_id: str, fields: Fields) -> tuple[Path, ModelInfo]:
