@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import numpy as np
 
+from digitslite.datasets.reader import has_split, split_records
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
@@ -48,23 +48,13 @@ def _files(folder: Path, limit: int | None) -> Iterator[Item]:
 
 def _validation_split(dataset_dir: Path, limit: int | None) -> Iterator[Item]:
     """The val_db records: images (stored BGR, returned RGB) with their label maps."""
-    if not (dataset_dir / "val_db").is_dir():
+    if not has_split(dataset_dir, "val"):
         raise UserError(f"the dataset in {dataset_dir} has no validation split; give images or a folder")
-    envs = [lmdb.open(str(dataset_dir / "val_db" / part), readonly=True, lock=False) for part in
-            ("features", "labels")]
-    try:
-        with envs[0].begin() as features, envs[1].begin() as labels:
-            for count, (key, value) in enumerate(features.cursor()):
-                if limit is not None and count >= limit:
-                    break
-                image = datum_array(value)
-                pixels = image[0] if image.shape[0] == 1 else image[::-1].transpose(1, 2, 0)
-                truth = labels.get(key)
-                label = None if truth is None else datum_array(truth)[0]
-                yield key.decode(), np.ascontiguousarray(pixels), label
-    finally:
-        for env in envs:
-            env.close()
+    for key, features, labels in split_records(dataset_dir, "val", limit):
+        image = datum_array(features)
+        pixels = image[0] if image.shape[0] == 1 else image[::-1].transpose(1, 2, 0)
+        label = None if labels is None else datum_array(labels)[0]
+        yield key.decode(), np.ascontiguousarray(pixels), label
 
 
 def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:

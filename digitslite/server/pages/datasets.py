@@ -5,6 +5,7 @@ from pathlib import Path
 from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.datasets.reader import read_record
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
@@ -20,7 +21,6 @@ from digitslite.server.pages.records import (
     image_mimetype,
     label_png,
     painting_palette,
-    read_record,
 )
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services

@@ -8,12 +8,13 @@ import numpy as np
 from flask import Response, abort, render_template, send_file
 from PIL import Image
 
+from digitslite.datasets.reader import read_record
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import Status
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
-from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png, read_record
+from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png
 from digitslite.server.pages.scores import image_scores
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
