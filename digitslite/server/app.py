@@ -79,7 +79,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     install_error_handlers(app)
     install_auth(app)
     app.register_blueprint(pages)
-    app.register_blueprint(store_tree)
+    app.register_blueprint(store_tree, url_prefix="/store")
     for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,
                       openapi_api, store_api):
         app.register_blueprint(blueprint, url_prefix="/api/v1")
