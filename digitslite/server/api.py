@@ -9,7 +9,8 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from digitslite import __version__
 from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
-from digitslite.jobs.model import KINDS, Status
+from digitslite.jobs.kinds import KIND_NAMES
+from digitslite.jobs.model import Status
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.creators import clone_job
 from digitslite.server.errors import ApiError
@@ -40,7 +41,7 @@ def _detail(job_id: str) -> dict[str, Any]:
 def list_jobs():
     fields = Fields(request.args)
     fields.reject_unknown({"kind", "status", "owner", "text", "page", "per_page"})
-    where = JobFilter(kind=fields.choice("kind", KINDS),
+    where = JobFilter(kind=fields.choice("kind", KIND_NAMES),
                       status=fields.choice("status", [str(status) for status in Status]),
                       owner=fields.text("owner", max_length=64), text=fields.text("text", max_length=200))
     page = fields.integer("page", 1, minimum=1)

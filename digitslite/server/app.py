@@ -8,15 +8,12 @@ from flask import Flask
 
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.kinds import KINDS, load
 from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
 from digitslite.server.config import ServerConfig
-from digitslite.server.create_dataset import datasets_api
-from digitslite.server.create_inference import inference_api
-from digitslite.server.create_model import models_api
-from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
 from digitslite.server.openapi import openapi_api
@@ -80,8 +77,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     install_auth(app)
     app.register_blueprint(pages)
     app.register_blueprint(store_tree, url_prefix="/store")
-    for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,
-                      openapi_api, store_api):
+    kind_apis = list(dict.fromkeys(load(kind.api) for kind in KINDS.values()))  # kinds may share one
+    for blueprint in (api, *kind_apis, download_api, events_api, openapi_api, store_api):
         app.register_blueprint(blueprint, url_prefix="/api/v1")
     if config.scheduler:
         scheduler.start()

@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
+from digitslite.jobs.kinds.pretrained import FILE_ROLES
 from digitslite.jobs.model import JobSpec
-from digitslite.jobs.runners.pretrained import FILE_ROLES
 from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity

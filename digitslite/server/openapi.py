@@ -9,7 +9,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite import __version__
-from digitslite.jobs.model import KINDS, Status
+from digitslite.jobs.kinds import KIND_NAMES
+from digitslite.jobs.model import Status
 
 openapi_api = Blueprint("openapi_api", __name__)
 
@@ -59,7 +60,7 @@ SCHEMAS: dict[str, Any] = {
     "JobSummary": _object(
         {
             "id": STRING,
-            "kind": {"enum": list(KINDS)},
+            "kind": {"enum": list(KIND_NAMES)},
             "status": {"enum": [str(s) for s in Status]},
             "name": STRING,
             "owner": STRING,
@@ -325,7 +326,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/jobs", "get"): {
         "summary": "List jobs, newest first",
         "parameters": [
-            _query("kind", {"enum": list(KINDS)}),
+            _query("kind", {"enum": list(KIND_NAMES)}),
             _query("status", {"enum": [str(s) for s in Status]}),
             _query("owner", STRING),
             _query("text", STRING, "substring of id, name, group or notes"),

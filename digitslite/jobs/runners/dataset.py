@@ -1,25 +1,7 @@
 """Dataset jobs: build the LMDB dataset into <job>/dataset with the datasets package."""
-from pathlib import Path
-from typing import Any
-
-from digitslite.datasets import DatasetOptions, create_dataset
+from digitslite.datasets import create_dataset
+from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
-from digitslite.layout import INPUTS_DIR
-
-FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
-FILE_FIELDS = ("colormap", "classes")
-
-
-def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
-    """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
-    def path(name: str) -> Path | None:
-        value = params["paths"][name]
-        if value is None:
-            return None
-        return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
-
-    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
-    return DatasetOptions(**paths, **params["options"])
 
 
 def run(ctx: RunContext) -> None:

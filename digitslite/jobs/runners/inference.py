@@ -16,6 +16,7 @@ from digitslite.datasets.reader import has_split, split_records
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
+from digitslite.jobs.kinds.inference import image_files
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.model import snapshot_weights
 from digitslite.layout import (
@@ -25,18 +26,9 @@ from digitslite.viz.overlay import overlay
 from digitslite.viz.palette import extend_palette, voc_palette
 from digitslite.viz.png import write_label_png, write_rgb_png
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IGNORE_LABEL = 255
 
 Item = tuple[str, np.ndarray, np.ndarray | None]  # name, RGB pixels, ground-truth class map
-
-
-def image_files(folder: Path) -> list[Path]:
-    files = sorted(path for path in folder.rglob("*")
-                   if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-    if not files:
-        raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to run the model on")
-    return files
 
 
 def _files(folder: Path, limit: int | None) -> Iterator[Item]:

@@ -21,11 +21,11 @@ from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.colormap import default_palette, read_class_names, read_colormap
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
+from digitslite.jobs.kinds.pretrained import input_path
 from digitslite.jobs.runners.context import RunContext
 from digitslite.layout import (
     DATASET_INFO_FILE,
     DEPLOY_FILE,
-    INPUTS_DIR,
     NETWORK_FILE,
     PRETRAINED_WEIGHTS,
     SOLVER_FILE,
@@ -36,17 +36,8 @@ from digitslite.store.format import INFO_FILE, ModelInfo, parse_info
 from digitslite.store.importer import import_model
 from digitslite.store.listing import summarise
 
-FILE_ROLES = ("deploy", "weights", "network", "dataset_info", "classes", "colormap")
 ENTRY_DIR = "entry"  # an imported store entry or a surgery result, as digitslite.store wrote it
 API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
-
-
-def input_path(params: dict[str, Any], role: str, job_dir: Path) -> Path | None:
-    """Where the file of `role` is: in the job's inputs/ for uploads, else the server path."""
-    value = params["files"].get(role)
-    if value is None:
-        return None
-    return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
 
 def _class_record(names: list[str], palette: list | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
 from digitslite.datasets.reader import read_record
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
 from digitslite.server.create_dataset import plan_dataset
