@@ -21,7 +21,7 @@ FLOORS = (
     ("engine", "store", "viz"),
     ("datasets", "networks"),
     ("caffe",),
-    ("layout", "fileio"),
+    ("layout", "tasks", "fileio"),
     ("errors", ""),
 )
 # Runners are the worker's: only it (and other runners) may import them.

@@ -23,8 +23,7 @@ from digitslite.datasets.report import STAGES, ValidationReport
 from digitslite.datasets.scan import Plan, Progress, ScanOutcome, make_plan, scan
 from digitslite.errors import UserError
 from digitslite.layout import DB_PARTS, MEAN_FILE, DatasetFiles, db_name
-
-DATASET_FORMAT = "digitslite-segmentation/1"
+from digitslite.tasks.segmentation import TASK
 
 
 class DatasetInvalidError(UserError):
@@ -124,7 +123,8 @@ def _dataset_info(plan: Plan, outcome: ScanOutcome) -> dict:
     stages = [stage for stage in STAGES if plan.stages[stage]]
     recorded = options.to_dict() | {"seed": plan.seed, "val_percent": resolved.val_percent}
     return {
-        "format": DATASET_FORMAT,
+        "format": TASK.dataset_format,
+        "task": TASK.name,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "classes": outcome.names,
         "palette": [list(colour) for colour in outcome.colours],

@@ -42,8 +42,8 @@ from digitslite.engine.sync_batchnorm import synchronise_batch_norm
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
 from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
+from digitslite.tasks import segmentation
 
-SEGMENTATION_METRICS = ("pixel_accuracy", "mean_accuracy", "mean_iu", "fw_iu", "per_class_iu")
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
 
@@ -517,7 +517,7 @@ class _Training:
             fields["test_net"] = index
         if matrix is not None:
             summary = matrix.summary()
-            fields.update({key: summary[key] for key in SEGMENTATION_METRICS})
+            fields.update({key: summary[key] for key in segmentation.TASK.metrics})
             fields["confusion_matrix"] = matrix.matrix.tolist()   # rows: truth, columns: prediction
         values = {name: _blob_value(means[name]) for name in net.output_names}
         self._record(_event(self.solver.iter, "val", values, **fields))

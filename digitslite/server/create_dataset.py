@@ -28,6 +28,7 @@ from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
 from digitslite.server.services import services
+from digitslite.tasks import DEFAULT_TASK
 
 datasets_api = Blueprint("datasets_api", __name__)
 
@@ -92,8 +93,8 @@ def plan_dataset(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]
     options = _option_values(fields)
     check = fields.boolean("check", True)
     request = {name: fields.raw(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {"check": check}
-    params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
-              "options": options}
+    params = {"request": request, "task": DEFAULT_TASK.name, "source": "upload" if from_upload else "server",
+              "paths": paths, "options": options}
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:

@@ -30,6 +30,7 @@ from digitslite.server.fields import Fields
 from digitslite.server.render import job_summary
 from digitslite.server.scale_out import SCALE_OUT_FIELDS, scale_out_request
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 
 models_api = Blueprint("models_api", __name__)
 
@@ -139,7 +140,7 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
         job_fields = Fields({**{key: fields.raw(key) for key in COMMON_FIELDS}, "group": group,
                              "name": f"{name} [{suffix}]" if sweep else name})
         chosen = {key: value for key, value in varied.items() if value is not None}
-        params = {"request": base_request | chosen,
+        params = {"request": base_request | chosen, "task": task_of(dataset.spec().params).name,
                   "dataset": dataset_id, "network": network, "weights": weights,
                   "solver": solver | varied, "speed": speed, "scale_out": scale_out}
         jobs.append((new_spec("model", job_fields, ctx, params, default_name=name,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.errors import UserError
+from digitslite.tasks import segmentation
 
 MASTER_FILE = "master.json"
 INFO_FILE = "info.json"
@@ -36,7 +37,7 @@ DIGESTS = ("sha256", "sha1")
 FILE_KEYS = ("snapshot file", "model file", "network file", "deploy file", "train_val file", "solver file",
              "labels file", "mean file")
 TASKS = ("semantic-segmentation", "classification")
-SEGMENTATION = "semantic-segmentation"
+SEGMENTATION = segmentation.TASK.store_task
 _CHUNK = 1 << 20
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

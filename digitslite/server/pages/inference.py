@@ -18,6 +18,7 @@ from digitslite.server.pages.records import image_bytes, image_mimetype, label_i
 from digitslite.server.pages.scores import image_scores
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 from digitslite.viz.palette import extend_palette
 
 RESULTS_PER_PAGE = 8
@@ -86,10 +87,12 @@ def inference(job_id: str):
             images.append({"number": number, "name": entry["input"], "truth": truth is not None,
                            "scores": scores})
     model = services().index.get(spec.params["model"]["job"])
+    # The model's task; a deleted model's is unknown, and a pretrained job's is the default.
+    task = task_of(services().scheduler.folder(model["id"]).spec().params if model else {})
     log, log_end = log_tail(folder)
     legend = _legend(results) if results else []
     return render_template("inference/inference.html", row=row, spec=spec, state=state, results=results,
-                           images=images, page=page, pages_count=pages_count, model=model,
+                           images=images, page=page, pages_count=pages_count, model=model, task=task,
                            page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, legend=legend)
 
 
