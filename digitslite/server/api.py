@@ -11,6 +11,7 @@ from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
 from digitslite.jobs.kinds import KIND_NAMES
 from digitslite.jobs.model import Status
+from digitslite.layout import LOCK_FILE
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.creators import clone_job
 from digitslite.server.errors import ApiError
@@ -97,7 +98,7 @@ def get_file(job_id: str, name: str):
     _row(job_id)
     root = services().scheduler.folder(job_id).path.resolve()
     target = (root / name).resolve()
-    if not target.is_relative_to(root) or not target.is_file() or target.name == "worker.lock":
+    if not target.is_relative_to(root) or not target.is_file() or target.name == LOCK_FILE:
         raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
     return send_file(target)
 

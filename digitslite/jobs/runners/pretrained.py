@@ -36,7 +36,6 @@ from digitslite.store.format import INFO_FILE, ModelInfo, parse_info
 from digitslite.store.importer import import_model
 from digitslite.store.listing import summarise
 
-ENTRY_DIR = "entry"  # an imported store entry or a surgery result, as digitslite.store wrote it
 API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
 
 
@@ -194,7 +193,7 @@ def run(ctx: RunContext) -> None:
         return
     entry = ctx.folder.entry_dir
     if (entry / INFO_FILE).is_file():
-        print(f"{ENTRY_DIR}/ is complete from an earlier run", flush=True)  # it appears whole or not at all
+        print(f"{entry.name}/ is complete from an earlier run", flush=True)  # it appears whole or not at all
     else:
         make_entry(ctx, entry)
     ctx.report(0.97, "installing the files")
