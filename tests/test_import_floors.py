@@ -18,7 +18,7 @@ FLOORS = (
     ("cli",),
     ("server", "worker"),
     ("jobs",),
-    ("engine", "store", "viz"),
+    ("engine", "modelstore", "viz"),
     ("datasets", "networks"),
     ("caffe",),
     ("layout", "tasks", "fileio"),

@@ -17,8 +17,8 @@ import click
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
-from digitslite.jobs.model import Status
 from digitslite.server.app import INDEX_FILE
 from digitslite.server.config import ServerConfig
 

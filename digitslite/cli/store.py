@@ -10,14 +10,14 @@ from werkzeug.serving import make_server
 
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
-from digitslite.server.store.tree import create_store_app
-from digitslite.store.client import FetchPolicy
-from digitslite.store.convolutionalize import convolutionalize_model
-from digitslite.store.entries import index_store
-from digitslite.store.importer import import_model
-from digitslite.store.listing import StoreListing, list_stores
-from digitslite.store.locations import store_locations
-from digitslite.store.publish import publish_job
+from digitslite.modelstore.client import FetchPolicy
+from digitslite.modelstore.convolutionalize import convolutionalize_model
+from digitslite.modelstore.entries import index_store
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.listing import StoreListing, list_stores
+from digitslite.modelstore.locations import store_locations
+from digitslite.modelstore.publish import publish_job
+from digitslite.server.modelstore.tree import create_store_app
 
 _MB = 1_000_000
 

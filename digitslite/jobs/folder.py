@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digitslite.fileio import fsync_dir, read_json, write_json_atomically
-from digitslite.jobs.model import JobSpec, JobState
+from digitslite.jobs.job import JobSpec, JobState
 from digitslite.layout import SOLVERSTATE_SUFFIX, JobFiles, snapshot_iteration
 
 # Folders of the jobs directory that are not jobs: half-created and half-deleted ones.

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from digitslite import __version__
 from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
+from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
-from digitslite.jobs.model import Status
 from digitslite.layout import LOCK_FILE
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.creators import clone_job

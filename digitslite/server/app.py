@@ -16,12 +16,12 @@ from digitslite.server.auth import install_auth
 from digitslite.server.config import ServerConfig
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
+from digitslite.server.modelstore.routes import store_api
+from digitslite.server.modelstore.tree import store_tree
 from digitslite.server.openapi import openapi_api
 from digitslite.server.pages import pages
 from digitslite.server.services import Services
 from digitslite.server.sse import events_api
-from digitslite.server.store.routes import store_api
-from digitslite.server.store.tree import store_tree
 from digitslite.server.users import UserStore
 
 INDEX_FILE = "index.sqlite"

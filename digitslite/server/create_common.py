@@ -16,7 +16,7 @@ from flask import request
 from werkzeug.datastructures import FileStorage
 
 from digitslite.jobs.folder import NEW_PREFIX, JobFolder
-from digitslite.jobs.model import JobSpec, Status, new_job_id
+from digitslite.jobs.job import JobSpec, Status, new_job_id
 from digitslite.jobs.scheduler import Prepare
 from digitslite.layout import JobFiles
 from digitslite.server.auth import Identity

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.jobs.job import JobSpec
 from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
-from digitslite.jobs.model import JobSpec
 from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity

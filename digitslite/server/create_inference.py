@@ -10,8 +10,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
+from digitslite.jobs.job import JobSpec, Status
 from digitslite.jobs.kinds.inference import IMAGE_SUFFIXES, image_files
-from digitslite.jobs.model import JobSpec, Status
 from digitslite.layout import INPUTS_DIR
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (

@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify
 
 from digitslite.caffe.prototxt import parse_net
 from digitslite.errors import UserError
-from digitslite.jobs.model import RESUMABLE, JobSpec
+from digitslite.jobs.job import RESUMABLE, JobSpec
 from digitslite.networks import fill_num_classes, list_networks
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (

@@ -4,7 +4,7 @@ Files come as uploads (`deploy`, `weights`, and optionally `network`, `dataset_i
 `colormap`), as one uploaded `archive` (a model download of digitslite, or of DIGITS with its
 info.json), or as server paths inside the data roots. The job checks the weights against the
 deploy network before anything can use them. Pretrained jobs made from a model store (import,
-convolutionalize: digitslite.server.store) are planned again here when cloned.
+convolutionalize: digitslite.server.modelstore) are planned again here when cloned.
 """
 import json
 from pathlib import Path
@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
+from digitslite.jobs.job import JobSpec
 from digitslite.jobs.kinds.pretrained import FILE_ROLES
-from digitslite.jobs.model import JobSpec
 from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
@@ -29,10 +29,10 @@ from digitslite.server.create_common import (
 )
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
+from digitslite.server.modelstore.plans import plan_convolutionalize, plan_store_import
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
 from digitslite.server.services import services
-from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
 
 pretrained_api = Blueprint("pretrained_api", __name__)
 

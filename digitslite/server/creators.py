@@ -4,8 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.job import JobSpec
 from digitslite.jobs.kinds import KINDS, load
-from digitslite.jobs.model import JobSpec
 from digitslite.jobs.scheduler import Prepare
 from digitslite.server.auth import Identity
 from digitslite.server.create_common import CreateContext

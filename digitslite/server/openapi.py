@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite import __version__
+from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
-from digitslite.jobs.model import Status
 
 openapi_api = Blueprint("openapi_api", __name__)
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from digitslite.jobs.model import JobSpec, JobState, Status
+from digitslite.jobs.job import JobSpec, JobState, Status
 from tests.server.harness import running_server
 
 KINDS = ("dataset", "model", "inference", "pretrained")  # the jobs cycle through these

@@ -30,11 +30,11 @@ from digitslite.layout import (
     PRETRAINED_WEIGHTS,
     SOLVER_FILE,
 )
-from digitslite.store import client
-from digitslite.store.convolutionalize import convolutionalize
-from digitslite.store.format import INFO_FILE, ModelInfo, parse_info
-from digitslite.store.importer import import_model
-from digitslite.store.listing import summarise
+from digitslite.modelstore import client
+from digitslite.modelstore.convolutionalize import convolutionalize
+from digitslite.modelstore.format import INFO_FILE, ModelInfo, parse_info
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.listing import summarise
 
 API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
 

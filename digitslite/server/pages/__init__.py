@@ -10,7 +10,7 @@ from digitslite.server.pages import (  # noqa: F401 - imported for the routes th
     errors,
     home,
     model_helpers,
-    store,
+    modelstore,
 )
 from digitslite.server.pages.blueprint import pages, pages_api
 

@@ -8,8 +8,8 @@ from flask import redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from digitslite.jobs.index import SORT_COLUMNS, JobFilter
+from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KINDS
-from digitslite.jobs.model import Status
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
 from digitslite.server.services import services

@@ -11,7 +11,7 @@ from PIL import Image
 from digitslite.datasets.reader import read_record
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
-from digitslite.jobs.model import Status
+from digitslite.jobs.job import Status
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
 from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png

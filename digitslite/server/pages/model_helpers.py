@@ -5,7 +5,7 @@ from flask import Response, jsonify, request
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net
 from digitslite.errors import UserError
-from digitslite.jobs.model import Status
+from digitslite.jobs.job import Status
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields

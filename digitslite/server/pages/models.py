@@ -9,7 +9,7 @@ from flask import render_template, request
 from digitslite.caffe.prototxt import filter_net, read_net
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
-from digitslite.jobs.model import RESUMABLE, Status
+from digitslite.jobs.job import RESUMABLE, Status
 from digitslite.layout import LOG_FILE, SPEC_FILE, STATE_FILE
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import AMP_MODES, LR_POLICIES, SOLVER_TYPES

@@ -1,20 +1,20 @@
 """Publishing a model job's snapshot as an entry of a store folder on the server.
 
 The folder must lie inside the data roots, like every server path a request names; it may be new,
-in a folder that does. The entry is written by digitslite.store.publish (whole or not at all), so a
+in a folder that does. The entry is written by digitslite.modelstore.publish (whole or not at all), so a
 `digitslite store serve` of that folder, or a server listing it in DIGITSLITE_STORE_URLS, offers it.
 """
 import os
 from pathlib import Path
 
+from digitslite.modelstore.format import ModelInfo, is_plain_name
+from digitslite.modelstore.publish import publish_job
 from digitslite.server.auth import require_owner
 from digitslite.server.create_common import job_of_kind
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.services import services
-from digitslite.store.format import ModelInfo, is_plain_name
-from digitslite.store.publish import publish_job
 
 PUBLISH_FIELDS = ("store_dir", "name", "snapshot", "title", "note", "license", "source")
 

@@ -2,15 +2,15 @@
 (both as pretrained jobs, answered at once), publish a model job into a store folder."""
 from flask import Blueprint, jsonify
 
+from digitslite.modelstore.listing import list_stores
+from digitslite.modelstore.locations import store_locations
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import COMMON_FIELDS, CreateContext, request_fields
 from digitslite.server.create_pretrained import submitted
 from digitslite.server.fields import Fields
+from digitslite.server.modelstore.plans import SURGERY_FIELDS, plan_convolutionalize, plan_store_import
+from digitslite.server.modelstore.publishing import publish_model
 from digitslite.server.services import services
-from digitslite.server.store.plans import SURGERY_FIELDS, plan_convolutionalize, plan_store_import
-from digitslite.server.store.publishing import publish_model
-from digitslite.store.listing import list_stores
-from digitslite.store.locations import store_locations
 
 store_api = Blueprint("store_api", __name__)
 

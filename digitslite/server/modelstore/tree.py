@@ -11,8 +11,8 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, send_from_directory
 
 from digitslite.errors import UserError
+from digitslite.modelstore.locations import embedded_store_dir
 from digitslite.server.errors import ApiError, install_error_handlers
-from digitslite.store.locations import embedded_store_dir
 
 STORE_DIR = "DIGITSLITE_STORE_DIR"  # app config: the folder served; the embedded store when absent
 

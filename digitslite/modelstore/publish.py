@@ -35,9 +35,9 @@ from digitslite.layout import (
     JobFiles,
     snapshot_iteration,
 )
-from digitslite.store.entries import add_to_master, write_info
-from digitslite.store.format import LABELS_FILE, SEGMENTATION, ModelInfo, is_plain_name
-from digitslite.store.legacy import derive_missing_crop_offsets
+from digitslite.modelstore.entries import add_to_master, write_info
+from digitslite.modelstore.format import LABELS_FILE, SEGMENTATION, ModelInfo, is_plain_name
+from digitslite.modelstore.legacy import derive_missing_crop_offsets
 
 
 @dataclass(frozen=True)
