@@ -72,7 +72,37 @@ def _prelu(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     return [()] if layer.prelu_param.channel_shared else [(bottoms[0][1],)]
 
 
+# The BVLC types added with the golden conformance set (issue 12), kept together for the per-type
+# record refactoring.
+
+
+def _embed(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    """The lookup table (input_dim, num_output), then the bias (num_output)."""
+    param = layer.embed_param
+    table = (param.input_dim, param.num_output)
+    return [table, (param.num_output,)] if param.bias_term else [table]
+
+
+def _parameter(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    return [tuple(layer.parameter_param.shape.dim)]
+
+
+def recurrent_shapes(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    """RNN: W_xh, b_h, [W_xh_static], W_hh, W_ho, b_o; LSTM: W_xc, b_c, [W_xc_static], W_hc (4H rows:
+    the i, f, o, g gates), the order of the parameters in Caffe's unrolled net."""
+    outputs, inputs = layer.recurrent_param.num_output, math.prod(bottoms[0][2:])
+    rows = 4 * outputs if layer.type == "LSTM" else outputs
+    static = [(rows, math.prod(bottoms[2][1:]))] if len(bottoms) == 3 else []
+    if layer.type == "LSTM":
+        return [(rows, inputs), (rows,), *static, (rows, outputs)]
+    return [(rows, inputs), (rows,), *static, (outputs, outputs), (outputs, outputs), (outputs,)]
+
+
 _RULES: dict[str, _Rule] = {
+    "Embed": _embed,
+    "Parameter": _parameter,
+    "RNN": recurrent_shapes,
+    "LSTM": recurrent_shapes,
     "Convolution": _convolution,
     "Deconvolution": _convolution,
     "InnerProduct": _inner_product,

@@ -526,10 +526,240 @@ def _sigmoid_cross_entropy_loss(layer: Layer, bottoms: list[Shape]) -> list[Shap
     return _up_to([()], layer)
 
 
+def layer_tops(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    """The top shapes of one non-source layer from its bottom shapes (RuleError if it breaks a rule)."""
+    return _RULES[layer.type](layer, bottoms)
+
+
+# ----------------------------------------------------------------------------------------------
+# The BVLC types added with the golden conformance set (issue 12), kept together for the per-type
+# record refactoring.
+
+
+def _positive_base(base: float, field: str) -> None:
+    if not (base > 0 or base == -1):
+        raise RuleError(f"{field} must be positive, or -1 for e; got {base}")
+
+
+@_rule("AbsVal", "BNLL", "Threshold", "Clip", "Swish", "Exp", "Log", "MVN")
+def _pointwise_added(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    if layer.type == "Exp":
+        _positive_base(layer.exp_param.base, "exp_param.base")
+    elif layer.type == "Log":
+        _positive_base(layer.log_param.base, "log_param.base")
+    elif layer.type == "Clip" and layer.clip_param.min > layer.clip_param.max:
+        raise RuleError(f"clip_param.min {layer.clip_param.min} is above max {layer.clip_param.max}")
+    return [bottoms[0]]
+
+
+@_rule("Tile")
+def _tile(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    data, tiles = bottoms[0], layer.tile_param.tiles
+    if tiles < 1:
+        raise RuleError(f"tiles must be at least 1, got {tiles}: give tile_param {{ tiles: N }}")
+    axis = canonical_axis(layer.tile_param.axis, len(data))
+    return [(*data[:axis], data[axis] * tiles, *data[axis + 1:])]
+
+
+@_rule("Reduction")
+def _reduction(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    data = bottoms[0]
+    return [data[:canonical_axis(layer.reduction_param.axis, len(data))]]
+
+
+def spp_bins(pyramid_height: int) -> list[int]:
+    """Bins per side of each SPP level: 1, 2, 4, ..."""
+    return [2 ** level for level in range(pyramid_height)]
+
+
+@_rule("SPP")
+def _spp(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    data, height = bottoms[0], layer.spp_param.pyramid_height
+    if len(data) != 4:
+        raise RuleError(f"needs a 4-axis bottom (N,C,H,W), got {_fmt(data)}")
+    if height < 1:
+        raise RuleError("pyramid_height must be at least 1: give spp_param { pyramid_height: L }")
+    if layer.spp_param.pool == caffe_pb2.SPPParameter.STOCHASTIC:
+        raise RuleError("STOCHASTIC pooling is not supported; use pool: MAX or AVE")
+    if height == 1:
+        return [(*data[:2], 1, 1)]
+    return [(data[0], data[1] * sum(bins * bins for bins in spp_bins(height)))]
+
+
+@_rule("Embed")
+def _embed(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    param = layer.embed_param
+    if param.num_output == 0 or param.input_dim == 0:
+        raise RuleError("give embed_param { num_output: N input_dim: D } (both positive)")
+    return [(*bottoms[0], param.num_output)]
+
+
+@_rule("Filter")
+def _filter(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    """Tops as large as the bottoms: the selected count is known only when the selector is read."""
+    _expect_bottoms(bottoms, 2, math.inf)
+    *data, selector = bottoms
+    if not selector or any(dim != 1 for dim in selector[1:]):
+        raise RuleError(f"the selector (last bottom) {_fmt(selector)} must be (N) or (N,1,...)")
+    for shape in data:
+        if not shape or shape[0] != selector[0]:
+            raise RuleError(f"bottom {_fmt(shape)} must have the selector's {selector[0]} items on axis 0")
+    return data
+
+
+@_rule("BatchReindex")
+def _batch_reindex(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2)
+    data, indices = bottoms
+    if len(indices) != 1 or not data:
+        raise RuleError(f"the indices (second bottom) must be 1-axis, got {_fmt(indices)}")
+    return [(indices[0], *data[1:])]
+
+
+@_rule("Parameter")
+def _parameter(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 0)
+    return [tuple(layer.parameter_param.shape.dim)]
+
+
+@_rule("DummyData")
+def _dummy_data(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 0)
+    param, tops = layer.dummy_data_param, len(layer.top)
+    if param.shape:
+        shapes = [tuple(blob.dim) for blob in param.shape]
+    else:
+        legacy = [list(getattr(param, field)) for field in ("num", "channels", "height", "width")]
+        if any(len(values) not in (1, tops) for values in legacy):
+            raise RuleError("give dummy_data_param { shape { dim: ... } } per top "
+                            "(or num/channels/height/width, each once or once per top)")
+        shapes = [tuple(values[index if len(values) > 1 else 0] for values in legacy)
+                  for index in range(tops)]
+    if len(shapes) not in (1, tops):
+        raise RuleError(f"{len(shapes)} shapes for {tops} tops; give 1 or one per top")
+    if len(param.data_filler) not in (0, 1, tops):
+        raise RuleError(f"{len(param.data_filler)} data_filler for {tops} tops; give 0, 1 or one per top")
+    return [shapes[index if len(shapes) > 1 else 0] for index in range(tops)]
+
+
+@_rule("Im2col")
+def _im2col(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    param, data = layer.convolution_param, bottoms[0]
+    axis = canonical_axis(param.axis, len(data))
+    if len(data) - axis - 1 != 2:
+        raise RuleError(f"digitslite's Im2col works on 2 spatial axes; {_fmt(data)} from axis {axis} has "
+                        f"{len(data) - axis - 1}")
+    window = conv_window(param, 2)
+    sizes = []
+    for size, extent, stride, pad in zip(data[axis + 1:], window.extent, window.stride, window.pad,
+                                         strict=True):
+        span = size + 2 * pad - extent
+        if span < 0:
+            raise RuleError(f"an input of size {size} gives no column with kernel extent {extent}, pad {pad}")
+        sizes.append(span // stride + 1)
+    return [(*data[:axis], data[axis] * math.prod(window.kernel), *sizes)]
+
+
+@_rule("InfogainLoss")
+def _infogain_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2, 3)
+    scores = bottoms[0]
+    axis = _check_labels(scores, bottoms[1], layer.infogain_loss_param.axis)
+    classes = scores[axis]
+    if len(bottoms) == 3 and _count(bottoms[2]) != classes * classes:
+        raise RuleError(f"the infogain matrix {_fmt(bottoms[2])} must hold {classes}x{classes} values")
+    if len(bottoms) == 2 and not layer.infogain_loss_param.source:
+        raise RuleError("give the infogain matrix as a third bottom or as infogain_loss_param { source: "
+                        "\"H.binaryproto\" }")
+    return _up_to([(), scores], layer)
+
+
+@_rule("MultinomialLogisticLoss")
+def _multinomial_logistic_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2)
+    _first_dims_match(bottoms)
+    if _count(bottoms[1]) != bottoms[1][0]:
+        raise RuleError(f"the labels {_fmt(bottoms[1])} must hold one value per item (N,1,1,1)")
+    return _up_to([()], layer)
+
+
+@_rule("HingeLoss")
+def _hinge_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2)
+    _first_dims_match(bottoms)
+    if _count(bottoms[1]) != bottoms[1][0]:
+        raise RuleError(f"the labels {_fmt(bottoms[1])} must hold one value per item")
+    return _up_to([()], layer)
+
+
+@_rule("ContrastiveLoss")
+def _contrastive_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 3)
+    first, second, similar = bottoms
+    if first != second or len(first) < 2 or any(dim != 1 for dim in first[2:]):
+        raise RuleError(f"the two feature bottoms must be equal (N,C,1,1), got {_fmt(first)} and "
+                        f"{_fmt(second)}")
+    if _count(similar) != first[0] or similar[0] != first[0]:
+        raise RuleError(f"the similarity bottom {_fmt(similar)} must hold one value per item (N,1,1,1)")
+    return _up_to([()], layer)
+
+
+@_rule("RNN", "LSTM")
+def _recurrent(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2, 3)
+    param, data, cont = layer.recurrent_param, bottoms[0], bottoms[1]
+    if param.expose_hidden:
+        raise RuleError("expose_hidden is not supported by digitslite; remove it (the hidden state "
+                        "then starts at 0 in every forward pass)")
+    if param.num_output == 0:
+        raise RuleError("num_output is not set: give recurrent_param { num_output: N }")
+    if len(data) < 3 or cont != data[:2]:
+        raise RuleError(f"the input must be (T,N,...) with the sequence continuation (T,N), got "
+                        f"{_fmt(data)} and {_fmt(cont)}")
+    if len(bottoms) == 3 and (not bottoms[2] or bottoms[2][0] != data[1]):
+        raise RuleError(f"the static input {_fmt(bottoms[2])} must have the {data[1]} streams on axis 0")
+    return [(*data[:2], param.num_output)]
+
+
+@_rule("LSTMUnit")
+def _lstm_unit(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 3)
+    cell, gates, cont = bottoms
+    if len(cell) != 3 or cell[0] != 1 or gates != (1, cell[1], 4 * cell[2]) or cont != cell[:2]:
+        raise RuleError(f"needs the cell (1,N,H), the gate inputs (1,N,4H) and cont (1,N); got "
+                        f"{_fmt(cell)}, {_fmt(gates)} and {_fmt(cont)}")
+    return [cell, cell]
+
+
 # ----------------------------------------------------------------------------------------------
 # Net inputs
 
 _DATA_SOURCES = frozenset({"Data", "ImageData", "Python"})
+
+# Types real nets use that digitslite refuses, with the reason and what to use instead.
+REFUSED_TYPES: dict[str, str] = {
+    "MemoryData": "it is fed from C++/pycaffe code (MemoryDataLayer::Reset); use an Input layer and "
+                  "feed the blobs, or a digitslite dataset with a Data layer",
+    "WindowData": "R-CNN's window files are not a digitslite dataset format; crop the windows into an "
+                  "image dataset and use a Data layer",
+    "HDF5Data": "digitslite datasets are LMDB; convert the HDF5 file into a dataset (digitslite dataset "
+                "create) and use a Data layer, or an Input layer fed by your own code",
+    "HDF5Output": "a net writes no files in digitslite; read the blobs from the inference results instead",
+    "BN": "it is SegNet's fork layer (caffe-segnet); replace it with BatchNorm followed by Scale "
+          "(bias_term: true)",
+    "Upsample": "it is SegNet's fork layer (caffe-segnet); use Deconvolution, or train the net in "
+                "caffe-segnet",
+    "L1Loss": "it is NVIDIA Caffe's fork layer; use EuclideanLoss, or run the net in NVIDIA Caffe",
+    "Permute": "it is SSD's fork layer (weiliu89/caffe ssd branch); run the net in that fork",
+    "Axpy": "it is a waifu2x/SENet fork layer; rewrite it as Scale (two bottoms) plus Eltwise SUM",
+    "CropCenter": "it is waifu2x's fork layer; use Crop with offsets for the centre",
+}
 SUPPORTED_TYPES: frozenset[str] = frozenset(_RULES) | _DATA_SOURCES | {"Input"}
 
 
@@ -642,6 +872,9 @@ def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequenc
     no input shape can fix it) or the first layer that breaks Caffe's rules.
     """
     for layer in net.layer:
+        if layer.type in REFUSED_TYPES:
+            raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
+                             f"which digitslite does not run: {REFUSED_TYPES[layer.type]}")
         if layer.type not in SUPPORTED_TYPES:
             supported = ", ".join(sorted(SUPPORTED_TYPES))
             raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "

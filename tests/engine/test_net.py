@@ -240,7 +240,8 @@ def test_weights_round_trip_through_a_caffemodel_by_layer_name(tmp_path):
 
 def test_scalar_parameter_blobs_load_from_a_caffemodel(tmp_path):
     """PReLU channel_shared and Scale num_axes 0 own 0-d blobs; they must load, not turn into (1,)."""
-    body = ('layer { name: "act" type: "PReLU" bottom: "data" top: "act" prelu_param { channel_shared: true } }\n'
+    body = ('layer { name: "act" type: "PReLU" bottom: "data" top: "act" '
+            'prelu_param { channel_shared: true } }\n'
             'layer { name: "sc" type: "Scale" bottom: "act" top: "sc" scale_param { num_axes: 0 } }\n')
     path = tmp_path / "w.caffemodel"
     source = build(body)
@@ -250,8 +251,8 @@ def test_scalar_parameter_blobs_load_from_a_caffemodel(tmp_path):
     target.load_weights(path)
     assert weight(target, "act").shape == () and float(weight(target, "act")) == 0.75
     x = torch.tensor([[-1.0, 2.0, -4.0], [1.0, 0.0, -2.0]])
-    np.testing.assert_array_equal(target.forward({"data": x, "label": torch.zeros(2, 4)})["sc"].detach().numpy(),
-                                  -2.0 * np.where(x > 0, x, 0.75 * x))
+    top = target.forward({"data": x, "label": torch.zeros(2, 4)})["sc"].detach().numpy()
+    np.testing.assert_array_equal(top, -2.0 * np.where(x > 0, x, 0.75 * x))
 
 
 def test_batchnorm_statistics_are_frozen_learnables_and_get_caffes_param_specs():

@@ -56,7 +56,8 @@ def test_layer_case(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
         total.backward()
 
     for blob in sorted(wanted_diffs):
-        assert_close(f"bottomdiff:{blob}", _gradient(net, blob, inputs), arrays[f"bottomdiff:{blob}"], GRADIENT)
+        assert_close(f"bottomdiff:{blob}", _gradient(net, blob, inputs), arrays[f"bottomdiff:{blob}"],
+                     GRADIENT)
     diffs, weights = _param_diffs(net), net.weights()
     for key in (k for k in arrays if k.startswith("paramdiff:")):
         assert_close(key, diffs[key[10:]], arrays[key], GRADIENT)

@@ -32,7 +32,8 @@ def test_solver_run(name: str) -> None:
             loss = net.loss(outputs)
             loss.backward()
             losses.append(loss.item())
-        assert_close(f"loss:{iteration}", np.float32(np.mean(losses)), expected[f"loss:{iteration}"], GRADIENT)
+        mean_loss = np.float32(np.mean(losses))
+        assert_close(f"loss:{iteration}", mean_loss, expected[f"loss:{iteration}"], GRADIENT)
         solver.apply_update()
     weights = net.weights()
     for key in (k for k in expected.files if k.startswith("param:")):

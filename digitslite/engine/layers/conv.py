@@ -1,10 +1,11 @@
-"""Convolution and Deconvolution with Caffe's parameter forms, weight layouts and output sizes."""
+"""Convolution and Deconvolution with Caffe's parameter forms, weight layouts and output sizes; Im2col."""
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.shapes import RuleError, conv_window, layer_tops
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -164,3 +165,28 @@ class Deconvolution(_ConvolutionBase):
                                       "reduce pad or enlarge the kernel")
         deconv = _DECONV[max(self.num_spatial, 1)]
         return deconv(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+
+
+@register("Im2col")
+class Im2col(CaffeLayer):
+    """The columns a 2-D convolution multiplies: top (N, C·kh·kw, out_h, out_w), channel-major like
+    Caffe's im2col (c·kh·kw + i·kw + j); the backward is col2im, a sum over overlapping windows."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        try:
+            layer_tops(param, bottom_shapes)
+            self.window = conv_window(param.convolution_param, 2)
+        except RuleError as problem:
+            raise self.user_error(str(problem), "fix convolution_param") from None
+        self.axis = len(bottom_shapes[0]) - 3
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        window = self.window
+        batch = bottom.reshape(-1, *bottom.shape[self.axis:])
+        columns = F.unfold(batch, window.kernel, window.dilation, window.pad, window.stride)
+        sizes = [(size + 2 * pad - extent) // stride + 1 for size, pad, extent, stride
+                 in zip(batch.shape[2:], window.pad, window.extent, window.stride, strict=True)]
+        return (columns.reshape(*bottom.shape[:self.axis], columns.shape[1], *sizes),)

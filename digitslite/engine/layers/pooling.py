@@ -118,3 +118,40 @@ class Pooling(CaffeLayer):
         cols = ave_divisors(size[1], pooled[1], kernel[1], self.stride[1], self.pad[1])
         divisor = torch.outer(rows, cols).to(device=bottom.device, dtype=bottom.dtype)
         return sums / divisor
+
+
+def spp_level(size: int, bins: int) -> tuple[int, int]:
+    """Caffe's SPP window along one axis for `bins` bins: kernel = ceil(size / bins), stride = kernel,
+    pad = (kernel·bins − size + 1) // 2."""
+    kernel = math.ceil(size / bins)
+    return kernel, (kernel * bins - size + 1) // 2
+
+
+@register("SPP")
+class SPP(CaffeLayer):
+    """Spatial pyramid pooling: level l pools into 2^l × 2^l bins; the levels are flattened and
+    concatenated per item (a single level keeps its N×C×1×1 shape, as in Caffe)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        self.require_4d(bottom_shapes[0])
+        spp = param.spp_param
+        if spp.pyramid_height < 1:
+            raise self.user_error("pyramid_height is missing or 0", "set spp_param.pyramid_height >= 1")
+        height, width = bottom_shapes[0][2:]
+        self.levels = torch.nn.ModuleList()
+        for level in range(spp.pyramid_height):
+            (kernel_h, pad_h), (kernel_w, pad_w) = spp_level(height, 2 ** level), spp_level(width, 2 ** level)
+            pooling = caffe_pb2.LayerParameter(name=param.name, type="Pooling", top=[param.name])
+            pooling.pooling_param.pool = spp.pool
+            for field, value in (("kernel_h", kernel_h), ("kernel_w", kernel_w), ("stride_h", kernel_h),
+                                 ("stride_w", kernel_w), ("pad_h", pad_h), ("pad_w", pad_w)):
+                setattr(pooling.pooling_param, field, value)
+            self.levels.append(Pooling(pooling, bottom_shapes, phase, generator))
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        if len(self.levels) == 1:
+            return self.levels[0](bottom)
+        return (torch.cat([level(bottom)[0].flatten(1) for level in self.levels], dim=1),)

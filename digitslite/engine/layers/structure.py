@@ -1,4 +1,4 @@
-"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape and Silence."""
+"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Silence and Tile."""
 import itertools
 import math
 
@@ -201,3 +201,23 @@ class Silence(CaffeLayer):
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[()]:
         return ()
+
+
+@register("Tile")
+class Tile(CaffeLayer):
+    """Repeat the bottom `tiles` times along `axis`: each block from `axis` on is copied whole."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        tile = param.tile_param
+        self.axis = self.canonical_axis(tile.axis, len(bottom_shapes[0]), "tile_param.axis")
+        if tile.tiles < 1:
+            raise self.user_error(f"tiles is {tile.tiles}", "set tile_param.tiles to 1 or more")
+        self.tiles = tile.tiles
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        repeats = [1] * bottom.dim()
+        repeats[self.axis] = self.tiles
+        return (bottom.repeat(repeats),)
