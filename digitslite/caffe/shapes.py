@@ -737,6 +737,52 @@ def _lstm_unit(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     return [cell, cell]
 
 
+def permute_order(param: caffe_pb2.PermuteParameter, num_axes: int) -> tuple[int, ...]:
+    """SSD's axis order: the listed axes, then every other axis in its order."""
+    listed = list(param.order)
+    if len(set(listed)) != len(listed) or any(axis >= num_axes for axis in listed):
+        raise RuleError(f"order {listed} must name distinct axes below {num_axes}")
+    return (*listed, *(axis for axis in range(num_axes) if axis not in listed))
+
+
+@_rule("Permute")
+def _permute(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 1)
+    data = bottoms[0]
+    return [tuple(data[axis] for axis in permute_order(layer.permute_param, len(data)))]
+
+
+def upsample_size(param: caffe_pb2.UpsampleParameter, height: int, width: int) -> tuple[int, int]:
+    """SegNet's output size: upsample_h x upsample_w, else the input times scale_h/scale_w (or
+    scale), less one on an axis whose pad_out is set (scale 2 only)."""
+    if param.HasField("upsample_h") or param.HasField("upsample_w"):
+        if not (param.HasField("upsample_h") and param.HasField("upsample_w")):
+            raise RuleError("give both upsample_h and upsample_w")
+        if param.upsample_h <= 1 or param.upsample_w <= 1:
+            raise RuleError("upsample_h and upsample_w must be above 1")
+        return param.upsample_h, param.upsample_w
+    if param.HasField("scale_h") != param.HasField("scale_w") or (
+            param.HasField("scale_h") and param.HasField("scale")):
+        raise RuleError("give either scale, or both scale_h and scale_w")
+    scales = (param.scale_h, param.scale_w) if param.HasField("scale_h") else (param.scale,) * 2
+    if min(scales) <= 1:
+        raise RuleError(f"the scale must be above 1, got {list(scales)}")
+    pads = (param.pad_out_h, param.pad_out_w)
+    if any(pad and scale != 2 for pad, scale in zip(pads, scales, strict=True)):
+        raise RuleError("pad_out_h / pad_out_w only work with scale 2")
+    return height * scales[0] - int(pads[0]), width * scales[1] - int(pads[1])
+
+
+@_rule("Upsample")
+def _upsample(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    _expect_bottoms(bottoms, 2)
+    data, mask = bottoms
+    if len(data) != 4 or mask != data:
+        raise RuleError(f"needs an N,C,H,W bottom and a pooling mask of the same shape (the second top "
+                        f"of a MAX Pooling), got {_fmt(data)} and {_fmt(mask)}")
+    return [(*data[:2], *upsample_size(layer.upsample_param, *data[2:]))]
+
+
 # ----------------------------------------------------------------------------------------------
 # Net inputs
 
@@ -753,10 +799,7 @@ REFUSED_TYPES: dict[str, str] = {
     "HDF5Output": "a net writes no files in digitslite; read the blobs from the inference results instead",
     "BN": "it is SegNet's fork layer (caffe-segnet); replace it with BatchNorm followed by Scale "
           "(bias_term: true)",
-    "Upsample": "it is SegNet's fork layer (caffe-segnet); use Deconvolution, or train the net in "
-                "caffe-segnet",
     "L1Loss": "it is NVIDIA Caffe's fork layer; use EuclideanLoss, or run the net in NVIDIA Caffe",
-    "Permute": "it is SSD's fork layer (weiliu89/caffe ssd branch); run the net in that fork",
     "Axpy": "it is a waifu2x/SENet fork layer; rewrite it as Scale (two bottoms) plus Eltwise SUM",
     "CropCenter": "it is waifu2x's fork layer; use Crop with offsets for the centre",
 }

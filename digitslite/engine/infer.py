@@ -112,8 +112,9 @@ class Footprint:
 
 
 IDENTITY = Footprint((Fraction(1),) * 2, (Fraction(0),) * 2, (Fraction(0),) * 2)
-_POINTWISE = frozenset({"AbsVal", "BatchNorm", "Bias", "BNLL", "Dropout", "Eltwise", "ELU", "Exp", "Log",
-                        "Power", "PReLU", "ReLU", "Scale", "Sigmoid", "Split", "TanH", "Threshold"})
+_POINTWISE = frozenset({"AbsVal", "BatchNorm", "Bias", "BNLL", "Clip", "Dropout", "Eltwise", "ELU", "Exp",
+                        "Log", "Power", "PReLU", "ReLU", "Scale", "Sigmoid", "Split", "Swish", "TanH",
+                        "Threshold"})
 
 
 def _union(bottoms: Sequence[Footprint | None]) -> Footprint | None:

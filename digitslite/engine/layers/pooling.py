@@ -1,4 +1,5 @@
-"""Pooling with Caffe's output size (ceil, clipped only when padded) and Caffe's AVE divisor.
+"""Pooling with Caffe's output size (ceil, clipped only when padded) and Caffe's AVE divisor; SPP,
+and SegNet's Upsample (unpooling by the MAX mask).
 
 torch's own ceil_mode clips even without padding and refuses pad > kernel/2, so the layer pads
 explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding.
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.shapes import RuleError, layer_tops, upsample_size
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 Pool = caffe_pb2.PoolingParameter
@@ -155,3 +157,27 @@ class SPP(CaffeLayer):
         if len(self.levels) == 1:
             return self.levels[0](bottom)
         return (torch.cat([level(bottom)[0].flatten(1) for level in self.levels], dim=1),)
+
+
+@register("Upsample")
+class Upsample(CaffeLayer):
+    """SegNet's unpooling: each value goes to the position its MAX Pooling mask (second bottom)
+    recorded, in an output of zeros; the gradient reads back from the same positions."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        try:
+            layer_tops(param, bottom_shapes)
+        except RuleError as problem:
+            raise self.user_error(str(problem), "fix the bottoms or upsample_param") from None
+        self.size = upsample_size(param.upsample_param, *bottom_shapes[0][2:])
+
+    def forward(self, bottom: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
+        positions = mask.detach().flatten(2).long()
+        cells = self.size[0] * self.size[1]
+        if not torch.compiler.is_compiling() and bool(((positions < 0) | (positions >= cells)).any()):
+            raise self.user_error(f"a mask index is outside the {self.size[0]}x{self.size[1]} output",
+                                  "make the scale match the pooling layer that produced the mask")
+        flat = bottom.new_zeros((*bottom.shape[:2], cells)).scatter(2, positions, bottom.flatten(2))
+        return (flat.reshape(*bottom.shape[:2], *self.size),)

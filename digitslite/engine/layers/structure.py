@@ -1,10 +1,12 @@
-"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Silence and Tile."""
+"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Silence, Tile and
+Permute (SSD)."""
 import itertools
 import math
 
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.shapes import RuleError, permute_order
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 
@@ -221,3 +223,20 @@ class Tile(CaffeLayer):
         repeats = [1] * bottom.dim()
         repeats[self.axis] = self.tiles
         return (bottom.repeat(repeats),)
+
+
+@register("Permute")
+class Permute(CaffeLayer):
+    """SSD's Permute: reorder the axes (permute_param.order, the unlisted ones following in order)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.require_bottoms(bottom_shapes, 1, 1)
+        try:
+            self.order = permute_order(param.permute_param, len(bottom_shapes[0]))
+        except RuleError as problem:
+            raise self.user_error(str(problem), "fix permute_param.order") from None
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom.permute(self.order),)
