@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from digitslite.caffe.prototxt import read_net
+from digitslite.caffe.caffemodel import read_weights
+from digitslite.caffe.paramshapes import param_shapes
+from digitslite.caffe.prototxt import filter_net, read_net
 from digitslite.engine.net import CaffeNet
 from tests.golden.golden import FORWARD, GRADIENT, assert_close, case_names, golden_dir, index
 
@@ -33,9 +35,16 @@ def test_layer_case(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     info = index()["layers"][name]
     monkeypatch.chdir(folder)   # infogain_source names "H.binaryproto" relative to the case folder
     arrays = dict(np.load(folder / "case.npz"))
-    net = CaffeNet(read_net(folder / "net.prototxt"), info["phase"].lower())
+    prototxt = read_net(folder / "net.prototxt")
+    net = CaffeNet(prototxt, info["phase"].lower())
+    saved = {}
     if (folder / "weights.caffemodel").is_file():
         net.load_weights(folder / "weights.caffemodel")
+        saved = read_weights(folder / "weights.caffemodel")
+    # The static parameter shapes (net check, surgery) are the shapes of the blobs Caffe saved.
+    declared = param_shapes(filter_net(prototxt, info["phase"].lower()))
+    assert {layer: shapes for layer, shapes in declared.items() if shapes} == \
+        {layer: [blob.shape for blob in blobs] for layer, blobs in saved.items() if blobs}
     wanted_diffs = {key.split(":", 1)[1] for key in arrays if key.startswith("bottomdiff:")}
     inputs = {blob: torch.from_numpy(arrays[f"in:{blob}"]).requires_grad_(blob in wanted_diffs)
               for blob in net.input_names}
