@@ -10,6 +10,8 @@ from digitslite.caffe.prototxt import filter_net, read_net
 from digitslite.engine.net import CaffeNet
 from tests.golden.golden import FORWARD, GRADIENT, assert_close, case_names, golden_dir, index
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Layer types whose outputs are copies, indices or counts: Caffe's values exactly.
 EXACT = frozenset({"ArgMax", "Accuracy", "Threshold", "Filter", "BatchReindex", "Tile", "Crop", "Slice"})
 

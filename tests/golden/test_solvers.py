@@ -9,6 +9,8 @@ from digitslite.engine.net import CaffeNet
 from digitslite.engine.solver import Solver
 from tests.golden.golden import GRADIENT, assert_close, case_names, golden_dir
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ITERATIONS = 20
 
 
