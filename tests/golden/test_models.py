@@ -65,6 +65,7 @@ def test_lenet_trained_weights_on_the_sample_digits() -> None:
     _compare_blobs(blobs, expected)
 
 
+@pytest.mark.slow   # about 11 s for FCN-8s on an idle 2-core VM: 134M recipe weights, then the forward
 @pytest.mark.parametrize("name", sorted(SEEDS))
 def test_fcn_with_recipe_weights_at_64x64(name: str) -> None:
     folder = golden_dir() / "models" / name
