@@ -14,6 +14,8 @@ so the caller gives it:
 * a Data/ImageData layer's second top is Caffe's label vector, shape (N,);
 * any other data top not given (the label of a segmentation net, whether its own Data layer or a
   Python layer's second top) is (N,1,H,W) after the first data top's shape.
+An `HDF5Data` layer's files say their shapes: tops not given are read from its first file
+(digitslite.caffe.hdf5_source).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from digitslite.caffe import caffe_pb2
+from digitslite.caffe import caffe_pb2, hdf5_source
 from digitslite.errors import UserError
 
 if TYPE_CHECKING:
@@ -786,7 +788,7 @@ def _upsample(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
 # ----------------------------------------------------------------------------------------------
 # Net inputs
 
-_DATA_SOURCES = frozenset({"Data", "ImageData", "Python"})
+_DATA_SOURCES = frozenset({"Data", "ImageData", "HDF5Data", "Python"})
 
 # Types real nets use that digitslite refuses, with the reason and what to use instead.
 REFUSED_TYPES: dict[str, str] = {
@@ -794,8 +796,6 @@ REFUSED_TYPES: dict[str, str] = {
                   "feed the blobs, or a digitslite dataset with a Data layer",
     "WindowData": "R-CNN's window files are not a digitslite dataset format; crop the windows into an "
                   "image dataset and use a Data layer",
-    "HDF5Data": "digitslite datasets are LMDB; convert the HDF5 file into a dataset (digitslite dataset "
-                "create) and use a Data layer, or an Input layer fed by your own code",
     "HDF5Output": "a net writes no files in digitslite; read the blobs from the inference results instead",
     "BN": "it is SegNet's fork layer (caffe-segnet); replace it with BatchNorm followed by Scale "
           "(bias_term: true)",
@@ -841,6 +841,8 @@ def _as_read(layer: Layer, dims: Shape) -> Shape:
         batch = layer.data_param.batch_size
     elif layer.type == "ImageData":
         batch = layer.image_data_param.batch_size
+    elif layer.type == "HDF5Data":
+        batch = layer.hdf5_data_param.batch_size
     else:
         batch = 1
     if len(dims) == 3:
@@ -860,6 +862,8 @@ def _as_read(layer: Layer, dims: Shape) -> Shape:
 
 
 def _data_layer_tops(layer: Layer, given: Mapping[str, Shape], first: Shape | None) -> list[Shape]:
+    if layer.type == "HDF5Data" and not all(top in given for top in layer.top):
+        return hdf5_source.top_shapes(layer)   # the files say; Caffe reads them at set-up too
     tops: list[Shape] = []
     for index, top in enumerate(layer.top):
         if top in given:

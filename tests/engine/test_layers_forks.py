@@ -61,7 +61,7 @@ def test_upsample_gradient_reads_the_masked_positions():
 
 
 @pytest.mark.parametrize(("layer_type", "names"), [
-    ("BN", "SegNet"), ("L1Loss", "NVIDIA"), ("Axpy", "waifu2x"), ("HDF5Data", "LMDB"),
+    ("BN", "SegNet"), ("L1Loss", "NVIDIA"), ("Axpy", "waifu2x"), ("HDF5Output", "inference results"),
     ("MemoryData", "Input layer"), ("WindowData", "image dataset")])
 def test_fork_and_data_layers_are_refused_naming_the_fork_or_the_alternative(layer_type, names):
     net = parse_net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }\n'
