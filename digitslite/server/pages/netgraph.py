@@ -38,8 +38,9 @@ svg.netgraph { font: 11px system-ui, "DejaVu Sans", sans-serif; }
 FAMILIES = {"Data": "data", "Input": "data", "ImageData": "data", "Convolution": "conv",
             "Deconvolution": "deconv", "Pooling": "pool", "Crop": "crop", "Eltwise": "merge",
             "Concat": "merge", "SoftmaxWithLoss": "loss", "Accuracy": "loss", "EuclideanLoss": "loss",
-            "SigmoidCrossEntropyLoss": "loss", "DummyData": "data", "InfogainLoss": "loss",
-            "MultinomialLogisticLoss": "loss", "HingeLoss": "loss", "ContrastiveLoss": "loss"}
+            "SigmoidCrossEntropyLoss": "loss", "DummyData": "data", "HDF5Data": "data",
+            "InfogainLoss": "loss", "MultinomialLogisticLoss": "loss", "HingeLoss": "loss",
+            "ContrastiveLoss": "loss"}
 
 
 @dataclass
