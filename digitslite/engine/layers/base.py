@@ -2,6 +2,8 @@
 
 A layer is built from its LayerParameter and the shapes of its bottoms (known statically from
 digitslite.caffe.shapes), so parameter shapes are fixed at construction, as in Caffe's SetUp.
+The type's record (digitslite.caffe.layers) checks the parameters and resolves them once: the
+layer receives its window and its parameter blob shapes and only computes.
 """
 import math
 from typing import ClassVar
@@ -10,6 +12,8 @@ import torch
 from torch import nn
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import RuleError, Window
+from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.engine.fillers import fill
 from digitslite.errors import UserError
 
@@ -19,13 +23,21 @@ LAYERS: dict[str, type["CaffeLayer"]] = {}
 
 
 def register(*type_names: str):
-    """Class decorator: make the layer class the implementation of the given Caffe type names."""
+    """Class decorator: make the layer class the implementation of the given Caffe type names,
+    each of which must have a record; whether the class is a loss comes from the records."""
 
     def decorate(cls: type["CaffeLayer"]) -> type["CaffeLayer"]:
         for name in type_names:
             if name in LAYERS:
                 raise ValueError(f"layer type {name!r} is registered twice")
+            if name not in LAYER_TYPES or LAYER_TYPES[name].tops is None:
+                raise ValueError(f"layer type {name!r} needs a record with a top rule in "
+                                 "digitslite.caffe.layers")
             LAYERS[name] = cls
+        losses = {LAYER_TYPES[name].loss for name in type_names}
+        if len(losses) != 1:
+            raise ValueError(f"{', '.join(type_names)} disagree on being a loss in their records")
+        cls.is_loss = losses.pop()
         return cls
 
     return decorate
@@ -36,8 +48,9 @@ class CaffeLayer(nn.Module):
 
     Subclasses set `blob_names` to their learnable/stored blobs in Caffe's blob order (the order of
     `.caffemodel` blobs and of `param { }` specs), e.g. ("weight", "bias"), and create those as
-    attributes in __init__. `forward` takes the bottoms in prototxt order and returns a tuple of
-    tops in prototxt order. Loss layers set `is_loss = True`: Caffe then gives top 0 a default
+    attributes in __init__, shaped as `blob_shapes` says. `forward` takes the bottoms in prototxt
+    order and returns a tuple of tops in prototxt order. `window` is the resolved sliding window of
+    windowed types. `is_loss` comes from the record: Caffe gives a loss's top 0 a default
     loss_weight of 1.
     """
 
@@ -51,6 +64,14 @@ class CaffeLayer(nn.Module):
         self.phase = phase
         # Read once here: forward() must not touch the protobuf, so torch.compile can trace it.
         self.top_count = len(param.top)
+        record = LAYER_TYPES[param.type]
+        try:
+            record.tops(param, bottom_shapes)
+            self.window: Window | None = (record.window(param, bottom_shapes[0])
+                                          if record.window is not None else None)
+            self.blob_shapes: list[Shape] = record.blobs(param, bottom_shapes)
+        except RuleError as exc:
+            raise UserError(f"layer '{param.name}' ({param.type}): {exc}") from None
 
     def blobs(self) -> list[torch.Tensor]:
         """The layer's blobs in Caffe order (weights are nn.Parameters; statistics may be buffers)."""

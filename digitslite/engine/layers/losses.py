@@ -46,8 +46,6 @@ class _SoftmaxLossFunction(torch.autograd.Function):
 class _LabelledLoss(CaffeLayer):
     """Loss layers take (prediction, target) and never send a gradient to the target."""
 
-    is_loss = True
-
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
@@ -84,8 +82,6 @@ class SoftmaxWithLoss(_LabelledLoss):
 @register("EuclideanLoss")
 class EuclideanLoss(CaffeLayer):
     """Σ (a − b)² / (2N) with N = the first dim; both inputs may receive a gradient."""
-
-    is_loss = True
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
