@@ -29,6 +29,8 @@ def _softmax(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
 def _argmax(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     expect_bottoms(bottoms, 1)
     param, data = layer.argmax_param, bottoms[0]
+    if param.top_k < 1:
+        raise RuleError(f"top_k must be 1 or more, got {param.top_k}")
     if param.HasField("axis"):
         axis = canonical_axis(param.axis, len(data))
         if param.top_k > data[axis]:

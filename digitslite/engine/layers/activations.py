@@ -7,12 +7,7 @@ from digitslite.engine.layers.base import CaffeLayer, Shape, filler_or, register
 
 
 class _Neuron(CaffeLayer):
-    """One bottom, one top of the same shape."""
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
+    """One bottom, one top of the same shape (the record checks the bottom count)."""
 
 
 @register("ReLU")

@@ -5,7 +5,6 @@ digitslite.caffe.shapes), so parameter shapes are fixed at construction, as in C
 The type's record (digitslite.caffe.layers) checks the parameters and resolves them once: the
 layer receives its window and its parameter blob shapes and only computes.
 """
-import math
 from typing import ClassVar
 
 import torch
@@ -81,28 +80,6 @@ class CaffeLayer(nn.Module):
         """A UserError that names this layer, says what is wrong and how to fix it."""
         return UserError(f"layer '{self.param.name}' ({self.param.type}): {problem}; {fix}")
 
-    def canonical_axis(self, axis: int, num_axes: int, field: str) -> int:
-        """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
-        if not -num_axes <= axis < num_axes:
-            raise self.user_error(f"{field} {axis} is out of range for a {num_axes}-axis bottom",
-                                  f"use an axis in [{-num_axes}, {num_axes})")
-        return axis + num_axes if axis < 0 else axis
-
-    def require_bottoms(self, bottom_shapes: list[Shape], minimum: int, maximum: int | None = None) -> None:
-        """Check the number of bottoms against what the layer type accepts."""
-        count = len(bottom_shapes)
-        if count < minimum or (maximum is not None and count > maximum):
-            wanted = (f"exactly {minimum}" if maximum == minimum else
-                      f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}")
-            raise self.user_error(f"it has {count} bottom(s) but takes {wanted}",
-                                  "fix the layer's bottom list")
-
-    def require_4d(self, shape: Shape) -> None:
-        """Check that a bottom is N×C×H×W, for layer types that work on images only."""
-        if len(shape) != 4:
-            raise self.user_error(f"its bottom has shape {shape}",
-                                  f"{self.param.type} needs a 4-D N×C×H×W bottom")
-
     def new_param(self, shape: Shape, filler: caffe_pb2.FillerParameter,
                   generator: torch.Generator | None, field: str) -> nn.Parameter:
         """A learnable blob of the given shape, initialised by its filler as Caffe's SetUp does."""
@@ -115,11 +92,6 @@ def upcast(tensor: torch.Tensor) -> torch.Tensor:
     """A 16-bit float tensor as float32 (others unchanged): Caffe computes in float32, and sums of
     squares, batch statistics and log-probabilities overflow or lose precision in 16 bits (AMP)."""
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
-
-
-def count(shape: Shape, start: int = 0, end: int | None = None) -> int:
-    """Caffe's count(start, end): the product of the dims in [start, end)."""
-    return math.prod(shape[start:end])
 
 
 def filler_or(message: caffe_pb2.FillerParameter, present: bool, **default: float | str
