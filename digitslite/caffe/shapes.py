@@ -2,7 +2,8 @@
 
 The engine sizes every parameter blob from these shapes, and `digitslite net check` uses them to
 refuse a bad net before any tensor exists, so each rule follows Caffe's own Reshape/LayerSetUp
-checks and every refusal says which layer, where and how to fix it.
+checks and every refusal says which layer, where and how to fix it. The per-type rules are the
+layer records' (digitslite.caffe.layers); this module walks the net and sizes its inputs.
 
 Shapes of a net's inputs come from `Input` layers (`input_param.shape`) or from the caller's
 `input_shapes` (top name -> dims), which win over the prototxt. Data-source layers (`Data`,
