@@ -9,10 +9,10 @@ from torch.autograd.function import once_differentiable
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.caffemodel import read_blob_file
-from digitslite.engine.layers.base import CaffeLayer, Shape, count, register, upcast
+from digitslite.caffe.geometry import canonical_axis
+from digitslite.engine.layers.base import CaffeLayer, Shape, register, upcast
 from digitslite.engine.layers.labels import (
     Norm,
-    check_label_count,
     normalization_mode,
     normalizer,
     read_labels,
@@ -49,12 +49,9 @@ class _SoftmaxLossFunction(torch.autograd.Function):
 class _LabelledLoss(CaffeLayer):
     """Loss layers take (prediction, target) and never send a gradient to the target."""
 
-    is_loss = True
-
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
         loss = param.loss_param
         self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
 
@@ -69,8 +66,7 @@ class SoftmaxWithLoss(_LabelledLoss):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.axis = self.canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]), "softmax_param.axis")
-        check_label_count(self, bottom_shapes[0], bottom_shapes[1], self.axis)
+        self.axis = canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]))
         self.mode = normalization_mode(param.loss_param, Norm.VALID)
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -88,17 +84,6 @@ class SoftmaxWithLoss(_LabelledLoss):
 class EuclideanLoss(CaffeLayer):
     """Σ (a − b)² / (2N) with N = the first dim; both inputs may receive a gradient."""
 
-    is_loss = True
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
-        first, second = bottom_shapes
-        if not first or not second or first[0] != second[0] or count(first, 1) != count(second, 1):
-            raise self.user_error(f"its bottoms {first} and {second} do not pair up",
-                                  "give both bottoms the same first dim and the same count per item")
-
     def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor]:
         difference = upcast(predicted) - upcast(target).reshape(predicted.shape)
         return (difference.square().sum() / (2 * predicted.shape[0]),)
@@ -115,10 +100,6 @@ class SigmoidCrossEntropyLoss(_LabelledLoss):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        logits, targets = bottom_shapes
-        if count(logits) != count(targets):
-            raise self.user_error(f"logits {logits} and targets {targets} differ in count",
-                                  "give one target per logit")
         self.mode = normalization_mode(param.loss_param, Norm.BATCH_SIZE)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor]:
@@ -155,20 +136,13 @@ class InfogainLoss(_LabelledLoss):
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
-        CaffeLayer.__init__(self, param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 3)
-        loss = param.loss_param
-        self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
+        super().__init__(param, bottom_shapes, phase, generator)
         infogain = param.infogain_loss_param
-        self.axis = self.canonical_axis(infogain.axis, len(bottom_shapes[0]), "infogain_loss_param.axis")
-        check_label_count(self, bottom_shapes[0], bottom_shapes[1], self.axis)
-        self.mode = normalization_mode(loss, Norm.VALID)
+        self.axis = canonical_axis(infogain.axis, len(bottom_shapes[0]))
+        self.mode = normalization_mode(param.loss_param, Norm.VALID)
         classes = bottom_shapes[0][self.axis]
         self.register_buffer("matrix", None)
-        if len(bottom_shapes) == 2:
-            if not infogain.source:
-                raise self.user_error("it has no infogain matrix", "give H as a third bottom or set "
-                                      "infogain_loss_param.source to a .binaryproto")
+        if len(bottom_shapes) == 2:   # the record made sure that the source is given
             values = read_blob_file(infogain.source, "the infogain matrix H",
                                     "give infogain_loss_param.source as a Caffe .binaryproto holding H")
             if values.size != classes * classes:
@@ -196,17 +170,6 @@ class InfogainLoss(_LabelledLoss):
 @register("MultinomialLogisticLoss")
 class MultinomialLogisticLoss(CaffeLayer):
     """−Σ log(max(p[label], 1e-20)) / N over N items of probabilities (N, C, 1, 1); no softmax."""
-
-    is_loss = True
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
-        probabilities, labels = bottom_shapes
-        if count(labels) != probabilities[0]:
-            raise self.user_error(f"the labels {labels} do not hold one value per item of {probabilities}",
-                                  "feed one label per item (N,1,1,1)")
 
     def forward(self, probabilities: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor]:
         items = probabilities.shape[0]

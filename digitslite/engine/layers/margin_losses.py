@@ -2,7 +2,7 @@
 import torch
 
 from digitslite.caffe import caffe_pb2
-from digitslite.engine.layers.base import CaffeLayer, Shape, count, register, upcast
+from digitslite.engine.layers.base import CaffeLayer, Shape, register, upcast
 from digitslite.engine.layers.labels import read_labels
 
 Hinge = caffe_pb2.HingeLossParameter
@@ -13,16 +13,9 @@ class HingeLoss(CaffeLayer):
     """Σ max(0, 1 − t·x)^p / N over N items, t = +1 for the label's class and −1 elsewhere; p = 1
     (norm L1) or 2 (L2). The labels get no gradient."""
 
-    is_loss = True
-
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
-        scores, labels = bottom_shapes
-        if count(labels) != scores[0]:
-            raise self.user_error(f"the labels {labels} do not hold one value per item of {scores}",
-                                  "feed one label per item")
         self.squared = param.hinge_loss_param.norm == Hinge.L2
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor]:
@@ -70,16 +63,9 @@ class ContrastiveLoss(CaffeLayer):
     A pair is similar when its third-bottom value, truncated to an integer, is non-zero.
     """
 
-    is_loss = True
-
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 3, 3)
-        first, second, similar = bottom_shapes
-        if first != second or count(similar) != first[0]:
-            raise self.user_error(f"its bottoms {first}, {second}, {similar} do not pair up",
-                                  "give two (N,C,1,1) feature blobs and one similarity value per pair")
         contrastive = param.contrastive_loss_param
         self.margin, self.legacy = contrastive.margin, contrastive.legacy_version
 

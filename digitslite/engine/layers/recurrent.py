@@ -8,7 +8,6 @@ the first step is 0 in every forward pass (expose_hidden is refused by shape inf
 import torch
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.paramshapes import recurrent_shapes
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 
@@ -28,27 +27,21 @@ class LSTMUnit(CaffeLayer):
     """One LSTM step on c_prev (1, N, H), gate inputs (1, N, 4H) and cont (1, N); tops c and h.
     cont gets no gradient."""
 
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 3, 3)
-
     def forward(self, cell: torch.Tensor, gates: torch.Tensor,
                 cont: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return lstm_step(cell, gates, cont.detach().to(cell.dtype))
 
 
 class _Recurrent(CaffeLayer):
-    """Blobs in the order of Caffe's unrolled net (caffe.paramshapes.recurrent_shapes)."""
+    """Blobs in the order of Caffe's unrolled net (the record's sequence_blobs)."""
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 3)
         self.static = len(bottom_shapes) == 3
         recurrent = param.recurrent_param
         names = self.names(self.static)
-        for name, shape in zip(names, recurrent_shapes(param, bottom_shapes), strict=True):
+        for name, shape in zip(names, self.blob_shapes, strict=True):
             filler, field = ((recurrent.bias_filler, "bias_filler") if name.startswith("b_")
                              else (recurrent.weight_filler, "weight_filler"))
             setattr(self, name, self.new_param(shape, filler, generator, field))

@@ -2,6 +2,7 @@
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import canonical_axis
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 Op = caffe_pb2.ReductionParameter
@@ -15,9 +16,8 @@ class Reduction(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
         reduction = param.reduction_param
-        self.axis = self.canonical_axis(reduction.axis, len(bottom_shapes[0]), "reduction_param.axis")
+        self.axis = canonical_axis(reduction.axis, len(bottom_shapes[0]))
         self.operation, self.coeff = reduction.operation, reduction.coeff
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:

@@ -13,7 +13,6 @@ class Filter(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2)
         if len(param.top) != len(bottom_shapes) - 1:
             raise self.user_error(f"it has {len(param.top)} tops for {len(bottom_shapes) - 1} data bottoms",
                                   "give one top per bottom except the selector")
@@ -27,11 +26,6 @@ class Filter(CaffeLayer):
 @register("BatchReindex")
 class BatchReindex(CaffeLayer):
     """top[i] = bottom[indices[i]]; gradients of repeated items add up, the indices get none."""
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
 
     def forward(self, bottom: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor]:
         picked = indices.detach().long()

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.shapes import RuleError, layer_tops
+from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.engine.fillers import fill
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
@@ -20,8 +20,7 @@ class Parameter(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 0, 0)
-        self.blob = nn.Parameter(torch.zeros(tuple(param.parameter_param.shape.dim)))
+        self.blob = nn.Parameter(torch.zeros(self.blob_shapes[0]))
 
     def forward(self) -> tuple[torch.Tensor]:
         return (self.blob,)
@@ -37,11 +36,7 @@ class DummyData(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 0, 0)
-        try:
-            shapes = layer_tops(param, [])
-        except RuleError as problem:
-            raise self.user_error(str(problem), "fix dummy_data_param") from None
+        shapes = LAYER_TYPES[param.type].tops(param, [])   # checked by the base class already
         dummy = param.dummy_data_param
         fillers = list(dummy.data_filler) or [caffe_pb2.FillerParameter()]
         self.fillers = [fillers[index if len(fillers) > 1 else 0] for index in range(len(shapes))]
