@@ -20,6 +20,7 @@ setup(
         "pillow==13.0.0",
         "plotly==7.1.0",
         "protobuf==7.36.2",
+        "h5py==3.16.0",
     ],
     extras_require={
         "test": [

@@ -31,6 +31,9 @@ RUNNER_IMPORTERS = ("digitslite.worker", RUNNERS)
 KNOWN_CYCLES = {
     # issue 11: the launcher is being replaced by torchrun (helper p16), which moves the dispatch up.
     frozenset({"digitslite.engine.train", "digitslite.engine.rank_training"}),
+    # found at the merge of main (issue 12's layer work): feeds picks the HDF5 stream lazily (h5py only for
+    # HDF5 nets) while hdf5_stream builds on feeds; the coordinator assigns moving that choice up.
+    frozenset({"digitslite.engine.feeds", "digitslite.engine.hdf5_stream"}),
 }
 
 

@@ -59,6 +59,21 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return values.reshape(shape)
 
 
+def read_blob_file(path: str | os.PathLike, what: str, fix: str) -> np.ndarray:
+    """The array in a BlobProto file (.binaryproto: a mean image, an infogain matrix); errors name
+    the file, `what` it is for, and the `fix`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    try:
+        return blob_to_array(caffe_pb2.BlobProto.FromString(data))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+    except Exception as exc:  # protobuf raises DecodeError, whose base class differs by backend
+        raise UserError(f"{path}: not a BlobProto ({exc}); {fix}") from exc
+
+
 def array_to_blob(array: np.ndarray, legacy_4d: bool = False) -> caffe_pb2.BlobProto:
     """A BlobProto holding `array`: float64 goes to `double_data`, anything else to float32 `data`.
 

@@ -322,7 +322,9 @@ class CaffeNet(nn.Module):
         steps = {step.name: step for step in self._module_steps()}
         for name, arrays in report.weights.items():
             for blob, array in zip(self._layer_blobs(steps[name]), arrays, strict=True):
-                blob.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+                # np.array, not np.ascontiguousarray: the latter turns a 0-d blob (PReLU channel_shared,
+                # Scale/Bias num_axes 0) into shape (1,), which cannot be copied into a scalar.
+                blob.copy_(torch.from_numpy(np.array(array, dtype=np.float32)))
         return report
 
     def share_weights_from(self, other: "CaffeNet") -> None:

@@ -238,6 +238,23 @@ def test_weights_round_trip_through_a_caffemodel_by_layer_name(tmp_path):
     assert report.ignored == ["ip"] and report.missing == ["ip_new"]
 
 
+def test_scalar_parameter_blobs_load_from_a_caffemodel(tmp_path):
+    """PReLU channel_shared and Scale num_axes 0 own 0-d blobs; they must load, not turn into (1,)."""
+    body = ('layer { name: "act" type: "PReLU" bottom: "data" top: "act" '
+            'prelu_param { channel_shared: true } }\n'
+            'layer { name: "sc" type: "Scale" bottom: "act" top: "sc" scale_param { num_axes: 0 } }\n')
+    path = tmp_path / "w.caffemodel"
+    source = build(body)
+    write_caffemodel(path, source.net_param, {"act": [np.array(0.75, np.float32)],
+                                               "sc": [np.array(-2.0, np.float32)]})
+    target = build(body)
+    target.load_weights(path)
+    assert weight(target, "act").shape == () and float(weight(target, "act")) == 0.75
+    x = torch.tensor([[-1.0, 2.0, -4.0], [1.0, 0.0, -2.0]])
+    top = target.forward({"data": x, "label": torch.zeros(2, 4)})["sc"].detach().numpy()
+    np.testing.assert_array_equal(top, -2.0 * np.where(x > 0, x, 0.75 * x))
+
+
 def test_batchnorm_statistics_are_frozen_learnables_and_get_caffes_param_specs():
     body = ('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" }\n' + ip("ip", "data", "ip")
             + euclidean("loss", "ip"))
