@@ -5,6 +5,7 @@ docs/SCALING.md); started by torchrun or Slurm (RANK and WORLD_SIZE set) it is o
 """
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_s
 from digitslite.cli._output import emit_json
 from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
 from digitslite.engine.lr_policy import POLICIES
-from digitslite.engine.solver import RULES
+from digitslite.engine.solver import RULES, check_solver
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
@@ -62,21 +63,30 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], 
         solver.test_iter.append(test_iter)
         if not solver.test_interval:
             raise UserError("--test-iter needs --test-interval (how many iterations between tests)")
+    check_solver(solver, solver_file or "the solver", _field_names(options, stepvalue, test_iter))
     return solver
 
 
-def _standard_network(name: str, dataset: str | None) -> tuple[caffe_pb2.NetParameter,
+def _field_names(options: dict, stepvalue: tuple[int, ...], test_iter: int | None) -> Callable[[str], str]:
+    """A solver field as the user set it: the flag when an option gave it, else the field's name."""
+    given = {name: option for option, name in SOLVER_OPTIONS.items() if options.get(option) is not None}
+    given |= {"stepvalue": "stepvalue"} if stepvalue else {}
+    given |= {"test_iter": "test_iter"} if test_iter is not None else {}
+    return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
+
+
+def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
                                                                  caffe_pb2.SolverParameter]:
     """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    info_file = Path(dataset) / "dataset.json"
+    info_file = dataset / "dataset.json"
     try:
         classes = read_json(info_file)["classes"]
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
-    return bind_data_sources(load_network(name, len(classes)), Path(dataset)), load_solver(name)
+    return bind_data_sources(load_network(name, len(classes)), dataset), load_solver(name)
 
 
 def _net(net_file: str | None, batch_size: int | None,
@@ -175,11 +185,12 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     number of ranks. If a rank dies, every rank is stopped and the command exits with code 75.
     """
     job = Path(job_dir)
+    dataset_dir = Path(dataset).absolute() if dataset else None  # resolved once, from where the command runs
     if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
         net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
-    standard_net, standard_solver = _standard_network(network, dataset) if network else (None, None)
+    standard_net, standard_solver = _standard_network(network, dataset_dir) if network else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
     solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
     net = _net(net_file, batch_size, standard_net)
@@ -198,7 +209,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         write_solver(solver, job / SOLVER_COPY)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
-        dataset_root=Path(dataset) if dataset else None,
+        dataset_root=dataset_dir,
         device=None if use_gpu is None else ("cuda" if use_gpu else "cpu"),
         weights=[w for given in weights for w in given.split(",") if w], resume=resume, amp=amp,
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,
