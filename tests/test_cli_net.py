@@ -1,5 +1,6 @@
 """`digitslite net shapes | table | crops | check`, through the real command line group."""
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -162,13 +163,27 @@ def test_check_refuses_a_wrong_crop_offset(broken_fcn8s):
     assert "net crops" in line and "--fix" in line
 
 
-def test_check_refuses_a_solver_file_in_one_line(peer):
-    line = _one_line_error(_run("check", peer("fcn__voc-fcn8s__solver.prototxt")))
-    assert "solver" in line
+def test_check_takes_a_solver_file_as_a_solver_and_checks_the_nets_it_names(peer, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(peer("fcn__voc-fcn8s__solver.prototxt").read_text())
+    (tmp_path / "train.prototxt").write_text(peer("fcn__voc-fcn8s__train.prototxt").read_text())
+    result = _run("check", solver)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"OK: {solver}: solver SGD, lr_policy fixed, max_iter 100000; nets: ")
+    assert f"{tmp_path / 'train.prototxt'} (train) 50 layers" in result.stdout
+    assert "its net 'val.prototxt' is not found" in result.stderr
 
 
-# Every peer network file, with what `net check` must say about it. Data layers need the caller's
-# shape; DIGITS' standard networks leave num_output for DIGITS to fill; L1Loss is NVcaffe-only.
+def test_check_refuses_a_solver_field_out_of_range_by_its_name(peer, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "x.prototxt" base_lr: 0.01 lr_policy: "exp" gamma: -0.9')
+    line = _one_line_error(_run("check", solver))
+    assert f'{solver}: lr_policy "exp" needs gamma >= 0 (it is -0.9' in line
+
+
+# Every peer network file, with what `net check` must say about it. Data layers read their images at
+# run time: checked for structure, or with the caller's shape; DIGITS' standard networks leave
+# num_output for DIGITS to fill; L1Loss is NVcaffe-only.
 PEER_VERDICTS = {
     "caffe__bvlc_alexnet__deploy.prototxt": ((), "OK"),
     "caffe__bvlc_alexnet__train_val.prototxt": (("--input-shape", "3,256,256"), "OK"),
@@ -179,10 +194,8 @@ PEER_VERDICTS = {
     "digits__semantic-segmentation__fcn_alexnet.deploy.prototxt": ((), "OK"),
     "digits__semantic-segmentation__fcn_alexnet.prototxt": (("--stage", "val", "--input-shape", "3,500,356"),
                                                             "OK"),
-    "digits__standard-networks__caffe__alexnet.prototxt":
-        (("--stage", "val", "--input-shape", "3,256,256"), "'fc8' (InnerProduct): num_output is not set"),
-    "digits__standard-networks__caffe__lenet.prototxt":
-        (("--stage", "val", "--input-shape", "1,28,28"), "'ip2' (InnerProduct): num_output is not set"),
+    "digits__standard-networks__caffe__alexnet.prototxt": (("--input-shape", "3,256,256", "--classes", "5"), "OK"),
+    "digits__standard-networks__caffe__lenet.prototxt": (("--input-shape", "1,28,28", "--classes", "10"), "OK"),
     "fcn__voc-fcn-alexnet__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn-alexnet__val.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn16s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
@@ -207,12 +220,29 @@ def test_net_check_on_every_peer_network(peer, name):
     if verdict == "OK":
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith(f"OK: {peer(name)}: ")
+        assert "structure only" not in result.stdout
     else:
         assert verdict in _one_line_error(result)
 
 
+def test_every_peer_prototxt_checks_or_is_refused_for_a_named_layer(peer):
+    """Issue 12's acceptance: with no options at all, each file passes `net check` or is refused for a
+    named unsupported layer type (or a Python layer that is not a known data layer)."""
+    refusal = re.compile(r"layer '[^']+' (has type '[^']+', which digitslite does not support|"
+                         r"is a Python layer \([\w.]+\), which digitslite does not run)")
+    for path in sorted(peer("MANIFEST.md").parent.glob("*.prototxt")):
+        result = _run("check", path)
+        if result.exit_code == 0:
+            assert result.stdout.startswith(f"OK: {path}: "), result.output
+        else:
+            assert refusal.search(_one_line_error(result)), (path.name, result.output)
+
+
 @pytest.mark.parametrize("name", sorted(name for name in PEER_VERDICTS if name.startswith("fcn__")
                                         and "deploy" not in name))
-def test_fcn_python_data_layers_are_named_without_a_shape(peer, name):
-    line = _one_line_error(_run("check", peer(name)))
-    assert "layer 'data' (Python)" in line and "--input-shape" in line
+def test_fcn_python_data_layers_check_for_structure_with_a_note(peer, name):
+    result = _run("check", peer(name))
+    assert result.exit_code == 0, result.output
+    assert "structure only (shapes not checked)" in result.stdout
+    assert "layer 'data' (Python) reads its images when it runs" in result.stderr
+    assert "--input-shape" in result.stderr and "--dataset" in result.stderr

@@ -40,8 +40,9 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
   function showCrops(crops) {
     const panel = document.getElementById("crops-panel");
     panel.hidden = !crops.length;
-    const state = (crop) => crop.ok && crop.written ? "ok" : crop.written ? "wrong" : "missing (derived when training starts)";
-    const needsFix = crops.some((crop) => !crop.ok || !crop.written);
+    const state = (crop) => !crop.derived ? "kept (no whole offset to derive; Caffe crops as written)"
+      : crop.ok && crop.written ? "ok" : crop.written ? "wrong" : "missing (derived when training starts)";
+    const needsFix = crops.some((crop) => crop.derived && (!crop.ok || !crop.written));
     const fix = needsFix ? el("button", { type: "button", class: "small primary", id: "fix-crops" }, "Write the derived offsets") : null;
     if (fix) fix.addEventListener("click", fixCrops);
     document.getElementById("crops").replaceChildren(el("div", {},
@@ -69,6 +70,11 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
       status.append(`✓ ${result.layers} layers in the training net, ${result.blobs.length} blobs ` +
         `(for ${input} ${width}×${height}, ${channels} channels)`);
     }
+    for (const warning of result.warnings || []) {
+      const place = warning.line ? `Line ${warning.line}: ` : "";
+      status.append(el("p", { class: "check-warning small" }, el("strong", {}, `Warning. ${place}`), warning.message));
+    }
+    for (const note of result.notes || []) status.append(el("p", { class: "small muted" }, note));
     numberLines(error ? error.line : null);
     showCrops(result.crops);
     document.getElementById("blobs-summary").textContent = result.blobs.length ? `(${result.blobs.length})` : "";
