@@ -45,6 +45,7 @@ class CheckOptions:
     ask_classes: str = "give the dataset's class count"
     ask_shape: str = "give the input shape"
     fix_crops: str = "write the derived offset"
+    fills_missing_crops: bool = False   # the net trains with missing Crop offsets derived (model jobs)
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _check_crops(report: NetReport, options: CheckOptions) -> None:
             written = ",".join(map(str, crop.written)) if crop.written else "0 (the default)"
             report.warnings.append(f"{where}: layer '{crop.layer}' (Crop) crops at offset {written}, as "
                                    f"Caffe does; the coordinate map gives no whole offset to compare: {crop.note}")
-        elif not crop.ok:
+        elif not crop.ok and not (crop.written is None and options.fills_missing_crops):
             written = ",".join(map(str, crop.written)) if crop.written is not None else "none (read as 0)"
             raise UserError(f"{where}: layer '{crop.layer}' (Crop) has offset {written} but the coordinate map "
                             f"gives {','.join(map(str, crop.derived))}; {options.fix_crops}")

@@ -66,7 +66,8 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give --dataset a folder made by "
                         "`digitslite dataset create`") from None
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
-    shape = (info.get("channels", 3), size[1], size[0]) if size else None
+    shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(dataset / "train_db" /
+                                                                                     "features"))
     return {"num_classes": classes or count, "image_shape": shape, "ignore_label": info.get("ignore_label")}
 
 

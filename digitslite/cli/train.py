@@ -12,7 +12,9 @@ import click
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources
-from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
+from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
+from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
+from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._output import emit_json
 from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
 from digitslite.engine.lr_policy import POLICIES
@@ -75,29 +77,51 @@ def _field_names(options: dict, stepvalue: tuple[int, ...], test_iter: int | Non
     return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
 
 
+def _dataset_classes(dataset: Path) -> int:
+    """The class count of a dataset folder, from its dataset.json."""
+    info_file = dataset / "dataset.json"
+    try:
+        return len(read_json(info_file)["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
+                        "`digitslite dataset create`") from None
+
+
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
-                                                                 caffe_pb2.SolverParameter]:
+                                                                  caffe_pb2.SolverParameter]:
     """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    info_file = dataset / "dataset.json"
+    return bind_data_sources(load_network(name, _dataset_classes(dataset)), dataset), load_solver(name)
+
+
+def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
+    """The --net file, its {{num_classes}} (if any) filled with the dataset's class count."""
     try:
-        classes = read_json(info_file)["classes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
-                        "`digitslite dataset create`") from None
-    return bind_data_sources(load_network(name, len(classes)), dataset), load_solver(name)
+        text = Path(net_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return read_net(net_file)   # a binary net, or its own error for an unreadable file
+    if NUM_CLASSES_FIELD not in text:
+        return read_net(net_file)
+    classes = _dataset_classes(dataset) if dataset is not None else None
+    return parse_net(fill_template(text, classes, net_file, "give --dataset: its class count fills it"), net_file)
 
 
-def _net(net_file: str | None, batch_size: int | None,
+def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
          standard: caffe_pb2.NetParameter | None = None) -> caffe_pb2.NetParameter | None:
-    """The net to train (None: the solver names its nets), with --batch-size written into Data layers."""
+    """The net to train (None: the solver names its nets), completed as DIGITS completes its networks
+    (data layers it supplies, unset class outputs), with --batch-size written into Data layers."""
     if net_file is None and standard is None:
         if batch_size is not None:
             raise UserError("--batch-size rewrites the network's Data layers: give the network with --net "
                             "or --network")
         return None
-    net = standard if standard is not None else read_net(net_file)
+    net = standard if standard is not None else _read_net(net_file, dataset)
+    if standard is None and (supplied_inputs(net) or unset_class_outputs(net)):
+        if dataset is None:
+            raise UserError(f"{net_file} is a DIGITS-style network (its data, label or class count come from "
+                            "the dataset): give --dataset")
+        net = complete_digits_net(net, _dataset_classes(dataset))
     if batch_size is not None:
         for layer in net.layer:
             if layer.type == "Data":
@@ -193,7 +217,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     standard_net, standard_solver = _standard_network(network, dataset_dir) if network else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
     solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
-    net = _net(net_file, batch_size, standard_net)
+    net = _net(net_file, batch_size, dataset_dir, standard_net)
     if net is None and not (solver.net or solver.HasField("net_param") or solver.train_net
                             or solver.HasField("train_net_param")):
         raise UserError("no network to train: give --network or --net (or a --solver that names its net)")

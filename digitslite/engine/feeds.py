@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
 Batch = dict[str, torch.Tensor]
@@ -203,8 +204,9 @@ class DatasetStream(BatchStream):
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
                       seed: int, workers: int = 0, pin_memory: bool = False,
                       shard: Shard = Shard()) -> DatasetStream:
-    """Bind a filtered net's Data layers to their LMDBs (digitslite.engine.data) as one stream."""
-    layers = list(layers)
+    """Bind a filtered net's Data layers (and the FCN repository's Python data layers, as Data layers:
+    caffe.pythonlayers) to their LMDBs (digitslite.engine.data) as one stream."""
+    layers = [as_data_layer(layer) if layer.type == "Python" else layer for layer in layers]
     unreadable = [layer for layer in layers if layer.type != "Data"]
     if unreadable:
         layer = unreadable[0]

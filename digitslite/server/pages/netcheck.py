@@ -56,7 +56,8 @@ def check_network(text: str, num_classes: int, dataset: dict[str, Any] | None) -
     options = CheckOptions(phase="train", image_shape=image_shape or DEFAULT_IMAGE_SHAPE,
                            num_classes=dataset.get("classes"), fill_classes=num_classes,
                            ignore_label=dataset.get("ignore"), ask_classes="choose a dataset",
-                           ask_shape="choose a dataset", fix_crops=FIX_CROPS)
+                           ask_shape="choose a dataset", fix_crops=FIX_CROPS,
+                           fills_missing_crops=True)
     report = check_net_text(text, SOURCE, options)
     return {
         "error": _problem(str(report.error), report.error) if report.error is not None else None,
