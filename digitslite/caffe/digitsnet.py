@@ -3,7 +3,7 @@
 - The training net is built with stage "train" and the validation net with stage "val" (DIGITS'
   standard networks include their Data layers by stage, not by phase).
 - A network without data layers whose layers read `data` (and `label`) gets them from DIGITS:
-  one Data layer per phase, fed from the dataset.
+  one Data layer per input and phase, fed from the dataset.
 - An InnerProduct layer without num_output gets the dataset's class count, as DIGITS writes in the
   comments of its standard networks.
 """
@@ -51,10 +51,11 @@ def complete_digits_net(net: caffe_pb2.NetParameter, num_classes: int) -> caffe_
     if inputs:
         layers = list(completed.layer)
         del completed.layer[:]
-        for phase, name in ((caffe_pb2.TRAIN, "train-data"), (caffe_pb2.TEST, "val-data")):
-            data = completed.layer.add(name=name, type="Data", top=inputs)
-            data.include.add(phase=phase)
-            data.data_param.batch_size = 1
+        for phase, stage in ((caffe_pb2.TRAIN, "train"), (caffe_pb2.TEST, "val")):
+            for top in inputs:   # one layer per LMDB, as DIGITS' segmentation networks read images and labels
+                data = completed.layer.add(name=f"{stage}-{top}", type="Data", top=[top])
+                data.include.add(phase=phase)
+                data.data_param.batch_size = 1
         completed.layer.extend(layers)
     return completed
 

@@ -73,20 +73,9 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
 
 def _record_shape(source: str) -> Shape | None:
     """C, H, W of the first record of an LMDB data source, if it can be read from here."""
-    import lmdb  # only when a net names a source
+    from digitslite.engine.data import first_record_shape  # the shared reader; only when a net names a source
 
-    from digitslite.datasets.records import datum_array
-
-    path = Path(source).expanduser()
-    if not (path / "data.mdb").is_file():
-        return None
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
-    try:
-        with env.begin() as txn:
-            first = next(txn.cursor().iternext(keys=False, values=True), None)
-    finally:
-        env.close()
-    return tuple(datum_array(first).shape) if first is not None else None
+    return first_record_shape(Path(source).expanduser())
 
 
 def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,

@@ -65,4 +65,4 @@ def test_a_digits_style_net_without_data_layers_checks_and_trains(dataset, tmp_p
     assert result.exit_code == 0, result.output
     saved = read_net(job / "train_val.prototxt")
     assert [(layer.name, list(layer.top)) for layer in saved.layer if layer.type == "Data"] == [
-        ("train-data", ["data", "label"]), ("val-data", ["data", "label"])]
+        ("train-data", ["data"]), ("train-label", ["label"]), ("val-data", ["data"]), ("val-label", ["label"])]
