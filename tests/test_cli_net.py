@@ -194,8 +194,10 @@ PEER_VERDICTS = {
     "digits__semantic-segmentation__fcn_alexnet.deploy.prototxt": ((), "OK"),
     "digits__semantic-segmentation__fcn_alexnet.prototxt": (("--stage", "val", "--input-shape", "3,500,356"),
                                                             "OK"),
-    "digits__standard-networks__caffe__alexnet.prototxt": (("--input-shape", "3,256,256", "--classes", "5"), "OK"),
-    "digits__standard-networks__caffe__lenet.prototxt": (("--input-shape", "1,28,28", "--classes", "10"), "OK"),
+    "digits__standard-networks__caffe__alexnet.prototxt":
+        (("--input-shape", "3,256,256", "--classes", "5"), "OK"),
+    "digits__standard-networks__caffe__lenet.prototxt":
+        (("--input-shape", "1,28,28", "--classes", "10"), "OK"),
     "fcn__voc-fcn-alexnet__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn-alexnet__val.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn16s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
@@ -246,3 +248,90 @@ def test_fcn_python_data_layers_check_for_structure_with_a_note(peer, name):
     assert "structure only (shapes not checked)" in result.stdout
     assert "layer 'data' (Python) reads its images when it runs" in result.stderr
     assert "--input-shape" in result.stderr and "--dataset" in result.stderr
+
+
+# ---- nets Caffe runs that the coordinate map cannot align (RetinaFace's Crop with the default offset 0)
+
+HALF_PIXEL = """name: "halfpixel"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 100 dim: 100 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 1 kernel_size: 2 } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "up" type: "Deconvolution" bottom: "pool" top: "up"
+  convolution_param { num_output: 1 kernel_size: 4 stride: 2 } }
+layer { name: "crop" type: "Crop" bottom: "up" bottom: "data" top: "crop" }
+"""
+
+
+def test_a_crop_without_a_whole_derived_offset_is_a_warning_never_a_refusal(tmp_path):
+    path = tmp_path / "half.prototxt"
+    path.write_text(HALF_PIXEL)
+    result = _run("check", path)
+    assert result.exit_code == 0, result.output
+    # conv k2: 100 -> 99, pool: 50, deconv k4 s2: 102, cropped at Caffe's default offset 0 to 100
+    assert "outputs: crop 1x1x100x100" in result.stdout
+    assert "1 cannot be derived (warning)" in result.stdout
+    assert "warning:" in result.stderr
+    assert "layer 'crop' (Crop) crops at offset 0 (the default)" in result.stderr
+    assert "not a whole number" in result.stderr
+    crops = json.loads(_run("crops", path, "--json").stdout)["crops"]
+    assert [(crop["written"], crop["derived"], crop["ok"]) for crop in crops] == [(None, None, True)]
+    fixed = tmp_path / "fixed.prototxt"
+    assert _run("crops", path, "--fix", "-o", fixed).exit_code == 0
+    assert fixed.read_text() == HALF_PIXEL, "nothing is derived, so nothing is written"
+
+
+def test_crops_fix_keeps_comments_and_layout(broken_fcn8s, tmp_path):
+    text = "# my FCN-8s, with a comment the fix must keep\n" + broken_fcn8s.read_text()
+    broken_fcn8s.write_text(text)
+    out = tmp_path / "fixed.prototxt"
+    assert _run("crops", broken_fcn8s, "--fix", "-o", out).exit_code == 0
+    fixed = out.read_text()
+    assert fixed.startswith("# my FCN-8s, with a comment the fix must keep\n")
+    assert fixed.count("#") == text.count("#")
+    assert len(fixed.splitlines()) == len(text.splitlines()) + 1   # one offset line added, one replaced
+
+
+# ---- template fields, class counts and ignore values (issue 13 items 4, 15, 17)
+
+def test_a_template_field_names_the_flag_that_fills_it(repo_root):
+    standard = repo_root / "network_defs" / "fcn_alexnet" / "network.prototxt"
+    for command in ("check", "shapes", "table", "crops"):
+        line = _one_line_error(_run(command, standard))
+        assert "template field {{num_classes}}" in line and "--classes N or --dataset DIR" in line, command
+        assert f"{standard}:" in line
+    result = _run("check", standard, "--classes", "21", "--input-shape", "3,500,500")
+    assert result.exit_code == 0, result.output
+    assert "1 Crop offset(s) match the coordinate map" in result.stdout   # derived when it trains
+    shapes = json.loads(_run("shapes", standard, "--classes", "4", "--input-shape", "3,500,500",
+                             "--json").stdout)
+    assert shapes["blobs"]["score"] == [1, 4, 500, 500]
+
+
+def test_a_classifier_scoring_other_classes_than_the_dataset_is_refused_with_the_fix(peer):
+    line = _one_line_error(_run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "5"))
+    assert "layer 'loss' (SoftmaxWithLoss) gets scores for 21 classes but the dataset has 5" in line
+    # every per-pixel classifier layer of 21 outputs on the way to the loss
+    assert "set num_output of 'score_fr', 'upscore' to 5, or write {{num_classes}} there" in line
+    assert _run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "21").exit_code == 0
+
+
+def _dataset_json(folder, classes: int, ignore: int):
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({
+        "classes": [f"c{index}" for index in range(classes)], "ignore_label": ignore,
+        "image_size": {"train": {"max": [356, 500]}}}))
+    return folder
+
+
+def test_a_dataset_gives_the_check_its_classes_shape_and_ignore_value(peer, tmp_path):
+    matching = _dataset_json(tmp_path / "voc", 21, 255)
+    result = _run("check", peer(FCN_ALEXNET), "--dataset", matching)
+    assert result.exit_code == 0, result.output
+    assert "outputs: accuracy scalar, loss scalar" in result.stdout      # shapes from the dataset's size
+    camvid = _dataset_json(tmp_path / "camvid", 21, 11)
+    line = _one_line_error(_run("check", peer(FCN_ALEXNET), "--dataset", camvid))
+    assert "layer 'loss' (SoftmaxWithLoss) ignores label 255 but the dataset marks void pixels with 11" \
+        in line
+    assert "set ignore_label: 11" in line

@@ -63,5 +63,6 @@ def complete_digits_net(net: caffe_pb2.NetParameter, num_classes: int) -> caffe_
 def data_layer_phase(layer: caffe_pb2.LayerParameter) -> int | None:
     """The one phase a Data layer is included in, by phase or by DIGITS' train/val stage; None if unclear."""
     phases = {rule.phase for rule in layer.include if rule.HasField("phase")}
-    phases |= {PHASE_OF_STAGE[stage] for rule in layer.include for stage in rule.stage if stage in PHASE_OF_STAGE}
+    stages = {stage for rule in layer.include for stage in rule.stage}
+    phases |= {PHASE_OF_STAGE[stage] for stage in stages if stage in PHASE_OF_STAGE}
     return phases.pop() if len(phases) == 1 else None

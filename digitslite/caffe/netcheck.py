@@ -111,7 +111,8 @@ def _input_shapes(net: caffe_pb2.NetParameter, options: CheckOptions, report: Ne
     source = first.data_param.source or first.image_data_param.source
     record = options.record_shape(source) if source and options.record_shape else None
     if record is not None:
-        report.notes.append(f"input '{first.top[0]}' has the {'x'.join(map(str, record))} records of {source}")
+        shown = "x".join(map(str, record))
+        report.notes.append(f"input '{first.top[0]}' has the {shown} records of {source}")
         return given | {first.top[0]: tuple(record)}
     report.notes.append(f"shapes not checked: layer '{first.name}' ({first.type}) reads its images when it "
                         f"runs; {options.ask_shape}")
@@ -121,8 +122,9 @@ def _input_shapes(net: caffe_pb2.NetParameter, options: CheckOptions, report: Ne
 def _unsupported(net: caffe_pb2.NetParameter, source_map: SourceMap) -> None:
     for layer in net.layer:
         if layer.type not in SUPPORTED_TYPES:
+            supported = ", ".join(sorted(SUPPORTED_TYPES))
             raise UserError(f"{source_map.where(layer.name)}: layer '{layer.name}' has type '{layer.type}', "
-                            f"which digitslite does not support (supported: {', '.join(sorted(SUPPORTED_TYPES))})")
+                            f"which digitslite does not support (supported: {supported})")
 
 
 def _producers(net: caffe_pb2.NetParameter) -> dict[str, caffe_pb2.LayerParameter]:
@@ -133,7 +135,8 @@ def _producers(net: caffe_pb2.NetParameter) -> dict[str, caffe_pb2.LayerParamete
     return found
 
 
-def _classifier_chain(net: caffe_pb2.NetParameter, blobs: dict[str, Shape], score: str, count: int) -> list[str]:
+def _classifier_chain(net: caffe_pb2.NetParameter, blobs: dict[str, Shape], score: str,
+                      count: int) -> list[str]:
     """The layers with num_output `count` whose outputs reach `score` through blobs of `count` channels."""
     producers, seen, chain, todo = _producers(net), set(), [], [score]
     while todo:
@@ -163,13 +166,13 @@ def _check_classes(report: NetReport, options: CheckOptions) -> None:
         scored = shape[axis] if len(shape) > axis else None
         if options.num_classes is not None and scored is not None and scored != options.num_classes:
             report.class_fixes = _classifier_chain(net, report.blobs, layer.bottom[0], scored)
-            layers = ", ".join(f"'{name}'" for name in report.class_fixes) or f"the layer making '{layer.bottom[0]}'"
+            layers = (", ".join(f"'{name}'" for name in report.class_fixes)
+                      or f"the layer making '{layer.bottom[0]}'")
             raise UserError(f"{where.where(layer.name)}: layer '{layer.name}' ({layer.type}) gets scores for "
                             f"{scored} classes but the dataset has {options.num_classes}: set num_output of "
                             f"{layers} to {options.num_classes}, or write {NUM_CLASSES_FIELD} there")
-        ignore = layer.loss_param.ignore_label if layer.type == "SoftmaxWithLoss" else layer.accuracy_param.ignore_label
-        has_ignore = (layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param).HasField(
-            "ignore_label")
+        param = layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param
+        ignore, has_ignore = param.ignore_label, param.HasField("ignore_label")
         if options.ignore_label is None:
             continue
         if has_ignore and ignore != options.ignore_label:
@@ -177,9 +180,10 @@ def _check_classes(report: NetReport, options: CheckOptions) -> None:
                             f"{ignore} but the dataset marks void pixels with {options.ignore_label}: set "
                             f"ignore_label: {options.ignore_label}")
         if not has_ignore:
-            report.warnings.append(f"{where.where(layer.name)}: layer '{layer.name}' ({layer.type}) ignores no "
-                                   f"label, but the dataset marks void pixels with {options.ignore_label}: add "
-                                   f"ignore_label: {options.ignore_label} if the dataset has void pixels")
+            report.warnings.append(f"{where.where(layer.name)}: layer '{layer.name}' ({layer.type}) ignores "
+                                   "no label, but the dataset marks void pixels with "
+                                   f"{options.ignore_label}: add ignore_label: {options.ignore_label} if the "
+                                   "dataset has void pixels")
 
 
 def _check_crops(report: NetReport, options: CheckOptions) -> None:
@@ -189,11 +193,12 @@ def _check_crops(report: NetReport, options: CheckOptions) -> None:
         if crop.derived is None:
             written = ",".join(map(str, crop.written)) if crop.written else "0 (the default)"
             report.warnings.append(f"{where}: layer '{crop.layer}' (Crop) crops at offset {written}, as "
-                                   f"Caffe does; the coordinate map gives no whole offset to compare: {crop.note}")
+                                   "Caffe does; the coordinate map gives no whole offset to compare: "
+                                   f"{crop.note}")
         elif not crop.ok and not (crop.written is None and options.fills_missing_crops):
             written = ",".join(map(str, crop.written)) if crop.written is not None else "none (read as 0)"
-            raise UserError(f"{where}: layer '{crop.layer}' (Crop) has offset {written} but the coordinate map "
-                            f"gives {','.join(map(str, crop.derived))}; {options.fix_crops}")
+            raise UserError(f"{where}: layer '{crop.layer}' (Crop) has offset {written} but the coordinate "
+                            f"map gives {','.join(map(str, crop.derived))}; {options.fix_crops}")
 
 
 def _build(text: str, source: str, options: CheckOptions, report: NetReport) -> None:
@@ -209,7 +214,8 @@ def _build(text: str, source: str, options: CheckOptions, report: NetReport) -> 
                  else f"{count or PLACEHOLDER_CLASSES} classes for now ({options.ask_classes})")
         report.notes.append(f"num_output of {', '.join(report.filled_outputs)} is the class count, as DIGITS "
                             f"fills it: checked with {shown}")
-    report.supplied = supplied_inputs(filter_net(net, phase=options.phase, stages=stages, source_map=source_map))
+    built = filter_net(net, phase=options.phase, stages=stages, source_map=source_map)
+    report.supplied = supplied_inputs(built)
     if report.supplied:
         report.notes.append(f"a DIGITS-style network: DIGITS supplies {' and '.join(report.supplied)} from "
                             "the dataset")

@@ -34,14 +34,14 @@ def check_python_layers(net: caffe_pb2.NetParameter, source_map: SourceMap | Non
             continue
         key = (layer.python_param.module, layer.python_param.layer)
         if key not in KNOWN_DATA_LAYERS or layer.bottom:
-            raise UserError(f"{_where(layer, source_map)}layer '{layer.name}' is a Python layer ({_name(layer)}), "
-                            f"which digitslite does not run; only the FCN data layers ({known}) are bound to "
-                            "a dataset: replace this one with built-in layers")
+            raise UserError(f"{_where(layer, source_map)}layer '{layer.name}' is a Python layer "
+                            f"({_name(layer)}), which digitslite does not run; only the FCN data layers "
+                            f"({known}) are bound to a dataset: replace this one with built-in layers")
         if len(layer.top) > KNOWN_DATA_LAYERS[key]:
             extra = ", ".join(layer.top[KNOWN_DATA_LAYERS[key]:])
-            raise UserError(f"{_where(layer, source_map)}layer '{layer.name}' ({_name(layer)}) also feeds {extra}; "
-                            "a digitslite dataset holds an image and one label map: remove the layers that "
-                            f"read {extra}")
+            raise UserError(f"{_where(layer, source_map)}layer '{layer.name}' ({_name(layer)}) also feeds "
+                            f"{extra}; a digitslite dataset holds an image and one label map: remove the "
+                            f"layers that read {extra}")
 
 
 def _mean(layer: caffe_pb2.LayerParameter) -> list[float]:

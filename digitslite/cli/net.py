@@ -15,7 +15,7 @@ from digitslite.caffe.cropfix import fix_crop_offsets
 from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
 from digitslite.caffe.prototxt import parse_net_located, parse_solver
 from digitslite.caffe.shapes import Shape
-from digitslite.caffe.template import fill_template
+from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
@@ -80,11 +80,17 @@ def _record_shape(source: str) -> Shape | None:
 
 def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,
             classes: int | None) -> NetReport:
+    """The shared check in the CLI's words. A template (with {{num_classes}}) is trained by digitslite,
+    which derives missing Crop offsets, as for network_defs/; any other net crops as Caffe does."""
+    text = _read_text(path)
     options = CheckOptions(phase=phase, stages=stages, input_shapes=input_shapes, record_shape=_record_shape,
-                           ask_classes=ASK_CLASSES, ask_shape="pass --input-shape [BLOB=]C,H,W or --dataset DIR",
-                           fix_crops=f"write the derived offset, or run: digitslite net crops {path} --fix -o OUT",
+                           ask_classes=ASK_CLASSES,
+                           ask_shape="pass --input-shape [BLOB=]C,H,W or --dataset DIR",
+                           fix_crops="write the derived offset, or run: digitslite net crops "
+                                     f"{path} --fix -o OUT",
+                           fills_missing_crops=NUM_CLASSES_FIELD in text,
                            **_dataset_options(dataset, classes))
-    return check_net_text(_read_text(path), str(path), options)
+    return check_net_text(text, str(path), options)
 
 
 def _parsed(path: Path, classes: int | None) -> tuple[caffe_pb2.NetParameter, object]:
@@ -283,5 +289,5 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
     inputs = f"; DIGITS supplies: {', '.join(report.supplied)}" if report.supplied else ""
     shown = ", ".join(f"{name} {_shape_text(report.blobs[name])}" if name in report.blobs else name
                       for name in report.outputs)
-    click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}{inputs}; "
-               f"outputs: {shown or 'none'}")
+    click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}"
+               f"{inputs}; outputs: {shown or 'none'}")

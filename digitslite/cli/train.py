@@ -104,7 +104,8 @@ def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
     if NUM_CLASSES_FIELD not in text:
         return read_net(net_file)
     classes = _dataset_classes(dataset) if dataset is not None else None
-    return parse_net(fill_template(text, classes, net_file, "give --dataset: its class count fills it"), net_file)
+    filled = fill_template(text, classes, net_file, "give --dataset: its class count fills it")
+    return parse_net(filled, net_file)
 
 
 def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,

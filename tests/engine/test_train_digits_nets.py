@@ -11,7 +11,8 @@ from tests.engine.test_train_support import FCN_NET, write_dataset
 
 # The tiny FCN's layers after its four Data layers, without phase rules (a train or val file).
 BODY = FCN_NET[FCN_NET.index('layer { name: "conv1"'):].replace(' include { stage: "val" }', "")
-VOC_DATA = ('layer { name: "data" type: "Python" top: "data" top: "label" python_param { module: "voc_layers" '
+VOC_DATA = ('layer { name: "data" type: "Python" top: "data" top: "label" '
+            'python_param { module: "voc_layers" '
             'layer: "SBDDSegDataLayer" param_str: "{\'sbdd_dir\': \'../data/sbdd/dataset\', \'seed\': 1337, '
             '\'split\': \'SPLIT\', \'mean\': (104.00699, 116.66877, 122.67892)}" } }\n')
 
@@ -53,8 +54,8 @@ def test_another_python_layer_is_refused_naming_its_module_and_class(dataset, tm
 
 def test_a_digits_style_net_without_data_layers_checks_and_trains(dataset, tmp_path):
     net = tmp_path / "net.prototxt"
-    net.write_text(FCN_NET[FCN_NET.index('layer { name: "conv1"'):].replace("num_output: 3 kernel", "num_output: "
-                                                                              "{{num_classes}} kernel"))
+    body = FCN_NET[FCN_NET.index('layer { name: "conv1"'):]
+    net.write_text(body.replace("num_output: 3 kernel", "num_output: {{num_classes}} kernel"))
     check = CliRunner().invoke(main, ["net", "check", str(net), "--dataset", str(dataset)])
     assert check.exit_code == 0, check.output
     assert "DIGITS-style network" in check.stdout and "DIGITS supplies: data, label" in check.stdout
@@ -65,4 +66,5 @@ def test_a_digits_style_net_without_data_layers_checks_and_trains(dataset, tmp_p
     assert result.exit_code == 0, result.output
     saved = read_net(job / "train_val.prototxt")
     assert [(layer.name, list(layer.top)) for layer in saved.layer if layer.type == "Data"] == [
-        ("train-data", ["data"]), ("train-label", ["label"]), ("val-data", ["data"]), ("val-label", ["label"])]
+        ("train-data", ["data"]), ("train-label", ["label"]),
+        ("val-data", ["data"]), ("val-label", ["label"])]
