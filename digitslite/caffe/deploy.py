@@ -9,6 +9,7 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.digitsnet import data_layer_phase
 from digitslite.caffe.prototxt import filter_net
+from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
 DATA_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "Python"})
@@ -43,7 +44,8 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
 
 def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
                       batch_size: int | None = None) -> caffe_pb2.NetParameter:
-    """A copy of `net` whose Data layers read the dataset's LMDBs (DIGITS layout).
+    """A copy of `net` whose Data layers (and FCN Python data layers, made Data layers) read the
+    dataset's LMDBs (DIGITS layout).
 
     TRAIN-phase (or stage "train") layers read `train_db/<features|labels>`, TEST-phase (stage
     "val") ones `val_db/...`; a top
@@ -52,6 +54,8 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
     bound = caffe_pb2.NetParameter()
     bound.CopyFrom(net)
     for layer in bound.layer:
+        if layer.type == "Python" and not layer.bottom:
+            layer.CopyFrom(as_data_layer(layer))
         if layer.type != "Data":
             continue
         phase = data_layer_phase(layer)

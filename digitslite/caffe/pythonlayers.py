@@ -5,7 +5,9 @@ voc_layers.VOCSegDataLayer / SBDDSegDataLayer and siftflow_layers.SIFTFlowSegDat
 image and its label map per batch, subtract a BGR mean given in param_str, and feed the tops
 (data, label). digitslite reads the same pairs from the dataset's LMDBs: the layer becomes a Data
 layer with the same name, tops and include/exclude rules, batch size 1, the mean as mean_value,
-and an empty source (train_db in TRAIN, val_db in TEST, as DIGITS fills it).
+and an empty source (train_db in TRAIN, val_db in TEST, as DIGITS fills it). A layer without
+rules is included in the phase its param_str split names ("train" TRAIN, any other TEST), which is
+the net FCN's solver builds it in (train_net, test_net), so an all-in-one net can hold both.
 """
 import ast
 
@@ -44,16 +46,15 @@ def check_python_layers(net: caffe_pb2.NetParameter, source_map: SourceMap | Non
                             f"layers that read {extra}")
 
 
-def _mean(layer: caffe_pb2.LayerParameter) -> list[float]:
-    """The BGR mean of the layer's param_str (a Python dict literal), if it gives one."""
+def _params(layer: caffe_pb2.LayerParameter) -> dict:
+    """The layer's param_str, a Python dict literal as the FCN layers read it."""
     try:
         params = ast.literal_eval(layer.python_param.param_str) if layer.python_param.param_str else {}
     except (ValueError, SyntaxError):
         raise UserError(f"layer '{layer.name}' ({_name(layer)}): param_str is not a Python dict literal "
                         f"({layer.python_param.param_str!r}); write it as the FCN layers expect, e.g. "
                         "\"{'mean': (104.0, 117.0, 123.0)}\"") from None
-    mean = params.get("mean", ()) if isinstance(params, dict) else ()
-    return [float(value) for value in mean]
+    return params if isinstance(params, dict) else {}
 
 
 def as_data_layer(layer: caffe_pb2.LayerParameter) -> caffe_pb2.LayerParameter:
@@ -64,7 +65,9 @@ def as_data_layer(layer: caffe_pb2.LayerParameter) -> caffe_pb2.LayerParameter:
     data.exclude.extend(layer.exclude)
     data.data_param.batch_size = 1
     data.data_param.backend = caffe_pb2.DataParameter.LMDB
-    mean = _mean(layer)
-    if mean:
-        data.transform_param.mean_value.extend(mean)
+    params = _params(layer)
+    if not layer.include and not layer.exclude and "split" in params:
+        data.include.add(phase=caffe_pb2.TRAIN if params["split"] == "train" else caffe_pb2.TEST)
+    if params.get("mean"):
+        data.transform_param.mean_value.extend(float(value) for value in params["mean"])
     return data
