@@ -313,7 +313,8 @@ def test_a_classifier_scoring_other_classes_than_the_dataset_is_refused_with_the
     line = _one_line_error(_run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "5"))
     assert "layer 'loss' (SoftmaxWithLoss) gets scores for 21 classes but the dataset has 5" in line
     # every per-pixel classifier layer of 21 outputs on the way to the loss
-    assert "set num_output of 'score_fr', 'upscore' to 5, or write {{num_classes}} there" in line
+    assert ("set num_output (and group, where it is 21) of 'score_fr', 'upscore' to 5, or write "
+            "{{num_classes}} there") in line
     assert _run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "21").exit_code == 0
 
 

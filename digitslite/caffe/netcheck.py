@@ -65,6 +65,7 @@ class NetReport:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     class_fixes: list[str] = field(default_factory=list)   # layers whose num_output should be the class count
+    scored_classes: int | None = None                    # the count they score instead
     filled_outputs: list[str] = field(default_factory=list)  # InnerProducts DIGITS gives the class count
     net: caffe_pb2.NetParameter | None = None            # the filtered, completed net
     source_map: SourceMap | None = None
@@ -166,11 +167,16 @@ def _check_classes(report: NetReport, options: CheckOptions) -> None:
         scored = shape[axis] if len(shape) > axis else None
         if options.num_classes is not None and scored is not None and scored != options.num_classes:
             report.class_fixes = _classifier_chain(net, report.blobs, layer.bottom[0], scored)
+            report.scored_classes = scored
             layers = (", ".join(f"'{name}'" for name in report.class_fixes)
                       or f"the layer making '{layer.bottom[0]}'")
+            grouped = any(other.name in report.class_fixes and other.convolution_param.group == scored
+                          for other in net.layer)
+            group = f" (and group, where it is {scored})" if grouped else ""
             raise UserError(f"{where.where(layer.name)}: layer '{layer.name}' ({layer.type}) gets scores for "
-                            f"{scored} classes but the dataset has {options.num_classes}: set num_output of "
-                            f"{layers} to {options.num_classes}, or write {NUM_CLASSES_FIELD} there")
+                            f"{scored} classes but the dataset has {options.num_classes}: set "
+                            f"num_output{group} of {layers} to {options.num_classes}, or write "
+                            f"{NUM_CLASSES_FIELD} there")
         param = layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param
         ignore, has_ignore = param.ignore_label, param.HasField("ignore_label")
         if options.ignore_label is None:

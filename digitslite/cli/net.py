@@ -11,11 +11,11 @@ import click
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import CropCheck, StrideRow, stride_table
-from digitslite.caffe.cropfix import fix_crop_offsets
 from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
 from digitslite.caffe.prototxt import parse_net_located, parse_solver
 from digitslite.caffe.shapes import Shape
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
+from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
@@ -159,14 +159,16 @@ def _cell(value) -> str:
 @click.option("--to", "to_blob", metavar="BLOB", help="End of the path (default: the blob the last Crop "
               "crops).")
 @_classes
+@_dataset
 @_as_json
-def table(file: Path, from_blob: str | None, to_blob: str | None, classes: int | None, as_json: bool) -> None:
+def table(file: Path, from_blob: str | None, to_blob: str | None, classes: int | None, dataset: Path | None,
+          as_json: bool) -> None:
     """Print stride, pad, kernel, scale and offset of each layer between two blobs of FILE.
 
     The cumulative offset of the first row is the Crop offset that aligns the two blobs: each
     layer's offset is divided by its cumulative scale and summed from the output back to the input.
     """
-    net, source_map = _parsed(file, classes)
+    net, source_map = _parsed(file, _dataset_options(dataset, classes)["num_classes"])
     found = stride_table(net, from_blob, to_blob, source_map)
     rows = [_row_dict(row) for row in found.rows]
     crop_offset = _per_axis(found.crop_offset, int)
@@ -201,17 +203,20 @@ def _verdict(check: CropCheck) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where --fix writes the corrected net.")
 @_classes
+@_dataset
 @_as_json
-def crops(file: Path, fix: bool, output: Path | None, classes: int | None, as_json: bool) -> None:
+def crops(file: Path, fix: bool, output: Path | None, classes: int | None, dataset: Path | None,
+          as_json: bool) -> None:
     """Compare each Crop offset written in FILE with the one the coordinate map derives."""
     if fix != (output is not None):
         raise click.UsageError("--fix and -o OUT go together")
-    report = _report(file, "train", (), (), None, classes)
+    report = _report(file, "train", (), (), dataset, classes)
     if report.net is None:
         raise report.error
     checks = report.crops
     if fix:
-        text, changed = fix_crop_offsets(_read_text(file), str(file), classes)
+        count = _dataset_options(dataset, classes)["num_classes"]
+        text, changed = fix_crop_offsets(_read_text(file), str(file), count)
         write_atomically(output, text.encode("utf-8"))
     if as_json:
         emit_json({"crops": [_check_dict(check) for check in checks]})

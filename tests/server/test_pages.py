@@ -103,6 +103,30 @@ def test_the_crop_fix_writes_the_derived_offsets_and_keeps_the_rest(world):
     assert all(crop["ok"] and crop["written"] for crop in _check(client, fixed)["crops"])
 
 
+def test_a_classifier_for_other_classes_than_the_dataset_is_flagged_with_both_fixes(world):
+    _, client, _, dataset_id = world      # the demo dataset has 10 classes
+    pasted = TINY.replace("{{num_classes}}", "21")   # as one pastes a VOC net
+    flagged = _check(client, pasted, dataset_id)
+    assert "gets scores for 21 classes but the dataset has 10" in flagged["error"]["message"]
+    assert flagged["class_fixes"] == ["score_fr", "upscore2", "score_pool2", "upscore4"]
+    assert flagged["dataset_classes"] == 10
+    assert _check(client, pasted)["error"] is None, "without a dataset there is nothing to compare"
+    fields = {"text": pasted, "dataset": dataset_id}
+    counted = client.post_form("/pages-api/net-fix-classes", fields | {"to": "count"}).json()["text"]
+    assert _check(client, counted, dataset_id)["error"] is None
+    assert counted.count("num_output: 10") == 4 and "num_output: 21" not in counted
+    assert counted.splitlines()[:14] == TINY.splitlines()[:14]   # the comments stay
+    templated = client.post_form("/pages-api/net-fix-classes", fields | {"to": "template"}).json()["text"]
+    assert templated == TINY
+
+
+def test_a_loss_ignoring_another_value_than_the_dataset_is_flagged(world):
+    _, client, _, dataset_id = world      # the demo dataset marks void pixels with 255
+    other = TINY.replace("ignore_label: 255", "ignore_label: 11")
+    message = _check(client, other, dataset_id)["error"]["message"]
+    assert "ignores label 11 but the dataset marks void pixels with 255: set ignore_label: 255" in message
+
+
 def test_network_graphs_are_svg_of_the_training_net(world):
     _, client, _, _ = world
     standard = client.get("/pages-api/networks/fcn_tiny/graph.svg")

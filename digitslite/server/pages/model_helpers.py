@@ -3,9 +3,9 @@ the standard networks' graphs and texts, the learning-rate preview, and a runnin
 from flask import Response, jsonify, request
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.cropfix import fix_crop_offsets
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net
 from digitslite.caffe.template import fill_template
+from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.errors import UserError
 from digitslite.jobs.model import Status
 from digitslite.jobs.runners.names import NETWORK_FILE
@@ -15,7 +15,7 @@ from digitslite.server.fields import Fields
 from digitslite.server.pages.blueprint import pages_api
 from digitslite.server.pages.lrcurve import lr_curves
 from digitslite.server.pages.models import DEFAULT_CLASSES, dataset_facts
-from digitslite.server.pages.netcheck import SOURCE, check_network
+from digitslite.server.pages.netcheck import SOURCE, check_network, fix_classes
 from digitslite.server.pages.netgraph import network_svg
 from digitslite.server.pages.usage import worker_usage
 from digitslite.server.pages.view import page_job
@@ -42,6 +42,14 @@ def net_check():
 def net_fix():
     text, classes, _ = _editor_fields()
     return jsonify({"text": fix_crop_offsets(text, SOURCE, classes)[0]})
+
+
+@pages_api.post("/net-fix-classes")
+def net_fix_classes():
+    """Set the flagged classifier layers' num_output to the dataset's class count, or {{num_classes}}."""
+    text, classes, dataset = _editor_fields()
+    to = Fields(request.form).choice("to", ("count", "template"), "count")
+    return jsonify({"text": fix_classes(text, classes, dataset, to == "template")})
 
 
 def _svg(net: caffe_pb2.NetParameter) -> Response:

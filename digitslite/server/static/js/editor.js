@@ -64,6 +64,15 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
         jump.addEventListener("click", () => goToLine(error.line));
         status.append(" ", jump);
       }
+      if ((result.class_fixes || []).length) {
+        const count = el("button", { type: "button", class: "small primary", id: "fix-classes" },
+          `Set num_output to ${result.dataset_classes}`);
+        count.addEventListener("click", () => fixClasses("count"));
+        const field = el("button", { type: "button", class: "small", id: "fix-classes-template" },
+          "Write {{num_classes}}");
+        field.addEventListener("click", () => fixClasses("template"));
+        status.append(el("p", {}, count, " ", field));
+      }
     } else {
       const [channels, height, width] = result.image_shape;
       const input = result.from_dataset ? "the dataset's" : "a default input, until a dataset is chosen:";
@@ -114,7 +123,17 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
   }
 
   async function fixCrops() {
-    const result = await api("POST", "/pages-api/net-fix", form());
+    await applyFix("/pages-api/net-fix", form());
+  }
+
+  async function fixClasses(to) {
+    const data = form();
+    data.set("to", to);
+    await applyFix("/pages-api/net-fix-classes", data);
+  }
+
+  async function applyFix(path, data) {
+    const result = await api("POST", path, data);
     if (!result.ok) {
       showResult({ error: errorOf(result), crops: [], blobs: [], strides: null });
       return;

@@ -1,15 +1,18 @@
-"""The one Crop offset fixer, for the command line and the custom-network editor: it writes the
-derived offsets into the prototxt text itself, so comments, layout and template fields stay.
+"""The prototxt text editor behind the fixes `net check` offers, for the command line and the
+custom-network editor alike: each fix is written into the text itself, so comments, layout and
+template fields stay.
 
-Each missing or wrong offset is edited in place (an `offset:` replaced, or a `crop_param { ... }`
-added at the layer's indentation); the result is parsed again and must give the derived offsets.
+- Crop offsets: each missing or wrong offset is edited in place (an `offset:` replaced, or a
+  `crop_param { ... }` added at the layer's indentation); the result is parsed again and must
+  give the derived offsets.
+- Class counts: the num_output of the named layers is replaced (by a number or {{num_classes}}).
 """
 import re
 
 from digitslite.caffe.coordmap import crop_report
 from digitslite.caffe.prototxt import parse_net_located
-from digitslite.caffe.sourcemap import PrototxtError, Token, tokenize
-from digitslite.caffe.template import fill_template
+from digitslite.caffe.sourcemap import PrototxtError, SourceMap, Token, tokenize
+from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 
 
 class _Text:
@@ -127,9 +130,7 @@ def fix_crop_offsets(text: str, source: str, num_classes: int | None = None) -> 
     for check in crop_report(net, source_map):
         if check.derived is None or (check.written is not None and check.ok):
             continue
-        line, column = source_map.layer_starts[check.layer]
-        start = next(i for i, token in enumerate(tokens) if (token.line, token.column) == (line, column))
-        _fix_layer(edited, tokens, start, check.derived)
+        _fix_layer(edited, tokens, _layer_start(tokens, source_map, check.layer), check.derived)
         changed += 1
     fixed = edited.applied()
     again, again_map = parse_net_located(fill_template(fixed, num_classes, source), source)
@@ -138,3 +139,32 @@ def fix_crop_offsets(text: str, source: str, num_classes: int | None = None) -> 
         raise PrototxtError("the derived Crop offsets could not be written into this text", path=source,
                             hint="set each Crop layer's offset by hand to the derived value shown")
     return fixed, changed
+
+
+def _layer_start(tokens: list[Token], source_map: SourceMap, layer: str) -> int:
+    """Index of the first token of the layer's block."""
+    line, column = source_map.layer_starts[layer]
+    return next(i for i, token in enumerate(tokens) if (token.line, token.column) == (line, column))
+
+
+def set_class_count(text: str, source: str, layers: list[str], old: int, value: str,
+                    num_classes: int | None = None) -> str:
+    """`text` with each of `layers` made to score `value` classes (a count or {{num_classes}}): its
+    num_output, and its group where that is the old count too (a per-class bilinear upsampling)."""
+    filled = fill_template(text, num_classes, source)
+    _, source_map = parse_net_located(filled, source)
+    tokens = tokenize(filled)
+    edited = _Text(text)
+    for layer in layers:
+        opener = next(i for i in range(_layer_start(tokens, source_map, layer), len(tokens))
+                      if tokens[i].text == "{")
+        keys = [i for i in range(opener, _block_end(tokens, opener)) if tokens[i + 1].text == ":" and (
+            tokens[i].text == "num_output" or (tokens[i].text == "group" and tokens[i + 2].text == str(old)))]
+        if not any(tokens[key].text == "num_output" for key in keys):
+            raise PrototxtError(f"layer '{layer}' writes no num_output to set", path=source,
+                                hint=f"add num_output: {value} to its parameters")
+        for key in keys:
+            start = edited.offset(tokens[key + 2])
+            written = NUM_CLASSES_FIELD if text.startswith(NUM_CLASSES_FIELD, start) else tokens[key + 2].text
+            edited.edits.append((start, start + len(written), value))
+    return edited.applied()
