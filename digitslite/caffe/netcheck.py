@@ -58,7 +58,6 @@ class NetReport:
     error: UserError | None = None
     layers: int = 0
     blobs: dict[str, Shape] = field(default_factory=dict)
-    inputs: list[str] = field(default_factory=list)
     supplied: list[str] = field(default_factory=list)    # inputs DIGITS would supply (data, label)
     crops: list[CropCheck] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -230,7 +229,6 @@ def _build(text: str, source: str, options: CheckOptions, report: NetReport) -> 
     check_python_layers(report.net, source_map)
     check_topology(report.net, source_map)
     report.layers = len(report.net.layer)
-    report.inputs = input_tops(report.net)
     report.outputs = outputs(report.net)
     _unsupported(report.net, source_map)
 

@@ -2,7 +2,10 @@
 
 `shapes` prints every blob's shape, `table` the stride / scale / offset table of DIGITS'
 segmentation post, `crops` the Crop offsets as written against those derived from the geometry
-(and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
+(and writes a corrected copy, comments kept), and `check` runs all of it (or checks a solver file
+and the nets it names) and ends with a one-line verdict. All of them are the shared check of
+caffe.netcheck in the CLI's words; --classes or --dataset fill {{num_classes}}, and --dataset also
+gives the image shape and the values the net must agree with.
 """
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +17,7 @@ from digitslite.caffe.coordmap import CropCheck, StrideRow, stride_table
 from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
 from digitslite.caffe.prototxt import parse_net_located, parse_solver
 from digitslite.caffe.shapes import Shape
+from digitslite.caffe.sourcemap import SourceMap
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.cli._options import input_shape_option
@@ -93,7 +97,7 @@ def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, datas
     return check_net_text(text, str(path), options)
 
 
-def _parsed(path: Path, classes: int | None) -> tuple[caffe_pb2.NetParameter, object]:
+def _parsed(path: Path, classes: int | None) -> tuple[caffe_pb2.NetParameter, SourceMap]:
     """The unfiltered net, its template fields filled with --classes."""
     return parse_net_located(fill_template(_read_text(path), classes, str(path), ASK_CLASSES), str(path))
 
@@ -260,6 +264,10 @@ def _check_solver_file(file: Path, text: str) -> None:
                f"max_iter {solver.max_iter}{nets}")
 
 
+def _blob_text(report: NetReport, name: str) -> str:
+    return f"{name} {_shape_text(report.blobs[name])}" if name in report.blobs else name
+
+
 def _print_notes(report: NetReport) -> None:
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
@@ -291,8 +299,8 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
                  else "no Crop layers") + (f", {underived} cannot be derived (warning)" if underived else "")
     blob_text = f"{len(report.blobs)} blobs" if report.blobs else "structure only (shapes not checked)"
     kind = "DIGITS-style network, " if report.digits_style else ""
-    inputs = f"; DIGITS supplies: {', '.join(report.supplied)}" if report.supplied else ""
-    shown = ", ".join(f"{name} {_shape_text(report.blobs[name])}" if name in report.blobs else name
-                      for name in report.outputs)
+    supplied = ", ".join(_blob_text(report, name) for name in report.supplied)
+    inputs = f"; DIGITS supplies: {supplied}" if supplied else ""
+    shown = ", ".join(_blob_text(report, name) for name in report.outputs)
     click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}"
                f"{inputs}; outputs: {shown or 'none'}")
