@@ -29,6 +29,14 @@ _HINTS = {"stepsize": "the number of iterations between rate drops",
           "gamma": "a factor of 0 or more, e.g. 0.1", "max_iter": "the number of updates to train for"}
 
 
+class SolverFieldError(UserError):
+    """A solver setting Caffe refuses; `field` is the SolverParameter field, for forms and APIs."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def check_policy(solver: caffe_pb2.SolverParameter, source: str = "solver",
                  field_name: Callable[[str], str] = str) -> None:
     """Refuse a schedule Caffe would abort on ("Check failed"), before any training starts.
@@ -38,13 +46,13 @@ def check_policy(solver: caffe_pb2.SolverParameter, source: str = "solver",
     policy = solver.lr_policy
     if policy not in POLICIES:
         shown = repr(policy) if policy else "none"
-        raise UserError(f"{source}: {field_name('lr_policy')} is {shown}; set it to one of "
-                        f"{', '.join(POLICIES)}")
+        raise SolverFieldError(f"{source}: {field_name('lr_policy')} is {shown}; set it to one of "
+                               f"{', '.join(POLICIES)}", "lr_policy")
     for field, comparison, bound in POLICY_LIMITS.get(policy, ()):
         value, name = getattr(solver, field), field_name(field)
         if not (value > bound if comparison == ">" else value >= bound):
-            raise UserError(f"{source}: lr_policy \"{policy}\" needs {name} {comparison} {bound} (it is "
-                            f"{value:g}; Caffe stops on it); set {name} to {_HINTS[field]}")
+            raise SolverFieldError(f"{source}: lr_policy \"{policy}\" needs {name} {comparison} {bound} (it "
+                                   f"is {value:g}; Caffe stops on it); set {name} to {_HINTS[field]}", field)
 
 
 def _multistep(solver: caffe_pb2.SolverParameter, iteration: int, current_step: int) -> int:

@@ -168,6 +168,9 @@ def test_the_learning_rate_preview_is_the_engine_schedule(world):
     assert curves[0]["iterations"][0] == 0 and curves[0]["iterations"][-1] == 1000
     refused = client.get("/pages-api/lr-curve", max_iter=100, lr_policy="step")
     assert refused.status == 422 and "stepsize" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["field"] == "stepsize"
+    sigmoid = client.get("/pages-api/lr-curve", max_iter=100, lr_policy="sigmoid", gamma=0.1, stepsize=0)
+    assert sigmoid.status == 422 and sigmoid.json()["error"]["field"] == "stepsize"   # Caffe's CHECK_GT
 
 
 def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):
