@@ -336,3 +336,16 @@ def test_a_dataset_gives_the_check_its_classes_shape_and_ignore_value(peer, tmp_
     assert "layer 'loss' (SoftmaxWithLoss) ignores label 255 but the dataset marks void pixels with 11" \
         in line
     assert "set ignore_label: 11" in line
+
+
+def test_digits_standard_networks_check_as_digits_builds_them(peer):
+    lenet = peer("digits__standard-networks__caffe__lenet.prototxt")
+    result = _run("check", lenet, "--input-shape", "1,28,28", "--classes", "10")
+    assert result.exit_code == 0, result.output
+    # the val stage's Data layer (batch 32) and ip2's num_output filled with the class count
+    assert "DIGITS-style network, 11 layers (test, stage val)" in result.stdout
+    assert "DIGITS supplies: data 32x1x28x28, label 32" in result.stdout
+    assert "num_output of ip2 is the class count, as DIGITS fills it" in result.stderr
+    train = _run("shapes", lenet, "--phase", "train", "--input-shape", "1,28,28", "--classes", "10", "--json")
+    blobs = json.loads(train.stdout)["blobs"]
+    assert blobs["data"] == [64, 1, 28, 28] and blobs["ip2"] == [64, 10]   # stage train: batch 64

@@ -15,8 +15,8 @@ import click
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import CropCheck, StrideRow, stride_table
 from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
-from digitslite.caffe.prototxt import parse_net_located, parse_solver
-from digitslite.caffe.shapes import Shape
+from digitslite.caffe.prototxt import net_to_text, parse_net_located, parse_solver, read_net
+from digitslite.caffe.shapes import Shape, input_tops
 from digitslite.caffe.sourcemap import SourceMap
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
@@ -51,11 +51,15 @@ def command() -> None:
 
 
 def _read_text(path: Path) -> str:
+    """The file's prototxt text; a binary NetParameter (a .caffemodel) as text without its weights, so
+    places in messages count lines of that text."""
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text prototxt (it holds binary data); give the network's "
-                        ".prototxt") from None
+        net = read_net(path)
+        for layer in net.layer:
+            del layer.blobs[:]
+        return net_to_text(net)
 
 
 def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
@@ -299,8 +303,8 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
                  else "no Crop layers") + (f", {underived} cannot be derived (warning)" if underived else "")
     blob_text = f"{len(report.blobs)} blobs" if report.blobs else "structure only (shapes not checked)"
     kind = "DIGITS-style network, " if report.digits_style else ""
-    supplied = ", ".join(_blob_text(report, name) for name in report.supplied)
-    inputs = f"; DIGITS supplies: {supplied}" if supplied else ""
+    supplied = ", ".join(_blob_text(report, name) for name in input_tops(report.net))
+    inputs = f"; DIGITS supplies: {supplied}" if report.digits_style else ""
     shown = ", ".join(_blob_text(report, name) for name in report.outputs)
     click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}"
                f"{inputs}; outputs: {shown or 'none'}")
