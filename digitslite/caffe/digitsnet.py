@@ -8,12 +8,11 @@
   comments of its standard networks.
 """
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.shapes import is_source
 
 STAGE_OF_PHASE = {"train": "train", "test": "val"}
 PHASE_OF_STAGE = {"train": caffe_pb2.TRAIN, "val": caffe_pb2.TEST}
 SUPPLIED_INPUTS = ("data", "label")
-_SOURCE_TYPES = frozenset({"Input", "Data", "ImageData", "HDF5Data", "Python", "DummyData", "MemoryData",
-                           "WindowData"})
 
 
 def digits_stages(net: caffe_pb2.NetParameter, phase: str, stages: tuple[str, ...]) -> tuple[str, ...]:
@@ -26,7 +25,7 @@ def digits_stages(net: caffe_pb2.NetParameter, phase: str, stages: tuple[str, ..
 
 def supplied_inputs(net: caffe_pb2.NetParameter) -> list[str]:
     """The blobs DIGITS feeds this net: data (and label) when no layer of it is a data source."""
-    if any(layer.type in _SOURCE_TYPES for layer in net.layer) or net.input:
+    if any(is_source(layer) for layer in net.layer) or net.input:
         return []
     produced = {top for layer in net.layer for top in layer.top}
     read = {bottom for layer in net.layer for bottom in layer.bottom}

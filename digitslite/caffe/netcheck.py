@@ -19,15 +19,15 @@ from digitslite.caffe.digitsnet import (
     supplied_inputs,
     unset_class_outputs,
 )
+from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.caffe.prototxt import check_topology, filter_net, parse_net_located
 from digitslite.caffe.pythonlayers import check_python_layers
-from digitslite.caffe.shapes import SUPPORTED_TYPES, Shape, blob_shapes, input_tops, is_source
+from digitslite.caffe.shapes import Shape, blob_shapes, input_tops, is_source
 from digitslite.caffe.sourcemap import SourceMap, tokenize
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.errors import UserError
 
 PLACEHOLDER_CLASSES = 2     # the class count a check uses while the dataset's is unknown
-_CLASSIFIER_LOSSES = ("SoftmaxWithLoss", "Accuracy")
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,32 @@ def _input_shapes(net: caffe_pb2.NetParameter, options: CheckOptions, report: Ne
 
 def _unsupported(net: caffe_pb2.NetParameter, source_map: SourceMap) -> None:
     for layer in net.layer:
-        if layer.type not in SUPPORTED_TYPES:
-            supported = ", ".join(sorted(SUPPORTED_TYPES))
+        if layer.type not in LAYER_TYPES:
+            supported = ", ".join(sorted(LAYER_TYPES))
             raise UserError(f"{source_map.where(layer.name)}: layer '{layer.name}' has type '{layer.type}', "
                             f"which digitslite does not support (supported: {supported})")
+
+
+def _params(layer: caffe_pb2.LayerParameter) -> list:
+    """The parameter messages the layer's record reads."""
+    record = LAYER_TYPES.get(layer.type)
+    return [getattr(layer, name) for name in (record.params if record is not None else ())]
+
+
+def _num_output_param(layer: caffe_pb2.LayerParameter):
+    """The message holding the layer's num_output (convolution_param, inner_product_param), or None."""
+    return next((param for param in _params(layer) if "num_output" in param.DESCRIPTOR.fields_by_name), None)
+
+
+def _label_comparison(layer: caffe_pb2.LayerParameter) -> tuple[int, object] | None:
+    """(class axis, message with ignore_label) of a layer that scores classes against labels: one
+    reading accuracy_param, or softmax_param with loss_param (SoftmaxWithLoss); None for others."""
+    names = LAYER_TYPES[layer.type].params if layer.type in LAYER_TYPES else ()
+    if "accuracy_param" in names:
+        return layer.accuracy_param.axis, layer.accuracy_param
+    if "softmax_param" in names and "loss_param" in names:
+        return layer.softmax_param.axis, layer.loss_param
+    return None
 
 
 def _producers(net: caffe_pb2.NetParameter) -> dict[str, caffe_pb2.LayerParameter]:
@@ -145,8 +167,7 @@ def _classifier_chain(net: caffe_pb2.NetParameter, blobs: dict[str, Shape], scor
         if layer is None or layer.name in seen or len(blobs.get(blob, ())) < 2 or blobs[blob][1] != count:
             continue
         seen.add(layer.name)
-        param = {"Convolution": layer.convolution_param, "Deconvolution": layer.convolution_param,
-                 "InnerProduct": layer.inner_product_param}.get(layer.type)
+        param = _num_output_param(layer)
         if param is not None:
             chain.append(layer.name)
             if param.num_output != count:
@@ -159,25 +180,24 @@ def _check_classes(report: NetReport, options: CheckOptions) -> None:
     """Every per-pixel classifier scores the dataset's classes; losses ignore the dataset's void value."""
     net, where = report.net, report.source_map
     for layer in net.layer:
-        if layer.type not in _CLASSIFIER_LOSSES or not layer.bottom:
+        comparison = _label_comparison(layer)
+        if comparison is None or not layer.bottom:
             continue
-        shape = report.blobs.get(layer.bottom[0], ())
-        axis = layer.softmax_param.axis if layer.type == "SoftmaxWithLoss" else layer.accuracy_param.axis
+        (axis, labels), shape = comparison, report.blobs.get(layer.bottom[0], ())
         scored = shape[axis] if len(shape) > axis else None
         if options.num_classes is not None and scored is not None and scored != options.num_classes:
             report.class_fixes = _classifier_chain(net, report.blobs, layer.bottom[0], scored)
             report.scored_classes = scored
             layers = (", ".join(f"'{name}'" for name in report.class_fixes)
                       or f"the layer making '{layer.bottom[0]}'")
-            grouped = any(other.name in report.class_fixes and other.convolution_param.group == scored
-                          for other in net.layer)
+            grouped = any(getattr(_num_output_param(other), "group", 0) == scored
+                          for other in net.layer if other.name in report.class_fixes)
             group = f" (and group, where it is {scored})" if grouped else ""
             raise UserError(f"{where.where(layer.name)}: layer '{layer.name}' ({layer.type}) gets scores for "
                             f"{scored} classes but the dataset has {options.num_classes}: set "
                             f"num_output{group} of {layers} to {options.num_classes}, or write "
                             f"{NUM_CLASSES_FIELD} there")
-        param = layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param
-        ignore, has_ignore = param.ignore_label, param.HasField("ignore_label")
+        ignore, has_ignore = labels.ignore_label, labels.HasField("ignore_label")
         if options.ignore_label is None:
             continue
         if has_ignore and ignore != options.ignore_label:
