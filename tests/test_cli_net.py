@@ -349,3 +349,12 @@ def test_digits_standard_networks_check_as_digits_builds_them(peer):
     train = _run("shapes", lenet, "--phase", "train", "--input-shape", "1,28,28", "--classes", "10", "--json")
     blobs = json.loads(train.stdout)["blobs"]
     assert blobs["data"] == [64, 1, 28, 28] and blobs["ip2"] == [64, 10]   # stage train: batch 64
+
+
+def test_check_takes_the_nets_a_solver_holds(tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('base_lr: 0.01 lr_policy: "fixed" max_iter: 5 net_param { ' + HALF_PIXEL + " }")
+    result = _run("check", solver)
+    assert result.exit_code == 0, result.output
+    assert f"nets: {solver} net_param (train) 5 layers, {solver} net_param (test) 5 layers" in result.stdout
+    assert "layer 'crop' (Crop) crops at offset 0" in result.stderr

@@ -87,10 +87,11 @@ def _record_shape(source: str) -> Shape | None:
 
 
 def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,
-            classes: int | None) -> NetReport:
-    """The shared check in the CLI's words. A template (with {{num_classes}}) is trained by digitslite,
-    which derives missing Crop offsets, as for network_defs/; any other net crops as Caffe does."""
-    text = _read_text(path)
+            classes: int | None, text: str | None = None, source: str | None = None) -> NetReport:
+    """The shared check of FILE (or of `text`, a net held in it) in the CLI's words. A template (with
+    {{num_classes}}) is trained by digitslite, which derives missing Crop offsets, as for
+    network_defs/; any other net crops as Caffe does."""
+    text = _read_text(path) if text is None else text
     options = CheckOptions(phase=phase, stages=stages, input_shapes=input_shapes, record_shape=_record_shape,
                            ask_classes=ASK_CLASSES,
                            ask_shape="pass --input-shape [BLOB=]C,H,W or --dataset DIR",
@@ -98,7 +99,7 @@ def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, datas
                                      f"{path} --fix -o OUT",
                            fills_missing_crops=NUM_CLASSES_FIELD in text,
                            **_dataset_options(dataset, classes))
-    return check_net_text(text, str(path), options)
+    return check_net_text(text, source or str(path), options)
 
 
 def _parsed(path: Path, classes: int | None) -> tuple[caffe_pb2.NetParameter, SourceMap]:
@@ -237,32 +238,43 @@ def crops(file: Path, fix: bool, output: Path | None, classes: int | None, datas
         click.echo(f"wrote {output} ({changed} offset(s) filled or corrected)")
 
 
-def _solver_nets(solver: caffe_pb2.SolverParameter) -> list[tuple[str, str]]:
-    """(file, phase) of each net file the solver names."""
+def _solver_nets(file: Path, solver: caffe_pb2.SolverParameter) -> list[tuple[str, str | None, str]]:
+    """(name, prototxt text or None when the file is not found, phase) of each net the solver names
+    (relative paths from here, as Caffe opens them, else beside the solver) or holds."""
     named = [(solver.net, "train"), (solver.net, "test")] if solver.net else []
     named += [(solver.train_net, "train")] if solver.train_net else []
-    return named + [(name, "test") for name in solver.test_net]
+    named += [(name, "test") for name in solver.test_net]
+    nets = []
+    for name, phase in named:
+        found = next((path for path in (Path(name), file.parent / name) if path.is_file()), None)
+        nets.append((str(found or name), _read_text(found) if found else None, phase))
+    held = [("net_param", solver.net_param, phase) for phase in ("train", "test")
+            if solver.HasField("net_param")]
+    if solver.HasField("train_net_param"):
+        held.append(("train_net_param", solver.train_net_param, "train"))
+    held += [(f"test_net_param {index + 1}", net, "test") for index, net in enumerate(solver.test_net_param)]
+    return nets + [(f"{file} {label}", net_to_text(net), phase) for label, net, phase in held]
 
 
 def _check_solver_file(file: Path, text: str) -> None:
-    """A solver file: every field's range, then each net it names that can be found (relative
-    paths from here, as Caffe opens them, else from the solver's folder)."""
+    """A solver file: every field's range, then each net it names or holds that can be found."""
     from digitslite.engine.solver import check_solver  # torch only for solver files
 
     solver = parse_solver(text, str(file))
     check_solver(solver, str(file))
-    checked = []
-    for name, phase in _solver_nets(solver):
-        found = next((path for path in (Path(name), file.parent / name) if path.is_file()), None)
-        if found is None:
-            click.echo(f"note: {file}: its net '{name}' is not found here or beside it; its fields alone "
-                       "were checked", err=True)
+    checked, missing = [], []
+    for name, net_text, phase in _solver_nets(file, solver):
+        if net_text is None:
+            if name not in missing:
+                click.echo(f"note: {file}: its net '{name}' is not found here or beside it; its fields alone "
+                           "were checked", err=True)
+            missing.append(name)
             continue
-        report = _report(found, phase, (), (), None, None)
+        report = _report(file, phase, (), (), None, None, text=net_text, source=name)
         if report.error is not None:
             raise report.error
         _print_notes(report)
-        checked.append(f"{found} ({report.state}) {report.layers} layers")
+        checked.append(f"{name} ({report.state}) {report.layers} layers")
     nets = f"; nets: {', '.join(checked)}" if checked else ""
     click.echo(f"OK: {file}: solver {solver.type or 'SGD'}, lr_policy {solver.lr_policy or 'none'}, "
                f"max_iter {solver.max_iter}{nets}")
