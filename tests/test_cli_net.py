@@ -358,3 +358,12 @@ def test_check_takes_the_nets_a_solver_holds(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"nets: {solver} net_param (train) 5 layers, {solver} net_param (test) 5 layers" in result.stdout
     assert "layer 'crop' (Crop) crops at offset 0" in result.stderr
+
+
+def test_check_json_holds_the_report(tmp_path):
+    path = tmp_path / "half.prototxt"
+    path.write_text(HALF_PIXEL)
+    report = json.loads(_run("check", path, "--json").stdout)
+    assert (report["layers"], report["inputs"], report["outputs"]) == (5, ["data"], ["crop"])
+    assert report["blobs"]["up"] == [1, 1, 102, 102] and report["crops"][0]["derived"] is None
+    assert len(report["warnings"]) == 1 and report["digits_style"] is False

@@ -298,8 +298,9 @@ def _print_notes(report: NetReport) -> None:
 @_input_shape
 @_classes
 @_dataset
+@_as_json
 def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
-          dataset: Path | None) -> None:
+          dataset: Path | None, as_json: bool) -> None:
     """Parse, upgrade, filter and check FILE (a network or a solver): topology, shapes, Crop offsets and,
     with --dataset or --classes, the class count and ignore value; exit 1 on a problem."""
     text = _read_text(file)
@@ -309,6 +310,13 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
     report = _report(file, phase, stages, input_shapes, dataset, classes)
     if report.error is not None:
         raise report.error
+    if as_json:
+        emit_json({"state": report.state, "digits_style": report.digits_style, "layers": report.layers,
+                   "inputs": input_tops(report.net), "outputs": report.outputs,
+                   "blobs": {name: list(shape) for name, shape in report.blobs.items()},
+                   "crops": [_check_dict(crop) for crop in report.crops],
+                   "warnings": report.warnings, "notes": report.notes})
+        return
     _print_notes(report)
     underived = sum(check.derived is None for check in report.crops)
     crop_text = (f"{len(report.crops) - underived} Crop offset(s) match the coordinate map" if report.crops
