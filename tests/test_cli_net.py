@@ -271,7 +271,7 @@ def test_a_crop_without_a_whole_derived_offset_is_a_warning_never_a_refusal(tmp_
     assert result.exit_code == 0, result.output
     # conv k2: 100 -> 99, pool: 50, deconv k4 s2: 102, cropped at Caffe's default offset 0 to 100
     assert "outputs: crop 1x1x100x100" in result.stdout
-    assert "1 cannot be derived (warning)" in result.stdout
+    assert "1 Crop offset(s) cannot be derived (warning)" in result.stdout
     assert "warning:" in result.stderr
     assert "layer 'crop' (Crop) crops at offset 0 (the default)" in result.stderr
     assert "not a whole number" in result.stderr
@@ -303,7 +303,7 @@ def test_a_template_field_names_the_flag_that_fills_it(repo_root):
         assert f"{standard}:" in line
     result = _run("check", standard, "--classes", "21", "--input-shape", "3,500,500")
     assert result.exit_code == 0, result.output
-    assert "1 Crop offset(s) match the coordinate map" in result.stdout   # derived when it trains
+    assert "1 Crop offset(s) derived from the coordinate map when it trains" in result.stdout   # none written
     shapes = json.loads(_run("shapes", standard, "--classes", "4", "--input-shape", "3,500,500",
                              "--json").stdout)
     assert shapes["blobs"]["score"] == [1, 4, 500, 500]

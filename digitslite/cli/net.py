@@ -319,8 +319,13 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
         return
     _print_notes(report)
     underived = sum(check.derived is None for check in report.crops)
-    crop_text = (f"{len(report.crops) - underived} Crop offset(s) match the coordinate map" if report.crops
-                 else "no Crop layers") + (f", {underived} cannot be derived (warning)" if underived else "")
+    derived = sum(check.written is None and check.derived is not None for check in report.crops)
+    matched = len(report.crops) - underived - derived
+    counts = [(matched, "match the coordinate map"),
+              (derived, "derived from the coordinate map when it trains"),
+              (underived, "cannot be derived (warning)")]
+    crop_text = (", ".join(f"{count} Crop offset(s) {what}" for count, what in counts if count)
+                 or "no Crop layers")
     blob_text = f"{len(report.blobs)} blobs" if report.blobs else "structure only (shapes not checked)"
     kind = "DIGITS-style network, " if report.digits_style else ""
     supplied = ", ".join(_blob_text(report, name) for name in input_tops(report.net))
