@@ -120,6 +120,18 @@ def test_a_classifier_for_other_classes_than_the_dataset_is_flagged_with_both_fi
     assert templated == TINY
 
 
+def test_a_crop_caffe_runs_without_a_whole_offset_is_a_warning_with_its_line(world):
+    _, client, _, _ = world
+    # an even kernel in conv1_1 (2, pad 1) shifts the map by half a pixel: offset (1 - 1/2) / 1
+    text = TINY.replace("kernel_size: 3", "kernel_size: 2", 1)
+    result = _check(client, text)
+    assert result["error"] is None, result["error"]
+    (warning,) = result["warnings"]
+    assert "crops at offset 0 (the default), as Caffe does" in warning["message"]
+    assert warning["line"] == TINY[:TINY.index('name: "score"\n  type: "Crop"')].count("\n")
+    assert [crop["derived"] for crop in result["crops"]][-1] is None
+
+
 def test_a_loss_ignoring_another_value_than_the_dataset_is_flagged(world):
     _, client, _, dataset_id = world      # the demo dataset marks void pixels with 255
     other = TINY.replace("ignore_label: 255", "ignore_label: 11")
