@@ -65,15 +65,13 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], 
         solver.test_iter.append(test_iter)
         if not solver.test_interval:
             raise UserError("--test-iter needs --test-interval (how many iterations between tests)")
-    check_solver(solver, solver_file or "the solver", _field_names(options, stepvalue, test_iter))
+    check_solver(solver, solver_file or "the solver", _field_names(options))
     return solver
 
 
-def _field_names(options: dict, stepvalue: tuple[int, ...], test_iter: int | None) -> Callable[[str], str]:
+def _field_names(options: dict) -> Callable[[str], str]:
     """A solver field as the user set it: the flag when an option gave it, else the field's name."""
     given = {name: option for option, name in SOLVER_OPTIONS.items() if options.get(option) is not None}
-    given |= {"stepvalue": "stepvalue"} if stepvalue else {}
-    given |= {"test_iter": "test_iter"} if test_iter is not None else {}
     return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
 
 
