@@ -69,3 +69,18 @@ def test_a_digits_style_net_without_data_layers_checks_and_trains(dataset, tmp_p
     assert [(layer.name, list(layer.top)) for layer in saved.layer if layer.type == "Data"] == [
         ("train-data", ["data"]), ("train-label", ["label"]),
         ("val-data", ["data"]), ("val-label", ["label"])]
+
+
+def test_a_data_source_that_can_be_read_gives_the_check_its_shapes(dataset, tmp_path):
+    net = tmp_path / "train_val.prototxt"
+    source = dataset / "val_db" / "features"
+    test_data = "transform_param { scale: 0.00390625 CROP } data_param { batch_size: 4 backend: LMDB }"
+    readable = (f'transform_param {{ scale: 0.00390625 crop_size: 8 }} '
+                f'data_param {{ source: "{source}" batch_size: 4 }}')
+    net.write_text(FCN_NET.replace("CROP_MIRROR", "").replace(test_data, readable))
+    check = CliRunner().invoke(main, ["net", "check", str(net), "--json"])
+    assert check.exit_code == 0, check.output
+    report = json.loads(check.stdout)
+    # the 12x12 records of val_db, cropped to crop_size 8, in batches of 4
+    assert report["blobs"]["data"] == [4, 3, 8, 8] and report["blobs"]["score"] == [4, 3, 8, 8]
+    assert f"input 'data' has the 3x12x12 records of {source}" in report["notes"]
