@@ -36,6 +36,9 @@ class SolverFieldError(UserError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):
+        return type(self), (str(self), self.field)   # crosses process boundaries (rank workers)
+
 
 def check_policy(solver: caffe_pb2.SolverParameter, source: str = "solver",
                  field_name: Callable[[str], str] = str) -> None:
