@@ -11,9 +11,8 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.prototxt import parse_net, parse_solver
+from digitslite.caffe.template import NUM_CLASSES_FIELD
 from digitslite.errors import UserError
-
-NUM_CLASSES_FIELD = "{{num_classes}}"
 
 
 def network_defs_dir() -> Path:

@@ -179,6 +179,15 @@ def close_lmdb_readers() -> None:
 os.register_at_fork(before=close_lmdb_readers)
 
 
+def first_record_shape(path: Path) -> tuple[int, ...] | None:
+    """C, H, W of the first Datum of an LMDB folder (None if it is not one, or empty)."""
+    if not (path / "data.mdb").is_file():
+        return None
+    with _reader(path).begin() as txn:
+        first = next(txn.cursor().iternext(keys=False, values=True), None)
+    return tuple(datum_array(first).shape) if first is not None else None
+
+
 def _lmdb_keys(path: Path) -> list[bytes]:
     with _reader(path).begin() as txn:
         return list(txn.cursor().iternext(keys=True, values=False))

@@ -87,6 +87,22 @@ def test_a_dataset_from_an_uploaded_zip(world):
     assert client.get(f"/api/v1/jobs/{job_id}/files/dataset/dataset.json").json()["counts"]["val"] == 4
 
 
+def test_a_digits_style_network_trains_as_a_custom_network(world):
+    """A network without data layers, whose data and label DIGITS supplies from the dataset."""
+    _, client, _, dataset_id, _ = world
+    text = get_network("fcn_tiny").network_file.read_text()
+    first, body = text.index("layer {"), text.index('layer {\n  name: "scale"')
+    request = model_request(dataset_id, max_iter=2, snapshot_interval=2, test_interval=2,
+                            network_prototxt=text[:first] + text[body:])
+    del request["network"]
+    model_id = created_id(client.post("/api/v1/models", request))
+    assert client.wait_status(model_id, timeout=120)["status"] == "done", client.job(model_id)
+    assert [snapshot["iteration"] for snapshot in client.job(model_id)["snapshots"]] == [2]
+    train_val = client.get(f"/api/v1/jobs/{model_id}/files/train_val.prototxt").body.decode()
+    for name in ("train-data", "train-label", "val-data", "val-label"):   # added as DIGITS adds them
+        assert f'name: "{name}"' in train_val
+
+
 def test_errors_are_json_never_html(world):
     _, client, _, _, model_id = world
     assert "no job with id" in _error(client.get("/api/v1/jobs/nope"), 404)

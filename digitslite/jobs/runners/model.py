@@ -14,6 +14,7 @@ from typing import Any
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.deploy import bind_data_sources, deploy_net
+from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
@@ -72,7 +73,7 @@ def _network(ctx: RunContext, num_classes: int) -> tuple[caffe_pb2.NetParameter,
         net, solver = load_network(source["name"], num_classes), load_solver(source["name"])
     elif source["kind"] == "prototxt":
         text = fill_num_classes(source["text"], num_classes)
-        net = fill_crop_offsets(parse_net(text, source="network_prototxt"))
+        net = fill_crop_offsets(complete_digits_net(parse_net(text, source="network_prototxt"), num_classes))
     else:
         other = ctx.other_job(source["job"], "network")
         if not (other.path / NETWORK_FILE).is_file():

@@ -4,8 +4,7 @@ import bisect
 from typing import Any
 
 from digitslite.caffe import caffe_pb2
-from digitslite.engine.lr_policy import POLICIES, check_policy, learning_rate
-from digitslite.errors import UserError
+from digitslite.engine.lr_policy import POLICIES, SolverFieldError, check_policy, learning_rate
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 
@@ -21,9 +20,9 @@ def lr_curves(fields: Fields) -> list[dict[str, Any]]:
         stepsize=fields.integer("stepsize", 0, minimum=0),
         stepvalue=sorted(fields.integers("stepvalue", minimum=1)))
     try:
-        check_policy(solver, "lr_policy")
-    except UserError as exc:
-        raise ApiError(422, str(exc), "lr_policy") from None
+        check_policy(solver, "learning rate")
+    except SolverFieldError as exc:
+        raise ApiError(422, str(exc), exc.field) from None
     iterations = sorted({round(point * max_iter / (CURVE_POINTS - 1)) for point in range(CURVE_POINTS)})
     curves = []
     for base_lr in fields.numbers("base_lr", positive=True) or [0.01]:

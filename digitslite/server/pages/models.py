@@ -37,7 +37,8 @@ def dataset_facts(row: dict[str, Any]) -> dict[str, Any]:
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
     return {"id": row["id"], "name": row["name"], "status": row["status"],
             "classes": len(info.get("classes", [])) or None, "train": info.get("counts", {}).get("train"),
-            "shape": [info.get("channels", 3), size[1], size[0]] if size else None}
+            "shape": [info.get("channels", 3), size[1], size[0]] if size else None,
+            "ignore": info.get("ignore_label")}
 
 
 def _dataset_choices() -> list[dict[str, Any]]:
