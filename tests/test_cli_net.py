@@ -231,7 +231,7 @@ def test_net_check_on_every_peer_network(peer, name):
 def test_every_peer_prototxt_checks_or_is_refused_for_a_named_layer(peer):
     """Issue 12's acceptance: with no options at all, each file passes `net check` or is refused for a
     named unsupported layer type (or a Python layer that is not a known data layer)."""
-    refusal = re.compile(r"layer '[^']+' (has type '[^']+', which digitslite does not support|"
+    refusal = re.compile(r"layer '[^']+' (has type '[^']+', which digitslite does not (support|run)|"
                          r"is a Python layer \([\w.]+\), which digitslite does not run)")
     for path in sorted(peer("MANIFEST.md").parent.glob("*.prototxt")):
         result = _run("check", path)

@@ -22,7 +22,7 @@ from digitslite.caffe.digitsnet import (
 from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.caffe.prototxt import check_topology, filter_net, parse_net_located
 from digitslite.caffe.pythonlayers import check_python_layers
-from digitslite.caffe.shapes import Shape, blob_shapes, input_tops, is_source
+from digitslite.caffe.shapes import Shape, blob_shapes, input_tops, is_source, refuse_unknown_types
 from digitslite.caffe.sourcemap import SourceMap, tokenize
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.errors import UserError
@@ -117,14 +117,6 @@ def _input_shapes(net: caffe_pb2.NetParameter, options: CheckOptions, report: Ne
     report.notes.append(f"shapes not checked: layer '{first.name}' ({first.type}) reads its images when it "
                         f"runs; {options.ask_shape}")
     return None
-
-
-def _unsupported(net: caffe_pb2.NetParameter, source_map: SourceMap) -> None:
-    for layer in net.layer:
-        if layer.type not in LAYER_TYPES:
-            supported = ", ".join(sorted(LAYER_TYPES))
-            raise UserError(f"{source_map.where(layer.name)}: layer '{layer.name}' has type '{layer.type}', "
-                            f"which digitslite does not support (supported: {supported})")
 
 
 def _params(layer: caffe_pb2.LayerParameter) -> list:
@@ -250,7 +242,7 @@ def _build(text: str, source: str, options: CheckOptions, report: NetReport) -> 
     check_topology(report.net, source_map)
     report.layers = len(report.net.layer)
     report.outputs = outputs(report.net)
-    _unsupported(report.net, source_map)
+    refuse_unknown_types(report.net, source_map)
 
 
 def check_net_text(text: str, source: str, options: CheckOptions = CheckOptions()) -> NetReport:
