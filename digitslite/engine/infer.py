@@ -36,12 +36,9 @@ from digitslite.caffe.shapes import (
     is_source,
     pool_window,
 )
+from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
-
-CHANNEL_ORDERS = ("bgr", "rgb", "gray")
-DEFAULT_MAX_TILE = 1024
-
 
 # ----------------------------------------------------------------------------------------------
 # Images and preprocessing
@@ -195,10 +192,6 @@ class TileGeometry:
     before: tuple[int, int]
     after: tuple[int, int]
     align: tuple[int, int]
-
-    def min_tile(self, axis: int) -> int:
-        """The smallest tile side that still makes progress along `axis`."""
-        return self.before[axis] + self.after[axis] + self.align[axis]
 
 
 def tile_geometry(net: caffe_pb2.NetParameter, input_name: str,
