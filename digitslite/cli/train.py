@@ -14,7 +14,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
 from digitslite.cli._output import emit_json
-from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
@@ -32,8 +32,7 @@ SOLVER_OPTIONS = {
     "snapshot": "snapshot", "seed": "random_seed", "average_loss": "average_loss",
     "clip_gradients": "clip_gradients",
 }
-DEFAULT_SOLVER = {"base_lr": 0.01, "lr_policy": "fixed", "momentum": 0.9, "weight_decay": 0.0005,
-                  "max_iter": 1000, "display": 20}
+CLI_SOLVER = {**DEFAULT_SOLVER, "max_iter": 1000}  # without --solver or --network
 
 
 def _read_solver(path: str) -> caffe_pb2.SolverParameter:
@@ -49,10 +48,7 @@ def _read_solver(path: str) -> caffe_pb2.SolverParameter:
 def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], test_iter: int | None,
             standard: caffe_pb2.SolverParameter | None = None) -> caffe_pb2.SolverParameter:
     """The solver file, else the standard network's solver, else defaults; then the CLI's overrides."""
-    if solver_file:
-        solver = _read_solver(solver_file)
-    else:
-        solver = standard or caffe_pb2.SolverParameter(**DEFAULT_SOLVER)
+    solver = _read_solver(solver_file) if solver_file else standard or caffe_pb2.SolverParameter(**CLI_SOLVER)
     for option, name in SOLVER_OPTIONS.items():
         if options.get(option) is not None:
             setattr(solver, name, options[option])

@@ -19,8 +19,8 @@ from digitslite.server.create_model import models_api
 from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
-from digitslite.server.openapi import openapi_api
 from digitslite.server.pages import pages
+from digitslite.server.schemas.openapi import openapi_api
 from digitslite.server.services import Services
 from digitslite.server.sse import events_api
 from digitslite.server.store.routes import store_api

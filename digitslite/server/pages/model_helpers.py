@@ -9,7 +9,6 @@ from digitslite.jobs.model import Status
 from digitslite.jobs.runners.names import NETWORK_FILE
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.pages.blueprint import pages_api
 from digitslite.server.pages.lrcurve import lr_curves
 from digitslite.server.pages.models import DEFAULT_CLASSES, dataset_facts
@@ -17,14 +16,23 @@ from digitslite.server.pages.netcheck import SOURCE, check_network, fill_classes
 from digitslite.server.pages.netgraph import network_svg
 from digitslite.server.pages.usage import worker_usage
 from digitslite.server.pages.view import page_job
+from digitslite.server.schemas.body import Query
+from digitslite.server.schemas.types import text
 from digitslite.server.services import services
 
 GRAPH_CACHE_S = 3600
 
 
+Prototxt = text(5_000_000)
+
+
+class EditorText(Query):
+    text: Prototxt = ""
+
+
 def _editor_fields() -> tuple[str, int, tuple[int, int, int] | None]:
     """The editor's text, and the class count and image shape of the chosen dataset (if any)."""
-    text = Fields(request.form).text("text", "", max_length=5_000_000)
+    text = EditorText.parse(request.form.to_dict()).text
     row = services().index.get(request.form.get("dataset", ""))
     dataset = dataset_facts(row) if row and row["kind"] == "dataset" else {}
     shape = tuple(dataset["shape"]) if dataset.get("shape") else None
@@ -84,7 +92,7 @@ def model_graph(job_id: str):
 
 @pages_api.get("/lr-curve")
 def lr_curve():
-    return jsonify({"curves": lr_curves(Fields(request.args))})
+    return jsonify({"curves": lr_curves(request.args.to_dict())})
 
 
 @pages_api.get("/jobs/<job_id>/usage")
