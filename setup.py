@@ -25,6 +25,7 @@ setup(
         "pillow==13.0.0",
         "plotly==7.1.0",
         "protobuf==7.36.2",
+        "pydantic==2.13.5",
     ],
     extras_require={
         "test": [

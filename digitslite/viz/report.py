@@ -127,8 +127,11 @@ def write_report(job_dir: Path, output: Path) -> dict[str, Any]:
                         "job has logged some iterations")
     figure = draw_report(metrics, job_dir.resolve().name)
     partial = output.with_name(f".{output.name}.partial")
-    figure.savefig(partial, format=output.suffix.lower().lstrip("."), dpi=150)
-    partial.replace(output)
+    try:
+        figure.savefig(partial, format=output.suffix.lower().lstrip("."), dpi=150)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
     last = metrics.last_val
     return {"report": str(output), "train_records": len(metrics.train), "val_records": len(metrics.val),
             "last_val": None if last is None else {key: last.get(key) for key in

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.model import RESUMABLE, TERMINAL, Status
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
 
@@ -38,8 +39,11 @@ def gpu_badge() -> dict[str, int]:
 
 @pages.app_context_processor
 def _navigation() -> dict[str, Any]:
-    """`identity` is None on the login page of a multi-user server."""
-    return {"identity": g.get("identity"), "multi_user": services().users.has_users(), "gpu_badge": gpu_badge}
+    """`identity` is None on the login page of a multi-user server. The status groups are the job
+    model's, for the pages' scripts (which actions a status allows)."""
+    return {"identity": g.get("identity"), "multi_user": services().users.has_users(), "gpu_badge": gpu_badge,
+            "active_statuses": [str(status) for status in Status if status not in TERMINAL],
+            "resumable_statuses": [str(status) for status in Status if status in RESUMABLE]}
 
 
 def page_job(job_id: str, kind: str | None = None) -> tuple[dict[str, Any], JobFolder]:
