@@ -16,9 +16,9 @@ from digitslite.errors import UserError
 
 
 def network_defs_dir() -> Path:
-    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the one in the checkout."""
+    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the package's own network_defs/."""
     configured = os.environ.get("DIGITSLITE_NETWORK_DEFS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "network_defs"
+    return Path(configured) if configured else Path(__file__).resolve().parent / "network_defs"
 
 
 @dataclass(frozen=True)

@@ -251,21 +251,6 @@ def _derive_crop(graph: _Graph, index: int) -> list[int]:
     return [int(-b) for b in found.offset]
 
 
-def _crop_index(graph: _Graph, crop_layer: str) -> int:
-    for index, layer in enumerate(graph.layers):
-        if layer.name == crop_layer and layer.type == "Crop":
-            return index
-    raise CoordMapError(f"the net has no Crop layer named '{crop_layer}'")
-
-
-def crop_offset_for(net: caffe_pb2.NetParameter, crop_layer: str,
-                    source_map: SourceMap | None = None) -> list[int]:
-    """The offset(s) Caffe's coord_map derives for a Crop layer: one value for all cropped axes,
-    or one per axis where the geometry differs between axes."""
-    graph = _Graph(net, source_map)
-    return _derive_crop(graph, _crop_index(graph, crop_layer))
-
-
 @dataclass(frozen=True)
 class CropCheck:
     """A Crop layer's offset as written (None: not written, which Caffe reads as 0) and as derived.

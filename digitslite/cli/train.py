@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,13 +17,14 @@ from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, uns
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._output import emit_json
-from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
-from digitslite.engine.solver import RULES, check_solver
-from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.networks import load_network, load_solver
+
+if TYPE_CHECKING:  # torch loads with the engine: only when a command runs, never for --help
+    from digitslite.engine.train import TrainConfig, TrainResult
 
 NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
@@ -33,8 +35,7 @@ SOLVER_OPTIONS = {
     "snapshot": "snapshot", "seed": "random_seed", "average_loss": "average_loss",
     "clip_gradients": "clip_gradients",
 }
-DEFAULT_SOLVER = {"base_lr": 0.01, "lr_policy": "fixed", "momentum": 0.9, "weight_decay": 0.0005,
-                  "max_iter": 1000, "display": 20}
+CLI_SOLVER = {**DEFAULT_SOLVER, "max_iter": 1000}  # without --solver or --network
 
 
 def _read_solver(path: str) -> caffe_pb2.SolverParameter:
@@ -50,10 +51,8 @@ def _read_solver(path: str) -> caffe_pb2.SolverParameter:
 def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], test_iter: int | None,
             standard: caffe_pb2.SolverParameter | None = None) -> caffe_pb2.SolverParameter:
     """The solver file, else the standard network's solver, else defaults; then the CLI's overrides."""
-    if solver_file:
-        solver = _read_solver(solver_file)
-    else:
-        solver = standard or caffe_pb2.SolverParameter(**DEFAULT_SOLVER)
+    from digitslite.engine.solver import check_solver  # torch: only when a command runs
+    solver = _read_solver(solver_file) if solver_file else standard or caffe_pb2.SolverParameter(**CLI_SOLVER)
     for option, name in SOLVER_OPTIONS.items():
         if options.get(option) is not None:
             setattr(solver, name, options[option])
@@ -134,8 +133,10 @@ def _progress(record: dict) -> None:
     click.echo(f"[{record['phase']}] iteration {record['iteration']}: {shown}", err=True)
 
 
-def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
+def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
     """Train with SIGTERM (and Ctrl-C) meaning: snapshot at the end of this iteration and stop."""
+    from digitslite.engine.train import train
+
     stop_requested = []
 
     def request_stop(signum, frame) -> None:
@@ -164,7 +165,7 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--stepvalue", type=int, multiple=True, help="Iteration of a multistep drop (repeatable).")
 @click.option("--momentum", type=float, help="Momentum (Adam's beta1, AdaDelta's decay).")
 @click.option("--weight-decay", type=float, help="Weight decay.")
-@click.option("--solver-type", type=click.Choice(list(RULES)), help="Update rule.")
+@click.option("--solver-type", type=click.Choice(SOLVER_TYPES), help="Update rule.")
 @click.option("--max-iter", type=int, help="Number of updates to train for.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size of every Data layer.")
 @click.option("--iter-size", type=click.IntRange(min=1), help="Batches accumulated per update.")
@@ -181,7 +182,7 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from this .solverstate.")
 @click.option("--gpu/--cpu", "use_gpu", default=None,
               help="Train on the GPU or the CPU (default: the GPU if there is one).")
-@click.option("--amp", type=click.Choice(["bf16", "fp16"]), help="Mixed-precision forward pass.")
+@click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed-precision forward pass.")
 @click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
 @click.option("--compile", "use_compile", is_flag=True, help="Compile the train net with torch.compile.")
 @click.option("--cudnn-benchmark", is_flag=True, help="Let cuDNN pick algorithms (fixed input sizes).")
@@ -207,6 +208,9 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     SIGTERM or Ctrl-C snapshots and stops; --resume continues exactly where it stopped, with any
     number of ranks. If a rank dies, every rank is stopped and the command exits with code 75.
     """
+    from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
+    from digitslite.engine.train import TrainConfig
+
     job = Path(job_dir)
     dataset_dir = Path(dataset).absolute() if dataset else None  # resolved once, from where the command runs
     if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():

@@ -12,7 +12,12 @@ import numpy as np
 from digitslite.caffe import caffe_pb2
 from digitslite.errors import UserError
 
-POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+# Each policy and the solver fields its formula reads, which Caffe gives no defaults.
+POLICY_FIELDS: dict[str, tuple[str, ...]] = {
+    "fixed": (), "step": ("gamma", "stepsize"), "exp": ("gamma",), "inv": ("gamma", "power"),
+    "multistep": ("gamma", "stepvalue"), "poly": ("power",), "sigmoid": ("gamma", "stepsize"),
+}
+POLICIES = tuple(POLICY_FIELDS)
 
 
 # Caffe's CHECKs in SGDSolver::GetLearningRate, per policy: (field, comparison, bound). poly's

@@ -83,7 +83,7 @@ def _adam(g: torch.Tensor, hist: list[torch.Tensor], hp: Hyper, rate: float, t: 
     return g.copy_(m).div_(v.sqrt().add_(hp.delta)).mul_(f32(rate * correction))
 
 
-# Caffe type name -> (rule, history buffers per parameter).
+# Caffe type name (choices.SOLVER_TYPES) -> (rule, history buffers per parameter).
 RULES: dict[str, tuple[Rule, int]] = {
     "SGD": (_sgd, 1),
     "Nesterov": (_nesterov, 1),

@@ -16,6 +16,7 @@ from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.deploy import bind_data_sources, deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
+from digitslite.engine.choices import DEFAULT_SOLVER
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
@@ -102,8 +103,7 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
     if base is not None:
         solver.CopyFrom(base)
     else:
-        solver.type, solver.base_lr, solver.lr_policy, solver.momentum = "SGD", 0.01, "fixed", 0.9
-        solver.weight_decay, solver.display = 0.0005, 20
+        solver.MergeFrom(caffe_pb2.SolverParameter(**DEFAULT_SOLVER))
     for name in SOLVER_SCALARS:
         if fields.get(name) is not None:
             setattr(solver, name, fields[name])

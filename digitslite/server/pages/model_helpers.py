@@ -1,5 +1,7 @@
 """The JSON and SVG helpers of the model pages: the custom-network editor's check, Crop fix and graph,
 the standard networks' graphs and texts, the learning-rate preview, and a running job's usage."""
+from typing import Literal
+
 from flask import Response, jsonify, request
 
 from digitslite.caffe import caffe_pb2
@@ -11,7 +13,6 @@ from digitslite.jobs.model import Status
 from digitslite.jobs.runners.names import NETWORK_FILE
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.pages.blueprint import pages_api
 from digitslite.server.pages.lrcurve import lr_curves
 from digitslite.server.pages.models import DEFAULT_CLASSES, dataset_facts
@@ -19,14 +20,27 @@ from digitslite.server.pages.netcheck import SOURCE, check_network, fix_classes
 from digitslite.server.pages.netgraph import network_svg
 from digitslite.server.pages.usage import worker_usage
 from digitslite.server.pages.view import page_job
+from digitslite.server.schemas.body import Query
+from digitslite.server.schemas.types import text
 from digitslite.server.services import services
 
 GRAPH_CACHE_S = 3600
 
 
+Prototxt = text(5_000_000)
+
+
+class EditorText(Query):
+    text: Prototxt = ""
+
+
+class ClassFix(Query):
+    to: Literal["count", "template"] = "count"
+
+
 def _editor_fields() -> tuple[str, int, dict | None]:
     """The editor's text, the class count it is read with, and the chosen dataset's facts (if any)."""
-    text = Fields(request.form).text("text", "", max_length=5_000_000)
+    text = EditorText.parse(request.form.to_dict()).text
     row = services().index.get(request.form.get("dataset", ""))
     dataset = dataset_facts(row) if row and row["kind"] == "dataset" else None
     return text, (dataset or {}).get("classes") or DEFAULT_CLASSES, dataset
@@ -48,7 +62,7 @@ def net_fix():
 def net_fix_classes():
     """Set the flagged classifier layers' num_output to the dataset's class count, or {{num_classes}}."""
     text, classes, dataset = _editor_fields()
-    to = Fields(request.form).choice("to", ("count", "template"), "count")
+    to = ClassFix.parse(request.form.to_dict()).to
     return jsonify({"text": fix_classes(text, classes, dataset, to == "template")})
 
 
@@ -93,7 +107,7 @@ def model_graph(job_id: str):
 
 @pages_api.get("/lr-curve")
 def lr_curve():
-    return jsonify({"curves": lr_curves(Fields(request.args))})
+    return jsonify({"curves": lr_curves(request.args.to_dict())})
 
 
 @pages_api.get("/jobs/<job_id>/usage")
