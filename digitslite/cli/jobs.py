@@ -19,8 +19,7 @@ from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
 from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
-from digitslite.server.app import INDEX_FILE
-from digitslite.server.config import ServerConfig
+from digitslite.server.config import INDEX_FILE, ServerConfig
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
 

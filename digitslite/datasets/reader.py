@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lmdb
 
-from digitslite.datasets.records import record_key
+from digitslite.datasets.records import datum_array, record_key
 from digitslite.errors import UserError
 from digitslite.layout import DB_PARTS, DB_STAGES, DatasetFiles
 
@@ -62,6 +62,15 @@ def db_keys(path: Path) -> list[bytes]:
 def db_value(path: Path, key: bytes) -> bytes | None:
     with _lock, _environment(path).begin() as txn:
         return txn.get(key)
+
+
+def first_record_shape(path: Path) -> tuple[int, ...] | None:
+    """C, H, W of the first Datum of an LMDB folder (None if it is not one, or empty)."""
+    if not (path / "data.mdb").is_file():
+        return None
+    with _lock, _environment(path).begin() as txn:
+        first = next(txn.cursor().iternext(keys=False, values=True), None)
+    return tuple(datum_array(first).shape) if first is not None else None
 
 
 def read_record(dataset_dir: Path, stage: str, part: str, position: int) -> bytes | None:

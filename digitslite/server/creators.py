@@ -1,6 +1,6 @@
 """Each kind's request planner (named by its record in jobs.kinds), and cloning: the old request,
 changed, planned again."""
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from digitslite.jobs.folder import JobFolder
@@ -10,10 +10,9 @@ from digitslite.jobs.scheduler import Prepare
 from digitslite.server.auth import Identity
 from digitslite.server.create_common import CreateContext
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.services import services
 
-Planner = Callable[[Fields, CreateContext], list[tuple[JobSpec, Prepare | None]]]
+Planner = Callable[[Mapping[str, Any], CreateContext], list[tuple[JobSpec, Prepare | None]]]
 PLANNERS: dict[str, Planner] = {kind.name: load(kind.planner) for kind in KINDS.values()}
 
 
@@ -26,4 +25,4 @@ def clone_job(folder: JobFolder, overrides: dict[str, Any], identity: Identity) 
     request = {**common, **spec.params.get("request", {}), **overrides}
     inputs = folder.inputs_dir if folder.inputs_dir.is_dir() else None
     ctx = CreateContext(identity, services().config, inputs, move_inputs=False)
-    return services().scheduler.submit(PLANNERS[spec.kind](Fields(request), ctx))
+    return services().scheduler.submit(PLANNERS[spec.kind](request, ctx))

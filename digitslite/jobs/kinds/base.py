@@ -20,7 +20,7 @@ class JobKind:
     api: str            # "module:blueprint" of its API routes, under /api/v1 (server)
     page: str           # the Flask endpoint of one job's page
     page_module: str    # module that attaches that page's routes (server.pages)
-    # "module:Name" of the schema that declares the API request body; None until declared.
+    # "module:Name" of the schema (server.schemas.requests) that declares its API request body.
     request_schema: str | None = None
 
 

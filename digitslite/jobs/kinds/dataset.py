@@ -11,7 +11,8 @@ KIND = JobKind(name="dataset", title="Dataset", tab="datasets", tab_title="Datas
                runner="digitslite.jobs.runners.dataset",
                planner="digitslite.server.create_dataset:plan_dataset",
                api="digitslite.server.create_dataset:datasets_api", page="pages.dataset",
-               page_module="digitslite.server.pages.datasets")
+               page_module="digitslite.server.pages.datasets",
+               request_schema="digitslite.server.schemas.requests:DatasetRequest")
 
 FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
 FILE_FIELDS = ("colormap", "classes")

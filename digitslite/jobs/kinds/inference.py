@@ -8,7 +8,8 @@ KIND = JobKind(name="inference", title="Inference", tab="inference", tab_title="
                runner="digitslite.jobs.runners.inference",
                planner="digitslite.server.create_inference:plan_inference",
                api="digitslite.server.create_inference:inference_api", page="pages.inference",
-               page_module="digitslite.server.pages.inference")
+               page_module="digitslite.server.pages.inference",
+               request_schema="digitslite.server.schemas.requests:InferenceRequest")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 

@@ -9,7 +9,8 @@ KIND = JobKind(name="pretrained", title="Pretrained model", tab="pretrained", ta
                runner="digitslite.jobs.runners.pretrained",
                planner="digitslite.server.create_pretrained:plan_pretrained",
                api="digitslite.server.create_pretrained:pretrained_api", page="pages.pretrained",
-               page_module="digitslite.server.pages.models")
+               page_module="digitslite.server.pages.models",
+               request_schema="digitslite.server.schemas.requests:PretrainedRequest")
 
 FILE_ROLES = ("deploy", "weights", "network", "dataset_info", "classes", "colormap")
 

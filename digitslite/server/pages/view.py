@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.job import RESUMABLE, TERMINAL, Status
 from digitslite.jobs.kinds import KINDS, JobKind
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
@@ -46,6 +47,14 @@ def _navigation() -> dict[str, Any]:
 def job_kind_of(name: str) -> JobKind:
     """A kind's record (title, home tab, page), for templates and the macros they import."""
     return KINDS[name]
+
+
+@pages.app_template_global()
+def status_groups() -> dict[str, str]:
+    """The job model's status groups, space-separated, for the pages' scripts (which actions a status
+    allows); a global, so that macros see it too."""
+    return {"active": " ".join(status for status in Status if status not in TERMINAL),
+            "resumable": " ".join(status for status in Status if status in RESUMABLE)}
 
 
 def page_job(job_id: str, kind: str | None = None) -> tuple[dict[str, Any], JobFolder]:
