@@ -1,4 +1,4 @@
-"""info.json / master.json validation, checksums, and the embedded model_store/ itself."""
+"""info.json / master.json validation, checksums, and the embedded store (embedded_store/) itself."""
 import hashlib
 import json
 import shutil
