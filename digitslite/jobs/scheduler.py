@@ -157,8 +157,13 @@ class Scheduler:
             folders = []
             for spec, prepare in jobs:
                 state = JobState().moved_to(Status.QUEUED)
-                folders.append(create_job_folder(self.jobs_dir, spec, state, prepare))
-                self.index.refresh(folders[-1])
+                folder = create_job_folder(self.jobs_dir, spec, state, prepare)
+                try:
+                    self.index.refresh(folder)
+                except BaseException:
+                    remove_job_folder(folder)  # a job the index cannot hold would never run
+                    raise
+                folders.append(folder)
         self.wake()
         return folders
 

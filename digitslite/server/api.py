@@ -11,6 +11,7 @@ from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
 from digitslite.jobs.model import KINDS, Status
 from digitslite.server.auth import current_identity, require_owner
+from digitslite.server.create_common import json_object_body
 from digitslite.server.creators import clone_job
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
@@ -119,9 +120,7 @@ def resume_job(job_id: str):
 def clone(job_id: str):
     """A new job with the old one's parameters, changed by the fields of the request body."""
     _row(job_id)
-    overrides = request.get_json(silent=True) if request.content_length else {}
-    if not isinstance(overrides, dict):
-        raise ApiError(400, "the body must be a JSON object of the parameters to change (or empty)")
+    overrides = json_object_body() if request.content_length else {}
     folders = clone_job(services().scheduler.folder(job_id), overrides, current_identity())
     return jsonify({"jobs": [_detail(folder.id) for folder in folders]}), 201
 

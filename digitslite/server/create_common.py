@@ -23,6 +23,7 @@ from digitslite.server.config import ServerConfig
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 from digitslite.server.services import services
+from digitslite.server.validators import MAX_JSON_DEPTH, check_json_value
 
 INPUTS = INPUTS_DIR
 COMMON_FIELDS = ("name", "group", "notes", "priority")
@@ -37,14 +38,25 @@ class CreateContext:
     move_inputs: bool = False  # an upload is moved; a clone's inputs are copied
 
 
+def json_object_body() -> dict[str, Any]:
+    """The request's JSON object, every string in it storable as text."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(422, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body is not a JSON object")
+    check_json_value(body)
+    return body
+
+
 def request_fields() -> Fields:
     """The request's fields: a JSON object body, or the form fields of a multipart request."""
     if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body is not a JSON object")
-        return Fields(body)
-    return Fields(request.form.to_dict())
+        return Fields(json_object_body())
+    form = request.form.to_dict()
+    check_json_value(form)
+    return Fields(form)
 
 
 def new_spec(kind: str, fields: Fields, ctx: CreateContext, params: dict[str, Any], *, default_name: str,

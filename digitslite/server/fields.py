@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from digitslite.server.errors import ApiError
+from digitslite.server.validators import check_text
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -53,7 +54,7 @@ class Fields:
             raise _invalid(self._name(name), value, "a string")
         if len(value) > max_length:
             raise self._refuse(name, f"is longer than {max_length} characters")
-        return value
+        return check_text(value, self._name(name))
 
     def choice(self, name: str, choices: Iterable[str], default: str | None = None) -> str | None:
         value = self.text(name, default)
