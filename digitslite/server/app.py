@@ -19,6 +19,7 @@ from digitslite.server.create_model import models_api
 from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
+from digitslite.server.hosts import install_host_check
 from digitslite.server.openapi import openapi_api
 from digitslite.server.pages import pages
 from digitslite.server.services import Services
@@ -78,6 +79,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
                                             server_lock)
     install_error_handlers(app)
     install_auth(app)
+    install_host_check(app)
     app.register_blueprint(pages)
     app.register_blueprint(store_tree)
     for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,
