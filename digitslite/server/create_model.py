@@ -6,6 +6,7 @@ The network comes from exactly one of: `network` (a standard network's name), `n
 optionally starts a standard or custom network from other weights.
 """
 import itertools
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -27,6 +28,7 @@ from digitslite.server.create_common import (
 )
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
+from digitslite.server.paths import check_named_paths
 from digitslite.server.render import job_summary
 from digitslite.server.scale_out import SCALE_OUT_FIELDS, scale_out_request
 from digitslite.server.services import services
@@ -48,7 +50,7 @@ KNOWN_FIELDS = (*COMMON_FIELDS, *GPU_FIELDS, *NETWORK_FIELDS, *SOLVER_FIELDS, *S
 MAX_SWEEP = 100
 
 
-def _network(fields: Fields) -> dict[str, Any]:
+def _network(fields: Fields, roots: tuple[Path, ...]) -> dict[str, Any]:
     given = [name for name in NETWORK_FIELDS if fields.has(name)]
     if len(given) != 1:
         raise ApiError(422, "give exactly one network source: network (a standard network), "
@@ -62,9 +64,10 @@ def _network(fields: Fields) -> dict[str, Any]:
     if source == "network_prototxt":
         text = fields.text("network_prototxt", max_length=5_000_000)
         try:
-            parse_net(fill_num_classes(text, 2), source="network_prototxt")
+            net = parse_net(fill_num_classes(text, 2), source="network_prototxt")
         except UserError as exc:
             raise ApiError(422, str(exc), "network_prototxt") from None
+        check_named_paths(net, roots, "network_prototxt")
         return {"kind": "prototxt", "text": text}
     if source == "pretrained":
         return snapshot_ref(fields.text("pretrained"), None, "pretrained")
@@ -107,7 +110,7 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
     if dataset_status in RESUMABLE:
         raise ApiError(422, f"dataset: job {dataset_id} is {dataset_status}; resume or recreate it first",
                        "dataset")
-    network = _network(fields)
+    network = _network(fields, ctx.config.data_roots)
     weights = None
     if fields.has("weights_job"):
         if network["kind"] not in ("standard", "prototxt"):
