@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.datasets.options import MAX_PIXELS, MAX_SIDE
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
 from digitslite.server.archives import extract_archive
@@ -48,8 +49,8 @@ def _option_values(fields: Fields) -> dict[str, Any]:
         "ignore_label": fields.integer("ignore_label", 255),
         "encoding": fields.text("encoding", "png"),
         "resize": fields.text("resize", "none"),
-        "width": fields.integer("width"),
-        "height": fields.integer("height"),
+        "width": fields.integer("width", minimum=1, maximum=MAX_SIDE),
+        "height": fields.integer("height", minimum=1, maximum=MAX_SIDE),
         "seed": fields.integer("seed"),
         "allow_empty_classes": fields.boolean("allow_empty_classes"),
     }
@@ -90,6 +91,9 @@ def plan_dataset(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]
     from_upload = ctx.inputs is not None
     paths = _upload_paths(fields, ctx.inputs) if from_upload else _server_paths(fields, ctx.config.data_roots)
     options = _option_values(fields)
+    if options["width"] and options["height"] and options["width"] * options["height"] > MAX_PIXELS:
+        raise ApiError(422, f"width x height: {options['width']} x {options['height']} is more than "
+                            f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
     check = fields.boolean("check", True)
     request = {name: fields.raw(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {"check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
