@@ -95,6 +95,10 @@ def scan(plan: Plan, out_dir: Path | None, progress: Progress | None = None) -> 
         progress(0, len(items))
     with WorkerPool(config, plan.resolved.workers) as pool:
         for chunk in pool.results(chunked(items, plan.resolved.workers)):
+            if chunk is None:  # none ready yet: a chance to stop
+                if progress:
+                    progress(done, len(items))
+                continue
             for result in chunk:
                 plan.problems.extend(result.found)
                 stats[result.item.stage].add(result)

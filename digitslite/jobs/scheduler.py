@@ -181,7 +181,7 @@ class Scheduler:
                 self._server_write(folder, lambda s: s.moved_to(Status.ABORTED))
             elif handle.abort_deadline is None:
                 folder.request_abort()
-                handle.signal(signal.SIGTERM)
+                handle.stop()
                 handle.abort_deadline = time.time() + self.settings.abort_grace_s
         self.wake()
 
@@ -252,7 +252,7 @@ class Scheduler:
         self._server_write(folder, lambda s: s.moved_to(Status.FAILED, error=error))
 
     def _kill_now(self, handle: WorkerHandle, timeout_s: float = 10.0) -> None:
-        handle.signal(signal.SIGKILL)
+        handle.kill()
         deadline = time.monotonic() + timeout_s
         while handle.alive() and time.monotonic() < deadline:
             time.sleep(0.02)  # the kernel reaps a SIGKILLed process within milliseconds
@@ -277,7 +277,7 @@ class Scheduler:
             if handle.abort_deadline is not None and time.time() > handle.abort_deadline:
                 log.warning("job %s did not stop within %g s of SIGTERM; sending SIGKILL",
                             handle.job_id, self.settings.abort_grace_s)
-                handle.signal(signal.SIGKILL)
+                handle.kill()
                 handle.abort_deadline = float("inf")
             return
         self._finish(handle)
