@@ -54,6 +54,7 @@ _COLUMNS = ("id", "kind", "status", "name", "owner", "grp", "priority", "created
             "message", "error", "depends_on", "search", "spec_mtime_ns", "state_mtime_ns")
 _SUMMARY_COLUMNS = _COLUMNS[:13]
 MAX_PER_PAGE = 500
+MAX_PAGE = 10**9  # far past any listing, and (page - 1) * per_page stays a SQLite integer
 # The orders a listing may ask for, by name; ties always fall back to newest first.
 SORT_COLUMNS = {"created": "created", "name": "name COLLATE NOCASE", "status": "status",
                 "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated"}

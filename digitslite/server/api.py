@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from digitslite import __version__
 from digitslite.jobs.gpus import query_gpus
-from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
+from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE, JobFilter
 from digitslite.jobs.model import KINDS, Status
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.create_common import json_object_body
@@ -17,6 +17,7 @@ from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
 from digitslite.server.render import job_detail, job_summary
 from digitslite.server.services import services
+from digitslite.server.validators import text_problem
 
 api = Blueprint("api", __name__)
 
@@ -44,7 +45,7 @@ def list_jobs():
     where = JobFilter(kind=fields.choice("kind", KINDS),
                       status=fields.choice("status", [str(status) for status in Status]),
                       owner=fields.text("owner", max_length=64), text=fields.text("text", max_length=200))
-    page = fields.integer("page", 1, minimum=1)
+    page = fields.integer("page", 1, minimum=1, maximum=MAX_PAGE)
     per_page = fields.integer("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
     rows, total = services().index.list(where, page=page, per_page=per_page)
     return jsonify({"jobs": [job_summary(row) for row in rows], "total": total, "page": page,
@@ -95,6 +96,8 @@ def get_log(job_id: str):
 def get_file(job_id: str, name: str):
     """A file of the job's folder (inference outputs, a snapshot); nothing outside it."""
     _row(job_id)
+    if text_problem(name):
+        raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
     root = services().scheduler.folder(job_id).path.resolve()
     target = (root / name).resolve()
     if not target.is_relative_to(root) or not target.is_file() or target.name == "worker.lock":

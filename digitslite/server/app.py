@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
@@ -12,7 +12,7 @@ from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
-from digitslite.server.config import ServerConfig
+from digitslite.server.config import MAX_JSON_BODY_BYTES, ServerConfig
 from digitslite.server.create_dataset import datasets_api
 from digitslite.server.create_inference import inference_api
 from digitslite.server.create_model import models_api
@@ -56,6 +56,13 @@ def _claim_jobs_dir(jobs_dir: Path) -> JobLock:
     return lock
 
 
+def _limit_body() -> None:
+    """Only file uploads (multipart) may use the upload limit; a JSON or form body is parsed in
+    memory and gets a small one."""
+    if request.mimetype != "multipart/form-data":
+        request.max_content_length = MAX_JSON_BODY_BYTES
+
+
 def create_app(config: ServerConfig | None = None) -> Flask:
     """Build the app; with `config.scheduler` it also recovers the jobs and starts scheduling."""
     config = (config or ServerConfig.from_env()).resolved()
@@ -80,6 +87,7 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     install_error_handlers(app)
     install_auth(app)
     install_host_check(app)
+    app.before_request(_limit_body)
     app.register_blueprint(pages)
     app.register_blueprint(store_tree)
     for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,

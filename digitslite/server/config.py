@@ -10,7 +10,10 @@ from digitslite.errors import UserError
 from digitslite.jobs.gpus import query_gpus
 
 DEFAULT_PORT = 5000
-DEFAULT_MAX_UPLOAD_MB = 2048
+DEFAULT_MAX_UPLOAD_MB = 1024
+DEFAULT_MAX_UNPACK_MB = 4096
+DEFAULT_MAX_ARCHIVE_MEMBERS = 10_000
+MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # a JSON request: a 5 MB network text fits three times over
 
 
 def _env_int(name: str, default: int) -> int:
@@ -55,6 +58,8 @@ class ServerConfig:
     # Server-side folders a dataset or inference request may name; nothing outside them is read.
     data_roots: tuple[Path, ...] = (Path("data"),)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    max_unpack_bytes: int = DEFAULT_MAX_UNPACK_MB * 1024 * 1024  # what one uploaded archive may unpack to
+    max_archive_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS
     insecure: bool = False
     # Host names (besides the address it listens on) that requests may name in their Host header.
     allowed_hosts: tuple[str, ...] = ()
@@ -72,6 +77,8 @@ class ServerConfig:
             jobs_dir=Path(os.environ.get("DIGITSLITE_JOBS_DIR") or "jobs"),
             data_roots=tuple(Path(p) for p in roots.split(os.pathsep) if p) if roots else (Path("data"),),
             max_upload_bytes=_env_int("DIGITSLITE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
+            max_unpack_bytes=_env_int("DIGITSLITE_MAX_UNPACK_MB", DEFAULT_MAX_UNPACK_MB) * 1024 * 1024,
+            max_archive_members=_env_int("DIGITSLITE_MAX_ARCHIVE_MEMBERS", DEFAULT_MAX_ARCHIVE_MEMBERS),
             allowed_hosts=_env_names("DIGITSLITE_ALLOWED_HOSTS"),
             gpus=_env_gpus(),
             cpu_slots=_env_int("DIGITSLITE_CPU_SLOTS", max(1, (os.cpu_count() or 2) // 2)),

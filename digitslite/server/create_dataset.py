@@ -124,7 +124,8 @@ def create_dataset_job():
             archives[0].save(archive_file)
             content = scratch / INPUTS
             content.mkdir()
-            extract_archive(archive_file, content, max_bytes=config.max_upload_bytes * 4, field="archive")
+            extract_archive(archive_file, content, max_bytes=config.max_unpack_bytes, field="archive",
+                            max_members=config.max_archive_members)
             archive_file.unlink()
             jobs = plan_dataset(fields, CreateContext(current_identity(), config, content, move_inputs=True))
             folders = services().scheduler.submit(jobs)

@@ -44,7 +44,10 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
-        limit_mib = (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)
+        limit_mib = (request.max_content_length or 0) // (1024 * 1024)
+        if request.max_content_length != app.config.get("MAX_CONTENT_LENGTH"):
+            return error_response(413, f"the request body is larger than {limit_mib} MiB, the limit for "
+                                       "anything but a file upload; send files as multipart/form-data")
         return error_response(413, f"the upload is larger than the server's limit of {limit_mib} MiB; send "
                                    "fewer or smaller files, or raise DIGITSLITE_MAX_UPLOAD_MB")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from digitslite.server.errors import ApiError
-from digitslite.server.validators import check_text
+from digitslite.server.validators import MAX_INT, check_text, parse_whole
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -111,16 +111,16 @@ class Fields:
     def _to_int(self, name: str, value: Any) -> int:
         if isinstance(value, bool):
             raise _invalid(self._name(name), value, "a whole number")
+        number = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise _invalid(self._name(name), value, "a whole number")
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            number = parse_whole(value)
+        if number is None or not -MAX_INT <= number <= MAX_INT:
+            raise _invalid(self._name(name), value, f"a whole number of at most {len(str(MAX_INT))} digits")
+        return number
 
     def _check_range(self, name: str, value: int, minimum: int | None, maximum: int | None) -> int:
         if minimum is not None and value < minimum:

@@ -4,12 +4,16 @@ A string must be storable everywhere a job's fields go (UTF-8 files, SQLite, log
 surrogate halves, no NUL or other control characters except tab and line breaks. A JSON body must
 be shallow enough to walk without recursion limits.
 """
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from digitslite.server.errors import ApiError
 
 MAX_JSON_DEPTH = 32
+# Whole numbers fit a signed 64-bit integer, as SQLite and file offsets need.
+MAX_INT = 2**63 - 1
+_WHOLE = re.compile(r"[+-]?[0-9]{1,19}")
 _ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
@@ -30,6 +34,16 @@ def check_text(value: str, field: str) -> str:
     if problem:
         raise ApiError(422, f"{field} {problem}", field)
     return value
+
+
+def parse_whole(text: str) -> int | None:
+    """An ASCII whole number within +-MAX_INT, or None (superscripts, other scripts' digits,
+    underscores and huge numbers included, which int() would take or choke on)."""
+    text = text.strip()
+    if not _WHOLE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -MAX_INT <= value <= MAX_INT else None
 
 
 def check_json_value(value: Any, field: str | None = None, depth: int = 0) -> None:
