@@ -85,6 +85,8 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.extensions["digitslite"] = Services(config, index, scheduler, UserStore(config.jobs_dir / USERS_FILE),
                                             server_lock)
     install_error_handlers(app)
+    # Each request thread's SQLite connection ends with its request, not when the collector finds it.
+    app.teardown_appcontext(lambda exc: index.close())
     install_auth(app)
     install_host_check(app)
     app.before_request(_limit_body)
