@@ -41,10 +41,13 @@ class DatasetOptions:
     seed: int | None = None
     workers: int | None = None
     allow_empty_classes: bool = False
+    # Resolved folders every image and label must really lie in (links followed); None: anywhere.
+    within: tuple[Path, ...] | None = None
 
     def to_dict(self) -> dict:
+        """The options as recorded in dataset.json; `within` is the server's business, not the data's."""
         return {key: str(value) if isinstance(value, Path) else value
-                for key, value in asdict(self).items()}
+                for key, value in asdict(self).items() if key != "within"}
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def plan_dataset(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]
     check = fields.boolean("check", True)
     request = {name: fields.raw(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {"check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
-              "options": options}
+              "options": options, "within": [str(root) for root in ctx.config.data_roots]}
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:

@@ -20,7 +20,11 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
         return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
     paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
-    return DatasetOptions(**paths, **params["options"])
+    if params["source"] == "upload":
+        within = ((job_dir / INPUTS_DIR).resolve(),)
+    else:
+        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
+    return DatasetOptions(**paths, **params["options"], within=within)
 
 
 def dataset_path(job_dir: Path) -> Path:
