@@ -21,16 +21,20 @@ def resolve_data_path(raw: str, roots: tuple[Path, ...], field: str, *, folder: 
                             "upload the files, or start the server with DIGITSLITE_DATA_ROOTS set", field)
     if "\x00" in raw:
         raise ApiError(422, f"{field}: the path contains a NUL character", field)
-    path = Path(raw).expanduser()
-    resolved = (path if path.is_absolute() else roots[0] / path).resolve()
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-        listed = ", ".join(str(root) for root in roots)
-        raise ApiError(403, f"{field}: {raw} is outside the data roots ({listed}); move the data under one "
-                            "of them or add its folder to DIGITSLITE_DATA_ROOTS", field)
-    if folder and not resolved.is_dir():
-        raise ApiError(422, f"{field}: {raw} is not an existing folder", field)
-    if not folder and not resolved.is_file():
-        raise ApiError(422, f"{field}: {raw} is not an existing file", field)
+    try:
+        path = Path(raw).expanduser()
+        resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            listed = ", ".join(str(root) for root in roots)
+            raise ApiError(403, f"{field}: {raw} is outside the data roots ({listed}); move the data under "
+                                "one of them or add its folder to DIGITSLITE_DATA_ROOTS", field)
+        if folder and not resolved.is_dir():
+            raise ApiError(422, f"{field}: {raw} is not an existing folder", field)
+        if not folder and not resolved.is_file():
+            raise ApiError(422, f"{field}: {raw} is not an existing file", field)
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop, an unreadable folder
+        reason = getattr(exc, "strerror", None) or exc
+        raise ApiError(422, f"{field}: {raw} cannot be used as a path ({reason})", field) from None
     return resolved
 
 
