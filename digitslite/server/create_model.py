@@ -28,6 +28,7 @@ from digitslite.server.create_common import (
 )
 from digitslite.server.errors import ApiError
 from digitslite.server.fields import Fields
+from digitslite.server.model_checks import check_memory, check_prototxt, dataset_image_shape
 from digitslite.server.paths import check_named_paths
 from digitslite.server.render import job_summary
 from digitslite.server.scale_out import SCALE_OUT_FIELDS, scale_out_request
@@ -48,9 +49,14 @@ SOLVER_FIELDS = ("solver_type", "base_lr", "lr_policy", "gamma", "power", "steps
 KNOWN_FIELDS = (*COMMON_FIELDS, *GPU_FIELDS, *NETWORK_FIELDS, *SOLVER_FIELDS, *SCALE_OUT_FIELDS, "dataset",
                 "network_snapshot", "weights_job", "weights_snapshot", "amp", "channels_last", "compile")
 MAX_SWEEP = 100
+# Caffe's SolverParameter holds these as int32 (random_seed as int64); past them a value cannot be stored.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+MAX_ITER_SIZE = 1024  # batches accumulated per step; FCN uses 20, a billion would never finish a step
+MAX_EPOCHS = 1_000_000
 
 
-def _network(fields: Fields, roots: tuple[Path, ...]) -> dict[str, Any]:
+def _network(fields: Fields, roots: tuple[Path, ...], image_shape: tuple[int, int, int]) -> dict[str, Any]:
     given = [name for name in NETWORK_FIELDS if fields.has(name)]
     if len(given) != 1:
         raise ApiError(422, "give exactly one network source: network (a standard network), "
@@ -68,6 +74,7 @@ def _network(fields: Fields, roots: tuple[Path, ...]) -> dict[str, Any]:
         except UserError as exc:
             raise ApiError(422, str(exc), "network_prototxt") from None
         check_named_paths(net, roots, "network_prototxt")
+        check_prototxt(text, image_shape)
         return {"kind": "prototxt", "text": text}
     if source == "pretrained":
         return snapshot_ref(fields.text("pretrained"), None, "pretrained")
@@ -86,18 +93,20 @@ def _solver(fields: Fields) -> dict[str, Any]:
     return {
         "type": fields.choice("solver_type", SOLVER_TYPES), "lr_policy": policy,
         "gamma": fields.number("gamma", positive=True), "power": fields.number("power", minimum=0),
-        "stepsize": fields.integer("stepsize", minimum=1),
-        "stepvalue": fields.integers("stepvalue", minimum=1),
+        "stepsize": fields.integer("stepsize", minimum=1, maximum=INT32_MAX),
+        "stepvalue": fields.integers("stepvalue", minimum=1, maximum=INT32_MAX),
         "momentum": fields.number("momentum", minimum=0, maximum=1),
         "momentum2": fields.number("momentum2", minimum=0, maximum=1),
         "delta": fields.number("delta", positive=True),
         "rms_decay": fields.number("rms_decay", minimum=0, maximum=1),
         "weight_decay": fields.number("weight_decay", minimum=0),
-        "max_iter": fields.integer("max_iter", minimum=1), "epochs": fields.integer("epochs", minimum=1),
-        "iter_size": fields.integer("iter_size", minimum=1),
-        "test_interval": fields.integer("test_interval", minimum=1),
-        "snapshot": fields.integer("snapshot_interval", minimum=1),
-        "display": fields.integer("display", minimum=0), "random_seed": fields.integer("seed", minimum=0),
+        "max_iter": fields.integer("max_iter", minimum=1, maximum=INT32_MAX),
+        "epochs": fields.integer("epochs", minimum=1, maximum=MAX_EPOCHS),
+        "iter_size": fields.integer("iter_size", minimum=1, maximum=MAX_ITER_SIZE),
+        "test_interval": fields.integer("test_interval", minimum=1, maximum=INT32_MAX),
+        "snapshot": fields.integer("snapshot_interval", minimum=1, maximum=INT32_MAX),
+        "display": fields.integer("display", minimum=0, maximum=INT32_MAX),
+        "random_seed": fields.integer("seed", minimum=0, maximum=INT64_MAX),
     }
 
 
@@ -110,7 +119,8 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
     if dataset_status in RESUMABLE:
         raise ApiError(422, f"dataset: job {dataset_id} is {dataset_status}; resume or recreate it first",
                        "dataset")
-    network = _network(fields, ctx.config.data_roots)
+    image_shape = dataset_image_shape(dataset)
+    network = _network(fields, ctx.config.data_roots, image_shape)
     weights = None
     if fields.has("weights_job"):
         if network["kind"] not in ("standard", "prototxt"):
@@ -125,7 +135,8 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
     gpus = gpu_request(fields, ctx.config)
     scale_out = scale_out_request(fields, gpus)
     rates = fields.numbers("base_lr", positive=True) or [None]
-    batches = fields.integers("batch_size", minimum=1) or [None]
+    batches = fields.integers("batch_size", minimum=1, maximum=INT32_MAX) or [None]
+    check_memory(network, max(batches, key=lambda batch: batch or 0), image_shape)
     combinations = len(rates) * len(batches)
     if combinations > MAX_SWEEP:
         raise ApiError(422, f"the sweep makes {combinations} jobs; at most {MAX_SWEEP}", "base_lr")

@@ -93,8 +93,8 @@ class Fields:
         """One number or several (a JSON list, or "0.01,0.001" in a form): the values of a sweep."""
         return [self._check_number(name, item, None, None, positive) for item in self._items(name)]
 
-    def integers(self, name: str, *, minimum: int | None = None) -> list[int]:
-        return [self._check_range(name, self._to_int(name, item), minimum, None)
+    def integers(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> list[int]:
+        return [self._check_range(name, self._to_int(name, item), minimum, maximum)
                 for item in self._items(name)]
 
     def _items(self, name: str) -> list[Any]:
