@@ -5,6 +5,7 @@ Large models (AlexNet is 233 MB) must load in seconds, so blob data travel as pa
 numpy buffers, never element by element through Python.
 """
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from digitslite.errors import UserError
 Weights = dict[str, list[np.ndarray]]
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
+# A .binaryproto holds one array (a mean image, an infogain matrix): a 3 x 4096 x 4096 float mean is
+# 192 MiB, so anything past this is not one.
+MAX_BLOB_FILE_BYTES = 256 << 20
 _RENAME_FIX = "rename the layer in the network definition to train it from scratch instead"
 
 
@@ -57,6 +61,39 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
             "the file is damaged or was not written by Caffe"
         )
     return values.reshape(shape)
+
+
+def _read_bounded(path: Path, what: str, fix: str) -> bytes:
+    """The bytes of a regular file of at most MAX_BLOB_FILE_BYTES; a device, pipe or huge file is
+    refused before anything is read (opened without blocking, so a pipe cannot hang the reader)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    limit_mib = MAX_BLOB_FILE_BYTES >> 20
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: not a regular file, so not {what}; {fix}")
+        if info.st_size > MAX_BLOB_FILE_BYTES:
+            raise UserError(f"{path}: {info.st_size} bytes, more than {what} may hold ({limit_mib} MiB); "
+                            f"{fix}")
+        data = stream.read(MAX_BLOB_FILE_BYTES + 1)
+    if len(data) > MAX_BLOB_FILE_BYTES:
+        raise UserError(f"{path}: grew past {limit_mib} MiB while read; {fix}")
+    return data
+
+
+def read_blob_file(path: str | os.PathLike, what: str, fix: str) -> np.ndarray:
+    """The array in a BlobProto file (.binaryproto: a mean image, an infogain matrix); errors name
+    the file, `what` it is for, and the `fix`."""
+    data = _read_bounded(Path(path), what, fix)
+    try:
+        return blob_to_array(caffe_pb2.BlobProto.FromString(data))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+    except Exception as exc:  # protobuf raises DecodeError, whose base class differs by backend
+        raise UserError(f"{path}: not a BlobProto ({exc}); {fix}") from exc
 
 
 def array_to_blob(array: np.ndarray, legacy_4d: bool = False) -> caffe_pb2.BlobProto:
@@ -171,13 +208,9 @@ def write_caffemodel(
     write_net(model, path, binary=True)
 
 
-def legacy_shape_equals(blob: caffe_pb2.BlobProto, shape: Sequence[int]) -> bool:
+def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     """Caffe's Blob::ShapeEquals: a legacy blob (num/channels/height/width) matches a target of at
     most 4 axes left-padded with 1s; any other blob must have exactly the target's shape."""
-    return _shape_fits(blob_shape(blob), tuple(shape), legacy=is_legacy_blob(blob))
-
-
-def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     padded = (1,) * (4 - len(target)) + target
     return source == target or (legacy and len(target) <= 4 and padded == source)
 

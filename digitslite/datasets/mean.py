@@ -3,18 +3,12 @@
 Written with the legacy num/channels/height/width fields, as DIGITS writes it; read from either
 `shape` or the legacy fields, as Caffe reads it.
 """
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
 
-from digitslite.caffe import caffe_pb2
-from digitslite.caffe.caffemodel import array_to_blob, blob_to_array
+from digitslite.caffe.caffemodel import array_to_blob, read_blob_file
 from digitslite.errors import UserError
-
-# A 3 x 4096 x 4096 float mean is 192 MiB; anything larger is not a mean image.
-MAX_MEAN_BYTES = 256 << 20
 
 
 def mean_blob(mean_bgr: np.ndarray) -> bytes:
@@ -22,36 +16,9 @@ def mean_blob(mean_bgr: np.ndarray) -> bytes:
     return array_to_blob(mean_bgr[None].astype(np.float32), legacy_4d=True).SerializeToString()
 
 
-def _read_bounded(path: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_MEAN_BYTES; a device, pipe or huge file is refused
-    before anything is read (opened without blocking, so a pipe cannot hang the reader)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the mean file ({exc.strerror}); "
-                        "give a mean.binaryproto") from exc
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path}: not a regular file; give a mean.binaryproto")
-        if info.st_size > MAX_MEAN_BYTES:
-            raise UserError(f"{path}: {info.st_size} bytes, more than a mean file may hold "
-                            f"({MAX_MEAN_BYTES // (1 << 20)} MiB); give a mean.binaryproto")
-        return stream.read(MAX_MEAN_BYTES + 1)
-
-
 def read_mean_file(path: Path) -> np.ndarray:
     """The C x H x W float32 mean stored in a BlobProto file."""
-    data = _read_bounded(Path(path))
-    if len(data) > MAX_MEAN_BYTES:
-        raise UserError(f"{path}: grew past {MAX_MEAN_BYTES // (1 << 20)} MiB while read; "
-                        "give a mean.binaryproto")
-    try:
-        mean = blob_to_array(caffe_pb2.BlobProto.FromString(data))
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from exc
-    except Exception as exc:  # protobuf raises DecodeError, whose base class differs by backend
-        raise UserError(f"{path}: not a BlobProto ({exc}); give a Caffe mean.binaryproto") from exc
+    mean = read_blob_file(path, "the mean file", "give a mean.binaryproto")
     while mean.ndim > 3 and mean.shape[0] == 1:
         mean = mean[0]
     if mean.ndim != 3:

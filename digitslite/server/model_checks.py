@@ -5,38 +5,42 @@ from typing import Any
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.memory import training_memory
+from digitslite.caffe.netcheck import CheckOptions, check_net_text
 from digitslite.caffe.prototxt import filter_net, parse_net
 from digitslite.caffe.shapes import input_tops
 from digitslite.errors import UserError
+from digitslite.fileio import read_json
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.runners.dataset import dataset_path
+from digitslite.jobs.runners.names import DATASET_INFO_FILE
 from digitslite.networks import fill_num_classes, load_network
 from digitslite.server.errors import ApiError
 
 CHECK_CLASSES = 2  # the class count does not change whether a net builds; the dataset may not be done
+DEFAULT_IMAGE_SHAPE = (3, 224, 224)  # C, H, W until the dataset is made, as in the editor's check
 GIB = 1 << 30
 
 
 def check_prototxt(text: str, image_shape: tuple[int, int, int]) -> None:
-    """Refuse a network that would fail in the worker: unknown layer types (Python layers too),
-    undefined or cyclic bottoms, impossible shapes such as kernel_size 0."""
-    # Imported here: the pages package imports this module's callers, so a top-level import is a cycle.
-    from digitslite.server.pages.netcheck import check_network
-    error = check_network(text, CHECK_CLASSES, image_shape)["error"]
+    """Refuse a network that would fail in the worker (the net check that `digitslite net check` and
+    the editor run): unknown layer types, undefined or cyclic bottoms, impossible shapes such as
+    kernel_size 0."""
+    options = CheckOptions(phase="train", image_shape=image_shape, fill_classes=CHECK_CLASSES,
+                           fills_missing_crops=True)
+    error = check_net_text(text, "network_prototxt", options).error
     if error is not None:
-        place = f"line {error['line']}" + (f", column {error['column']}" if error["column"] else "") \
-            if error["line"] else "the network"
-        raise ApiError(422, f"network_prototxt: {place}: {error['message']}", "network_prototxt")
+        message = str(error)
+        raise ApiError(422, message if message.startswith("network_prototxt") else
+                       f"network_prototxt: {message}", "network_prototxt")
 
 
 def dataset_image_shape(dataset: JobFolder) -> tuple[int, int, int]:
     """(C, H, W) of the dataset's largest training image, or the net check's default before it is made."""
-    from digitslite.server.pages.jobfiles import dataset_job_info  # see check_prototxt
-    from digitslite.server.pages.netcheck import DEFAULT_IMAGE_SHAPE
-    info = dataset_job_info(dataset) or {}
     try:
+        info = read_json(dataset_path(dataset.path) / DATASET_INFO_FILE)
         width, height = info["image_size"]["train"]["max"]
         return int(info.get("channels") or 3), int(height), int(width)
-    except (KeyError, TypeError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_IMAGE_SHAPE
 
 

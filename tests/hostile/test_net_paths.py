@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from digitslite.datasets.mean import MAX_MEAN_BYTES, read_mean_file
+from digitslite.caffe.caffemodel import MAX_BLOB_FILE_BYTES
+from digitslite.datasets.mean import read_mean_file
 from digitslite.errors import UserError
 from digitslite.networks import get_network
 from tests.hostile.conftest import dataset_body, job_folders
@@ -50,8 +51,8 @@ def test_a_device_or_an_oversized_file_is_not_read_as_a_mean(tmp_path):
         read_mean_file("/dev/zero")
     huge = tmp_path / "huge.binaryproto"
     with open(huge, "wb") as out:
-        out.truncate(MAX_MEAN_BYTES + 1)  # sparse: no disk used
-    with pytest.raises(UserError, match="more than a mean file may hold"):
+        out.truncate(MAX_BLOB_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(UserError, match="more than the mean file may hold"):
         read_mean_file(huge)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -9,6 +9,7 @@ from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import MAX_PAGE
+from digitslite.jobs.model import RESUMABLE, TERMINAL, Status
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
 from digitslite.server.validators import parse_whole
@@ -42,6 +43,14 @@ def gpu_badge() -> dict[str, int]:
 def _navigation() -> dict[str, Any]:
     """`identity` is None on the login page of a multi-user server."""
     return {"identity": g.get("identity"), "multi_user": services().users.has_users(), "gpu_badge": gpu_badge}
+
+
+@pages.app_template_global()
+def status_groups() -> dict[str, str]:
+    """The job model's status groups, space-separated, for the pages' scripts (which actions a status
+    allows); a global, so that macros see it too."""
+    return {"active": " ".join(status for status in Status if status not in TERMINAL),
+            "resumable": " ".join(status for status in Status if status in RESUMABLE)}
 
 
 def page_job(job_id: str, kind: str | None = None) -> tuple[dict[str, Any], JobFolder]:
