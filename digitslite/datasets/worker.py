@@ -8,6 +8,7 @@ found: only the report matters now); each process sums its own training images f
 hands the sum over once, at the end.
 """
 import resource
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def init_pool_worker(config: WorkerConfig, stop_encoding, barrier) -> None:
     """Pool initializer: bounded memory, this process's WorkerState, and the barrier that
     finish_pool_worker waits at."""
     bound_memory()
+    end_quietly_on_broken_pipe()
     _pool_state.update(state=WorkerState(config, stop_encoding), barrier=barrier)
 
 
@@ -102,6 +104,12 @@ def finish_pool_worker(_: int) -> MeanAccumulator:
     waits at a barrier for the others, so no process can take two and every process finishes."""
     _pool_state["barrier"].wait(BARRIER_TIMEOUT_S)
     return _pool_state["state"].finish()
+
+
+def end_quietly_on_broken_pipe() -> None:
+    """A pool process whose parent died (a server killed mid-check) ends at its next write, as Unix
+    programs do on SIGPIPE, instead of printing BrokenPipeError tracebacks into the server's log."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def bound_memory() -> None:

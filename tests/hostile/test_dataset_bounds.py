@@ -57,3 +57,15 @@ def test_an_encoder_process_cannot_grow_past_its_heap_limit():
             "    print('refused')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "refused", out.stderr
+
+
+def test_an_encoder_process_whose_parent_is_gone_ends_without_a_traceback():
+    """Item 15: a write into a pipe nobody reads ends the process quietly (no BrokenPipeError)."""
+    code = ("import os\n"
+            "from digitslite.datasets.worker import end_quietly_on_broken_pipe\n"
+            "end_quietly_on_broken_pipe()\n"
+            "read, write = os.pipe()\n"
+            "os.close(read)\n"
+            "os.write(write, b'result')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == -13 and out.stderr == ""  # SIGPIPE
