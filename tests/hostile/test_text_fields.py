@@ -50,3 +50,14 @@ def test_start_up_and_reindex_skip_and_report_a_folder_with_unstorable_text(tmp_
     result = CliRunner().invoke(jobs_command, ["reindex", "--jobs-dir", str(jobs_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["unreadable"] == [bad]
+
+
+def test_a_job_the_index_refuses_leaves_no_folder(app, client, demo, tmp_path, monkeypatch):
+    index = app.extensions["digitslite"].index
+
+    def refuse(folder):
+        raise ValueError("job.json or state.json: name is not valid Unicode text")
+    monkeypatch.setattr(index, "refresh", refuse)
+    response = client.post("/api/v1/datasets", json=dataset_body(demo))
+    assert response.status_code >= 400
+    assert job_folders(tmp_path / "jobs") == []
