@@ -63,6 +63,9 @@ def find_images(folder: Path, problems: ProblemLog,
             if not _inside(path, within):
                 problems.add("outside_roots", f"{path} -> {path.resolve()}")
                 continue
+            if not path.is_file():  # a pipe or device would block or never end its reading
+                problems.add("unreadable", f"{path} (not a regular file)")
+                continue
             name = path.relative_to(folder).with_suffix("").as_posix()
             if name in found:
                 problems.add("duplicate_name", f"{found[name]} and {path}")

@@ -1,4 +1,5 @@
 """Item 8: links cannot take a dataset outside the data roots, and link loops end the walk."""
+import os
 import shutil
 
 from digitslite.datasets import DatasetOptions, check_dataset
@@ -32,3 +33,11 @@ def test_two_links_to_the_folder_itself_end_as_a_problem_not_a_walk_forever(demo
     report = check_dataset(DatasetOptions(images=demo / "images", labels=demo / "labels", workers=1))
     kinds = {problem["kind"] for problem in report.to_dict()["problems"]}
     assert "link_loop" in kinds
+
+
+def test_a_pipe_named_like_an_image_is_a_problem_not_a_request_that_never_ends(client, demo, tmp_path):
+    os.mkfifo(demo / "images" / "zz.png")
+    os.mkfifo(demo / "labels" / "zz.png")
+    response = client.post("/api/v1/datasets", json=dataset_body(demo))  # blocked forever before
+    assert response.status_code == 422 and "unreadable" in _kinds(response)
+    assert job_folders(tmp_path / "jobs") == []
