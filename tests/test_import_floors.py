@@ -21,7 +21,7 @@ FLOORS = (
     ("engine", "modelstore", "viz"),
     ("datasets", "networks"),
     ("caffe",),
-    ("layout", "tasks", "fileio"),
+    ("layout", "tasks", "fileio", "diskfull"),
     ("errors", ""),
 )
 # Runners are the worker's: only it (and other runners) may import them.

@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
@@ -13,9 +13,10 @@ from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
-from digitslite.server.config import INDEX_FILE, USERS_FILE, ServerConfig
+from digitslite.server.config import INDEX_FILE, MAX_JSON_BODY_BYTES, USERS_FILE, ServerConfig
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
+from digitslite.server.hosts import install_host_check
 from digitslite.server.modelstore.routes import store_api
 from digitslite.server.modelstore.tree import store_tree
 from digitslite.server.pages import pages
@@ -50,6 +51,13 @@ def _claim_jobs_dir(jobs_dir: Path) -> JobLock:
     return lock
 
 
+def _limit_body() -> None:
+    """Only file uploads (multipart) may use the upload limit; a JSON or form body is parsed in
+    memory and gets a small one."""
+    if request.mimetype != "multipart/form-data":
+        request.max_content_length = MAX_JSON_BODY_BYTES
+
+
 def create_app(config: ServerConfig | None = None) -> Flask:
     """Build the app; with `config.scheduler` it also recovers the jobs and starts scheduling."""
     config = (config or ServerConfig.from_env()).resolved()
@@ -72,7 +80,11 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.extensions["digitslite"] = Services(config, index, scheduler, UserStore(config.jobs_dir / USERS_FILE),
                                             server_lock)
     install_error_handlers(app)
+    # Each request thread's SQLite connection ends with its request, not when the collector finds it.
+    app.teardown_appcontext(lambda exc: index.close())
     install_auth(app)
+    install_host_check(app)
+    app.before_request(_limit_body)
     app.register_blueprint(pages)
     app.register_blueprint(store_tree, url_prefix="/store")
     kind_apis = list(dict.fromkeys(load(kind.api) for kind in KINDS.values()))  # kinds may share one

@@ -27,4 +27,8 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
         return JobFiles(job_dir).input(value) if params["source"] == "upload" else Path(value)
 
     paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
-    return DatasetOptions(**paths, **params["options"])
+    if params["source"] == "upload":
+        within = (JobFiles(job_dir).inputs_dir.resolve(),)
+    else:
+        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
+    return DatasetOptions(**paths, **params["options"], within=within)
