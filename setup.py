@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["digitslite", "digitslite.*"]),
     # Files the server and the commands read at run time, so that a wheel works as a checkout does.
     package_data={
-        "digitslite": ["network_defs/**/*", "model_store/**/*"],
+        "digitslite": ["network_defs/**/*", "embedded_store/**/*"],
         "digitslite.caffe": ["caffe.proto"],
         "digitslite.server": ["templates/**/*", "static/**/*"],
     },

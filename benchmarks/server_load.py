@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digitslite.jobs.model import JobSpec, JobState, Status  # noqa: E402
+from digitslite.jobs.job import JobSpec, JobState, Status  # noqa: E402
 from tests.server.harness import (  # noqa: E402
     Client,
     Server,

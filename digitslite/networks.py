@@ -13,6 +13,7 @@ from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.prototxt import parse_net, parse_solver
 from digitslite.caffe.template import NUM_CLASSES_FIELD
 from digitslite.errors import UserError
+from digitslite.layout import NETWORK_FILE, SOLVER_FILE
 
 
 def network_defs_dir() -> Path:
@@ -35,10 +36,10 @@ def list_networks() -> list[StandardNetwork]:
     """Every standard network, sorted by name."""
     found = []
     for folder in sorted(network_defs_dir().iterdir()):
-        network_file = folder / "network.prototxt"
+        network_file = folder / NETWORK_FILE
         if network_file.is_file():
             title = network_file.read_text().splitlines()[0].lstrip("# ").strip()
-            found.append(StandardNetwork(folder.name, title, network_file, folder / "solver.prototxt"))
+            found.append(StandardNetwork(folder.name, title, network_file, folder / SOLVER_FILE))
     return found
 
 

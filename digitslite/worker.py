@@ -17,12 +17,12 @@ from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.engine.launch import RanksInterrupted
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.job import JobState, Status
 from digitslite.jobs.lock import JobLock
-from digitslite.jobs.model import JobState, Status
 from digitslite.jobs.procs import boot_id, proc_start_time
 from digitslite.jobs.runners import load_runner
 from digitslite.jobs.runners.context import JobStopped, RunContext
-from digitslite.jobs.workers import TOKEN_ENV
+from digitslite.jobs.supervisor import TOKEN_ENV
 
 PROGRESS_INTERVAL_S = 0.5
 

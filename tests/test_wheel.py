@@ -75,7 +75,7 @@ def test_the_wheel_carries_its_files_and_imports_from_itself(installed):
     package = Path(where.stdout.strip()).parent
     assert package.parent.name == "site-packages" and REPO_ROOT not in package.parents
     expected = [path.relative_to(REPO_ROOT / "digitslite")
-                for folder in ("server/templates", "server/static", "network_defs", "model_store")
+                for folder in ("server/templates", "server/static", "network_defs", "embedded_store")
                 for path in (REPO_ROOT / "digitslite" / folder).rglob("*") if path.is_file()]
     assert [path for path in expected if not (package / path).is_file()] == []
 

@@ -12,6 +12,7 @@ from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.caffe.prototxt import filter_net
 from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
+from digitslite.layout import DatasetFiles
 
 DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.source is Source.DATASET)
 """The layer types that read a dataset, which the deploy net replaces by one Input layer."""
@@ -64,9 +65,9 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
         if phase is None:
             raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST, or "
                             "DIGITS' stage train or val) so digitslite knows which split it reads")
-        stage_db = "train_db" if phase == caffe_pb2.TRAIN else "val_db"
+        stage = "train" if phase == caffe_pb2.TRAIN else "val"
         part = "labels" if layer.top and layer.top[0] == "label" else "features"
-        layer.data_param.source = str(Path(dataset_dir) / stage_db / part)
+        layer.data_param.source = str(DatasetFiles(dataset_dir).db(stage, part))
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         if batch_size is not None:
             layer.data_param.batch_size = batch_size

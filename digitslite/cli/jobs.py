@@ -17,6 +17,8 @@ import click
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.job import Status
+from digitslite.jobs.kinds import KIND_NAMES
 from digitslite.server.config import INDEX_FILE, ServerConfig
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
@@ -69,9 +71,8 @@ def command(ctx: click.Context, server: str, token: str | None) -> None:
 
 
 @command.command("list")
-@click.option("--kind", type=click.Choice(["dataset", "model", "inference", "pretrained"]))
-@click.option("--status", type=click.Choice(["queued", "starting", "running", "done", "failed", "aborted",
-                                             "interrupted"]))
+@click.option("--kind", type=click.Choice(KIND_NAMES))
+@click.option("--status", type=click.Choice([str(status) for status in Status]))
 @click.option("--owner")
 @click.option("--text", help="Part of the id, name, group or notes.")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)

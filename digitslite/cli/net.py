@@ -24,6 +24,7 @@ from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_atomically
+from digitslite.layout import DatasetFiles
 
 NetFile = click.Path(exists=True, dir_okay=False, path_type=Path)
 ASK_CLASSES = "pass --classes N or --dataset DIR"
@@ -66,7 +67,8 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
     """The check options a dataset folder (dataset.json) gives; --classes wins over its class count."""
     if dataset is None:
         return {"num_classes": classes}
-    info_file = dataset / "dataset.json"
+    files = DatasetFiles(dataset)
+    info_file = files.info_file
     try:
         info = read_json(info_file)
         count = len(info["classes"])
@@ -74,14 +76,14 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give --dataset a folder made by "
                         "`digitslite dataset create`") from None
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
-    shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(dataset / "train_db" /
-                                                                                     "features"))
+    first_image = files.db("train", "features")
+    shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(first_image))
     return {"num_classes": classes or count, "image_shape": shape, "ignore_label": info.get("ignore_label")}
 
 
 def _record_shape(source: str) -> Shape | None:
     """C, H, W of the first record of an LMDB data source, if it can be read from here."""
-    from digitslite.engine.data import first_record_shape  # the shared reader; only when a net names a source
+    from digitslite.datasets.reader import first_record_shape  # only when a net names a source
 
     return first_record_shape(Path(source).expanduser())
 

@@ -1,20 +1,23 @@
 """`digitslite store`: list, import, publish, convolutionalize, index and serve model stores."""
+import logging
 import signal
 import threading
 import time
 from pathlib import Path
 
 import click
+from werkzeug.serving import make_server
 
 from digitslite.cli._output import emit_json
-from digitslite.store.client import FetchPolicy
-from digitslite.store.convolutionalize import convolutionalize_model
-from digitslite.store.entries import index_store
-from digitslite.store.importer import import_model
-from digitslite.store.listing import StoreListing, list_stores
-from digitslite.store.locations import store_locations
-from digitslite.store.publish import publish_job
-from digitslite.store.server import make_store_server
+from digitslite.errors import UserError
+from digitslite.modelstore.client import FetchPolicy
+from digitslite.modelstore.convolutionalize import convolutionalize_model
+from digitslite.modelstore.entries import index_store
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.listing import StoreListing, list_stores
+from digitslite.modelstore.locations import store_locations
+from digitslite.modelstore.publish import publish_job
+from digitslite.server.modelstore.tree import create_store_app
 
 _MB = 1_000_000
 
@@ -173,15 +176,20 @@ def index_command(store_dir: Path, as_json: bool) -> None:
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve_command(store_dir: Path, host: str, port: int, verbose: bool) -> None:
     """Serve the store folder STORE_DIR over HTTP, with byte ranges so downloads resume."""
-    server = make_store_server(store_dir, host, port, verbose=verbose)
+    if not verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        server = make_server(host, port, create_store_app(store_dir), threaded=True)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host"
+                        ) from None
 
     def shut_down(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    bound_host, bound_port = server.server_address[:2]
-    click.echo(f"serving http://{bound_host}:{bound_port}/ (store {store_dir})")
+    click.echo(f"serving http://{host}:{server.port}/ (store {store_dir})")
     try:
         server.serve_forever()
     finally:

@@ -21,12 +21,12 @@ from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
+from digitslite.layout import TRAIN_VAL_FILE, DatasetFiles, JobFiles
 from digitslite.networks import load_network, load_solver
 
 if TYPE_CHECKING:  # torch loads with the engine: only when a command runs, never for --help
     from digitslite.engine.train import TrainConfig, TrainResult
 
-NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
 SOLVER_OPTIONS = {
     "base_lr": "base_lr", "lr_policy": "lr_policy", "gamma": "gamma", "power": "power",
@@ -76,7 +76,7 @@ def _field_names(options: dict) -> Callable[[str], str]:
 
 def _dataset_classes(dataset: Path) -> int:
     """The class count of a dataset folder, from its dataset.json."""
-    info_file = dataset / "dataset.json"
+    info_file = DatasetFiles(dataset).info_file
     try:
         return len(read_json(info_file)["classes"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -212,9 +212,10 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     from digitslite.engine.train import TrainConfig
 
     job = Path(job_dir)
+    files = JobFiles(job)
     dataset_dir = Path(dataset).absolute() if dataset else None  # resolved once, from where the command runs
-    if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
-        net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
+    if resume and not net_file and not solver_file and files.solver_file.is_file():
+        net_file, solver_file = str(files.train_val_file), str(files.solver_file)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
     standard_net, standard_solver = _standard_network(network, dataset_dir) if network else (None, None)
@@ -228,12 +229,12 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     if net is not None:
         for other in ("train_net", "train_net_param", "net_param"):
             solver.ClearField(other)
-        solver.net = NET_COPY
+        solver.net = TRAIN_VAL_FILE
     env = RankEnvironment.from_environ()
     if env is None or env.rank == 0:    # under torchrun every rank runs this command
         if net is not None:
-            write_net(net, job / NET_COPY)
-        write_solver(solver, job / SOLVER_COPY)
+            write_net(net, files.train_val_file)
+        write_solver(solver, files.solver_file)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
         dataset_root=dataset_dir,

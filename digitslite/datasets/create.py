@@ -22,10 +22,8 @@ from digitslite.datasets.records import record_key
 from digitslite.datasets.report import STAGES, ValidationReport
 from digitslite.datasets.scan import Plan, Progress, ScanOutcome, make_plan, scan
 from digitslite.errors import UserError
-
-DATASET_FORMAT = "digitslite-segmentation/1"
-INFO_FILE = "dataset.json"
-MEAN_FILE = "mean.binaryproto"
+from digitslite.layout import DB_PARTS, MEAN_FILE, DatasetFiles, db_name
+from digitslite.tasks.segmentation import TASK
 
 
 class DatasetInvalidError(UserError):
@@ -125,14 +123,14 @@ def create_dataset(options: DatasetOptions, out_dir: Path | str,
 def _write_extras(folder: Path, plan: Plan, outcome: ScanOutcome) -> dict:
     """mean.binaryproto, the per-split source lists and dataset.json; returns dataset.json's content."""
     if outcome.mean_bgr is not None:
-        (folder / MEAN_FILE).write_bytes(mean_blob(outcome.mean_bgr))
+        DatasetFiles(folder).mean_file.write_bytes(mean_blob(outcome.mean_bgr))
     for stage in STAGES:
         if plan.stages[stage]:
             lines = [f"{record_key(position).decode()}\t{pair.image}\t{pair.label}\n"
                      for position, pair in enumerate(plan.stages[stage])]
             (folder / f"{stage}.txt").write_text("".join(lines), encoding="utf-8")
     info = _dataset_info(plan, outcome)
-    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    DatasetFiles(folder).info_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
 
@@ -141,7 +139,8 @@ def _dataset_info(plan: Plan, outcome: ScanOutcome) -> dict:
     stages = [stage for stage in STAGES if plan.stages[stage]]
     recorded = options.to_dict() | {"seed": plan.seed, "val_percent": resolved.val_percent}
     return {
-        "format": DATASET_FORMAT,
+        "format": TASK.dataset_format,
+        "task": TASK.name,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "classes": outcome.names,
         "palette": [list(colour) for colour in outcome.colours],
@@ -160,7 +159,7 @@ def _dataset_info(plan: Plan, outcome: ScanOutcome) -> dict:
         "resize": None if options.resize == "none" else
         {"mode": options.resize, "width": options.width, "height": options.height},
         "mean_file": MEAN_FILE if outcome.mean_bgr is not None else None,
-        "databases": {stage: {"features": f"{stage}_db/features", "labels": f"{stage}_db/labels"}
+        "databases": {stage: {part: db_name(stage, part) for part in DB_PARTS}
                       for stage in stages},
         "sources": {"images": str(resolved.images), "labels": str(resolved.labels),
                     "val_images": None if resolved.val_images is None else str(resolved.val_images),

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import lmdb
 
+from digitslite.layout import DB_PARTS, DatasetFiles
+
 INITIAL_MAP_SIZE = 64 << 20
 BATCH_BYTES = 32 << 20
-DATABASES = ("features", "labels")
 
 
 class LmdbWriter:
@@ -71,10 +72,11 @@ class SplitWriters:
         self._writers: dict[tuple[str, str], LmdbWriter] = {}
 
     def put(self, split: str, key: bytes, feature: bytes, label: bytes) -> None:
-        for database, value in zip(DATABASES, (feature, label), strict=True):
+        for database, value in zip(DB_PARTS, (feature, label), strict=True):
             writer = self._writers.get((split, database))
             if writer is None:
-                writer = self._writers[split, database] = LmdbWriter(self._out_dir / f"{split}_db" / database)
+                path = DatasetFiles(self._out_dir).db(split, database)
+                writer = self._writers[split, database] = LmdbWriter(path)
             writer.put(key, value)
 
     def close(self, commit: bool = True) -> None:

@@ -7,9 +7,9 @@ in the calling process, which keeps small jobs and tests free of process start-u
 import multiprocessing
 from collections.abc import Iterable, Iterator
 
-from digitslite.datasets import worker
+from digitslite.datasets import encoder
+from digitslite.datasets.encoder import EncoderConfig, ItemResult, WorkItem
 from digitslite.datasets.mean import MeanAccumulator
-from digitslite.datasets.worker import ItemResult, WorkerConfig, WorkItem
 
 MAX_CHUNK = 4
 WAIT_S = 0.5  # longest the parent waits for a result without looking up
@@ -23,11 +23,11 @@ def chunked(items: list[WorkItem], workers: int) -> list[list[WorkItem]]:
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
-    """The forkserver (spawn where there is none), which preloads the worker's modules once so each
+    """The forkserver (spawn where there is none), which preloads the encoder's modules once so each
     encoder process starts without importing them again."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["digitslite.datasets.worker"])
+        context.set_forkserver_preload(["digitslite.datasets.encoder"])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -36,30 +36,30 @@ class WorkerPool:
     """Context manager: `results(chunks)` yields each chunk's item results in order; `finish()`
     then commits the workers' LMDB writes and returns the merged mean sum of the training images."""
 
-    def __init__(self, config: WorkerConfig, workers: int) -> None:
+    def __init__(self, config: EncoderConfig, workers: int) -> None:
         self._config = config
         self._workers = workers
         self._pool = None
-        self._local: worker.WorkerState | None = None
+        self._local: encoder.EncoderState | None = None
 
     def __enter__(self) -> "WorkerPool":
         if self._workers > 1:
             context = pool_context()
             self._stop_encoding = context.Event()
-            self._pool = context.Pool(self._workers, worker.init_pool_worker,
+            self._pool = context.Pool(self._workers, encoder.init_pool_worker,
                                       (self._config, self._stop_encoding, context.Barrier(self._workers)))
         else:
-            self._stop_encoding = worker.LocalFlag()
-            self._local = worker.WorkerState(self._config, self._stop_encoding)
+            self._stop_encoding = encoder.LocalFlag()
+            self._local = encoder.EncoderState(self._config, self._stop_encoding)
         return self
 
     def results(self, chunks: Iterable[list[WorkItem]]) -> Iterator[list[ItemResult] | None]:
         """Each chunk's results in order; with a pool also None whenever WAIT_S pass without one, so
         that the caller can look at its stop flag while an encoder is stuck on a slow file."""
         if self._pool is None:
-            yield from (worker.process_chunk(chunk, self._local) for chunk in chunks)
+            yield from (encoder.process_chunk(chunk, self._local) for chunk in chunks)
             return
-        results = self._pool.imap(worker.process_pool_chunk, chunks)
+        results = self._pool.imap(encoder.process_pool_chunk, chunks)
         while True:
             try:
                 yield results.next(timeout=WAIT_S)
@@ -79,7 +79,7 @@ class WorkerPool:
             mean, self._local = self._local.finish(), None
             return mean
         merged = MeanAccumulator()
-        for part in self._pool.map(worker.finish_pool_worker, range(self._workers), chunksize=1):
+        for part in self._pool.map(encoder.finish_pool_worker, range(self._workers), chunksize=1):
             merged.merge(part)
         return merged
 

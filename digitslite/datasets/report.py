@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from digitslite.datasets.colormap import RGB
+from digitslite.datasets.encoder import ItemResult
 from digitslite.datasets.problems import ERROR, WARNING, Problem
-from digitslite.datasets.worker import ItemResult
 
 STAGES = ("train", "val")
 

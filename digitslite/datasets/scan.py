@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from digitslite.datasets.colormap import RGB, default_palette
+from digitslite.datasets.encoder import EncoderConfig, WorkItem
 from digitslite.datasets.labels import LabelDecoder, find_reference_palette, make_label_decoder
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.options import DatasetOptions, ResolvedOptions, resolve_options
@@ -22,7 +23,6 @@ from digitslite.datasets.problems import ProblemLog
 from digitslite.datasets.report import STAGES, StageStats, ValidationReport, class_stats
 from digitslite.datasets.resize import ResizeSpec
 from digitslite.datasets.split import split_pairs
-from digitslite.datasets.worker import WorkerConfig, WorkItem
 
 Progress = Callable[[int, int], None]
 
@@ -87,7 +87,7 @@ def scan(plan: Plan, out_dir: Path | None, progress: Progress | None = None) -> 
     options = plan.options
     writing = out_dir is not None and not plan.problems.has_errors
     resize = None if options.resize == "none" else ResizeSpec(options.resize, options.width, options.height)
-    config = WorkerConfig(plan.decoder, resize, options.encoding, out_dir if writing else None, plan.seed)
+    config = EncoderConfig(plan.decoder, resize, options.encoding, out_dir if writing else None, plan.seed)
     items = _work_items(plan)
     stats = {stage: StageStats(pairs=len(plan.stages[stage])) for stage in STAGES}
     done = 0

@@ -2,9 +2,8 @@
 
 A dataset reads the DIGITS pair `<stage>_db/features` + `<stage>_db/labels` (Datum records under
 shared keys, read in key order as Caffe does) and yields (image float C x H x W in BGR, label long
-H x W). Read-only LMDB environments are shared by all datasets of a process (py-lmdb refuses to
-open one environment twice in a process) and closed just before the process forks, so DataLoader
-workers open their own on first use and an environment never crosses a fork.
+H x W). The LMDBs are read through datasets.reader, which shares one environment per LMDB in a
+process and closes them before a fork.
 
 Transforms are joint: one random crop window, one scale factor and one mirror decision apply to the
 image and its label alike (Caffe crops and mirrors each Data layer independently, which misaligns a
@@ -26,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import torch
 from torch.nn import functional
@@ -34,8 +32,10 @@ from torch.utils.data import Dataset
 
 from digitslite.caffe import caffe_pb2
 from digitslite.datasets.mean import read_mean_file
+from digitslite.datasets.reader import db_keys, db_value
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
+from digitslite.layout import DatasetFiles
 
 PathLike = Path | str
 MEAN_MODES = ("none", "image", "pixel")
@@ -151,48 +151,6 @@ class SegmentationTransform:
         return image[:, top:top + crop_h, left:left + crop_w], label[top:top + crop_h, left:left + crop_w]
 
 
-_readers: dict[str, lmdb.Environment] = {}
-
-
-def _reader(path: Path) -> lmdb.Environment:
-    """This process's read-only environment for the LMDB folder `path`."""
-    key = str(path.resolve())
-    env = _readers.get(key)
-    if env is None:
-        if not (path / "data.mdb").is_file():
-            raise UserError(f"{path}: not an LMDB folder (no data.mdb); point at a dataset's "
-                            "<stage>_db/features or labels, as `digitslite dataset create` writes them")
-        env = _readers[key] = lmdb.open(key, readonly=True, lock=False, readahead=False, subdir=True)
-    return env
-
-
-def close_lmdb_readers() -> None:
-    """Close every shared read-only environment; datasets reopen them on their next read.
-
-    Runs before every fork; call it also before deleting or rewriting a dataset in this process.
-    """
-    for env in _readers.values():
-        env.close()
-    _readers.clear()
-
-
-os.register_at_fork(before=close_lmdb_readers)
-
-
-def first_record_shape(path: Path) -> tuple[int, ...] | None:
-    """C, H, W of the first Datum of an LMDB folder (None if it is not one, or empty)."""
-    if not (path / "data.mdb").is_file():
-        return None
-    with _reader(path).begin() as txn:
-        first = next(txn.cursor().iternext(keys=False, values=True), None)
-    return tuple(datum_array(first).shape) if first is not None else None
-
-
-def _lmdb_keys(path: Path) -> list[bytes]:
-    with _reader(path).begin() as txn:
-        return list(txn.cursor().iternext(keys=True, values=False))
-
-
 class SegmentationLmdbDataset(Dataset):
     """(image, label) pairs from `<db_dir>/<features>` and `<db_dir>/<labels>`, in key order."""
 
@@ -201,8 +159,8 @@ class SegmentationLmdbDataset(Dataset):
         self.features_path = Path(db_dir) / features
         self.labels_path = Path(db_dir) / labels
         self.transform = transform
-        self._keys = _lmdb_keys(self.features_path)
-        label_keys = _lmdb_keys(self.labels_path)
+        self._keys = db_keys(self.features_path)
+        label_keys = db_keys(self.labels_path)
         if label_keys != self._keys:
             raise UserError(f"{self.labels_path}: its {len(label_keys)} keys differ from the "
                             f"{len(self._keys)} keys of {self.features_path}; recreate the dataset")
@@ -223,10 +181,7 @@ class SegmentationLmdbDataset(Dataset):
     def record(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices)."""
         key = self._keys[index]
-        values = []
-        for path in (self.features_path, self.labels_path):
-            with _reader(path).begin() as txn:
-                values.append(txn.get(key))
+        values = [db_value(path, key) for path in (self.features_path, self.labels_path)]
         image, label = datum_array(values[0]), datum_array(values[1])[0]
         if image.shape[1:] != label.shape:
             raise UserError(f"{self.features_path} record {key.decode(errors='replace')}: image "
@@ -273,8 +228,8 @@ def _source(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: Path | No
     if dataset_root is None:
         raise UserError(f"layer {layer.name!r}: data_param.source is empty; set it to a features LMDB or "
                         "give the dataset folder (as DIGITS does) so that it can be filled in")
-    stage = "train_db" if phase == caffe_pb2.TRAIN else "val_db"
-    return Path(dataset_root) / stage / ("labels" if role == LABEL else "features"), role
+    stage = "train" if phase == caffe_pb2.TRAIN else "val"
+    return DatasetFiles(dataset_root).db(stage, "labels" if role == LABEL else "features"), role
 
 
 def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: PathLike | None = None,

@@ -27,7 +27,6 @@ from digitslite.errors import UserError
 PARENT_PID = "DIGITSLITE_LAUNCHER_PID"
 EXIT_INTERRUPTED = 75         # EX_TEMPFAIL, a command's exit code on RanksInterrupted: resume it
 WATCH_INTERVAL_S = 0.1        # how often should_stop and the progress are looked at
-RANKS_FILE = "ranks.json"     # in the job folder: this node's ranks, and how their run ended
 _PR_SET_PDEATHSIG = 1
 
 

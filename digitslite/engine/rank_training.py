@@ -26,7 +26,6 @@ from google.protobuf.message import Message
 
 from digitslite.caffe import caffe_pb2
 from digitslite.engine.launch import (
-    RANKS_FILE,
     LocalRanks,
     RanksInterrupted,
     Rendezvous,
@@ -40,6 +39,7 @@ from digitslite.engine.speed import resolve_device
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
+from digitslite.layout import RANKS_FILE
 
 _CONFIG, _PROGRESS = "config.json", "progress.jsonl"
 

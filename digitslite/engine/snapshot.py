@@ -23,6 +23,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.caffemodel import array_to_blob, blob_to_array, write_caffemodel
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
+from digitslite.layout import SIDECAR_SUFFIX, SOLVERSTATE_SUFFIX, WEIGHTS_SUFFIX, snapshot_stem
 
 SIDECAR_FORMAT = 2          # 2: feed positions count samples of all ranks (1: batches of one process)
 READABLE_FORMATS = (1, 2)
@@ -36,9 +37,10 @@ class SnapshotFiles:
 
 
 def snapshot_files(prefix: str | Path, iteration: int) -> SnapshotFiles:
-    """Caffe concatenates the prefix literally: "dir/" gives "dir/_iter_4.caffemodel"."""
-    stem = f"{prefix}_iter_{iteration}"
-    return SnapshotFiles(Path(f"{stem}.caffemodel"), Path(f"{stem}.solverstate"), Path(f"{stem}.resume.json"))
+    """The three files of one snapshot (names in digitslite.layout)."""
+    stem = snapshot_stem(prefix, iteration)
+    return SnapshotFiles(Path(stem + WEIGHTS_SUFFIX), Path(stem + SOLVERSTATE_SUFFIX),
+                         Path(stem + SIDECAR_SUFFIX))
 
 
 @dataclass
@@ -98,8 +100,8 @@ def read_snapshot(path: str | Path) -> Snapshot:
     then as written (Caffe resolves it against its working directory).
     """
     path = Path(path)
-    if path.suffix == ".caffemodel":
-        path = path.with_suffix(".solverstate")
+    if path.suffix == WEIGHTS_SUFFIX:
+        path = path.with_suffix(SOLVERSTATE_SUFFIX)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -116,7 +118,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
     if not state.learned_net or caffemodel is None:
         raise UserError(f"{path}: its weights file {state.learned_net!r} is not beside it; keep the "
                         ".caffemodel of the snapshot next to the .solverstate")
-    sidecar = path.with_suffix(".resume.json")
+    sidecar = path.with_suffix(SIDECAR_SUFFIX)
     extra = json.loads(sidecar.read_text()) if sidecar.is_file() else None
     if extra is not None and extra.get("format") not in READABLE_FORMATS:
         raise UserError(f"{sidecar}: written by another digitslite version (format {extra.get('format')}); "

@@ -42,9 +42,9 @@ from digitslite.engine.speed import (
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
+from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
+from digitslite.tasks import segmentation
 
-METRICS_FILE = "metrics.jsonl"
-SEGMENTATION_METRICS = ("pixel_accuracy", "mean_accuracy", "mean_iu", "fw_iu", "per_class_iu")
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
 
@@ -378,7 +378,7 @@ class _Training:
         return net
 
     def _prefix(self) -> str:
-        prefix = self.param.snapshot_prefix or "snapshot"
+        prefix = self.param.snapshot_prefix or SNAPSHOT_PREFIX
         return prefix if Path(prefix).is_absolute() else str(self.job_dir / prefix)
 
     def _continue(self, extra: dict[str, Any]) -> None:
@@ -518,7 +518,7 @@ class _Training:
             fields["test_net"] = index
         if matrix is not None:
             summary = matrix.summary()
-            fields.update({key: summary[key] for key in SEGMENTATION_METRICS})
+            fields.update({key: summary[key] for key in segmentation.TASK.metrics})
             fields["confusion_matrix"] = matrix.matrix.tolist()   # rows: truth, columns: prediction
         values = {name: _blob_value(means[name]) for name in net.output_names}
         self._record(_event(self.solver.iter, "val", values, **fields))

@@ -1,19 +1,17 @@
 """A job folder under the jobs directory: the files it holds and how they are read and written."""
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from digitslite.fileio import fsync_dir, read_json, write_json_atomically
-from digitslite.jobs.model import JobSpec, JobState
+from digitslite.jobs.job import JobSpec, JobState
+from digitslite.layout import SOLVERSTATE_SUFFIX, JobFiles, snapshot_iteration
 
-SNAPSHOT_PATTERN = re.compile(r"^(?P<prefix>.+)_iter_(?P<iteration>\d+)\.caffemodel$")
 # Folders of the jobs directory that are not jobs: half-created and half-deleted ones.
 NEW_PREFIX = ".new-"
 TRASH_PREFIX = ".trash-"
-INPUTS_DIR = "inputs"
 
 
 @dataclass(frozen=True)
@@ -23,43 +21,8 @@ class Snapshot:
     solverstate: Path | None
 
 
-class JobFolder:
-    def __init__(self, path: Path):
-        self.path = path
-
-    @property
-    def id(self) -> str:
-        return self.path.name
-
-    @property
-    def spec_file(self) -> Path:
-        return self.path / "job.json"
-
-    @property
-    def state_file(self) -> Path:
-        return self.path / "state.json"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.path / "worker.lock"
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / "log.txt"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def inputs_dir(self) -> Path:
-        """Uploaded files the job was created from; its parameters name them relative to this folder."""
-        return self.path / INPUTS_DIR
-
-    @property
-    def abort_marker(self) -> Path:
-        """Present while an abort is requested, so that it survives a server restart."""
-        return self.path / "abort.requested"
+class JobFolder(JobFiles):
+    """A job folder: its paths (named in digitslite.layout), its definition and its state."""
 
     def spec(self) -> JobSpec:
         return JobSpec.from_dict(read_json(self.spec_file))
@@ -83,11 +46,11 @@ class JobFolder:
         """The model snapshots in the folder, oldest first."""
         found = []
         for entry in os.scandir(self.path):
-            match = SNAPSHOT_PATTERN.match(entry.name)
-            if match:
+            iteration = snapshot_iteration(entry.name)
+            if iteration is not None:
                 weights = Path(entry.path)
-                state = weights.with_suffix(".solverstate")
-                found.append(Snapshot(int(match["iteration"]), weights, state if state.exists() else None))
+                state = weights.with_suffix(SOLVERSTATE_SUFFIX)
+                found.append(Snapshot(iteration, weights, state if state.exists() else None))
         return sorted(found, key=lambda snap: snap.iteration)
 
 
@@ -103,8 +66,9 @@ def create_job_folder(jobs_dir: Path, spec: JobSpec, state: JobState,
     try:
         if prepare is not None:
             prepare(staging)
-        write_json_atomically(staging / "job.json", spec.to_dict())
-        write_json_atomically(staging / "state.json", state.to_dict())
+        files = JobFiles(staging)
+        write_json_atomically(files.spec_file, spec.to_dict())
+        write_json_atomically(files.state_file, state.to_dict())
         os.rename(staging, jobs_dir / spec.id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.jobs.folder import JobFolder, is_job_folder_name
-from digitslite.jobs.model import Status
+from digitslite.jobs.job import Status
 
 SCHEMA_VERSION = 1
 _SCHEMA = """

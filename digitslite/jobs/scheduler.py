@@ -19,10 +19,10 @@ from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.jobs.errors import JobConflictError, JobNotFoundError
 from digitslite.jobs.folder import JobFolder, clear_leftovers, create_job_folder, remove_job_folder
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.job import RESUMABLE, TERMINAL, JobSpec, JobState, Status
 from digitslite.jobs.lock import JobLock
-from digitslite.jobs.model import RESUMABLE, TERMINAL, JobSpec, JobState, Status
 from digitslite.jobs.resources import Request, plan, unsatisfiable
-from digitslite.jobs.workers import WorkerHandle, spawn_worker
+from digitslite.jobs.supervisor import WorkerHandle, spawn_worker
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from digitslite import __version__
 from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import JobFilter
-from digitslite.jobs.model import Status
+from digitslite.jobs.job import Status
+from digitslite.layout import LOCK_FILE
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.create_common import json_object_body
 from digitslite.server.creators import clone_job
@@ -105,7 +106,7 @@ def get_file(job_id: str, name: str):
         raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
     root = services().scheduler.folder(job_id).path.resolve()
     target = (root / name).resolve()
-    if not target.is_relative_to(root) or not target.is_file() or target.name == "worker.lock":
+    if not target.is_relative_to(root) or not target.is_file() or target.name == LOCK_FILE:
         raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
     return send_file(target)
 

@@ -8,24 +8,21 @@ from flask import Flask, request
 
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.kinds import KINDS, load
 from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
 from digitslite.server.config import INDEX_FILE, MAX_JSON_BODY_BYTES, USERS_FILE, ServerConfig
-from digitslite.server.create_dataset import datasets_api
-from digitslite.server.create_inference import inference_api
-from digitslite.server.create_model import models_api
-from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
 from digitslite.server.hosts import install_host_check
+from digitslite.server.modelstore.routes import store_api
+from digitslite.server.modelstore.tree import store_tree
 from digitslite.server.pages import pages
 from digitslite.server.schemas.openapi import openapi_api
 from digitslite.server.services import Services
 from digitslite.server.sse import events_api
-from digitslite.server.store.routes import store_api
-from digitslite.server.store.tree import store_tree
 from digitslite.server.users import UserStore
 
 SECRET_FILE = ".secret_key"
@@ -89,9 +86,9 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     install_host_check(app)
     app.before_request(_limit_body)
     app.register_blueprint(pages)
-    app.register_blueprint(store_tree)
-    for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,
-                      openapi_api, store_api):
+    app.register_blueprint(store_tree, url_prefix="/store")
+    kind_apis = list(dict.fromkeys(load(kind.api) for kind in KINDS.values()))  # kinds may share one
+    for blueprint in (api, *kind_apis, download_api, events_api, openapi_api, store_api):
         app.register_blueprint(blueprint, url_prefix="/api/v1")
     if config.scheduler:
         scheduler.start()

@@ -15,9 +15,10 @@ from typing import Any
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from digitslite.jobs.folder import INPUTS_DIR, NEW_PREFIX, JobFolder
-from digitslite.jobs.model import JobSpec, Status, new_job_id
+from digitslite.jobs.folder import NEW_PREFIX, JobFolder
+from digitslite.jobs.job import JobSpec, Status, new_job_id
 from digitslite.jobs.scheduler import Prepare
+from digitslite.layout import JobFiles
 from digitslite.server.auth import Identity
 from digitslite.server.config import ServerConfig
 from digitslite.server.errors import ApiError
@@ -25,7 +26,6 @@ from digitslite.server.schemas.requests import GpuFields, JobFields, StoreImport
 from digitslite.server.services import services
 from digitslite.server.validators import MAX_JSON_DEPTH, check_json_value
 
-INPUTS = INPUTS_DIR
 COMMON_FIELDS = tuple(JobFields.model_fields)
 
 
@@ -119,9 +119,9 @@ def copy_inputs(ctx: CreateContext) -> Prepare | None:
 
     def prepare(staging: Path) -> None:
         if ctx.move_inputs:
-            shutil.move(source, staging / INPUTS)
+            shutil.move(source, JobFiles(staging).inputs_dir)
         else:
-            shutil.copytree(source, staging / INPUTS, symlinks=True)
+            shutil.copytree(source, JobFiles(staging).inputs_dir, symlinks=True)
     return prepare
 
 

@@ -11,12 +11,12 @@ from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
 from digitslite.datasets.options import MAX_PIXELS
-from digitslite.jobs.model import JobSpec
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.job import JobSpec
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
-    INPUTS,
     CreateContext,
     copy_inputs,
     new_spec,
@@ -31,6 +31,7 @@ from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import DatasetRequest
 from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
+from digitslite.tasks import DEFAULT_TASK
 
 datasets_api = Blueprint("datasets_api", __name__)
 
@@ -83,8 +84,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     check = body.check
     request = {name: body.given().get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {
         "check": check}
-    params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
-              "options": options, "within": [str(root) for root in ctx.config.data_roots]}
+    params = {"request": request, "task": DEFAULT_TASK.name, "source": "upload" if from_upload else "server",
+              "paths": paths, "options": options, "within": [str(root) for root in ctx.config.data_roots]}
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:
@@ -114,7 +115,7 @@ def create_dataset_job():
         with upload_folder(config) as scratch:
             archive_file = scratch / "archive"
             archives[0].save(archive_file)
-            content = scratch / INPUTS
+            content = scratch / INPUTS_DIR
             content.mkdir()
             extract_archive(archive_file, content, max_bytes=config.max_unpack_bytes, field="archive",
                             max_members=config.max_archive_members)

@@ -11,12 +11,12 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
-from digitslite.jobs.model import JobSpec, Status
-from digitslite.jobs.runners.inference import IMAGE_SUFFIXES, image_files
+from digitslite.jobs.job import JobSpec, Status
+from digitslite.jobs.kinds.inference import IMAGE_SUFFIXES, image_files
+from digitslite.layout import INPUTS_DIR
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
-    INPUTS,
     CreateContext,
     copy_inputs,
     gpu_request,
@@ -93,7 +93,7 @@ def create_inference_job(job_id: str):
     values = {**request_values(), "model": job_id}
     config = services().config
     with upload_folder(config) as scratch:
-        images = scratch / INPUTS
+        images = scratch / INPUTS_DIR
         images.mkdir()
         uploaded = _save_images(images)
         ctx = CreateContext(current_identity(), config, images if uploaded else None, move_inputs=True)

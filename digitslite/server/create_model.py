@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify
 
 from digitslite.caffe.prototxt import parse_net
 from digitslite.errors import UserError
-from digitslite.jobs.model import RESUMABLE, JobSpec
+from digitslite.jobs.job import RESUMABLE, JobSpec
 from digitslite.networks import fill_num_classes, list_networks
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
@@ -35,6 +35,7 @@ from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import NETWORK_SOURCES, NO_AMP, ModelRequest
 from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 
 models_api = Blueprint("models_api", __name__)
 
@@ -105,7 +106,7 @@ def plan_model(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
         varied = {"base_lr": rate, "batch_size": batch}
         suffix = ", ".join(f"{key}={value:g}" for key, value in varied.items() if value is not None)
         chosen = {key: value for key, value in varied.items() if value is not None}
-        params = {"request": base_request | chosen,
+        params = {"request": base_request | chosen, "task": task_of(dataset.spec().params).name,
                   "dataset": dataset_id, "network": network, "weights": weights,
                   "solver": _solver(body) | varied, "speed": speed, "scale_out": scale_out}
         jobs.append((new_spec("model", body, ctx, params, default_name=name,

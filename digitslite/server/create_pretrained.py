@@ -4,7 +4,7 @@ Files come as uploads (`deploy`, `weights`, and optionally `network`, `dataset_i
 `colormap`), as one uploaded `archive` (a model download of digitslite, or of DIGITS with its
 info.json), or as server paths inside the data roots. The job checks the weights against the
 deploy network before anything can use them. Pretrained jobs made from a model store (import,
-convolutionalize: digitslite.server.store) are planned again here when cloned.
+convolutionalize: digitslite.server.modelstore) are planned again here when cloned.
 """
 import json
 from collections.abc import Mapping
@@ -14,13 +14,13 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
-from digitslite.jobs.model import JobSpec
-from digitslite.jobs.runners.pretrained import FILE_ROLES
+from digitslite.jobs.job import JobSpec
+from digitslite.jobs.kinds.pretrained import FILE_ROLES
+from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
-    INPUTS,
     CreateContext,
     copy_inputs,
     new_spec,
@@ -29,20 +29,20 @@ from digitslite.server.create_common import (
     uploaded_files,
 )
 from digitslite.server.errors import ApiError
+from digitslite.server.modelstore.plans import plan_convolutionalize, plan_store_import
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
 from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import PretrainedRequest
 from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
-from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
 
 pretrained_api = Blueprint("pretrained_api", __name__)
 
 REQUIRED_ROLES = ("deploy", "weights")
 # What an unpacked model archive calls each file: ours first, then DIGITS' info.json keys.
-ARCHIVE_NAMES = {"deploy": ("deploy.prototxt",), "network": ("network.prototxt",),
-                 "dataset_info": ("dataset.json",), "classes": ("labels.txt", "classes.txt"),
+ARCHIVE_NAMES = {"deploy": (DEPLOY_FILE,), "network": (NETWORK_FILE,), "dataset_info": (DATASET_INFO_FILE,),
+                 "classes": ("labels.txt", "classes.txt"),
                  "colormap": ("colormap.txt",)}
 DIGITS_INFO_KEYS = {"deploy": "deploy file", "weights": "snapshot file", "classes": "labels file"}
 
@@ -114,7 +114,7 @@ def create_pretrained_job():
     if not archives and not any(singles.values()):
         return submitted(plan_files(given, CreateContext(current_identity(), config)))
     with upload_folder(config) as scratch:
-        inputs = scratch / INPUTS
+        inputs = scratch / INPUTS_DIR
         inputs.mkdir()
         values = {key: given[key] for key in COMMON_FIELDS if given.get(key) not in (None, "")}
         if archives:

@@ -1,22 +1,19 @@
-"""Which request planner makes each kind of job, and cloning: the old request, changed, planned again."""
+"""Each kind's request planner (named by its record in jobs.kinds), and cloning: the old request,
+changed, planned again."""
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.model import JobSpec
+from digitslite.jobs.job import JobSpec
+from digitslite.jobs.kinds import KINDS, load
 from digitslite.jobs.scheduler import Prepare
 from digitslite.server.auth import Identity
 from digitslite.server.create_common import CreateContext
-from digitslite.server.create_dataset import plan_dataset
-from digitslite.server.create_inference import plan_inference
-from digitslite.server.create_model import plan_model
-from digitslite.server.create_pretrained import plan_pretrained
 from digitslite.server.errors import ApiError
 from digitslite.server.services import services
 
 Planner = Callable[[Mapping[str, Any], CreateContext], list[tuple[JobSpec, Prepare | None]]]
-PLANNERS: dict[str, Planner] = {"dataset": plan_dataset, "model": plan_model, "inference": plan_inference,
-                                 "pretrained": plan_pretrained}
+PLANNERS: dict[str, Planner] = {kind.name: load(kind.planner) for kind in KINDS.values()}
 
 
 def clone_job(folder: JobFolder, overrides: dict[str, Any], identity: Identity) -> list[JobFolder]:

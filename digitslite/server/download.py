@@ -15,7 +15,7 @@ from werkzeug.utils import secure_filename
 
 from digitslite import __version__
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.runners.names import (
+from digitslite.layout import (
     DATASET_INFO_FILE,
     DEPLOY_FILE,
     NETWORK_FILE,

@@ -63,7 +63,12 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return error_response(exc.code or 500, exc.description or exc.name)
+        """JSON, keeping the exception's own headers (a 416's Content-Range, a 405's Allow)."""
+        response, status = error_response(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception):

@@ -11,8 +11,6 @@ from digitslite.caffe.shapes import input_tops
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.runners.dataset import dataset_path
-from digitslite.jobs.runners.names import DATASET_INFO_FILE
 from digitslite.networks import fill_num_classes, load_network
 from digitslite.server.errors import ApiError
 
@@ -37,7 +35,7 @@ def check_prototxt(text: str, image_shape: tuple[int, int, int]) -> None:
 def dataset_image_shape(dataset: JobFolder) -> tuple[int, int, int]:
     """(C, H, W) of the dataset's largest training image, or the net check's default before it is made."""
     try:
-        info = read_json(dataset_path(dataset.path) / DATASET_INFO_FILE)
+        info = read_json(dataset.dataset.info_file)
         width, height = info["image_size"]["train"]["max"]
         return int(info.get("channels") or 3), int(height), int(width)
     except (OSError, ValueError, KeyError, TypeError):

@@ -3,7 +3,7 @@ from typing import Any
 
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobIndex
-from digitslite.jobs.model import TERMINAL
+from digitslite.jobs.job import TERMINAL
 
 API = "/api/v1"
 

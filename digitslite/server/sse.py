@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.model import TERMINAL
+from digitslite.jobs.job import TERMINAL
 from digitslite.server.errors import ApiError
 from digitslite.server.schemas.openapi import operation
 from digitslite.server.services import services

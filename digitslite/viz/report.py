@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from digitslite.errors import UserError
-from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.runners.names import DATASET_INFO_FILE
+from digitslite.layout import JobFiles
 
 FORMATS = (".pdf", ".png", ".svg")
 QUALITY = ("mean_iu", "pixel_accuracy")  # validation scores drawn beside the loss, when recorded
@@ -34,7 +33,7 @@ class JobMetrics:
 
 def read_job_metrics(job_dir: Path) -> JobMetrics:
     """The job's metric records by phase (a line still being written is left out) and class names."""
-    path = JobFolder(job_dir).metrics_file
+    path = JobFiles(job_dir).metrics_file
     if not path.is_file():
         raise UserError(f"{job_dir}: no {path.name}; give the folder of a model job or of "
                         "`digitslite train -o`, once it has trained a few iterations")
@@ -50,7 +49,7 @@ def read_job_metrics(job_dir: Path) -> JobMetrics:
     val = [record for record in records if record.get("phase") == "val" and record.get("test_net", 0) == 0]
     train = [record for record in records if record.get("phase") == "train"]
     classes: list[str] = []
-    info = job_dir / DATASET_INFO_FILE
+    info = JobFiles(job_dir).dataset_info_file
     if info.is_file():
         classes = list(json.loads(info.read_text(encoding="utf-8")).get("classes", []))
     return JobMetrics(train, val, classes)
@@ -123,7 +122,7 @@ def write_report(job_dir: Path, output: Path) -> dict[str, Any]:
         raise UserError(f"{output}: the report is written as {', '.join(FORMATS)}; give -o a name ending so")
     metrics = read_job_metrics(job_dir)
     if not metrics.train and not metrics.val:
-        raise UserError(f"{JobFolder(job_dir).metrics_file}: no train or val records yet; report once the "
+        raise UserError(f"{JobFiles(job_dir).metrics_file}: no train or val records yet; report once the "
                         "job has logged some iterations")
     figure = draw_report(metrics, job_dir.resolve().name)
     partial = output.with_name(f".{output.name}.partial")

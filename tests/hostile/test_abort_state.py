@@ -1,7 +1,7 @@
 """A finished job never reads as having an abort pending, whatever the moment it is read at."""
 from digitslite.jobs.folder import JobFolder, create_job_folder
 from digitslite.jobs.index import JobIndex
-from digitslite.jobs.model import JobSpec, JobState, Status
+from digitslite.jobs.job import JobSpec, JobState, Status
 from digitslite.server.render import job_detail
 
 

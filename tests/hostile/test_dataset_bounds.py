@@ -48,7 +48,7 @@ def test_an_image_whose_header_claims_too_many_pixels_is_reported_without_decodi
 
 
 def test_an_encoder_process_cannot_grow_past_its_heap_limit():
-    code = ("from digitslite.datasets.worker import bound_memory\n"
+    code = ("from digitslite.datasets.encoder import bound_memory\n"
             "bound_memory()\n"
             "import numpy\n"
             "try:\n"
@@ -62,7 +62,7 @@ def test_an_encoder_process_cannot_grow_past_its_heap_limit():
 def test_an_encoder_process_whose_parent_is_gone_ends_without_a_traceback():
     """Item 15: a write into a pipe nobody reads ends the process quietly (no BrokenPipeError)."""
     code = ("import os\n"
-            "from digitslite.datasets.worker import end_quietly_on_broken_pipe\n"
+            "from digitslite.datasets.encoder import end_quietly_on_broken_pipe\n"
             "end_quietly_on_broken_pipe()\n"
             "read, write = os.pipe()\n"
             "os.close(read)\n"

@@ -1,7 +1,7 @@
 """Item 6: partial dataset folders that a killed run left in a job folder are removed by the next run,
 whether it creates the dataset or finds it already complete."""
 from digitslite.jobs.folder import create_job_folder
-from digitslite.jobs.model import JobSpec, JobState
+from digitslite.jobs.job import JobSpec, JobState
 from digitslite.jobs.runners import dataset as dataset_runner
 from digitslite.jobs.runners.context import RunContext
 

@@ -9,7 +9,7 @@ import pytest
 
 from digitslite.errors import UserError
 from digitslite.jobs.runners.pretrained import server_fetch_policy
-from digitslite.store.importer import import_model
+from digitslite.modelstore.importer import import_model
 from tests.store.helpers import write_tiny_entry
 
 

@@ -6,7 +6,7 @@ import time
 
 from digitslite.jobs.folder import JobFolder, create_job_folder
 from digitslite.jobs.index import JobFilter, JobIndex
-from digitslite.jobs.model import JobSpec, JobState, Status, new_job_id
+from digitslite.jobs.job import JobSpec, JobState, Status, new_job_id
 
 
 def make_job(jobs_dir, kind="dataset", status=Status.DONE, created=None, **fields) -> JobFolder:

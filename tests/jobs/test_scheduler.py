@@ -9,10 +9,10 @@ import pytest
 
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.job import TERMINAL, JobSpec, Status, new_job_id
 from digitslite.jobs.lock import JobLock, is_held
-from digitslite.jobs.model import TERMINAL, JobSpec, Status, new_job_id
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
-from digitslite.jobs.workers import TOKEN_ENV
+from digitslite.jobs.supervisor import TOKEN_ENV
 from tests.server.harness import kill_workers, make_demo, wait_for
 
 OPTIONS = {"val_percent": None, "label_mode": "palette", "nearest": False, "ignore_label": 255,

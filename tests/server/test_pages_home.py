@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from digitslite.jobs.model import KINDS, JobSpec, JobState, Status
+from digitslite.jobs.job import JobSpec, JobState, Status
 from tests.server.harness import running_server
+
+KINDS = ("dataset", "model", "inference", "pretrained")  # the jobs cycle through these
 
 JOBS = 10_000
 GROUPS = 10

@@ -20,8 +20,8 @@ from digitslite.caffe.caffemodel import write_caffemodel
 from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import parse_net, read_net
 from digitslite.engine.net import CaffeNet
-from digitslite.store.entries import add_to_master, write_info
-from digitslite.store.locations import embedded_store_dir
+from digitslite.modelstore.entries import add_to_master, write_info
+from digitslite.modelstore.locations import embedded_store_dir
 from tests.server.harness import Client, created_id, dataset_request, make_demo, model_request, running_server
 from tests.store.helpers import CLASSES, closed_port_url, served_store, write_tiny_entry
 

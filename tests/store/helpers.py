@@ -22,7 +22,7 @@ from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, write_net
 from digitslite.caffe.surgery import bilinear_weights
 from digitslite.engine.net import CaffeNet
-from digitslite.store.entries import write_info
+from digitslite.modelstore.entries import write_info
 
 CLASSES = ["background", "road", "car"]
 PALETTE = [[0, 0, 0], [128, 64, 128], [0, 0, 200]]

@@ -4,7 +4,7 @@ import json
 from click.testing import CliRunner
 
 from digitslite.cli import main
-from digitslite.store.entries import add_to_master
+from digitslite.modelstore.entries import add_to_master
 from tests.store.helpers import CLASSES, closed_port_url, write_finished_job, write_tiny_entry
 
 

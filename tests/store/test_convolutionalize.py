@@ -14,11 +14,11 @@ import torch
 from digitslite.caffe.caffemodel import read_weights, write_caffemodel
 from digitslite.caffe.prototxt import parse_net, read_net
 from digitslite.engine.net import CaffeNet
-from digitslite.store.convolutionalize import convolutionalize_model
-from digitslite.store.entries import index_store
-from digitslite.store.format import INFO_FILE, parse_info
-from digitslite.store.importer import import_model
-from digitslite.store.locations import embedded_store_dir
+from digitslite.modelstore.convolutionalize import convolutionalize_model
+from digitslite.modelstore.entries import index_store
+from digitslite.modelstore.format import INFO_FILE, parse_info
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.locations import embedded_store_dir
 
 pytestmark = pytest.mark.slow
 

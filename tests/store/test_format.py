@@ -1,4 +1,4 @@
-"""info.json / master.json validation, checksums, and the embedded model_store/ itself."""
+"""info.json / master.json validation, checksums, and the embedded store (embedded_store/) itself."""
 import hashlib
 import json
 import shutil
@@ -8,8 +8,8 @@ import pytest
 
 from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import filter_net, read_net
-from digitslite.store.entries import add_to_master, entry_files, index_store, read_master
-from digitslite.store.format import (
+from digitslite.modelstore.entries import add_to_master, entry_files, index_store, read_master
+from digitslite.modelstore.format import (
     ChecksumError,
     FileRecord,
     StoreFormatError,
@@ -19,8 +19,8 @@ from digitslite.store.format import (
     parse_master,
     verify_file,
 )
-from digitslite.store.listing import list_store
-from digitslite.store.locations import embedded_store_dir
+from digitslite.modelstore.listing import list_store
+from digitslite.modelstore.locations import embedded_store_dir
 
 SHA256 = "a" * 64
 

@@ -13,11 +13,11 @@ from digitslite.caffe.caffemodel import read_weights
 from digitslite.caffe.prototxt import read_net
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
-from digitslite.store.client import FetchPolicy, StoreUnreachable
-from digitslite.store.entries import add_to_master, index_store
-from digitslite.store.format import ChecksumError
-from digitslite.store.importer import import_model, partial_import_dir
-from digitslite.store.listing import list_stores
+from digitslite.modelstore.client import FetchPolicy, StoreUnreachable
+from digitslite.modelstore.entries import add_to_master, index_store
+from digitslite.modelstore.format import ChecksumError
+from digitslite.modelstore.importer import import_model, partial_import_dir
+from digitslite.modelstore.listing import list_stores
 from tests.store.helpers import HEIGHT, WIDTH, closed_port_url, scores, served_store, write_tiny_entry
 
 FAST = FetchPolicy(timeout=2.0, retries=2, backoff=0.01)

@@ -10,11 +10,11 @@ from digitslite.caffe.prototxt import read_net, read_solver
 from digitslite.cli import main
 from digitslite.datasets.demo import CLASSES as DEMO_CLASSES
 from digitslite.errors import UserError
+from digitslite.modelstore.format import ChecksumError
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.listing import list_stores
+from digitslite.modelstore.publish import publish_job
 from digitslite.networks import get_network, render_network_text
-from digitslite.store.format import ChecksumError
-from digitslite.store.importer import import_model
-from digitslite.store.listing import list_stores
-from digitslite.store.publish import publish_job
 from tests.store.helpers import (
     CLASSES,
     HEIGHT,

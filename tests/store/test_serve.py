@@ -1,26 +1,14 @@
-"""`digitslite store serve`: static files with Content-Length and byte ranges, on a real loopback port."""
+"""`digitslite store serve`: static files with Content-Length and byte ranges, on a real loopback port.
+
+It is the job server's own /store/ tree (server.store.tree), serving another folder at the root."""
 import urllib.error
 import urllib.request
 
 import pytest
 
-from digitslite.store.server import byte_range
 from tests.store.helpers import served_store
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
-
-
-@pytest.mark.parametrize(("header", "expected"), [
-    ("bytes=0-9", (0, 9)),
-    ("bytes=100-", (100, 10239)),
-    ("bytes=-16", (10224, 10239)),
-    ("bytes=10000-99999", (10000, 10239)),
-    ("bytes=10240-", None),
-    ("bytes=20-10", None),
-    ("bytes=0-1,5-6", (0, 10239)),   # several ranges: the whole file
-])
-def test_byte_range(header, expected):
-    assert byte_range(header, len(PAYLOAD)) == expected
 
 
 def _get(url: str, range_header: str | None = None):
@@ -35,6 +23,8 @@ def store_url(tmp_path_factory):
     (folder / "entry").mkdir()
     (folder / "entry" / "weights.caffemodel").write_bytes(PAYLOAD)
     (folder / "master.json").write_text('{"msg": "hi", "children": ["entry"]}')
+    (folder / ".importing").mkdir()
+    (folder / ".importing" / "info.json").write_text("{}")
     with served_store(folder) as url:
         yield url
 
@@ -63,4 +53,29 @@ def test_a_range_past_the_end_is_416(store_url):
 def test_paths_cannot_leave_the_store(store_url):
     with pytest.raises(urllib.error.HTTPError) as error:
         _get(f"{store_url}/../../etc/passwd")
+    assert error.value.code == 404
+
+
+@pytest.mark.parametrize(("header", "first", "last"), [
+    ("bytes=0-9", 0, 9),
+    ("bytes=100-", 100, 10239),
+    ("bytes=-16", 10224, 10239),
+    ("bytes=10000-99999", 10000, 10239),
+])
+def test_single_ranges(store_url, header, first, last):
+    status, headers, body = _get(f"{store_url}/entry/weights.caffemodel", header)
+    assert (status, headers["Content-Range"]) == (206, f"bytes {first}-{last}/{len(PAYLOAD)}")
+    assert body == PAYLOAD[first:last + 1]
+
+
+def test_an_inverted_range_is_416(store_url):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _get(f"{store_url}/entry/weights.caffemodel", "bytes=20-10")
+    assert error.value.code == 416
+
+
+def test_hidden_files_are_never_served(store_url):
+    """A folder being written (an import or a publish in progress) is hidden by its leading dot."""
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _get(f"{store_url}/.importing/info.json")
     assert error.value.code == 404

@@ -6,7 +6,7 @@ from typing import Any
 
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.model import JobSpec
+from digitslite.jobs.job import JobSpec
 
 
 class JobStopped(Exception):  # noqa: N818 - a signal, not an error

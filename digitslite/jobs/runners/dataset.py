@@ -1,34 +1,7 @@
 """Dataset jobs: build the LMDB dataset into <job>/dataset with the datasets package."""
-from pathlib import Path
-from typing import Any
-
-from digitslite.datasets import DatasetOptions, create_dataset, remove_partials
-from digitslite.jobs.folder import INPUTS_DIR
+from digitslite.datasets import create_dataset, remove_partials
+from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
-
-FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
-FILE_FIELDS = ("colormap", "classes")
-
-
-def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
-    """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
-    def path(name: str) -> Path | None:
-        value = params["paths"][name]
-        if value is None:
-            return None
-        return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
-
-    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
-    if params["source"] == "upload":
-        within = ((job_dir / INPUTS_DIR).resolve(),)
-    else:
-        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
-    return DatasetOptions(**paths, **params["options"], within=within)
-
-
-def dataset_path(job_dir: Path) -> Path:
-    return job_dir / DATASET_DIR
 
 
 def run(ctx: RunContext) -> None:
@@ -36,10 +9,10 @@ def run(ctx: RunContext) -> None:
         ctx.check_stop()  # raising here makes create_dataset remove its partial output
         ctx.report(done / total if total else 0.0, f"{done}/{total} images")
 
-    out = dataset_path(ctx.job_dir)
+    out = ctx.folder.dataset.path
     for stale in remove_partials(out):  # this worker holds the job's lock: no other run writes them
         print(f"removed {stale.name}, left by an earlier run that was killed", flush=True)
-    if (out / DATASET_INFO_FILE).is_file():
+    if ctx.folder.dataset.info_file.is_file():
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)
         return

@@ -10,39 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import numpy as np
 
+from digitslite.datasets.reader import has_split, split_records
 from digitslite.datasets.records import datum_array
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
-from digitslite.jobs.folder import INPUTS_DIR
+from digitslite.jobs.kinds.inference import image_files
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.dataset import dataset_path
 from digitslite.jobs.runners.model import snapshot_weights
-from digitslite.jobs.runners.names import (
-    DATASET_INFO_FILE,
-    DEPLOY_FILE,
+from digitslite.layout import (
     OUTPUTS_DIR,
-    PRETRAINED_WEIGHTS,
-    RESULTS_FILE,
 )
 from digitslite.viz.overlay import overlay
 from digitslite.viz.palette import extend_palette, voc_palette
 from digitslite.viz.png import write_label_png, write_rgb_png
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IGNORE_LABEL = 255
 
 Item = tuple[str, np.ndarray, np.ndarray | None]  # name, RGB pixels, ground-truth class map
-
-
-def image_files(folder: Path) -> list[Path]:
-    files = sorted(path for path in folder.rglob("*")
-                   if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-    if not files:
-        raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to run the model on")
-    return files
 
 
 def _files(folder: Path, limit: int | None) -> Iterator[Item]:
@@ -54,23 +40,13 @@ def _files(folder: Path, limit: int | None) -> Iterator[Item]:
 
 def _validation_split(dataset_dir: Path, limit: int | None) -> Iterator[Item]:
     """The val_db records: images (stored BGR, returned RGB) with their label maps."""
-    if not (dataset_dir / "val_db").is_dir():
+    if not has_split(dataset_dir, "val"):
         raise UserError(f"the dataset in {dataset_dir} has no validation split; give images or a folder")
-    envs = [lmdb.open(str(dataset_dir / "val_db" / part), readonly=True, lock=False) for part in
-            ("features", "labels")]
-    try:
-        with envs[0].begin() as features, envs[1].begin() as labels:
-            for count, (key, value) in enumerate(features.cursor()):
-                if limit is not None and count >= limit:
-                    break
-                image = datum_array(value)
-                pixels = image[0] if image.shape[0] == 1 else image[::-1].transpose(1, 2, 0)
-                truth = labels.get(key)
-                label = None if truth is None else datum_array(truth)[0]
-                yield key.decode(), np.ascontiguousarray(pixels), label
-    finally:
-        for env in envs:
-            env.close()
+    for key, features, labels in split_records(dataset_dir, "val", limit):
+        image = datum_array(features)
+        pixels = image[0] if image.shape[0] == 1 else image[::-1].transpose(1, 2, 0)
+        label = None if labels is None else datum_array(labels)[0]
+        yield key.decode(), np.ascontiguousarray(pixels), label
 
 
 def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
@@ -78,20 +54,20 @@ def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
     ref = ctx.params["model"]
     model = ctx.other_job(ref["job"], "model")
     if ref["kind"] == "pretrained":
-        weights = model.path / PRETRAINED_WEIGHTS
+        weights = model.pretrained_weights
     else:
         weights = snapshot_weights(model, ref.get("iteration"), "model")
-    info = model.path / DATASET_INFO_FILE
-    return model.path / DEPLOY_FILE, weights, info if info.is_file() else None
+    info = model.dataset_info_file
+    return model.deploy_file, weights, info if info.is_file() else None
 
 
 def _items(ctx: RunContext) -> Iterator[Item]:
     source, limit = ctx.params["source"], ctx.params.get("limit")
     if source == "upload":
-        return _files(ctx.job_dir / INPUTS_DIR, limit)
+        return _files(ctx.folder.inputs_dir, limit)
     if source == "folder":
         return _files(Path(ctx.params["folder"]), limit)
-    return _validation_split(dataset_path(ctx.other_job(ctx.params["dataset"], "dataset").path), limit)
+    return _validation_split(ctx.other_job(ctx.params["dataset"], "dataset").dataset.path, limit)
 
 
 class _Scores:
@@ -134,7 +110,7 @@ def run(ctx: RunContext) -> None:
         names, palette = info["classes"], extend_palette(info["palette"])
     device = "cuda" if ctx.spec.gpu_count else "cpu"
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
-    outputs = ctx.job_dir / OUTPUTS_DIR
+    outputs = ctx.folder.outputs_dir
     outputs.mkdir(exist_ok=True)
     total = ctx.params.get("count") or 0
     results, scores = [], _Scores()
@@ -156,6 +132,6 @@ def run(ctx: RunContext) -> None:
     if not results:
         raise UserError("there were no images to run the model on")
     used_palette = palette[:max(len(names), 1)].tolist()
-    write_json_atomically(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
+    write_json_atomically(ctx.folder.results_file, {"classes": names, "palette": used_palette,
                                                    "images": results, "scores": scores.summary()})
     print(f"inference done on {len(results)} images", flush=True)

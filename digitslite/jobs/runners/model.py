@@ -20,15 +20,10 @@ from digitslite.engine.choices import DEFAULT_SOLVER
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
-from digitslite.jobs.runners.dataset import dataset_path
-from digitslite.jobs.runners.names import (
+from digitslite.layout import (
     DATASET_INFO_FILE,
-    DEPLOY_FILE,
     NETWORK_FILE,
-    PRETRAINED_WEIGHTS,
     SNAPSHOT_PREFIX,
-    SOLVER_FILE,
-    TRAIN_VAL_FILE,
 )
 from digitslite.networks import fill_num_classes, load_network, load_solver
 
@@ -61,7 +56,7 @@ def _weights_of(ctx: RunContext, ref: dict[str, Any], what: str) -> Path:
     """The weights a reference names: a model job's snapshot, or a pretrained job's weights."""
     other = ctx.other_job(ref["job"], what)
     if ref["kind"] == "pretrained":
-        return other.path / PRETRAINED_WEIGHTS
+        return other.pretrained_weights
     return snapshot_weights(other, ref.get("iteration"), what)
 
 
@@ -77,12 +72,12 @@ def _network(ctx: RunContext, num_classes: int) -> tuple[caffe_pb2.NetParameter,
         net = fill_crop_offsets(complete_digits_net(parse_net(text, source="network_prototxt"), num_classes))
     else:
         other = ctx.other_job(source["job"], "network")
-        if not (other.path / NETWORK_FILE).is_file():
+        if not other.network_file.is_file():
             raise UserError(f"job {other.id} has no trainable network ({NETWORK_FILE}); give the network as "
                             "prototxt text and that job as the weights")
-        net = read_net(other.path / NETWORK_FILE)
-        if (other.path / SOLVER_FILE).is_file():
-            solver = read_solver(other.path / SOLVER_FILE)
+        net = read_net(other.network_file)
+        if other.solver_file.is_file():
+            solver = read_solver(other.solver_file)
         weights = [_weights_of(ctx, source, "network")]
     if ctx.params.get("weights"):
         weights = [_weights_of(ctx, ctx.params["weights"], "weights")]
@@ -137,33 +132,33 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
     solver = build_solver(ctx.params["solver"], base_solver, info["counts"],
                           _train_batch_size(bound, "train"), _train_batch_size(bound, "test"))
     width, height = info["image_size"]["train"]["max"]  # the deploy input; an FCN reshapes to any size
-    write_net(net, ctx.job_dir / NETWORK_FILE)
-    write_net(bound, ctx.job_dir / TRAIN_VAL_FILE)
-    write_net(deploy_net(net, [1, info.get("channels", 3), height, width]), ctx.job_dir / DEPLOY_FILE)
-    write_solver(solver, ctx.job_dir / SOLVER_FILE)
-    shutil.copyfile(dataset_dir / DATASET_INFO_FILE, ctx.job_dir / DATASET_INFO_FILE)
+    write_net(net, ctx.folder.network_file)
+    write_net(bound, ctx.folder.train_val_file)
+    write_net(deploy_net(net, [1, info.get("channels", 3), height, width]), ctx.folder.deploy_file)
+    write_solver(solver, ctx.folder.solver_file)
+    shutil.copyfile(dataset_dir / DATASET_INFO_FILE, ctx.folder.dataset_info_file)
     return weights
 
 
 def run(ctx: RunContext) -> None:
     from digitslite.engine.train import TrainConfig, train  # torch: only in the worker
 
-    dataset_dir = dataset_path(ctx.other_job(ctx.params["dataset"], "dataset").path)
+    dataset_dir = ctx.other_job(ctx.params["dataset"], "dataset").dataset.path
     info = json.loads((dataset_dir / DATASET_INFO_FILE).read_text())
     resume = latest_complete_snapshot(ctx.folder)
-    if resume is None or not (ctx.job_dir / SOLVER_FILE).exists():
+    if resume is None or not ctx.folder.solver_file.exists():
         resume = None
         weights = _write_job_files(ctx, dataset_dir, info)
     else:
         weights = []
         print(f"resuming from {resume.name}", flush=True)
-    solver = read_solver(ctx.job_dir / SOLVER_FILE)
+    solver = read_solver(ctx.folder.solver_file)
     speed = ctx.params.get("speed", {})
     gpus = ctx.spec.gpu_count
     # Data-parallel (docs/SCALING.md): one rank per reserved GPU, or the CPU ranks asked for; jobs
     # from before these fields train one rank per GPU, or one process on the CPU.
     scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
-    config = TrainConfig(solver=solver, net=read_net(ctx.job_dir / TRAIN_VAL_FILE), solver_dir=ctx.job_dir,
+    config = TrainConfig(solver=solver, net=read_net(ctx.folder.train_val_file), solver_dir=ctx.job_dir,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
                          compile=bool(speed.get("compile")), **scale_out)

@@ -21,32 +21,22 @@ from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.colormap import default_palette, read_class_names, read_colormap
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
-from digitslite.jobs.folder import INPUTS_DIR
+from digitslite.jobs.kinds.pretrained import input_path
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.names import (
+from digitslite.layout import (
     DATASET_INFO_FILE,
     DEPLOY_FILE,
     NETWORK_FILE,
     PRETRAINED_WEIGHTS,
     SOLVER_FILE,
 )
-from digitslite.store import client
-from digitslite.store.convolutionalize import convolutionalize
-from digitslite.store.format import INFO_FILE, ModelInfo, parse_info
-from digitslite.store.importer import import_model
-from digitslite.store.listing import summarise
+from digitslite.modelstore import client
+from digitslite.modelstore.convolutionalize import convolutionalize
+from digitslite.modelstore.format import INFO_FILE, ModelInfo, parse_info
+from digitslite.modelstore.importer import import_model
+from digitslite.modelstore.listing import summarise
 
-FILE_ROLES = ("deploy", "weights", "network", "dataset_info", "classes", "colormap")
-ENTRY_DIR = "entry"  # an imported store entry or a surgery result, as digitslite.store wrote it
 API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
-
-
-def input_path(params: dict[str, Any], role: str, job_dir: Path) -> Path | None:
-    """Where the file of `role` is: in the job's inputs/ for uploads, else the server path."""
-    value = params["files"].get(role)
-    if value is None:
-        return None
-    return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
 
 def _class_record(names: list[str], palette: list | None) -> dict[str, Any]:
@@ -87,15 +77,15 @@ def _install_files(ctx: RunContext) -> None:
         raise UserError(f"{weights_file.name} shares no layer name with {deploy_file.name}; import the "
                         "weights trained with this network")
     ctx.report(0.8, "installing the files")
-    shutil.copyfile(deploy_file, ctx.job_dir / DEPLOY_FILE)
-    shutil.copyfile(weights_file, ctx.job_dir / PRETRAINED_WEIGHTS)
+    shutil.copyfile(deploy_file, ctx.folder.deploy_file)
+    shutil.copyfile(weights_file, ctx.folder.pretrained_weights)
     network_file = input_path(ctx.params, "network", ctx.job_dir)
     if network_file is not None:
         read_net(network_file)
-        shutil.copyfile(network_file, ctx.job_dir / NETWORK_FILE)
+        shutil.copyfile(network_file, ctx.folder.network_file)
     info = _class_info(ctx.params, ctx.job_dir)
     if info is not None:
-        write_json_atomically(ctx.job_dir / DATASET_INFO_FILE, info)
+        write_json_atomically(ctx.folder.dataset_info_file, info)
     print(f"imported {len(report.weights)} layers of weights; ignored {len(report.ignored)} unused ones",
           flush=True)
 
@@ -165,9 +155,9 @@ def _convolutionalize(ctx: RunContext, dest: Path) -> None:
     classifier = ctx.other_job(ctx.params["classifier"], "classifier")
     network = ctx.params["network"]
     ctx.report(0.1, f"net surgery: {classifier.spec().name} into {network}")
-    made = convolutionalize(classifier.path / DEPLOY_FILE, classifier.path / PRETRAINED_WEIGHTS, dest,
+    made = convolutionalize(classifier.deploy_file, classifier.pretrained_weights, dest,
                             num_classes=ctx.params["num_classes"], network=network,
-                            about=_entry_info(classifier.path / ENTRY_DIR))
+                            about=_entry_info(classifier.entry_dir))
     for action in made.actions:
         print(f"{action.layer}: {action.action}", flush=True)
 
@@ -209,9 +199,9 @@ def run(ctx: RunContext) -> None:
     if make_entry is None:
         _install_files(ctx)
         return
-    entry = ctx.job_dir / ENTRY_DIR
+    entry = ctx.folder.entry_dir
     if (entry / INFO_FILE).is_file():
-        print(f"{ENTRY_DIR}/ is complete from an earlier run", flush=True)  # it appears whole or not at all
+        print(f"{entry.name}/ is complete from an earlier run", flush=True)  # it appears whole or not at all
     else:
         make_entry(ctx, entry)
     ctx.report(0.97, "installing the files")

@@ -1,20 +1,21 @@
 """The web pages a researcher uses all day: one module per page family, server-rendered with Jinja.
 
 Importing the modules attaches their routes to `pages` (and to `pages_api`, nested under
-/pages-api); the app registers `pages` alone.
+/pages-api); the app registers `pages` alone. Each job kind's record names the module of its page.
 """
+from digitslite.jobs.kinds import KINDS, load
 from digitslite.server.pages import (  # noqa: F401 - imported for the routes they attach
     accounts,
     assets,
-    datasets,
     errors,
     home,
-    inference,
     model_helpers,
-    models,
-    store,
+    modelstore,
 )
 from digitslite.server.pages.blueprint import pages, pages_api
+
+for _kind in KINDS.values():
+    load(_kind.page_module)
 
 pages.register_blueprint(pages_api, url_prefix="/pages-api")
 

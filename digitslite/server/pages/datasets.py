@@ -5,7 +5,8 @@ from pathlib import Path
 from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options, dataset_path
+from digitslite.datasets.reader import read_record
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
 from digitslite.server.create_dataset import plan_dataset
@@ -19,7 +20,6 @@ from digitslite.server.pages.records import (
     image_mimetype,
     label_png,
     painting_palette,
-    read_record,
 )
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
@@ -93,7 +93,7 @@ def dataset_record(job_id: str, stage: str, position: int, part: str):
     info = dataset_job_info(folder)
     if info is None or stage not in STAGES or part not in ("image", "label", "classes"):
         raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
-    serialized = read_record(dataset_path(folder.path), stage, "features" if part == "image" else "labels",
+    serialized = read_record(folder.dataset.path, stage, "features" if part == "image" else "labels",
                              position)
     if serialized is None:
         abort(404, f"dataset {job_id} has no {stage} record {position}")

@@ -8,12 +8,13 @@ from flask import redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from digitslite.jobs.index import SORT_COLUMNS, JobFilter
-from digitslite.jobs.model import Status
+from digitslite.jobs.job import Status
+from digitslite.jobs.kinds import KINDS
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
 from digitslite.server.services import services
 
-TABS = {"models": "model", "datasets": "dataset", "pretrained": "pretrained", "inference": "inference"}
+TABS = {kind.tab: kind for kind in KINDS.values()}  # in the kinds' order
 PER_PAGE_CHOICES = (25, 50, 100, 200)
 ACTIVE = (Status.RUNNING, Status.STARTING, Status.QUEUED)
 
@@ -75,12 +76,12 @@ def home():
     tab = request.args.get("tab")
     if tab not in TABS:
         tab = "models" if counts.get("model") else "datasets"
-    query = table_query(request.args, TABS[tab])
+    query = table_query(request.args, TABS[tab].name)
     rows, total = query.run()
     pages_count = max(1, (total + query.per_page - 1) // query.per_page)
     return render_template("home/home.html", tab=tab, tabs=TABS, counts=counts, query=query, rows=rows,
                            total=total, pages_count=pages_count, active=active_jobs(),
-                           groups=index.groups_of(TABS[tab]), owners=index.owners_of(TABS[tab]),
+                           groups=index.groups_of(TABS[tab].name), owners=index.owners_of(TABS[tab].name),
                            statuses=[str(status) for status in Status], per_page_choices=PER_PAGE_CHOICES,
                            page_of_kind=PAGE_OF_KIND)
 

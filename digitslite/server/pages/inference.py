@@ -8,17 +8,17 @@ import numpy as np
 from flask import Response, abort, render_template, send_file
 from PIL import Image
 
+from digitslite.datasets.reader import read_record
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
-from digitslite.jobs.model import Status
-from digitslite.jobs.runners.dataset import dataset_path
-from digitslite.jobs.runners.names import RESULTS_FILE
+from digitslite.jobs.job import Status
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
-from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png, read_record
+from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png
 from digitslite.server.pages.scores import image_scores
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 from digitslite.viz.palette import extend_palette
 
 RESULTS_PER_PAGE = 8
@@ -42,7 +42,7 @@ def infer_form(job_id: str):
 
 
 def _dataset_dir(params: dict[str, Any]) -> Path:
-    return dataset_path(services().scheduler.folder(params["dataset"]).path)
+    return services().scheduler.folder(params["dataset"]).dataset.path
 
 
 def _truth(params: dict[str, Any], name: str) -> np.ndarray | None:
@@ -75,7 +75,7 @@ def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
 def inference(job_id: str):
     row, folder = page_job(job_id, "inference")
     spec, state = folder.spec(), folder.state()
-    results = read_json_if_present(folder.path / RESULTS_FILE) if state.status == Status.DONE else None
+    results = read_json_if_present(folder.results_file) if state.status == Status.DONE else None
     images, pages_count, page = [], 1, 1
     if results:
         pages_count = max(1, -(-len(results["images"]) // RESULTS_PER_PAGE))
@@ -87,10 +87,12 @@ def inference(job_id: str):
             images.append({"number": number, "name": entry["input"], "truth": truth is not None,
                            "scores": scores})
     model = services().index.get(spec.params["model"]["job"])
+    # The model's task; a deleted model's is unknown, and a pretrained job's is the default.
+    task = task_of(services().scheduler.folder(model["id"]).spec().params if model else {})
     log, log_end = log_tail(folder)
     legend = _legend(results) if results else []
     return render_template("inference/inference.html", row=row, spec=spec, state=state, results=results,
-                           images=images, page=page, pages_count=pages_count, model=model,
+                           images=images, page=page, pages_count=pages_count, model=model, task=task,
                            page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, legend=legend)
 
 
@@ -115,7 +117,7 @@ def _input_image(folder: JobFolder, params: dict[str, Any], name: str) -> Respon
 def inference_image(job_id: str, number: int, part: str):
     """An image of result `number`: the `input`, or the `prediction` / `truth` as class indices."""
     _, folder = page_job(job_id, "inference")
-    results = read_json_if_present(folder.path / RESULTS_FILE)
+    results = read_json_if_present(folder.results_file)
     if results is None or part not in PARTS or number >= len(results["images"]):
         abort(404, f"inference job {job_id} has no {part} for image {number}")
     entry, params = results["images"][number], folder.spec().params

@@ -5,8 +5,6 @@ from typing import Any
 
 from digitslite.fileio import read_json
 from digitslite.jobs.folder import JobFolder
-from digitslite.jobs.runners.dataset import dataset_path
-from digitslite.jobs.runners.names import DATASET_INFO_FILE
 
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -21,7 +19,7 @@ def read_json_if_present(path: Path) -> dict[str, Any] | None:
 
 
 def dataset_job_info(folder: JobFolder) -> dict[str, Any] | None:
-    return read_json_if_present(dataset_path(folder.path) / DATASET_INFO_FILE)
+    return read_json_if_present(folder.dataset.info_file)
 
 
 def log_tail(folder: JobFolder, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, int]:

@@ -9,8 +9,7 @@ from digitslite.caffe.prototxt import filter_net, parse_net, read_net
 from digitslite.caffe.template import fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.errors import UserError
-from digitslite.jobs.model import Status
-from digitslite.jobs.runners.names import NETWORK_FILE
+from digitslite.jobs.job import Status
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
 from digitslite.server.pages.blueprint import pages_api
@@ -100,9 +99,9 @@ def standard_network_text(name: str):
 @pages_api.get("/models/<job_id>/graph.svg")
 def model_graph(job_id: str):
     _, folder = page_job(job_id, "model")
-    if not (folder.path / NETWORK_FILE).is_file():
+    if not folder.network_file.is_file():
         raise ApiError(404, f"model job {job_id} has not written its network yet")
-    return _svg(read_net(folder.path / NETWORK_FILE))
+    return _svg(read_net(folder.network_file))
 
 
 @pages_api.get("/lr-curve")

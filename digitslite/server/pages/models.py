@@ -2,18 +2,17 @@
 learning-rate preview), a model's page (live charts over SSE, per-class IoU, usage, snapshots,
 publishing, log) and a pretrained model's page. Their JSON and SVG helpers are in model_helpers."""
 import os
-from pathlib import Path
 from typing import Any
 
 from flask import render_template, request
 
 from digitslite.caffe.prototxt import filter_net, read_net
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
-from digitslite.engine.launch import RANKS_FILE
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
+from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
-from digitslite.jobs.model import RESUMABLE, Status
-from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
+from digitslite.jobs.job import RESUMABLE, Status
+from digitslite.layout import LOG_FILE, SPEC_FILE, STATE_FILE
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import SOLVER_NAMES
 from digitslite.server.pages.blueprint import pages
@@ -27,7 +26,7 @@ SOLVER_DEFAULTS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize",
                    "weight_decay", "max_iter", "test_interval", "snapshot", "display")
 DEFAULT_CLASSES = 2  # the class count a network is checked with when no dataset is chosen
 PRETRAINED_SUFFIXES = (".prototxt", ".caffemodel", ".json", ".txt")
-JOB_FILES = ("job.json", "state.json", "log.txt")
+JOB_FILES = (SPEC_FILE, STATE_FILE, LOG_FILE)
 
 
 def _recent(kind: str, per_page: int = CHOICES_SHOWN) -> list[dict[str, Any]]:
@@ -109,9 +108,9 @@ def new_model():
                            amp_modes=(NO_AMP, *AMP_MODES))
 
 
-def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | None:
+def _class_info(folder: JobFolder, dataset_id: str | None) -> dict[str, Any] | None:
     """Class names and palette: the job's own dataset.json copy, else its dataset job's."""
-    info = read_json_if_present(folder_path / DATASET_INFO_FILE)
+    info = read_json_if_present(folder.dataset_info_file)
     if info is None and dataset_id and services().index.get(dataset_id):
         info = dataset_job_info(services().scheduler.folder(dataset_id))
     return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
@@ -126,9 +125,9 @@ def model(job_id: str):
     return render_template("models/model.html", row=row, spec=spec, state=folder.state(),
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
-                           has_network=(folder.path / NETWORK_FILE).is_file(),
-                           class_info=_class_info(folder.path, dataset_id),
-                           ranks=read_json_if_present(folder.path / RANKS_FILE))
+                           has_network=folder.network_file.is_file(),
+                           class_info=_class_info(folder, dataset_id),
+                           ranks=read_json_if_present(folder.ranks_file))
 
 
 @pages.get("/models/<job_id>/snapshots")
@@ -143,8 +142,8 @@ def pretrained(job_id: str):
     log, log_end = log_tail(folder)
     files = sorted(path.name for path in folder.path.iterdir()
                    if path.suffix in PRETRAINED_SUFFIXES and path.name not in JOB_FILES and path.is_file())
-    deploy = folder.path / DEPLOY_FILE
+    deploy = folder.deploy_file
     classifier = deploy.is_file() and any(layer.type == "InnerProduct" for layer in read_net(deploy).layer)
     return render_template("models/pretrained.html", row=row, spec=folder.spec(), state=folder.state(),
-                           info=_class_info(folder.path, None), files=files, log=log, log_end=log_end,
+                           info=_class_info(folder, None), files=files, log=log, log_end=log_end,
                            classifier=classifier, networks=[network.name for network in list_networks()])

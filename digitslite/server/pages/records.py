@@ -1,46 +1,13 @@
-"""Records of a dataset's LMDBs as browser images: the explore gallery, and the validation inputs and
-ground truth of inference results.
-
-py-lmdb refuses to open one environment twice in a process, and the server answers from several
-threads, so the read-only environments live in one cache behind one lock (reads take milliseconds).
-"""
+"""Records of a dataset's LMDBs (read by datasets.reader) as browser images: the explore gallery,
+and the validation inputs and ground truth of inference results."""
 import io
-import threading
-from collections import OrderedDict
-from pathlib import Path
 
-import lmdb
 import numpy as np
 from PIL import Image
 
 from digitslite.caffe import caffe_pb2
-from digitslite.datasets.records import datum_array, record_key
+from digitslite.datasets.records import datum_array
 from digitslite.viz.palette import colorize, extend_palette
-
-PARTS = ("features", "labels")
-OPEN_ENVIRONMENTS = 16
-_lock = threading.Lock()
-_environments: OrderedDict[Path, lmdb.Environment] = OrderedDict()
-
-
-def _environment(path: Path) -> lmdb.Environment:
-    """Called with the lock held; the least recently used environment is closed beyond the limit."""
-    env = _environments.pop(path, None)
-    if env is None:
-        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
-    _environments[path] = env
-    while len(_environments) > OPEN_ENVIRONMENTS:
-        _environments.popitem(last=False)[1].close()
-    return env
-
-
-def read_record(dataset_dir: Path, stage: str, part: str, position: int) -> bytes | None:
-    """The serialized Datum at `position` of a split, or None when there is none."""
-    path = dataset_dir / f"{stage}_db" / part
-    if part not in PARTS or not path.is_dir():
-        return None
-    with _lock, _environment(path).begin() as txn:
-        return txn.get(record_key(position))
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -9,7 +9,8 @@ from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import MAX_PAGE
-from digitslite.jobs.model import RESUMABLE, TERMINAL, Status
+from digitslite.jobs.job import RESUMABLE, TERMINAL, Status
+from digitslite.jobs.kinds import KINDS, JobKind
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
 from digitslite.server.validators import parse_whole
@@ -18,8 +19,7 @@ from digitslite.server.validators import parse_whole
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' "
                            "'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
                            "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
-PAGE_OF_KIND = {"dataset": "pages.dataset", "model": "pages.model", "pretrained": "pages.pretrained",
-                "inference": "pages.inference"}
+PAGE_OF_KIND = {kind.name: kind.page for kind in KINDS.values()}
 
 
 def add_security_headers(response: Response) -> Response:
@@ -43,6 +43,12 @@ def gpu_badge() -> dict[str, int]:
 def _navigation() -> dict[str, Any]:
     """`identity` is None on the login page of a multi-user server."""
     return {"identity": g.get("identity"), "multi_user": services().users.has_users(), "gpu_badge": gpu_badge}
+
+
+@pages.app_template_global("job_kind")
+def job_kind_of(name: str) -> JobKind:
+    """A kind's record (title, home tab, page), for templates and the macros they import."""
+    return KINDS[name]
 
 
 @pages.app_template_global()

@@ -15,7 +15,8 @@ from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE
 from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
-from digitslite.jobs.model import KINDS, Status
+from digitslite.jobs.job import Status
+from digitslite.jobs.kinds import KIND_NAMES
 from digitslite.server.schemas.body import Body, Query, rule_broken
 from digitslite.server.schemas.types import Flag, GpuIds, number, sweep, text, whole
 
@@ -219,7 +220,7 @@ class PublishRequest(Body):
 class JobListQuery(Query):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal[KINDS] | None = None
+    kind: Literal[KIND_NAMES] | None = None
     status: Literal[tuple(str(status) for status in Status)] | None = None
     owner: text(64) | None = None
     text: Search | None = None

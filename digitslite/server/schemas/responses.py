@@ -4,7 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from digitslite.jobs.model import KINDS, Status
+from digitslite.jobs.job import Status
+from digitslite.jobs.kinds import KIND_NAMES
 
 StatusName = Literal[tuple(str(status) for status in Status)]
 
@@ -24,7 +25,7 @@ class Error(BaseModel):
 
 class JobSummary(BaseModel):
     id: str
-    kind: Literal[KINDS]
+    kind: Literal[KIND_NAMES]
     status: StatusName
     name: str | None = None
     owner: str | None = None

@@ -28,7 +28,7 @@ MAX_ENCODER_MEMORY = 4 << 30
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
+class EncoderConfig:
     decoder: LabelDecoder
     resize: ResizeSpec | None
     encoding: str
@@ -66,10 +66,10 @@ class LocalFlag:
         return self._value
 
 
-class WorkerState:
+class EncoderState:
     """What one encoding process keeps between chunks: its LMDB writers and its mean sum."""
 
-    def __init__(self, config: WorkerConfig, stop_encoding) -> None:
+    def __init__(self, config: EncoderConfig, stop_encoding) -> None:
         self.config = config
         self.stop_encoding = stop_encoding  # a multiprocessing.Event, or a LocalFlag in-process
         self.mean = MeanAccumulator()
@@ -86,12 +86,12 @@ _pool_state: dict = {}
 BARRIER_TIMEOUT_S = 600
 
 
-def init_pool_worker(config: WorkerConfig, stop_encoding, barrier) -> None:
-    """Pool initializer: bounded memory, this process's WorkerState, and the barrier that
+def init_pool_worker(config: EncoderConfig, stop_encoding, barrier) -> None:
+    """Pool initializer: bounded memory, this process's EncoderState, and the barrier that
     finish_pool_worker waits at."""
     bound_memory()
     end_quietly_on_broken_pipe()
-    _pool_state.update(state=WorkerState(config, stop_encoding), barrier=barrier)
+    _pool_state.update(state=EncoderState(config, stop_encoding), barrier=barrier)
 
 
 def process_pool_chunk(items: list[WorkItem]) -> list[ItemResult]:
@@ -100,7 +100,7 @@ def process_pool_chunk(items: list[WorkItem]) -> list[ItemResult]:
 
 
 def finish_pool_worker(_: int) -> MeanAccumulator:
-    """WorkerState.finish in a pool process. Submitted once per worker after all chunks: each task
+    """EncoderState.finish in a pool process. Submitted once per worker after all chunks: each task
     waits at a barrier for the others, so no process can take two and every process finishes."""
     _pool_state["barrier"].wait(BARRIER_TIMEOUT_S)
     return _pool_state["state"].finish()
@@ -135,7 +135,7 @@ def _open(path: Path) -> tuple[Image.Image | None, bool, str]:
     return image, sixteen_bit, ""
 
 
-def process_item(item: WorkItem, config: WorkerConfig,
+def process_item(item: WorkItem, config: EncoderConfig,
                  writers: SplitWriters | None) -> tuple[ItemResult, Image.Image | None]:
     """Check and convert one pair: (result, the RGB image as stored, or None if the pair failed).
 
@@ -170,7 +170,7 @@ def process_item(item: WorkItem, config: WorkerConfig,
     return result, rgb
 
 
-def process_chunk(items: list[WorkItem], state: WorkerState) -> list[ItemResult]:
+def process_chunk(items: list[WorkItem], state: EncoderState) -> list[ItemResult]:
     """Process consecutive items, write their records (committed in batches and at the finish), sum
     the training images."""
     results = []

@@ -1,21 +1,20 @@
 """Publishing a model job's snapshot as an entry of a store folder on the server.
 
 The folder must lie inside the data roots, like every server path a request names; it may be new,
-in a folder that does. The entry is written by digitslite.store.publish (whole or not at all), so a
+in a folder that does. The entry is written by digitslite.modelstore.publish (whole or not at all), so a
 `digitslite store serve` of that folder, or a server listing it in DIGITSLITE_STORE_URLS, offers it.
 """
 import os
 from pathlib import Path
 
-from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
+from digitslite.modelstore.format import ModelInfo, is_plain_name
+from digitslite.modelstore.publish import publish_job
 from digitslite.server.auth import require_owner
 from digitslite.server.create_common import job_of_kind
 from digitslite.server.errors import ApiError
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.schemas.requests import PublishRequest
 from digitslite.server.services import services
-from digitslite.store.format import ModelInfo, is_plain_name
-from digitslite.store.publish import publish_job
 
 
 def _store_folder(raw: str, roots: tuple[Path, ...]) -> Path:
@@ -35,8 +34,8 @@ def _store_folder(raw: str, roots: tuple[Path, ...]) -> Path:
 def _dataset(model_id: str) -> Path:
     """The dataset folder the model trained on; its dataset.json copy once that job is deleted."""
     model = services().scheduler.folder(model_id)
-    dataset = services().scheduler.folder(model.spec().params["dataset"]).path / DATASET_DIR
-    return dataset if dataset.is_dir() else model.path / DATASET_INFO_FILE
+    dataset = services().scheduler.folder(model.spec().params["dataset"]).dataset.path
+    return dataset if dataset.is_dir() else model.dataset_info_file
 
 
 def publish_model(job_id: str, body: PublishRequest) -> tuple[Path, ModelInfo]:

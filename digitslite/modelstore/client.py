@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from digitslite.errors import UserError
-from digitslite.store.locations import STORE_URLS_VARIABLE
+from digitslite.modelstore.locations import STORE_URLS_VARIABLE
 
 Progress = Callable[[str, int, int | None], None]   # (file name, bytes so far, total bytes or None)
 

@@ -8,15 +8,15 @@ job's own name is `job_name`.
 from collections.abc import Mapping
 from typing import Any
 
-from digitslite.jobs.model import RESUMABLE, JobSpec
+from digitslite.jobs.job import RESUMABLE, JobSpec
+from digitslite.modelstore.client import is_http
+from digitslite.modelstore.format import is_plain_name
+from digitslite.modelstore.locations import STORE_URLS_VARIABLE, store_locations
 from digitslite.networks import list_networks
 from digitslite.server.create_common import COMMON_FIELDS, CreateContext, job_of_kind, new_spec
 from digitslite.server.errors import ApiError
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.schemas.requests import ConvolutionalizeRequest, StoreImportRequest
-from digitslite.store.client import is_http
-from digitslite.store.format import is_plain_name
-from digitslite.store.locations import STORE_URLS_VARIABLE, store_locations
 
 
 def store_location(raw: str, ctx: CreateContext) -> str:

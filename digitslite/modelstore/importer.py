@@ -18,10 +18,10 @@ from digitslite.caffe.caffemodel import WeightsError, match_weights, read_caffem
 from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import filter_net, read_net, write_net
 from digitslite.errors import UserError
-from digitslite.store import client
-from digitslite.store.convolutionalize import convolutionalize_weights
-from digitslite.store.entries import write_info
-from digitslite.store.format import (
+from digitslite.modelstore import client
+from digitslite.modelstore.convolutionalize import convolutionalize_weights
+from digitslite.modelstore.entries import write_info
+from digitslite.modelstore.format import (
     INFO_FILE,
     ChecksumError,
     FileRecord,
@@ -30,7 +30,11 @@ from digitslite.store.format import (
     parse_info,
     verify_file,
 )
-from digitslite.store.legacy import derive_missing_crop_offsets, group_diagonal_deconvolutions, set_groups
+from digitslite.modelstore.legacy import (
+    derive_missing_crop_offsets,
+    group_diagonal_deconvolutions,
+    set_groups,
+)
 
 NETWORK_KEYS = ("model file", "network file", "deploy file", "train_val file")
 

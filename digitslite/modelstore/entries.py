@@ -12,7 +12,7 @@ from typing import Any
 
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
-from digitslite.store.format import (
+from digitslite.modelstore.format import (
     INFO_FILE,
     MASTER_FILE,
     FileRecord,

@@ -2,17 +2,17 @@
 (both as pretrained jobs, answered at once), publish a model job into a store folder."""
 from flask import Blueprint, jsonify
 
+from digitslite.modelstore.listing import list_stores
+from digitslite.modelstore.locations import store_locations
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext, request_values
 from digitslite.server.create_pretrained import submitted
+from digitslite.server.modelstore.plans import plan_convolutionalize, plan_store_import
+from digitslite.server.modelstore.publishing import publish_model
 from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import ConvolutionalizeRequest, PublishRequest, StoreImportRequest
 from digitslite.server.schemas.responses import Created, Published, StoreList
 from digitslite.server.services import services
-from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
-from digitslite.server.store.publishing import publish_model
-from digitslite.store.listing import list_stores
-from digitslite.store.locations import store_locations
 
 store_api = Blueprint("store_api", __name__)
 

@@ -1,4 +1,4 @@
-"""Which stores digitslite knows: the embedded one shipped in model_store/, and those the user names.
+"""Which stores digitslite knows: the embedded one shipped in embedded_store/, and those the user names.
 
 $DIGITSLITE_STORE_URLS is a comma-separated list of store URLs or folders, as DIGITS'
 DIGITS_MODEL_STORE_URL is; $DIGITSLITE_MODEL_STORE moves the embedded store (like
@@ -12,9 +12,9 @@ EMBEDDED_STORE_VARIABLE = "DIGITSLITE_MODEL_STORE"
 
 
 def embedded_store_dir() -> Path:
-    """The embedded store folder: $DIGITSLITE_MODEL_STORE, else the package's own model_store/."""
+    """The embedded store folder: $DIGITSLITE_MODEL_STORE, else the package's own embedded_store/."""
     configured = os.environ.get(EMBEDDED_STORE_VARIABLE)
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "model_store"
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "embedded_store"
 
 
 def configured_store_urls() -> list[str]:

@@ -17,17 +17,10 @@ from digitslite.caffe.prototxt import net_to_text, read_net, write_net
 from digitslite.caffe.surgery import LayerAction, transplant
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
+from digitslite.layout import DEPLOY_FILE, SOLVER_FILE, TRAIN_VAL_FILE
+from digitslite.modelstore.entries import write_info
+from digitslite.modelstore.format import INFO_FILE, SEGMENTATION, ModelInfo, parse_info
 from digitslite.networks import get_network, load_network
-from digitslite.store.entries import write_info
-from digitslite.store.format import (
-    DEPLOY_FILE,
-    INFO_FILE,
-    SEGMENTATION,
-    SOLVER_FILE,
-    TRAIN_VAL_FILE,
-    ModelInfo,
-    parse_info,
-)
 
 CARRIED = frozenset({"copied", "coerced"})
 DEPLOY_INPUT = (1, 3, 500, 500)

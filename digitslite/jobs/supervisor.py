@@ -9,8 +9,8 @@ from pathlib import Path
 
 import digitslite
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.job import Status
 from digitslite.jobs.lock import is_held
-from digitslite.jobs.model import Status
 from digitslite.jobs.procs import is_same_process, process_running, signal_group
 
 TOKEN_ENV = "DIGITSLITE_RUN_TOKEN"

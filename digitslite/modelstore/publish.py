@@ -25,21 +25,19 @@ from digitslite.caffe.prototxt import filter_net, parse_solver, read_net, write_
 from digitslite.datasets.mean import read_mean_file
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
-from digitslite.jobs.folder import SNAPSHOT_PATTERN
-from digitslite.store.entries import add_to_master, write_info
-from digitslite.store.format import (
+from digitslite.layout import (
+    DATASET_INFO_FILE,
     DEPLOY_FILE,
-    LABELS_FILE,
     MEAN_FILE,
-    SEGMENTATION,
+    NETWORK_FILE,
     SOLVER_FILE,
     TRAIN_VAL_FILE,
-    ModelInfo,
-    is_plain_name,
+    JobFiles,
+    snapshot_iteration,
 )
-from digitslite.store.legacy import derive_missing_crop_offsets
-
-DATASET_INFO = "dataset.json"
+from digitslite.modelstore.entries import add_to_master, write_info
+from digitslite.modelstore.format import LABELS_FILE, SEGMENTATION, ModelInfo, is_plain_name
+from digitslite.modelstore.legacy import derive_missing_crop_offsets
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,7 @@ def _job_solver(job: Path) -> caffe_pb2.SolverParameter | None:
 def _network_file(job: Path, solver: caffe_pb2.SolverParameter | None) -> Path:
     """The all-in-one network the job trained: the one its solver names, else the usual names."""
     named = [job / solver.net] if solver is not None and solver.net else []
-    for path in [*named, job / TRAIN_VAL_FILE, job / "network.prototxt"]:
+    for path in [*named, job / TRAIN_VAL_FILE, job / NETWORK_FILE]:
         if path.is_file():
             return path
     raise UserError(f"{job}: no {TRAIN_VAL_FILE} (nor a solver naming the network), so not a model job "
@@ -173,9 +171,9 @@ def _snapshot(job: Path, iteration: int | None) -> Path:
     """The snapshot of `iteration`, or the newest, anywhere below the job folder."""
     found: dict[int, list[Path]] = {}
     for path in sorted(job.rglob("*.caffemodel")):
-        match = SNAPSHOT_PATTERN.match(path.name)
-        if match:
-            found.setdefault(int(match["iteration"]), []).append(path)
+        number = snapshot_iteration(path.name)
+        if number is not None:
+            found.setdefault(number, []).append(path)
     if not found:
         raise UserError(f"{job}: no snapshot (*_iter_N.caffemodel); publish a job that has trained and "
                         "saved one")
@@ -191,16 +189,16 @@ def _snapshot(job: Path, iteration: int | None) -> Path:
 
 
 def iteration_of(snapshot: Path) -> int:
-    return int(SNAPSHOT_PATTERN.match(snapshot.name)["iteration"])
+    return snapshot_iteration(snapshot.name)
 
 
 def _dataset(path: Path) -> tuple[Path, dict[str, Any]]:
     """(dataset folder, dataset.json content) from the folder or the file."""
-    info_path = path if path.name == DATASET_INFO else path / DATASET_INFO
+    info_path = path if path.name == DATASET_INFO_FILE else path / DATASET_INFO_FILE
     try:
         return info_path.parent, read_json(info_path)
     except FileNotFoundError:
-        raise UserError(f"{path}: no {DATASET_INFO}; give the folder of the dataset the job trained on"
+        raise UserError(f"{path}: no {DATASET_INFO_FILE}; give the folder of the dataset the job trained on"
                         ) from None
     except ValueError as exc:
         raise UserError(f"{info_path}: not valid JSON ({exc}); the dataset folder is damaged") from None
@@ -212,7 +210,7 @@ def _image_size(dataset_info: dict[str, Any], dataset_path: Path) -> tuple[int, 
         width, height = dataset_info["image_size"]["train"]["max"]
         return int(height), int(width)
     except (KeyError, TypeError, ValueError):
-        raise UserError(f"{dataset_path / DATASET_INFO}: no image size for the train split; "
+        raise UserError(f"{dataset_path / DATASET_INFO_FILE}: no image size for the train split; "
                         "recreate the dataset with this version of digitslite") from None
 
 
@@ -237,7 +235,7 @@ def _mean(net: caffe_pb2.NetParameter, dataset_path: Path, dataset_info: dict[st
 
 def _metrics(job: Path, iteration: int) -> dict[str, Any]:
     """The last validation line of metrics.jsonl at or before `iteration` (without its "phase")."""
-    path = job / "metrics.jsonl"
+    path = JobFiles(job).metrics_file
     if not path.is_file():
         return {}
     chosen: dict[str, Any] = {}
@@ -252,5 +250,5 @@ def _metrics(job: Path, iteration: int) -> dict[str, Any]:
 
 
 def _job_name(job: Path) -> str | None:
-    spec = job / "job.json"
+    spec = JobFiles(job).spec_file
     return read_json(spec).get("name") if spec.is_file() else None

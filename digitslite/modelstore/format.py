@@ -28,17 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.errors import UserError
+from digitslite.tasks import segmentation
 
 MASTER_FILE = "master.json"
 INFO_FILE = "info.json"
-# The names digitslite gives the files of the entries it writes (DIGITS' download archive names).
-TRAIN_VAL_FILE, DEPLOY_FILE, SOLVER_FILE = "train_val.prototxt", "deploy.prototxt", "solver.prototxt"
-LABELS_FILE, MEAN_FILE = "labels.txt", "mean.binaryproto"
+LABELS_FILE = "labels.txt"  # the class names of an entry; its other files keep their job-folder names
 DIGESTS = ("sha256", "sha1")
 FILE_KEYS = ("snapshot file", "model file", "network file", "deploy file", "train_val file", "solver file",
              "labels file", "mean file")
 TASKS = ("semantic-segmentation", "classification")
-SEGMENTATION = "semantic-segmentation"
+SEGMENTATION = segmentation.TASK.store_task
 _CHUNK = 1 << 20
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-KINDS = ("dataset", "model", "inference", "pretrained")
-
 
 class Status(StrEnum):
     QUEUED = "queued"

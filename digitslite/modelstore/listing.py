@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from digitslite.errors import UserError
-from digitslite.store import client
-from digitslite.store.format import INFO_FILE, MASTER_FILE, ModelInfo, parse_info, parse_master
+from digitslite.modelstore import client
+from digitslite.modelstore.format import INFO_FILE, MASTER_FILE, ModelInfo, parse_info, parse_master
 
 LISTING_POLICY = client.FetchPolicy(timeout=5.0, retries=0)
 _PARALLEL_FETCHES = 8

@@ -1,0 +1,34 @@
+"""Dataset jobs: LMDBs built from image and label folders; the parameters the planner writes and the
+runner reads."""
+from pathlib import Path
+from typing import Any
+
+from digitslite.datasets import DatasetOptions
+from digitslite.jobs.kinds.base import JobKind
+from digitslite.layout import JobFiles
+
+KIND = JobKind(name="dataset", title="Dataset", tab="datasets", tab_title="Datasets",
+               runner="digitslite.jobs.runners.dataset",
+               planner="digitslite.server.create_dataset:plan_dataset",
+               api="digitslite.server.create_dataset:datasets_api", page="pages.dataset",
+               page_module="digitslite.server.pages.datasets",
+               request_schema="digitslite.server.schemas.requests:DatasetRequest")
+
+FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
+FILE_FIELDS = ("colormap", "classes")
+
+
+def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
+    """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
+    def path(name: str) -> Path | None:
+        value = params["paths"][name]
+        if value is None:
+            return None
+        return JobFiles(job_dir).input(value) if params["source"] == "upload" else Path(value)
+
+    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
+    if params["source"] == "upload":
+        within = (JobFiles(job_dir).inputs_dir.resolve(),)
+    else:
+        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
+    return DatasetOptions(**paths, **params["options"], within=within)
