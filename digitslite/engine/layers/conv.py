@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
+from digitslite.engine import execution
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -119,6 +120,14 @@ class _ConvolutionBase(CaffeLayer):
     def _convolve(self, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _run(self, batch: torch.Tensor, transposed: bool) -> torch.Tensor:
+        """2-D: the execution chosen for this device (digitslite.engine.execution); else torch's."""
+        if self.num_spatial == 2:
+            call = execution.ConvCall(transposed, self.weight, self.bias, self.groups, **self._options())
+            return execution.convolve(call, batch)
+        function = (_DECONV if transposed else _CONV)[max(self.num_spatial, 1)]
+        return function(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
         tops = []
         for bottom in bottoms:
@@ -142,8 +151,7 @@ class Convolution(_ConvolutionBase):
                 raise self.user_error(f"the kernel extent {self.geometry.extent(dim)} exceeds the padded "
                                       f"input size {size + 2 * self.geometry.pad[dim]} on spatial axis {dim}",
                                       "use a smaller kernel or a larger input")
-        conv = _CONV[max(self.num_spatial, 1)]
-        return conv(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+        return self._run(batch, transposed=False)
 
 
 @register("Deconvolution")
@@ -162,5 +170,4 @@ class Deconvolution(_ConvolutionBase):
             if geometry.stride[dim] * (size - 1) + geometry.extent(dim) - 2 * geometry.pad[dim] < 1:
                 raise self.user_error(f"the output would be empty on spatial axis {dim}",
                                       "reduce pad or enlarge the kernel")
-        deconv = _DECONV[max(self.num_spatial, 1)]
-        return deconv(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+        return self._run(batch, transposed=True)
