@@ -112,22 +112,56 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around)."""
+    """Item (s_0, s_1, ...) holds, per source f, the batch starting at sample s_f (records wrap
+    around) as read from the LMDB: uint8 images and labels (stacked when they share a size) and
+    each sample's drawn Placement. The transform runs in the training process (`_finish`), so a
+    worker sends a quarter of the bytes float32 samples would take."""
 
     def __init__(self, bound: Sequence, seed: int) -> None:
         self.bound, self.seed = list(bound), seed
 
-    def __getitem__(self, starts: tuple[int, ...]) -> Batch:
-        batch: Batch = {}
+    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
+        raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
-            pairs = [dataset.sample(sample % len(dataset), np.random.default_rng([self.seed, source, sample]))
-                     for sample in range(start, start + feed.batch_size)]
-            images, labels = _stack(pairs, feed.layer_names[0])
-            for top, role in feed.tops.items():
-                batch[top] = images if role == "image" else labels
-        return batch
+            samples = [dataset.raw_sample(sample % len(dataset),
+                                          np.random.default_rng([self.seed, source, sample]))
+                       for sample in range(start, start + feed.batch_size)]
+            images, labels, placements = zip(*samples, strict=True)
+            raw.append((_stacked(images), _stacked(labels), placements))
+        return raw
 
+
+def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+    """One tensor when every array has the same shape (one shared-memory block to pass), else a list."""
+    if len({array.shape for array in arrays}) == 1:
+        return torch.from_numpy(np.stack(arrays))
+    return [torch.tensor(array) for array in arrays]
+
+
+def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
+    """A worker's raw batch transformed on `device`: float32 N x C x H x W images and Caffe's float
+    N x 1 x H x W label blob; `means` caches each source's mean on the device."""
+    batch: Batch = {}
+    for source, (feed, (images, labels, placements)) in enumerate(zip(bound, raw, strict=True)):
+        transform = feed.dataset.transform
+        images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
+            [image.to(device, non_blocking=True) for image in images]
+        labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
+            [label.to(device, non_blocking=True) for label in labels]
+        pairs = []
+        for image, label, placement in zip(images, labels, placements, strict=True):
+            if transform is None:
+                pairs.append((image.to(torch.float32), label.to(torch.int64)))
+                continue
+            key = (source, tuple(image.shape))
+            if key not in means:
+                means[key] = transform.mean_tensor(tuple(image.shape), device)
+            pairs.append(transform.apply(image, label, placement, means[key]))
+        stacked_images, stacked_labels = _stack(pairs, feed.layer_names[0])
+        for top, role in feed.tops.items():
+            batch[top] = stacked_images if role == "image" else stacked_labels
+    return batch
 
 
 def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,12 +190,16 @@ class _RankBatches(Sampler):
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes.
-    The unit of `position` is one sample of the first source."""
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes,
+    transformed on `device` (the training device). The unit of `position` is one sample of the
+    first source."""
 
     def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
-                 shard: Shard = Shard()) -> None:
+                 shard: Shard = Shard(), device: torch.device | None = None) -> None:
+        self.bound = list(bound)
         self.items = _BatchAt(bound, seed)
+        self.device = device if device is not None else torch.device("cpu")
+        self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
@@ -185,7 +223,7 @@ class DatasetStream(BatchStream):
         if self._iterator is None:
             self._iterator = self._loader()
         self.rounds += 1
-        return next(self._iterator)
+        return _finish(next(self._iterator), self.bound, self.device, self._means)
 
     def seek(self, position: int) -> None:
         if position == self.position:
@@ -202,7 +240,7 @@ class DatasetStream(BatchStream):
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
                       seed: int, workers: int = 0, pin_memory: bool = False,
-                      shard: Shard = Shard()) -> DatasetStream:
+                      shard: Shard = Shard(), device: torch.device | None = None) -> DatasetStream:
     """Bind a filtered net's Data layers to their LMDBs (digitslite.engine.data) as one stream."""
     layers = list(layers)
     unreadable = [layer for layer in layers if layer.type != "Data"]
@@ -214,4 +252,4 @@ def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, da
     from digitslite.engine.data import bind_data_layers  # here: lmdb is imported only to read datasets
 
     bound = bind_data_layers(layers, phase, dataset_root)
-    return DatasetStream(bound, seed, workers, pin_memory, shard)
+    return DatasetStream(bound, seed, workers, pin_memory, shard, device)
