@@ -24,6 +24,8 @@ setup(
     extras_require={
         "test": [
             "grpcio-tools==1.85.1",
+            # OpenCV's DNN module: a baseline of benchmarks/vs_caffe.py, run by the gpu_suite test
+            "opencv-python-headless==4.13.0.92",
             "playwright==1.65.2",
             "pytest==9.0.3",
             "pytest-xdist==3.8.0",

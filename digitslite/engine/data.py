@@ -116,9 +116,12 @@ class SegmentationTransform:
 
         NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
         than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
-        Training streams do the same arithmetic on whole batches with `apply` (see feeds.py).
         """
-        placement = self.draw(*label.shape, rng)
+        return self.place(image, label, self.draw(*label.shape, rng))
+
+    def place(self, image: np.ndarray, label: np.ndarray,
+              placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
+        """The transform with its random choices already drawn (`draw`), in NumPy."""
         image = image.astype(np.float32, order="C")
         if self.mean is not None:
             image -= self._mean_for(image)
@@ -140,8 +143,17 @@ class SegmentationTransform:
 
     def apply(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
               mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`__call__`'s arithmetic in torch on the record's device, bit for bit: uint8 C x H x W image
-        and H x W label in, float32 image and int64 label out; `mean` from `mean_tensor`."""
+        """The transform on the record's device: uint8 C x H x W image and H x W label in, float32
+        image and int64 label out (`mean` from `mean_tensor`). On the CPU it is `place` (NumPy,
+        see `__call__`); elsewhere the same arithmetic in torch, bit for bit."""
+        if image.device.type == "cpu":
+            image, label = self.place(image.numpy(), label.numpy(), placement)
+            return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                    torch.from_numpy(np.asarray(label, dtype=np.int64)))
+        return self._apply_tensors(image, label, placement, mean)
+
+    def _apply_tensors(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
+                       mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         image = image.to(torch.float32)
         label = label.to(torch.int64)
         if mean is not None:

@@ -136,7 +136,7 @@ def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
     """One tensor when every array has the same shape (one shared-memory block to pass), else a list."""
     if len({array.shape for array in arrays}) == 1:
         return torch.from_numpy(np.stack(arrays))
-    return [torch.tensor(array) for array in arrays]
+    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
@@ -155,9 +155,9 @@ def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict
                 pairs.append((image.to(torch.float32), label.to(torch.int64)))
                 continue
             key = (source, tuple(image.shape))
-            if key not in means:
+            if key not in means and device.type != "cpu":
                 means[key] = transform.mean_tensor(tuple(image.shape), device)
-            pairs.append(transform.apply(image, label, placement, means[key]))
+            pairs.append(transform.apply(image, label, placement, means.get(key)))
         stacked_images, stacked_labels = _stack(pairs, feed.layer_names[0])
         for top, role in feed.tops.items():
             batch[top] = stacked_images if role == "image" else stacked_labels

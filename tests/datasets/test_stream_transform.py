@@ -57,3 +57,18 @@ def test_stream_batches_equal_the_per_sample_transform(dataset_dir, name, worker
             assert torch.equal(batch["label"], expected_labels)
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("name", [name for name in TRANSFORMS if name != "none"])
+def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
+    """The arithmetic a stream runs on a GPU, run here on CPU tensors, against the NumPy transform."""
+    transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
+    dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
+    for sample in range(8):
+        image, label, placement = dataset.raw_sample(sample % len(dataset), np.random.default_rng(sample))
+        expected_image, expected_label = transform.place(image, label, placement)
+        mean = transform.mean_tensor(image.shape, torch.device("cpu"))
+        image_tensor, label_tensor = (torch.from_numpy(np.array(part, order="C")) for part in (image, label))
+        got_image, got_label = transform._apply_tensors(image_tensor, label_tensor, placement, mean)
+        assert torch.equal(got_image, torch.from_numpy(np.ascontiguousarray(expected_image)))
+        assert torch.equal(got_label, torch.from_numpy(np.array(expected_label, dtype=np.int64)))
