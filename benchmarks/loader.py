@@ -32,7 +32,6 @@ from digitslite.engine.data import (
     BoundDataLayer,
     SegmentationLmdbDataset,
     SegmentationTransform,
-    collate_segmentation,
     load_mean,
 )
 from digitslite.engine.feeds import DatasetStream
@@ -65,10 +64,14 @@ def stream_rate(dataset: Path, workers: int, batch: int, device: torch.device, e
         stream.close()
 
 
+def _collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([image for image, _ in samples]), torch.stack([label for _, label in samples])
+
+
 def previous_rate(dataset: Path, workers: int, batch: int, device: torch.device, epochs: int) -> float:
     """Images/s of the previous path: float32 samples across processes, moved to `device` after."""
     records = _bound(dataset, batch).dataset
-    loader = DataLoader(records, batch_size=batch, num_workers=workers, collate_fn=collate_segmentation,
+    loader = DataLoader(records, batch_size=batch, num_workers=workers, collate_fn=_collate,
                         persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow   # about a minute: three benchmarks on FCN-AlexNet at 48x48 and two small datasets
 def test_gpu_suite_runs_on_the_cpu(tmp_path, peer):
     peer("digits__semantic-segmentation__fcn_alexnet.deploy.prototxt")
     out = tmp_path / "suite.md"

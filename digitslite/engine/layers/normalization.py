@@ -1,4 +1,4 @@
-"""LRN and BatchNorm, each with Caffe's exact formulas and stored statistics."""
+"""LRN, BatchNorm and MVN, each with Caffe's exact formulas (and BatchNorm's stored statistics)."""
 import torch
 import torch.nn.functional as F
 
@@ -20,11 +20,7 @@ class LRN(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        self.require_4d(bottom_shapes[0])
         lrn = param.lrn_param
-        if lrn.local_size % 2 == 0:
-            raise self.user_error(f"local_size {lrn.local_size} is even", "use an odd local_size")
         self.size, self.alpha, self.beta, self.k = lrn.local_size, lrn.alpha, lrn.beta, lrn.k
         self.across_channels = lrn.norm_region == Lrn.ACROSS_CHANNELS
 
@@ -57,17 +53,13 @@ class BatchNorm(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        shape = bottom_shapes[0]
-        channels = shape[1] if len(shape) > 1 else 1
         bn = param.batch_norm_param
         self.use_global_stats = bn.use_global_stats if bn.HasField("use_global_stats") else (
             phase == caffe_pb2.TEST)
         self.fraction = bn.moving_average_fraction
         self.eps = bn.eps
-        self.register_buffer("mean_sum", torch.zeros(channels))
-        self.register_buffer("var_sum", torch.zeros(channels))
-        self.register_buffer("scale_factor", torch.zeros(1))
+        for name, shape in zip(self.blob_names, self.blob_shapes, strict=True):
+            self.register_buffer(name, torch.zeros(shape))
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
         channels = self.mean_sum.shape[0]
@@ -88,3 +80,46 @@ class BatchNorm(CaffeLayer):
         self.scale_factor.mul_(self.fraction).add_(1.0)
         self.mean_sum.mul_(self.fraction).add_(mean.to(self.mean_sum.dtype))
         self.var_sum.mul_(self.fraction).add_(correction * variance.to(self.var_sum.dtype))
+
+
+class _VarianceNormalize(torch.autograd.Function):
+    """y = (x − mean) / (std + eps) per row, with Caffe's backward
+    (dy − mean(dy) − y·mean(y·dy)) / (std + eps), which treats eps as if it were 0 in the
+    derivative of std (autograd of the forward would differ by a factor std/(std + eps))."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, eps: float) -> torch.Tensor:
+        centred = rows - rows.mean(dim=1, keepdim=True)
+        divisor = centred.square().mean(dim=1, keepdim=True).sqrt() + eps
+        top = centred / divisor
+        ctx.save_for_backward(top, divisor)
+        return top
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        top, divisor = ctx.saved_tensors
+        correction = grad.mean(dim=1, keepdim=True) + top * (top * grad).mean(dim=1, keepdim=True)
+        return (grad - correction) / divisor, None
+
+
+@register("MVN")
+class MVN(CaffeLayer):
+    """Mean (and variance) normalisation over each item's channel (or, across_channels, each item).
+
+    Caffe's variance is the mean of squared deviations, and eps is added to the standard deviation.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        mvn = param.mvn_param
+        self.first_axes = 1 if mvn.across_channels else 2
+        self.normalize_variance, self.eps = mvn.normalize_variance, mvn.eps
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        rows = upcast(bottom).reshape(*bottom.shape[:self.first_axes], -1).flatten(0, self.first_axes - 1)
+        if self.normalize_variance:
+            top = _VarianceNormalize.apply(rows, self.eps)
+        else:
+            top = rows - rows.mean(dim=1, keepdim=True)
+        return (top.reshape(bottom.shape).to(bottom.dtype),)
