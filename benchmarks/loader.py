@@ -3,10 +3,11 @@
 For the demo set (160x120 scenes, as `digitslite demo` writes them) and a 480x360 PNG set, both
 built by `create_dataset` (png records): the raw PIL decode of the stored feature and label bytes
 in one process, and the images/s a training stream (`DatasetStream`, the path `digitslite train`
-uses: uint8 records from worker processes, Caffe's transform (mean image, mirror; scale 1/255)
-on the training device) delivers to --device with --workers workers. The previous path (float32
-samples across processes, a torch DataLoader over the dataset) runs in the same invocation for
-comparison. Repeats are interleaved; the best of each counts, since other load only slows a run.
+uses, with Caffe's transform: mean image, mirror, scale 1/255) delivers to --device with
+--workers workers: for a GPU the workers send uint8 records and the transform runs on the GPU;
+for the CPU the workers transform. A plain torch DataLoader over the dataset (float32 samples,
+the path before streams) runs in the same invocation for comparison. Repeats are interleaved;
+the best of each counts, since other load only slows a run.
 Goal: stream >= 0.8 of raw decode x workers.
 
     .venv/bin/python benchmarks/loader.py                  # CPU, 2 workers

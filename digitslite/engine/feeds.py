@@ -113,15 +113,18 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) holds, per source f, the batch starting at sample s_f (records wrap
-    around) as read from the LMDB: uint8 images and labels (stacked when they share a size) and
-    each sample's drawn Placement. The transform runs in the training process (`_finish`), so a
-    worker sends a quarter of the bytes float32 samples would take."""
+    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around).
 
-    def __init__(self, bound: Sequence, seed: int) -> None:
-        self.bound, self.seed = list(bound), seed
+    With `raw`, an item is what the LMDB holds: per source, uint8 images and labels (stacked when
+    they share a size) and each sample's drawn Placement, a quarter of the bytes of float32
+    samples; the training process transforms it on its device (`_finish`). Without, the worker
+    transforms it (on the CPU, where the training process has no spare device to hand it to).
+    """
 
-    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
+    def __init__(self, bound: Sequence, seed: int, raw: bool) -> None:
+        self.bound, self.seed, self.raw = list(bound), seed, raw
+
+    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple] | Batch:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
@@ -130,7 +133,7 @@ class _BatchAt(Dataset):
                        for sample in range(start, start + feed.batch_size)]
             images, labels, placements = zip(*samples, strict=True)
             raw.append((_stacked(images), _stacked(labels), placements))
-        return raw
+        return raw if self.raw else _finish(raw, self.bound, torch.device("cpu"), {})
 
 
 def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
@@ -191,15 +194,15 @@ class _RankBatches(Sampler):
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes,
-    transformed on `device` (the training device). The unit of `position` is one sample of the
-    first source."""
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes;
+    for an accelerator `device`, workers send uint8 records and the transform runs there (_BatchAt).
+    The unit of `position` is one sample of the first source."""
 
     def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
                  shard: Shard = Shard(), device: torch.device | None = None) -> None:
         self.bound = list(bound)
-        self.items = _BatchAt(bound, seed)
         self.device = device if device is not None else torch.device("cpu")
+        self.items = _BatchAt(bound, seed, raw=self.device.type != "cpu")
         self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
@@ -224,7 +227,8 @@ class DatasetStream(BatchStream):
         if self._iterator is None:
             self._iterator = self._loader()
         self.rounds += 1
-        return _finish(next(self._iterator), self.bound, self.device, self._means)
+        item = next(self._iterator)
+        return _finish(item, self.bound, self.device, self._means) if self.items.raw else item
 
     def seek(self, position: int) -> None:
         if position == self.position:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
-from digitslite.engine.feeds import DatasetStream
+from digitslite.engine.feeds import DatasetStream, _BatchAt, _finish
 from tests.datasets.helpers import make_folders
 from tests.datasets.test_engine_data import build
 
@@ -72,3 +72,18 @@ def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
         got_image, got_label = transform._apply_tensors(image_tensor, label_tensor, placement, mean)
         assert torch.equal(got_image, torch.from_numpy(np.ascontiguousarray(expected_image)))
         assert torch.equal(got_label, torch.from_numpy(np.array(expected_label, dtype=np.int64)))
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name):
+    """What an accelerator's stream does: uint8 records and placements from the worker, the transform
+    after the hand-over (here on the CPU)."""
+    transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
+    dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
+    bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
+    items = _BatchAt([bound], SEED, raw=True)
+    for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
+        raw = items[(round_index * BATCH,)]
+        assert raw[0][0].dtype == torch.uint8
+        batch = _finish(raw, [bound], torch.device("cpu"), {})
+        assert torch.equal(batch["data"], expected_images) and torch.equal(batch["label"], expected_labels)
