@@ -122,17 +122,18 @@ class SegmentationTransform:
     def place(self, image: np.ndarray, label: np.ndarray,
               placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
         """The transform with its random choices already drawn (`draw`), in NumPy."""
-        image = image.astype(np.float32, order="C")
-        if self.mean is not None:
-            image -= self._mean_for(image)
+        if self.mean is not None:     # one pass: the uint8 pixels are widened inside the subtraction
+            image = np.subtract(image, self._mean_for(image), dtype=np.float32)
+        else:
+            image = image.astype(np.float32, order="C")
         if placement.factor is not None:
             image, label = self._rescale(image, label, placement.factor)
         if self.crop_shape is not None:
             image, label = self._crop(image, label, placement)
         if placement.mirror:
             image, label = image[:, :, ::-1], label[:, ::-1]
-        if self.scale != 1.0:
-            image = image * np.float32(self.scale)
+        if self.scale != 1.0:         # in place: `image` is this call's own array or a view of it
+            image *= np.float32(self.scale)
         return image, label
 
     def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
