@@ -31,6 +31,7 @@ setup(
     extras_require={
         "test": [
             "grpcio-tools==1.85.1",
+            "hypothesis==6.155.2",
             # OpenCV's DNN module: a baseline of benchmarks/vs_caffe.py, run by the gpu_suite test
             "opencv-python-headless==4.13.0.92",
             "playwright==1.65.2",
@@ -38,6 +39,7 @@ setup(
             "pytest-xdist==3.8.0",
             "pyyaml==6.0.3",
             "ruff==0.17.5",
+            "sortedcontainers==2.4.0",
         ],
     },
     entry_points={"console_scripts": ["digitslite=digitslite.cli:main"]},
