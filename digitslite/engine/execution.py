@@ -6,11 +6,11 @@ Every execution computes the same float32 convolution (they differ only in summa
   gemm           im2col (`F.unfold`, skipped for 1x1) and one matrix product, without oneDNN.
 CPU rule (per-layer numbers in docs/PERFORMANCE.md): a convolution that is a large matrix
 product on a small image (fewer output pixels than a quarter of its filter length, like FCN's
-fc6, fc7 and score layers) runs as gemm, 1.5-4x faster than oneDNN forward and backward; every
-other 2-D convolution and deconvolution runs channels_last, 1.5-8x faster than NCHW on FCN's
-conv1 and its k63/s32 grouped upsampling, and level elsewhere. A rule, not a measurement, on the
-CPU: timings on a shared machine flip from run to run, and a choice that changes between a run
-and its resume would change the numbers.
+fc6, fc7 and score layers) runs as gemm, 1.5-7x faster than oneDNN forward and backward; every
+other 2-D convolution and deconvolution runs channels_last, 2.5-6.6x faster forward than NCHW on
+FCN's conv1 and its k63/s32 grouped upsampling, and level or a little faster elsewhere. A rule,
+not a measurement, on the CPU: timings on a shared machine flip from run to run, and a choice
+that changed between a run and its resume would change the numbers.
 On CUDA the winner depends on the GPU, the dtype and cuDNN, so the first call of a layer with a
 new key (geometry, input shape and layout, device, dtype, threads, autocast, whether gradients
 flow) times each candidate on the real input, interleaved, and keeps the fastest for the life of
@@ -129,11 +129,6 @@ def _cpu_rule(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> 
         if batch.shape[0] * height * width <= GEMM_PIXELS_PER_TAP * call.weight[0].numel():
             return GEMM
     return CHANNELS_LAST
-
-
-def chosen() -> dict[tuple, str]:
-    """Every measured choice made in this process so far, by key (for reports and tests)."""
-    return dict(_choices)
 
 
 def _training(call: ConvCall, batch: torch.Tensor) -> bool:
