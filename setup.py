@@ -32,6 +32,8 @@ setup(
         "test": [
             "grpcio-tools==1.85.1",
             "hypothesis==6.155.2",
+            # OpenCV's DNN module: a baseline of benchmarks/vs_caffe.py, run by the gpu_suite test
+            "opencv-python-headless==4.13.0.92",
             "playwright==1.65.2",
             "pytest==9.0.3",
             "pytest-xdist==3.8.0",

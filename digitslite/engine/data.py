@@ -95,6 +95,21 @@ class SegmentationTransform:
             return None
         return (self.crop_size, self.crop_size) if isinstance(self.crop_size, int) else tuple(self.crop_size)
 
+    def draw(self, height: int, width: int, rng: np.random.Generator) -> "Placement":
+        """The random choices for a record of height x width, drawn in Caffe's order: scale, crop, mirror."""
+        factor = float(rng.uniform(*self.scale_jitter)) if self.scale_jitter is not None else None
+        if factor is not None:
+            height, width = _scaled(height, factor), _scaled(width, factor)
+        top = left = 0
+        if self.crop_shape is not None:
+            crop_h, crop_w = self.crop_shape
+            spare_h, spare_w = max(height, crop_h) - crop_h, max(width, crop_w) - crop_w
+            if self.random_crop:
+                top, left = int(rng.integers(spare_h + 1)), int(rng.integers(spare_w + 1))
+            else:
+                top, left = spare_h // 2, spare_w // 2
+        return Placement(factor, top, left, bool(self.mirror and rng.random() < 0.5))
+
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """image: C x H x W (any dtype), label: H x W -> (float32 image, label), both numpy.
@@ -102,18 +117,64 @@ class SegmentationTransform:
         NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
         than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
         """
-        image = image.astype(np.float32, order="C")
-        if self.mean is not None:
-            image -= self._mean_for(image)
-        if self.scale_jitter is not None:
-            image, label = self._rescale(image, label, rng.uniform(*self.scale_jitter))
+        return self.place(image, label, self.draw(*label.shape, rng))
+
+    def place(self, image: np.ndarray, label: np.ndarray,
+              placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
+        """The transform with its random choices already drawn (`draw`), in NumPy."""
+        if self.mean is not None:     # one pass: the uint8 pixels are widened inside the subtraction
+            image = np.subtract(image, self._mean_for(image), dtype=np.float32)
+        else:
+            image = image.astype(np.float32, order="C")
+        if placement.factor is not None:
+            image, label = self._rescale(image, label, placement.factor)
         if self.crop_shape is not None:
-            image, label = self._crop(image, label, rng)
-        if self.mirror and rng.random() < 0.5:
+            image, label = self._crop(image, label, placement)
+        if placement.mirror:
             image, label = image[:, :, ::-1], label[:, ::-1]
-        if self.scale != 1.0:
-            image = image * np.float32(self.scale)
+        if self.scale != 1.0:         # in place: `image` is this call's own array or a view of it
+            image *= np.float32(self.scale)
         return image, label
+
+    def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+        """The mean, checked against a record of `image_shape`, as a float32 tensor on `device`."""
+        if self.mean is None:
+            return None
+        return torch.from_numpy(self._mean_for(np.empty(image_shape, np.float32))).to(device)
+
+    def apply(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
+              mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transform on the record's device: uint8 C x H x W image and H x W label in, float32
+        image and int64 label out (`mean` from `mean_tensor`). On the CPU it is `place` (NumPy,
+        see `__call__`); elsewhere the same arithmetic in torch, bit for bit."""
+        if image.device.type == "cpu":
+            image, label = self.place(image.numpy(), label.numpy(), placement)
+            return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                    torch.from_numpy(np.asarray(label, dtype=np.int64)))
+        return self._apply_tensors(image, label, placement, mean)
+
+    def _apply_tensors(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
+                       mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        image = image.to(torch.float32)
+        label = label.to(torch.int64)
+        if mean is not None:
+            image = image - mean
+        if placement.factor is not None:
+            image, label = _rescale_tensors(image, label, placement.factor)
+        if self.crop_shape is not None:
+            crop_h, crop_w = self.crop_shape
+            pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
+            if pad_h or pad_w:
+                image = functional.pad(image, (0, pad_w, 0, pad_h))
+                label = functional.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_label)
+            top, left = placement.top, placement.left
+            image = image[:, top:top + crop_h, left:left + crop_w]
+            label = label[top:top + crop_h, left:left + crop_w]
+        if placement.mirror:
+            image, label = image.flip(-1), label.flip(-1)
+        if self.scale != 1.0:
+            image = image * torch.tensor(self.scale, dtype=torch.float32, device=image.device)
+        return image.contiguous(), label.contiguous()
 
     def _mean_for(self, image: np.ndarray) -> np.ndarray:
         mean = np.asarray(self.mean, dtype=np.float32)
@@ -128,27 +189,43 @@ class SegmentationTransform:
 
     @staticmethod
     def _rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-        """Bilinear image (torch's align_corners=False) and nearest label (source index floor(i / factor))."""
-        height, width = max(1, round(image.shape[1] * factor)), max(1, round(image.shape[2] * factor))
-        resized = functional.interpolate(torch.from_numpy(image)[None], size=(height, width), mode="bilinear",
-                                         align_corners=False)[0].numpy()
-        rows = np.arange(height) * label.shape[0] // height
-        cols = np.arange(width) * label.shape[1] // width
-        return resized, label[rows[:, None], cols[None, :]]
+        resized, label = _rescale_tensors(torch.from_numpy(image), torch.tensor(label), factor)
+        return resized.numpy(), label.numpy()
 
     def _crop(self, image: np.ndarray, label: np.ndarray,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+              placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
         crop_h, crop_w = self.crop_shape
         pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
         if pad_h or pad_w:
             image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)))
             label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_label)
-        spare_h, spare_w = image.shape[1] - crop_h, image.shape[2] - crop_w
-        if self.random_crop:
-            top, left = int(rng.integers(spare_h + 1)), int(rng.integers(spare_w + 1))
-        else:
-            top, left = spare_h // 2, spare_w // 2
+        top, left = placement.top, placement.left
         return image[:, top:top + crop_h, left:left + crop_w], label[top:top + crop_h, left:left + crop_w]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One sample's random choices: scale factor (None: no jitter), crop window corner, mirror."""
+
+    factor: float | None
+    top: int
+    left: int
+    mirror: bool
+
+
+def _scaled(size: int, factor: float) -> int:
+    return max(1, round(size * factor))
+
+
+def _rescale_tensors(image: torch.Tensor, label: torch.Tensor,
+                     factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear image (torch's align_corners=False) and nearest label (source index floor(i / factor))."""
+    height, width = _scaled(image.shape[1], factor), _scaled(image.shape[2], factor)
+    resized = functional.interpolate(image[None], size=(height, width), mode="bilinear",
+                                     align_corners=False)[0]
+    rows = torch.arange(height, device=label.device) * label.shape[0] // height
+    cols = torch.arange(width, device=label.device) * label.shape[1] // width
+    return resized, label[rows[:, None], cols[None, :]]
 
 
 class SegmentationLmdbDataset(Dataset):
@@ -188,6 +265,15 @@ class SegmentationLmdbDataset(Dataset):
                             f"{image.shape[2]}x{image.shape[1]} but label {label.shape[1]}x{label.shape[0]}; "
                             "recreate the dataset")
         return image, label
+
+    def raw_sample(self, index: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Placement | None]:
+        """Record `index` untransformed (uint8) with the transform's random choices drawn from `rng`,
+        the same draws `sample` makes: a training stream sends these across processes, 4x smaller
+        than float32, and applies the transform in the training process (SegmentationTransform.apply)."""
+        image, label = self.record(index)
+        placement = self.transform.draw(*label.shape, rng) if self.transform is not None else None
+        return image, label, placement
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 C x H x W image in BGR, int64 H x W label), transformed if a transform is set."""

@@ -113,22 +113,59 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around)."""
+    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around).
 
-    def __init__(self, bound: Sequence, seed: int) -> None:
-        self.bound, self.seed = list(bound), seed
+    With `raw`, an item is what the LMDB holds: per source, uint8 images and labels (stacked when
+    they share a size) and each sample's drawn Placement, a quarter of the bytes of float32
+    samples; the training process transforms it on its device (`_finish`). Without, the worker
+    transforms it (on the CPU, where the training process has no spare device to hand it to).
+    """
 
-    def __getitem__(self, starts: tuple[int, ...]) -> Batch:
-        batch: Batch = {}
+    def __init__(self, bound: Sequence, seed: int, raw: bool) -> None:
+        self.bound, self.seed, self.raw = list(bound), seed, raw
+
+    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple] | Batch:
+        raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
-            pairs = [dataset.sample(sample % len(dataset), np.random.default_rng([self.seed, source, sample]))
-                     for sample in range(start, start + feed.batch_size)]
-            images, labels = _stack(pairs, feed.layer_names[0])
-            for top, role in feed.tops.items():
-                batch[top] = images if role == "image" else labels
-        return batch
+            samples = [dataset.raw_sample(sample % len(dataset),
+                                          np.random.default_rng([self.seed, source, sample]))
+                       for sample in range(start, start + feed.batch_size)]
+            images, labels, placements = zip(*samples, strict=True)
+            raw.append((_stacked(images), _stacked(labels), placements))
+        return raw if self.raw else _finish(raw, self.bound, torch.device("cpu"), {})
 
+
+def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+    """One tensor when every array has the same shape (one shared-memory block to pass), else a list."""
+    if len({array.shape for array in arrays}) == 1:
+        return torch.from_numpy(np.stack(arrays))
+    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
+
+
+def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
+    """A worker's raw batch transformed on `device`: float32 N x C x H x W images and Caffe's float
+    N x 1 x H x W label blob; `means` caches each source's mean on the device."""
+    batch: Batch = {}
+    for source, (feed, (images, labels, placements)) in enumerate(zip(bound, raw, strict=True)):
+        transform = feed.dataset.transform
+        images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
+            [image.to(device, non_blocking=True) for image in images]
+        labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
+            [label.to(device, non_blocking=True) for label in labels]
+        pairs = []
+        for image, label, placement in zip(images, labels, placements, strict=True):
+            if transform is None:
+                pairs.append((image.to(torch.float32), label.to(torch.int64)))
+                continue
+            key = (source, tuple(image.shape))
+            if key not in means and device.type != "cpu":
+                means[key] = transform.mean_tensor(tuple(image.shape), device)
+            pairs.append(transform.apply(image, label, placement, means.get(key)))
+        stacked_images, stacked_labels = _stack(pairs, feed.layer_names[0])
+        for top, role in feed.tops.items():
+            batch[top] = stacked_images if role == "image" else stacked_labels
+    return batch
 
 
 def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,12 +194,16 @@ class _RankBatches(Sampler):
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes.
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes;
+    for an accelerator `device`, workers send uint8 records and the transform runs there (_BatchAt).
     The unit of `position` is one sample of the first source."""
 
     def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
-                 shard: Shard = Shard()) -> None:
-        self.items = _BatchAt(bound, seed)
+                 shard: Shard = Shard(), device: torch.device | None = None) -> None:
+        self.bound = list(bound)
+        self.device = device if device is not None else torch.device("cpu")
+        self.items = _BatchAt(bound, seed, raw=self.device.type != "cpu")
+        self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
@@ -186,7 +227,8 @@ class DatasetStream(BatchStream):
         if self._iterator is None:
             self._iterator = self._loader()
         self.rounds += 1
-        return next(self._iterator)
+        item = next(self._iterator)
+        return _finish(item, self.bound, self.device, self._means) if self.items.raw else item
 
     def seek(self, position: int) -> None:
         if position == self.position:
@@ -203,10 +245,10 @@ class DatasetStream(BatchStream):
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
                       seed: int, workers: int = 0, pin_memory: bool = False,
-                      shard: Shard = Shard()) -> BatchStream:
+                      shard: Shard = Shard(), device: torch.device | None = None) -> BatchStream:
     """Bind a filtered net's Data layers (and the FCN repository's Python data layers, as Data layers:
     caffe.pythonlayers) to their LMDBs (digitslite.engine.data) as one stream, or its HDF5Data layers
-    to their files (digitslite.engine.hdf5_stream)."""
+    to their files (digitslite.engine.hdf5_stream). LMDB batches are transformed on `device`."""
     layers = [as_data_layer(layer) if layer.type == "Python" else layer for layer in layers]
     if layers and all(layer.type == "HDF5Data" for layer in layers):
         from digitslite.engine.hdf5_stream import HDF5Stream  # here: h5py only for HDF5 nets
@@ -228,4 +270,4 @@ def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, da
     from digitslite.engine.data import bind_data_layers  # here: lmdb is imported only to read datasets
 
     bound = bind_data_layers(layers, phase, dataset_root)
-    return DatasetStream(bound, seed, workers, pin_memory, shard)
+    return DatasetStream(bound, seed, workers, pin_memory, shard, device)

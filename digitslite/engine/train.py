@@ -356,7 +356,7 @@ class _Training:
         phase = caffe_pb2.TRAIN if spec.phase == "train" else caffe_pb2.TEST
         root = Path(self.config.dataset_root) if self.config.dataset_root is not None else None
         return data_layer_stream(sources, phase, root, self.data_seed + index, workers,
-                                 pin_memory=self.device.type == "cuda", shard=shard)
+                                 pin_memory=self.device.type == "cuda", shard=shard, device=self.device)
 
     def _net(self, spec: _NetSpec, stream: BatchStream, seed: int | None) -> CaffeNet:
         """Build the net with its input shapes taken from the stream's first batch."""

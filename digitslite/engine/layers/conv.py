@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import canonical_axis, conv_output_size
+from digitslite.engine import execution
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -56,13 +57,20 @@ class _ConvolutionBase(CaffeLayer):
                                       f"{size} (pad {pad}) on spatial axis {dim}",
                                       "use a smaller kernel or a larger input")
 
+    def _convolve(self, batch: torch.Tensor) -> torch.Tensor:
+        """2-D: the execution chosen for this device (digitslite.engine.execution); else torch's."""
+        if self.num_spatial == 2:
+            call = execution.ConvCall(self.transposed, self.weight, self.bias, self.groups, **self._options())
+            return execution.convolve(call, batch)
+        function = (_DECONV if self.transposed else _CONV)[max(self.num_spatial, 1)]
+        return function(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
         tops = []
-        convolve = (_DECONV if self.transposed else _CONV)[max(self.num_spatial, 1)]
         for bottom in bottoms:
             batch = self._as_batch(bottom)
             self._check_size(batch)
-            out = convolve(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+            out = self._convolve(batch)
             if self.num_spatial == 0:
                 out = out.squeeze(-1)
             tops.append(out.reshape(*bottom.shape[:self.axis], *out.shape[1:]))

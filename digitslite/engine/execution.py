@@ -1,0 +1,178 @@
+"""The fastest correct way to run each convolution on its device: a rule on the CPU, measured on CUDA.
+
+Every execution computes the same float32 convolution (they differ only in summation order):
+  plain          torch's default kernels (oneDNN on the CPU, cuDNN on CUDA) on NCHW tensors;
+  channels_last  the same kernels on NHWC tensors, oneDNN's and cuDNN's preferred layout;
+  gemm           im2col (`F.unfold`, skipped for 1x1) and one matrix product, without oneDNN.
+CPU rule (per-layer numbers in docs/PERFORMANCE.md): a convolution that is a large matrix
+product on a small image (fewer output pixels than a quarter of its filter length, like FCN's
+fc6, fc7 and score layers) runs as gemm, 1.5-7x faster than oneDNN forward and backward; every
+other 2-D convolution and deconvolution runs channels_last, 2.5-6.6x faster forward than NCHW on
+FCN's conv1 and its k63/s32 grouped upsampling, and level or a little faster elsewhere. A rule,
+not a measurement, on the CPU: timings on a shared machine flip from run to run, and a choice
+that changed between a run and its resume would change the numbers.
+On CUDA the winner depends on the GPU, the dtype and cuDNN, so the first call of a layer with a
+new key (geometry, input shape and layout, device, dtype, threads, autocast, whether gradients
+flow) times each candidate on the real input, interleaved, and keeps the fastest for the life of
+the process; layers under MEASURE_MACS multiply-adds, and calls while torch.compile traces, run
+plain. `DIGITSLITE_CONV_EXECUTION=plain` (or another name) forces one execution where it applies.
+"""
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+PLAIN, CHANNELS_LAST, GEMM = "plain", "channels_last", "gemm"
+EXECUTIONS = (PLAIN, CHANNELS_LAST, GEMM)
+FORCE_VARIABLE = "DIGITSLITE_CONV_EXECUTION"
+MEASURE_MACS = 100_000_000      # below this a measured choice cannot pay back its measurement
+GEMM_PIXELS_PER_TAP = 0.25      # CPU rule: gemm when output pixels <= this x filter length
+_ROUNDS = 2                     # timed calls per candidate, after one warm-up call each
+
+_choices: dict[tuple, str] = {}
+
+
+@dataclass(frozen=True)
+class ConvCall:
+    """One 2-D convolution or transposed convolution, as torch's functional API takes it."""
+
+    transposed: bool
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    groups: int
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    def out_size(self, batch: torch.Tensor) -> tuple[int, int]:
+        """Output height and width of a forward convolution."""
+        kernel = self.weight.shape[2:]
+        return tuple((size + 2 * pad - dil * (k - 1) - 1) // step + 1 for size, pad, dil, k, step in
+                     zip(batch.shape[2:], self.padding, self.dilation, kernel, self.stride, strict=True))
+
+    def macs(self, batch: torch.Tensor) -> int:
+        """Multiply-adds: every input (transposed) or output value meets one filter slice."""
+        if self.transposed:
+            return batch.numel() * self.weight.shape[1] * self.weight[0, 0].numel()
+        height, width = self.out_size(batch)
+        return batch.shape[0] * height * width * self.weight.numel()
+
+
+def candidates(call: ConvCall, batch: torch.Tensor) -> tuple[str, ...]:
+    """The executions that apply to this call: gemm only for an ungrouped forward conv on the CPU."""
+    if batch.dim() != 4:
+        return (PLAIN,)
+    if not call.transposed and call.groups == 1 and batch.device.type == "cpu":
+        return EXECUTIONS
+    return (PLAIN, CHANNELS_LAST)
+
+
+def run(execution: str, call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
+    """The convolution of `batch` by `execution` (one of `candidates`)."""
+    options = {"stride": call.stride, "padding": call.padding, "dilation": call.dilation}
+    function = F.conv_transpose2d if call.transposed else F.conv2d
+    if execution == GEMM:
+        return _gemm(call, batch)
+    if execution == CHANNELS_LAST:
+        layout = torch.channels_last
+        return function(batch.contiguous(memory_format=layout), call.weight.contiguous(memory_format=layout),
+                        call.bias, groups=call.groups, **options)
+    return function(batch.contiguous(), call.weight.contiguous(), call.bias, groups=call.groups, **options)
+
+
+def _gemm(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
+    """im2col and one (batched) matrix product; a 1x1 unit-stride unpadded conv needs no im2col."""
+    n, channels, height, width = batch.shape
+    out_channels, _, kernel_h, kernel_w = call.weight.shape
+    out_h, out_w = call.out_size(batch)
+    if (kernel_h, kernel_w) == (1, 1) and call.stride == (1, 1) and call.padding == (0, 0):
+        columns = batch.reshape(n, channels, height * width)
+    else:
+        columns = F.unfold(batch, (kernel_h, kernel_w), dilation=call.dilation, padding=call.padding,
+                           stride=call.stride)
+    out = call.weight.reshape(out_channels, -1) @ columns
+    if call.bias is not None:
+        out = out + call.bias.view(1, -1, 1)
+    return out.view(n, out_channels, out_h, out_w)
+
+
+def convolve(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
+    """The convolution by the execution chosen for this key (measured on first use)."""
+    return run(choose(call, batch), call, batch)
+
+
+def choose(call: ConvCall, batch: torch.Tensor) -> str:
+    options = candidates(call, batch)
+    forced = os.environ.get(FORCE_VARIABLE)
+    if forced:
+        return forced if forced in options else PLAIN
+    if len(options) == 1 or torch.compiler.is_compiling():
+        return PLAIN
+    if batch.device.type == "cpu":
+        return _cpu_rule(call, batch, options)
+    if call.macs(batch) < MEASURE_MACS:
+        return PLAIN
+    key = _key(call, batch)
+    choice = _choices.get(key)
+    if choice is None:
+        choice = _choices[key] = _fastest(call, batch, options)
+    return choice
+
+
+def _cpu_rule(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> str:
+    """gemm for a matrix product on a small image, channels_last for everything else."""
+    if GEMM in options:
+        height, width = call.out_size(batch)
+        if batch.shape[0] * height * width <= GEMM_PIXELS_PER_TAP * call.weight[0].numel():
+            return GEMM
+    return CHANNELS_LAST
+
+
+def _training(call: ConvCall, batch: torch.Tensor) -> bool:
+    tensors = [batch, call.weight] + ([call.bias] if call.bias is not None else [])
+    return torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors)
+
+
+def _key(call: ConvCall, batch: torch.Tensor) -> tuple:
+    autocast = torch.is_autocast_enabled(batch.device.type)
+    return (call.transposed, tuple(call.weight.shape), call.bias is not None, call.groups, call.stride,
+            call.padding, call.dilation, tuple(batch.shape), batch.is_contiguous(), str(batch.device),
+            batch.dtype, torch.get_num_threads(), _training(call, batch),
+            torch.get_autocast_dtype(batch.device.type) if autocast else None)
+
+
+def _fastest(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> str:
+    """Time each candidate on copies of the real tensors (forward, plus backward when training)."""
+    training = _training(call, batch)
+
+    def leaf(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor.detach().requires_grad_(training and tensor.requires_grad)
+
+    probe = ConvCall(call.transposed, leaf(call.weight), leaf(call.bias), call.groups, call.stride,
+                     call.padding, call.dilation)
+    probe_batch = leaf(batch)
+    sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
+
+    def once(execution: str) -> Callable[[], None]:
+        def step() -> None:
+            with torch.enable_grad() if training else torch.no_grad():
+                out = run(execution, probe, probe_batch)
+                if training:
+                    out.backward(torch.ones_like(out))
+        return step
+
+    steps = {execution: once(execution) for execution in options}
+    for step in steps.values():
+        step()
+    best = {execution: float("inf") for execution in options}
+    for _ in range(_ROUNDS):
+        for execution, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            best[execution] = min(best[execution], time.perf_counter() - start)
+    return min(options, key=best.__getitem__)

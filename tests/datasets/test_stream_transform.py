@@ -1,0 +1,89 @@
+"""Training streams send uint8 records and transform them in the training process: the batches are
+bit for bit those of the per-sample NumPy transform (SegmentationTransform.__call__) for the same seed."""
+import numpy as np
+import pytest
+import torch
+
+from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
+from digitslite.engine.feeds import DatasetStream, _BatchAt, _finish
+from tests.datasets.helpers import make_folders
+from tests.datasets.test_engine_data import build
+
+SEED, BATCH = 11, 3
+
+
+def per_sample_batches(dataset: SegmentationLmdbDataset, rounds: int) -> list[tuple[torch.Tensor, ...]]:
+    """The batches as the stream made them before: NumPy transform per sample, drawn from (seed, 0, s)."""
+    batches = []
+    for start in range(0, rounds * BATCH, BATCH):
+        pairs = [dataset.sample(sample % len(dataset), np.random.default_rng([SEED, 0, sample]))
+                 for sample in range(start, start + BATCH)]
+        batches.append((torch.stack([image for image, _ in pairs]),
+                        torch.stack([label for _, label in pairs]).unsqueeze(1).float()))
+    return batches
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    make_folders(root, 4)
+    return build(root)
+
+
+TRANSFORMS = {
+    "none": lambda mean: None,
+    "mean image, scale, random crop, mirror": lambda mean: SegmentationTransform(
+        crop_size=(6, 7), mirror=True, mean=load_mean(mean, "image"), scale=0.00390625),
+    "pixel mean, padding crop, mirror": lambda mean: SegmentationTransform(
+        crop_size=13, mirror=True, mean=load_mean(mean, "pixel"), ignore_label=255),
+    "mean values, scale jitter, centre crop": lambda mean: SegmentationTransform(
+        crop_size=8, random_crop=False, scale_jitter=(1.1, 1.7), scale=1.7,
+        mean=np.array([104.0, 117.0, 123.0], np.float32)),
+}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_stream_batches_equal_the_per_sample_transform(dataset_dir, name, workers):
+    transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
+    dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
+    bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
+    stream = DatasetStream([bound], SEED, workers=workers)
+    try:
+        for expected_images, expected_labels in per_sample_batches(dataset, rounds=3):
+            batch = stream.next()
+            assert batch["data"].dtype == torch.float32 and batch["label"].dtype == torch.float32
+            assert torch.equal(batch["data"], expected_images)
+            assert torch.equal(batch["label"], expected_labels)
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize("name", [name for name in TRANSFORMS if name != "none"])
+def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
+    """The arithmetic a stream runs on a GPU, run here on CPU tensors, against the NumPy transform."""
+    transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
+    dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
+    for sample in range(8):
+        image, label, placement = dataset.raw_sample(sample % len(dataset), np.random.default_rng(sample))
+        expected_image, expected_label = transform.place(image, label, placement)
+        mean = transform.mean_tensor(image.shape, torch.device("cpu"))
+        image_tensor, label_tensor = (torch.from_numpy(np.array(part, order="C")) for part in (image, label))
+        got_image, got_label = transform._apply_tensors(image_tensor, label_tensor, placement, mean)
+        assert torch.equal(got_image, torch.from_numpy(np.ascontiguousarray(expected_image)))
+        assert torch.equal(got_label, torch.from_numpy(np.array(expected_label, dtype=np.int64)))
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name):
+    """What an accelerator's stream does: uint8 records and placements from the worker, the transform
+    after the hand-over (here on the CPU)."""
+    transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
+    dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
+    bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
+    items = _BatchAt([bound], SEED, raw=True)
+    for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
+        raw = items[(round_index * BATCH,)]
+        assert raw[0][0].dtype == torch.uint8
+        batch = _finish(raw, [bound], torch.device("cpu"), {})
+        assert torch.equal(batch["data"], expected_images) and torch.equal(batch["label"], expected_labels)
