@@ -162,12 +162,16 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--node-rank", type=click.IntRange(min=0), default=0, help="This node's number, 0 to nnodes-1.")
 @click.option("--master", metavar="ADDR:PORT", help="Where the ranks meet: node 0's address and a free port.")
 @click.option("--sync-batchnorm", is_flag=True, help="BatchNorm statistics over the batches of all ranks.")
+@click.option("--recompute", metavar="auto|N|BLOBS", is_flag=False, flag_value="auto",
+              help="Recompute activations in the backward pass instead of keeping them: cut the net every "
+              "N layers, after the named blobs (comma-separated, e.g. pool2,pool4), or auto (every "
+              "sqrt(layers)); alone it means auto. Same numbers, less memory, about one more forward.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
             resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
-            node_rank, master, sync_batchnorm, job_dir, as_json, **solver_options) -> None:
+            node_rank, master, sync_batchnorm, recompute, job_dir, as_json, **solver_options) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.
@@ -204,6 +208,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,
         data_workers=workers, ranks=ranks, gpus=[gpu for gpu in (gpus or "").split(",") if gpu],
         nnodes=nnodes, node_rank=node_rank, master=master, sync_batchnorm=sync_batchnorm,
+        recompute=recompute,
     )
     try:
         result = _run(config, job)

@@ -28,6 +28,7 @@ from digitslite.engine.launch import RankEnvironment
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
+from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, write_snapshot
 from digitslite.engine.solver import SmoothedLoss, Solver, check_solver
 from digitslite.engine.speed import (
@@ -81,6 +82,7 @@ class TrainConfig:
     node_rank: int = 0
     master: str | None = None
     sync_batchnorm: bool = False
+    recompute: str | None = None      # re-materialization cuts (digitslite.engine.recompute)
 
     @property
     def launches_ranks(self) -> bool:
@@ -314,6 +316,7 @@ class _Training:
         self.test_streams = [self._stream(spec, feeds, number, workers)
                              for number, spec in enumerate(test_specs, start=1)]
         self.train_net = self._net(train_spec, self.train_stream, seed)
+        enable_recompute(self.train_net, config.recompute)
         synced = config.sync_batchnorm and ranks.distributed and synchronise_batch_norm(self.train_net) > 0
         self.test_nets = [self._net(spec, stream, seed)
                           for spec, stream in zip(test_specs, self.test_streams, strict=True)]
