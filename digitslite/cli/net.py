@@ -1,6 +1,6 @@
 """`digitslite net`: look at a network file as Caffe would build it, before training on it.
 
-`shapes` prints every blob's shape, `table` the stride / scale / offset table of DIGITS'
+`shapes` prints every blob's shape, `partition` the pipeline stages of a cut, `table` the stride / scale / offset table of DIGITS'
 segmentation post, `crops` the Crop offsets as written against those derived from the geometry
 (and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
 """
@@ -11,6 +11,7 @@ import click
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import CropCheck, StrideRow, crop_report, fill_crop_offsets, stride_table
+from digitslite.caffe.partition import BALANCES, Stage, partition
 from digitslite.caffe.prototxt import SourceMap, check_topology, filter_net, read_net_located, write_net
 from digitslite.caffe.shapes import Shape, blob_shapes, input_tops
 from digitslite.cli._options import input_shape_option
@@ -194,3 +195,44 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes) -> None
     outputs = ", ".join(f"{name} {_shape_text(found[name])}" for name in _outputs(net))
     click.echo(f"OK: {file}: {len(net.layer)} layers ({state}), {len(found)} blobs, {crop_text}; "
                f"outputs: {outputs or 'none'}")
+
+
+def _stage_dict(stage: Stage) -> dict:
+    return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters, "flops": stage.flops,
+            "activation_bytes": stage.activation_bytes, "receives": stage.receives, "sends": stage.sends,
+            "send_bytes": stage.send_bytes}
+
+
+@command.command(name="partition")
+@click.argument("file", type=NetFile)
+@click.option("--stages", "stage_count", type=click.IntRange(min=1), help="Number of pipeline stages, "
+              "balanced by cost (default: one more than the cuts given).")
+@click.option("--pipeline-cuts", "cuts", metavar="BLOB,BLOB",
+              help="Cut after these blobs instead (e.g. pool2,pool4), as train --pipeline-cuts does.")
+@click.option("--balance", type=click.Choice(BALANCES), default="flops", show_default=True,
+              help="What the stages are balanced by.")
+@_phase
+@_stage
+@_input_shape
+@_as_json
+def partition_command(file: Path, stage_count: int | None, cuts: str | None, balance: str, phase: str,
+                      stages: tuple[str, ...], input_shapes, as_json: bool) -> None:
+    """Cut FILE into pipeline stages: each stage's layers, parameters, FLOPs and activation memory."""
+    if stage_count is None and not cuts:
+        raise click.UsageError("give --stages K or --pipeline-cuts BLOB,BLOB")
+    net, source_map = _filtered(file, phase, stages)
+    names = [name.strip() for name in cuts.split(",") if name.strip()] if cuts else []
+    found = partition(net, stage_count, cuts=names, balance=balance,
+                      input_shapes=_inputs(net, input_shapes, file), source_map=source_map)
+    if as_json:
+        emit_json({"cuts": [stage.sends for stage in found.stages[:-1]],
+                   "stages": [_stage_dict(stage) for stage in found.stages]})
+        return
+    mib = 2 ** 20
+    click.echo(f"{'stage':<6} {'layers':<28} {'count':>5} {'params':>12} {'GFLOPs':>9} {'act. MiB':>9}  sends")
+    for stage in found.stages:
+        span = f"{stage.layers[0]} .. {stage.layers[-1]}" if stage.layers else "-"
+        click.echo(f"{stage.index:<6} {span:<28} {len(stage.layers):>5} {stage.parameters:>12,} "
+                   f"{stage.flops / 1e9:>9.2f} {stage.activation_bytes / mib:>9.1f}  "
+                   f"{', '.join(stage.sends) or '-'}"
+                   f"{f' ({stage.send_bytes / mib:.1f} MiB)' if stage.sends else ''}")
