@@ -41,7 +41,8 @@ def _flops(layer: caffe_pb2.LayerParameter, shapes: LayerShapes) -> int:
         return 2 * math.prod(shapes.bottoms[0]) * layer.inner_product_param.num_output
     if layer.type == "Pooling":
         param = layer.pooling_param
-        window = math.prod(shapes.bottoms[0][2:]) if param.global_pooling else math.prod(pool_window(param).kernel)
+        kernel = shapes.bottoms[0][2:] if param.global_pooling else pool_window(param).kernel
+        window = math.prod(kernel)
         return produced * window
     if layer.type == "Eltwise":
         return produced * max(1, len(shapes.bottoms) - 1)

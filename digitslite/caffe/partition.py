@@ -93,7 +93,8 @@ def _balanced_bounds(costs: list[int], crossing: Mapping[int, int], allowed: lis
             if bound >= end:
                 break
             worst, sent, bounds = best(stage_count - 1, bound)
-            options.append((max(worst, prefix[end] - prefix[bound]), sent + crossing[bound], (*bounds, bound)))
+            largest = max(worst, prefix[end] - prefix[bound])
+            options.append((largest, sent + crossing[bound], (*bounds, bound)))
         return min(options) if options else (math.inf, math.inf, ())
 
     return list(best(stages, len(costs))[2])
@@ -128,14 +129,14 @@ def partition(net: caffe_pb2.NetParameter, stages: int | None = None, *, cuts: S
         bounds = _balanced_bounds(weights, crossing_bytes, allowed, stages)
     edges = [0, *bounds, len(net.layer)]
     result = []
-    for index, (start, stop) in enumerate(zip(edges, edges[1:], strict=False)):
+    for index, (start, stop) in enumerate(itertools.pairwise(edges)):
         part = costs[start:stop]
         result.append(Stage(
             index, start, stop,
             [cost.name for cost in part if cost.type != "Split"],
             sum(cost.flops for cost in part), sum(cost.activation_bytes for cost in part),
             sum(cost.parameters for cost in part),
-            crossing[start] if start in crossing else [],
-            crossing[stop] if stop in crossing else [],
+            crossing.get(start, []),
+            crossing.get(stop, []),
             crossing_bytes.get(stop, 0)))
     return Partition(result)

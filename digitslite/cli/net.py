@@ -1,7 +1,7 @@
 """`digitslite net`: look at a network file as Caffe would build it, before training on it.
 
-`shapes` prints every blob's shape, `partition` the pipeline stages of a cut, `table` the stride / scale / offset table of DIGITS'
-segmentation post, `crops` the Crop offsets as written against those derived from the geometry
+`shapes` prints every blob's shape, `partition` the stages of a pipeline cut, `table` the stride /
+scale / offset table of DIGITS' segmentation post, `crops` the Crop offsets as written against those derived from the geometry
 (and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
 """
 from fractions import Fraction
@@ -198,8 +198,8 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes) -> None
 
 
 def _stage_dict(stage: Stage) -> dict:
-    return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters, "flops": stage.flops,
-            "activation_bytes": stage.activation_bytes, "receives": stage.receives, "sends": stage.sends,
+    return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters,
+            "flops": stage.flops, "activation_bytes": stage.activation_bytes, "receives": stage.receives, "sends": stage.sends,
             "send_bytes": stage.send_bytes}
 
 
@@ -229,7 +229,8 @@ def partition_command(file: Path, stage_count: int | None, cuts: str | None, bal
                    "stages": [_stage_dict(stage) for stage in found.stages]})
         return
     mib = 2 ** 20
-    click.echo(f"{'stage':<6} {'layers':<28} {'count':>5} {'params':>12} {'GFLOPs':>9} {'act. MiB':>9}  sends")
+    click.echo(f"{'stage':<6} {'layers':<28} {'count':>5} {'params':>12} {'GFLOPs':>9} "
+               f"{'act. MiB':>9}  sends")
     for stage in found.stages:
         span = f"{stage.layers[0]} .. {stage.layers[-1]}" if stage.layers else "-"
         click.echo(f"{stage.index:<6} {span:<28} {len(stage.layers):>5} {stage.parameters:>12,} "

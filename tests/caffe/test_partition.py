@@ -80,7 +80,8 @@ def test_bad_cuts_are_refused(fcn8s):
 
 def test_net_partition_prints_the_stages_and_json(peer):
     path = str(peer(FCN8S))
-    table = CliRunner().invoke(main, ["net", "partition", path, "--stages", "2", "--input-shape", "1,3,512,512"])
+    table = CliRunner().invoke(main, ["net", "partition", path, "--stages", "2",
+                                      "--input-shape", "1,3,512,512"])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split()[:2] == ["stage", "layers"] and len(lines) == 3
