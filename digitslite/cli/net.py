@@ -1,8 +1,8 @@
 """`digitslite net`: look at a network file as Caffe would build it, before training on it.
 
 `shapes` prints every blob's shape, `partition` the stages of a pipeline cut, `table` the stride /
-scale / offset table of DIGITS' segmentation post, `crops` the Crop offsets as written against those derived from the geometry
-(and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
+scale / offset table of DIGITS' segmentation post, `crops` the Crop offsets as written against
+those derived from the geometry (and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
 """
 from fractions import Fraction
 from pathlib import Path
@@ -199,8 +199,8 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes) -> None
 
 def _stage_dict(stage: Stage) -> dict:
     return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters,
-            "flops": stage.flops, "activation_bytes": stage.activation_bytes, "receives": stage.receives, "sends": stage.sends,
-            "send_bytes": stage.send_bytes}
+            "flops": stage.flops, "activation_bytes": stage.activation_bytes, "receives": stage.receives,
+            "sends": stage.sends, "send_bytes": stage.send_bytes}
 
 
 @command.command(name="partition")
