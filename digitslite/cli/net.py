@@ -2,7 +2,8 @@
 
 `shapes` prints every blob's shape, `partition` the stages of a pipeline cut, `table` the stride /
 scale / offset table of DIGITS' segmentation post, `crops` the Crop offsets as written against
-those derived from the geometry (and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
+those derived from the geometry (and writes a corrected copy), and `check` runs all of it and
+ends with a one-line verdict.
 """
 from fractions import Fraction
 from pathlib import Path
