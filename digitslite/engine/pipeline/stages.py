@@ -70,8 +70,8 @@ def plan_stages(net: CaffeNet, count: int, cuts: tuple[str, ...] = ()) -> list[S
         receives = tuple(net.input_names) if stage.index == 0 else tuple(crossing_blobs(net.net_param,
                                                                                           stage.start))
         sends = () if stage.index == count - 1 else tuple(crossing_blobs(net.net_param, stage.stop))
-        plans.append(StagePlan(stage.index, count, stage.start, stage.stop, receives, sends, tuple(sorted(owned)),
-                               tuple(stage.layers)))
+        plans.append(StagePlan(stage.index, count, stage.start, stage.stop, receives, sends,
+                               tuple(sorted(owned)), tuple(stage.layers)))
     return plans
 
 

@@ -38,13 +38,16 @@ def check_pipeline(config: TrainConfig) -> None:
         raise UserError(f"--micro-batches {micro}: give at least 1")
     if config.pipeline_schedule not in SCHEDULES:
         raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of {', '.join(SCHEDULES)}")
+    if config.pipeline_schedule == "1f1b" and micro < stages:
+        raise UserError(f"--pipeline-schedule 1f1b with {stages} stages needs at least {stages} "
+                        f"micro-batches (--micro-batches is {micro}); give more, or use gpipe")
     if config.ranks > 1 or config.nnodes > 1 or len(config.gpus) not in (0, stages):
         raise UserError(f"--pipeline-stages {stages} runs one process per stage on this node; data-parallel "
                         "ranks (--ranks, --nnodes) do not combine with it yet, and --gpus must name one GPU "
                         "per stage")
     if config.solver.iter_size not in (1, micro):
-        raise UserError(f"iter_size {config.solver.iter_size} with --micro-batches {micro}: a pipelined update "
-                        f"takes its micro-batches as iter_size does; leave iter_size at 1 (or {micro})")
+        raise UserError(f"iter_size {config.solver.iter_size} with --micro-batches {micro}: a pipelined "
+                        "update takes its micro-batches as iter_size does; leave iter_size at 1")
     if config.amp or config.compile or config.sync_batchnorm:
         raise UserError("--amp, --compile and --sync-batchnorm do not combine with --pipeline-stages yet; "
                         "leave them out")
@@ -53,7 +56,8 @@ def check_pipeline(config: TrainConfig) -> None:
 class PipelinedTraining(_Training):
     """_Training on one stage of a pipeline (rank r runs stage r)."""
 
-    def __init__(self, config: TrainConfig, job_dir: Path, feeds: Feeds | None, progress, ranks: Ranks) -> None:
+    def __init__(self, config: TrainConfig, job_dir: Path, feeds: Feeds | None, progress,
+                 ranks: Ranks) -> None:
         check_pipeline(config)
         if ranks.world_size != config.pipeline_stages:
             raise UserError(f"--pipeline-stages {config.pipeline_stages} needs as many processes, but "
