@@ -628,6 +628,9 @@ def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
     (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
     """
     job_dir = Path(job_dir)
+    if config.pipeline_stages == 1 and (config.micro_batches > 1 or config.pipeline_cuts):
+        raise UserError("--micro-batches and --pipeline-cuts go with --pipeline-stages K (K > 1); on one "
+                        "process, accumulate batches with --iter-size")
     job_dir.mkdir(parents=True, exist_ok=True)
     env = RankEnvironment.from_environ()
     if env is None and config.launches_ranks:

@@ -108,3 +108,26 @@ def test_pipelines_refuse_what_they_cannot_do(options, message):
                          **options)
     with pytest.raises(UserError, match=message):
         check_pipeline(config)
+
+
+def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from digitslite.cli import main
+
+    net = tmp_path / "net.prototxt"
+    net.write_text(NO_DROPOUT)
+    job = tmp_path / "job"
+    common = ["train", "--dataset", str(dataset), "--net", str(net), "--max-iter", "2", "--seed", "1",
+              "--cpu"]
+    done = CliRunner().invoke(main, [*common, "--pipeline-stages", "2", "--micro-batches", "2",
+                                     "--pipeline-cuts", "pool1", "-o", str(job), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["snapshots"] == [str(job / "snapshot_iter_2.caffemodel")]
+    ranks = json.loads((job / "ranks.json").read_text())
+    assert (ranks["status"], [rank["rank"] for rank in ranks["ranks"]]) == ("done", [0, 1])
+    alone = CliRunner().invoke(main, [*common, "--micro-batches", "2", "-o", str(tmp_path / "alone")])
+    assert alone.exit_code == 1
+    assert "--micro-batches and --pipeline-cuts go with --pipeline-stages" in alone.stderr
