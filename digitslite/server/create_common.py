@@ -49,14 +49,15 @@ def request_fields() -> Fields:
 
 def new_spec(kind: str, fields: Fields, ctx: CreateContext, params: dict[str, Any], *, default_name: str,
              depends_on: list[str] | None = None, waits_for: list[str] | None = None,
-             gpus: int | list[str] = 0) -> JobSpec:
+             gpus: int | list[str] = 0, cpu_slots: int = 1) -> JobSpec:
     return JobSpec(
         id=new_job_id(), kind=kind, owner=ctx.identity.name, created=time.time(), params=params,
         name=fields.text("name", default_name, max_length=200),
         group=fields.text("group", "", max_length=200),
         notes=fields.text("notes", "", max_length=10_000),
         priority=fields.integer("priority", 0, minimum=-100, maximum=100),
-        depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus)
+        depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus,
+        cpu_slots=cpu_slots)
 
 
 def gpu_request(fields: Fields, config: ServerConfig) -> int | list[str]:

@@ -143,7 +143,8 @@ def plan_model(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, None]]
                   "dataset": dataset_id, "network": network, "weights": weights,
                   "solver": solver | varied, "speed": speed, "scale_out": scale_out}
         jobs.append((new_spec("model", job_fields, ctx, params, default_name=name,
-                              depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus), None))
+                              depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus,
+                              cpu_slots=scale_out.get("pipeline_stages", 1)), None))
     return jobs
 
 

@@ -172,6 +172,12 @@ SCHEMAS: dict[str, Any] = {
             "node_rank": {**INTEGER, "description": "this node's number, 0 to nnodes-1"},
             "master": {**STRING, "description": "ADDR:PORT of node 0, required with several nodes"},
             "sync_batchnorm": BOOLEAN,
+            "recompute": {**STRING, "description": "re-materialization: auto, layers per segment, or blob "
+                                                   "names to cut after (docs/SCALING.md)"},
+            "pipeline_stages": {**INTEGER, "description": "pipeline stages, one GPU or CPU slot each"},
+            "micro_batches": {**INTEGER, "description": "batches per update through the pipeline"},
+            "pipeline_cuts": {**STRING, "description": "blob names to cut after, comma-separated"},
+            "pipeline_schedule": {"enum": ["gpipe", "1f1b"]},
         },
         ("dataset",),
     ),

@@ -128,6 +128,12 @@ def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_pa
     assert json.loads(done.stdout)["snapshots"] == [str(job / "snapshot_iter_2.caffemodel")]
     ranks = json.loads((job / "ranks.json").read_text())
     assert (ranks["status"], [rank["rank"] for rank in ranks["ranks"]]) == ("done", [0, 1])
+    stages = json.loads((job / "pipeline.json").read_text())
+    assert [stage["layers"][-1] for stage in stages["stages"]] == ["pool1", "loss"]
+    assert stages["stages"][1]["receives"] == ["data_data_0_split_1", "label", "pool1"]
+    assert stages["ideal_bubble"] == pytest.approx(1 / 3)     # (K − 1) / (M + K − 1), K = M = 2
+    assert 0 <= stages["bubble"] < 1
+    assert all(0 < stage["busy_s"] <= stage["wall_s"] for stage in stages["stages"])
     alone = CliRunner().invoke(main, [*common, "--micro-batches", "2", "-o", str(tmp_path / "alone")])
     assert alone.exit_code == 1
     assert "--micro-batches and --pipeline-cuts go with --pipeline-stages" in alone.stderr

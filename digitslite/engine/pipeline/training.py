@@ -13,20 +13,25 @@ stage that owns it to every rank: then the test nets, the ordinary .caffemodel +
 rank 0, and a resume on any number of processes work as without a pipeline.
 """
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import distributed
-from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
 from digitslite.caffe import caffe_pb2
 from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import Shard
+from digitslite.engine.pipeline.bubble import TimedStage, ideal_bubble, measured_bubble
 from digitslite.engine.pipeline.stages import StageModule, plan_stages, stage_examples
 from digitslite.engine.speed import to_device
 from digitslite.engine.train import LARGEST_LOGGED_BLOB, Feeds, TrainConfig, _Training
 from digitslite.errors import UserError
+from digitslite.fileio import write_json_atomically
+
+PIPELINE_FILE = "pipeline.json"    # in the job folder: the stages and the measured bubble
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
 
@@ -74,10 +79,12 @@ class PipelinedTraining(_Training):
         self.solver.joint_sum = self._sum_over_stages
         self.module = StageModule(self.train_net, self.plan)
         inputs, outputs = stage_examples(self.train_net, self.plan, self.device)
-        stage = PipelineStage(self.module, self.plan.index, self.plan.count, self.device,
+        self.stage = stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
                               input_args=inputs, output_args=outputs)
         self.schedule = SCHEDULES[config.pipeline_schedule](
             stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
+        self.busy_s = self.wall_s = 0.0
+        self._write_stages()
 
     def _shard(self, index: int) -> Shard:
         """Every stage reads the whole train stream (the first takes the inputs from it); test
@@ -109,8 +116,11 @@ class PipelinedTraining(_Training):
         self.module.outputs.clear()
         losses: list[torch.Tensor] = []
         last = self.plan.is_last
+        started, busy = time.perf_counter(), self.stage.busy_s
         self.schedule.step(*inputs, target=torch.arange(count) if last else None,
                            losses=losses if last else None, return_outputs=False)
+        self.wall_s += time.perf_counter() - started
+        self.busy_s += self.stage.busy_s - busy
         shared: Any = None
         if last:
             total = None
@@ -132,12 +142,29 @@ class PipelinedTraining(_Training):
             for tensor in (param.tensor, *self.solver.history[index::count]):
                 distributed.broadcast(tensor.data, src=source)
 
+    def _write_stages(self) -> None:
+        """pipeline.json (rank 0): each stage's layers, device and cost, and the bubble so far."""
+        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s))
+        if shares is None:
+            return
+        stages = [{"stage": plan.index, "layers": list(plan.layers), "device": device,
+                   "receives": list(plan.receives), "sends": list(plan.sends),
+                   "parameters": sum(self.solver.params[i].tensor.numel() for i in plan.owned),
+                   "busy_s": busy, "wall_s": wall}
+                  for plan, (device, busy, wall) in zip(self.plans, shares, strict=True)]
+        write_json_atomically(self.job_dir / PIPELINE_FILE, {
+            "net": self.train_net.name, "micro_batches": self.config.micro_batches,
+            "schedule": self.config.pipeline_schedule, "stages": stages,
+            "bubble": measured_bubble([share[1] for share in shares], [share[2] for share in shares]),
+            "ideal_bubble": ideal_bubble(len(self.plans), self.config.micro_batches)})
+
     def test_all(self) -> None:
         self._share_weights()
         super().test_all()
 
     def snapshot(self) -> None:
         self._share_weights()
+        self._write_stages()
         super().snapshot()
 
     def _finish(self) -> None:
