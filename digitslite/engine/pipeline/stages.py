@@ -29,6 +29,8 @@ class StagePlan:
     sends: tuple[str, ...]
     owned: tuple[int, ...]       # indices into net.learnable_params()
     layers: tuple[str, ...]
+    flops: int                   # forward, one micro-batch (digitslite.caffe.layer_cost)
+    activation_bytes: int
 
     @property
     def is_last(self) -> bool:
@@ -71,7 +73,8 @@ def plan_stages(net: CaffeNet, count: int, cuts: tuple[str, ...] = ()) -> list[S
                                                                                           stage.start))
         sends = () if stage.index == count - 1 else tuple(crossing_blobs(net.net_param, stage.stop))
         plans.append(StagePlan(stage.index, count, stage.start, stage.stop, receives, sends,
-                               tuple(sorted(owned)), tuple(stage.layers)))
+                               tuple(sorted(owned)), tuple(stage.layers), stage.flops,
+                               stage.activation_bytes))
     return plans
 
 

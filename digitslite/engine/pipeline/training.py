@@ -24,14 +24,13 @@ from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 from digitslite.caffe import caffe_pb2
 from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import Shard
+from digitslite.engine.pipeline import PIPELINE_FILE
 from digitslite.engine.pipeline.bubble import TimedStage, ideal_bubble, measured_bubble
 from digitslite.engine.pipeline.stages import StageModule, plan_stages, stage_examples
 from digitslite.engine.speed import to_device
 from digitslite.engine.train import LARGEST_LOGGED_BLOB, Feeds, TrainConfig, _Training
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
-
-PIPELINE_FILE = "pipeline.json"    # in the job folder: the stages and the measured bubble
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
 
@@ -150,6 +149,7 @@ class PipelinedTraining(_Training):
         stages = [{"stage": plan.index, "layers": list(plan.layers), "device": device,
                    "receives": list(plan.receives), "sends": list(plan.sends),
                    "parameters": sum(self.solver.params[i].tensor.numel() for i in plan.owned),
+                   "flops": plan.flops, "activation_bytes": plan.activation_bytes,
                    "busy_s": busy, "wall_s": wall}
                   for plan, (device, busy, wall) in zip(self.plans, shares, strict=True)]
         write_json_atomically(self.job_dir / PIPELINE_FILE, {

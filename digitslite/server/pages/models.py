@@ -9,6 +9,7 @@ from flask import render_template, request
 
 from digitslite.caffe.prototxt import filter_net, read_net
 from digitslite.engine.launch import RANKS_FILE
+from digitslite.engine.pipeline import PIPELINE_FILE
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
 from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
@@ -119,7 +120,8 @@ def model(job_id: str):
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=(folder.path / NETWORK_FILE).is_file(),
                            class_info=_class_info(folder.path, dataset_id),
-                           ranks=read_json_if_present(folder.path / RANKS_FILE))
+                           ranks=read_json_if_present(folder.path / RANKS_FILE),
+                           pipeline=read_json_if_present(folder.path / PIPELINE_FILE))
 
 
 @pages.get("/models/<job_id>/snapshots")
