@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="FCN-8s input size")
     parser.add_argument("--pipeline-size", type=int, default=192, help="fcn_tiny scene size")
     parser.add_argument("--iterations", type=int, default=6, help="updates per pipeline run")
+    parser.add_argument("--recompute", action="append", help="a --recompute value to measure (repeatable; "
+                        "default: after each pooling stage, and auto)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -136,7 +138,8 @@ def main() -> None:
     device = "cuda" if args.gpu else "cpu"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if not args.skip_memory:
-        measure_memory(args.size, device, [None, "pool1,pool2,pool3,pool4,pool5", "auto"])
+        modes = args.recompute or ["pool1,pool2,pool3,pool4,pool5", "auto"]
+        measure_memory(args.size, device, [None, *modes])
     if not args.skip_pipeline:
         if device == "cuda" and torch.cuda.device_count() < STAGES:
             print(f"pipeline: skipped, {STAGES} GPUs are needed and {torch.cuda.device_count()} are visible")

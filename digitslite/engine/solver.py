@@ -191,7 +191,7 @@ class Solver:
         if limit < 0 or (not grads and self.joint_sum is None):
             return
         squares = torch.stack([g.double().square().sum() for g in grads]).sum() if grads else \
-            torch.zeros((), dtype=torch.float64)
+            torch.zeros((), dtype=torch.float64, device=self.params[0].tensor.device if self.params else None)
         norm = (squares if self.joint_sum is None else self.joint_sum(squares)).sqrt()
         scale = torch.where(norm > limit, limit / norm, torch.ones_like(norm)).float()
         for g in grads:
