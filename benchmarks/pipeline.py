@@ -111,8 +111,9 @@ def measure_pipeline(size: int, device: str, iterations: int) -> None:
         for micro in (1, 2, 4, 8):
             found = pipeline_run(dataset, Path(folder) / f"m{micro}", device, micro, iterations)
             stages = found["stages"]
-            wall = max(stage["wall_s"] for stage in stages) / iterations
-            busy = sum(stage["busy_s"] for stage in stages) / iterations
+            updates = stages[0]["updates"]     # the first update (warm-up) is not counted
+            wall = max(stage["wall_s"] for stage in stages) / updates
+            busy = sum(stage["busy_s"] for stage in stages) / updates
             model = busy / STAGES * (micro + STAGES - 1) / micro
             print(f"  {micro:<3} {wall:9.3f} s   {model:10.3f} s   {model / wall:12.2f}       "
                   f"{found['bubble']:.2f}, {found['ideal_bubble']:.2f}")
@@ -123,7 +124,8 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="measure on CUDA (NCCL for the pipeline)")
     parser.add_argument("--size", type=int, default=512, help="FCN-8s input size")
     parser.add_argument("--pipeline-size", type=int, default=192, help="fcn_tiny scene size")
-    parser.add_argument("--iterations", type=int, default=6, help="updates per pipeline run")
+    parser.add_argument("--iterations", type=int, default=11, help="updates per pipeline run (the first "
+                        "is a warm-up)")
     parser.add_argument("--recompute", action="append", help="a --recompute value to measure (repeatable; "
                         "default: after each pooling stage, and auto)")
     parser.add_argument("--skip-memory", action="store_true")

@@ -2,7 +2,8 @@
 
 A stage is busy while it runs a micro-batch's forward or backward (torch's forward_one_chunk and
 backward_one_chunk, timed here); the rest of an update's wall time it waits for its neighbours.
-The measured bubble is 1 − (Σ busy over the stages) / (K · wall time). GPipe's model, for equal
+The measured bubble is 1 − (Σ busy over the stages) / (K · wall time), over the updates after the
+first (which sets up buffers and runs the first kernels). GPipe's model, for equal
 stages and free communication, is (K − 1) / (M + K − 1).
 """
 import time

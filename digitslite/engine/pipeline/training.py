@@ -83,6 +83,7 @@ class PipelinedTraining(_Training):
         self.schedule = SCHEDULES[config.pipeline_schedule](
             stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
         self.busy_s = self.wall_s = 0.0
+        self.updates, self.warmed_up = 0, False
         self._write_stages()
 
     def _shard(self, index: int) -> Shard:
@@ -118,8 +119,11 @@ class PipelinedTraining(_Training):
         started, busy = time.perf_counter(), self.stage.busy_s
         self.schedule.step(*inputs, target=torch.arange(count) if last else None,
                            losses=losses if last else None, return_outputs=False)
-        self.wall_s += time.perf_counter() - started
-        self.busy_s += self.stage.busy_s - busy
+        if self.warmed_up:     # the first update (buffers, first kernels) is not the pipeline's rhythm
+            self.wall_s += time.perf_counter() - started
+            self.busy_s += self.stage.busy_s - busy
+            self.updates += 1
+        self.warmed_up = True
         shared: Any = None
         if last:
             total = None
@@ -143,15 +147,15 @@ class PipelinedTraining(_Training):
 
     def _write_stages(self) -> None:
         """pipeline.json (rank 0): each stage's layers, device and cost, and the bubble so far."""
-        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s))
+        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s, self.updates))
         if shares is None:
             return
         stages = [{"stage": plan.index, "layers": list(plan.layers), "device": device,
                    "receives": list(plan.receives), "sends": list(plan.sends),
                    "parameters": sum(self.solver.params[i].tensor.numel() for i in plan.owned),
                    "flops": plan.flops, "activation_bytes": plan.activation_bytes,
-                   "busy_s": busy, "wall_s": wall}
-                  for plan, (device, busy, wall) in zip(self.plans, shares, strict=True)]
+                   "busy_s": busy, "wall_s": wall, "updates": updates}
+                  for plan, (device, busy, wall, updates) in zip(self.plans, shares, strict=True)]
         write_json_atomically(self.job_dir / PIPELINE_FILE, {
             "net": self.train_net.name, "micro_batches": self.config.micro_batches,
             "schedule": self.config.pipeline_schedule, "stages": stages,
