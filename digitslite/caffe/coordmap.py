@@ -22,7 +22,9 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.shapes import RuleError, Window, conv_window, input_tops, pool_window
+from digitslite.caffe.geometry import RuleError, Window
+from digitslite.caffe.layers import LAYER_TYPES, Coord
+from digitslite.caffe.shapes import input_tops
 from digitslite.errors import UserError
 
 if TYPE_CHECKING:
@@ -31,10 +33,7 @@ if TYPE_CHECKING:
 Values = tuple[Fraction, ...]
 Layer = caffe_pb2.LayerParameter
 
-_PASS_THROUGH = frozenset({"AbsVal", "BatchNorm", "Bias", "BNLL", "Dropout", "Eltwise", "ELU", "Log", "LRN",
-                           "Exp", "MVN", "Power", "ReLU", "PReLU", "Scale", "Sigmoid", "Split", "TanH",
-                           "Threshold"})
-_WINDOWED = frozenset({"Convolution", "Deconvolution", "Pooling"})
+_WINDOWED = (Coord.WINDOW, Coord.TRANSPOSED)
 
 
 class CoordMapError(UserError):
@@ -83,32 +82,36 @@ class CoordMap:
 IDENTITY = CoordMap(axis=None, scale=(Fraction(1),), offset=(Fraction(0),))
 
 
-def _window(layer: Layer) -> tuple[Window, int]:
-    """The sliding window of a Convolution/Deconvolution/Pooling and its channel axis."""
-    if layer.type == "Pooling":
-        return pool_window(layer.pooling_param), 1
-    return conv_window(layer.convolution_param), layer.convolution_param.axis
+def _coord(layer: Layer) -> Coord:
+    record = LAYER_TYPES.get(layer.type)
+    return record.coord if record is not None else Coord.NONE
+
+
+def _window(layer: Layer) -> Window | None:
+    """The sliding window of a windowed layer, as far as its parameters give it (None: global)."""
+    return LAYER_TYPES[layer.type].window(layer, None)
 
 
 def layer_map(layer: Layer) -> CoordMap | None:
     """The map from a layer's bottom to its top, or None where Caffe's is undefined."""
-    if layer.type in _PASS_THROUGH:
+    kind = _coord(layer)
+    if kind is Coord.IDENTITY:
         return IDENTITY
-    if layer.type == "Crop":
+    if kind is Coord.CROP:
         offsets = tuple(Fraction(-o) for o in layer.crop_param.offset) or (Fraction(0),)
         return CoordMap(axis=layer.crop_param.axis - 1, scale=(Fraction(1),), offset=_collapse(offsets))
-    if layer.type not in _WINDOWED or (layer.type == "Pooling" and layer.pooling_param.global_pooling):
+    window = _window(layer) if kind in _WINDOWED else None
+    if window is None:
         return None
-    window, axis = _window(layer)
     # An output index i has its receptive-field centre at input s·i − p + (extent − 1)/2.
     centre = [Fraction(e - 1, 2) for e in window.extent]
-    if layer.type == "Deconvolution":
+    if kind is Coord.TRANSPOSED:
         scale = [Fraction(s) for s in window.stride]
         offset = [c - p for c, p in zip(centre, window.pad, strict=True)]
     else:
         scale = [Fraction(1, s) for s in window.stride]
         offset = [(p - c) / s for c, p, s in zip(centre, window.pad, window.stride, strict=True)]
-    return CoordMap(axis=axis, scale=_collapse(scale), offset=_collapse(offset))
+    return CoordMap(axis=window.channel_axis, scale=_collapse(scale), offset=_collapse(offset))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,7 +372,7 @@ def _table_ends(net: caffe_pb2.NetParameter, from_blob: str | None, to_blob: str
 
 
 def _window_numbers(layer: Layer) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    window, _ = _window(layer)
+    window = _window(layer)
     return _collapse(window.stride), _collapse(window.pad), _collapse(window.kernel)
 
 
@@ -403,9 +406,10 @@ def stride_table(net: caffe_pb2.NetParameter, from_blob: str | None = None, to_b
     for (index, step), tail in zip(steps, to_end, strict=True):
         from_start = step.after(from_start)
         layer = graph.layers[index]
-        if layer.type not in _WINDOWED and layer.type != "Crop":
+        kind = _coord(layer)
+        if kind not in _WINDOWED and kind is not Coord.CROP:
             continue
-        stride, pad, kernel = _window_numbers(layer) if layer.type in _WINDOWED else (None, None, None)
+        stride, pad, kernel = _window_numbers(layer) if kind in _WINDOWED else (None, None, None)
         rows.append(StrideRow(layer=layer.name, type=layer.type, stride=stride, pad=pad, kernel=kernel,
                               scale=step.scale, cumulative_scale=from_start.scale, offset=step.offset,
                               cumulative_offset=tail.offset))

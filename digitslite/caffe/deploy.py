@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.caffe.prototxt import filter_net
 from digitslite.errors import UserError
 
-DATA_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "Python"})
+DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.source is Source.DATASET)
+"""The layer types that read a dataset, which the deploy net replaces by one Input layer."""
 
 
 def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],

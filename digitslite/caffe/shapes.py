@@ -2,7 +2,8 @@
 
 The engine sizes every parameter blob from these shapes, and `digitslite net check` uses them to
 refuse a bad net before any tensor exists, so each rule follows Caffe's own Reshape/LayerSetUp
-checks and every refusal says which layer, where and how to fix it.
+checks and every refusal says which layer, where and how to fix it. The per-type rules are the
+layer records' (digitslite.caffe.layers); this module walks the net and sizes its inputs.
 
 Shapes of a net's inputs come from `Input` layers (`input_param.shape`) or from the caller's
 `input_shapes` (top name -> dims), which win over the prototxt. Data-source layers (`Data`,
@@ -17,19 +18,18 @@ so the caller gives it:
 """
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import RuleError, Shape
+from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.errors import UserError
 
 if TYPE_CHECKING:
     from digitslite.caffe.sourcemap import SourceMap
 
-Shape = tuple[int, ...]
 Layer = caffe_pb2.LayerParameter
 
 
@@ -37,505 +37,14 @@ class ShapeError(UserError):
     """A net whose layers do not fit Caffe's shape rules, or whose input shapes are unknown."""
 
 
-class RuleError(Exception):
-    """A layer breaks one of Caffe's rules; the message says what and how to fix it, and the
-    caller (shape inference, coord map) adds which layer and where."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Sliding-window geometry, shared with the coordinate map
-
-
-@dataclass(frozen=True)
-class Window:
-    """Kernel, stride, pad and dilation of a convolution or pooling, one entry per spatial axis."""
-
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    pad: tuple[int, ...]
-    dilation: tuple[int, ...]
-
-    @property
-    def extent(self) -> tuple[int, ...]:
-        """The span of the dilated kernel: dilation·(kernel − 1) + 1."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
-
-
-def _per_axis(values: Sequence[int], default: int, count: int, field: str) -> tuple[int, ...]:
-    if not values:
-        return (default,) * count
-    if len(values) == 1:
-        return (values[0],) * count
-    if len(values) == count:
-        return tuple(values)
-    raise RuleError(f"{field} has {len(values)} values for {count} spatial axes; give 1 or {count}")
-
-
-def _conv_field(param, repeated: str, base: str, default: int | None, count: int) -> tuple[int, ...]:
-    """One convolution field, given either as the repeated `repeated` or as `base`_h/`base`_w."""
-    has_h, has_w = param.HasField(f"{base}_h"), param.HasField(f"{base}_w")
-    values = list(getattr(param, repeated))
-    if has_h or has_w:
-        if not (has_h and has_w):
-            raise RuleError(f"{base}_h and {base}_w must be given together")
-        if values:
-            raise RuleError(f"give either {repeated} or {base}_h/{base}_w, not both")
-        if count != 2:
-            raise RuleError(f"{base}_h/{base}_w only work with 2 spatial axes (this layer has {count}); "
-                            f"use {repeated}")
-        return getattr(param, f"{base}_h"), getattr(param, f"{base}_w")
-    if count == 0:
-        return ()
-    if default is None and not values:
-        raise RuleError(f"the kernel size is not set: give convolution_param {{ {repeated}: K }}")
-    return _per_axis(values, default or 0, count, repeated)
-
-
-def conv_window(param: caffe_pb2.ConvolutionParameter, num_spatial: int | None = None) -> Window:
-    """The window of a Convolution/Deconvolution over `num_spatial` axes (None: as many as the
-    parameters themselves give, 2 when kernel_h/kernel_w are used, else the longest list)."""
-    if num_spatial is None:
-        uses_hw = any(param.HasField(f) for f in ("kernel_h", "kernel_w", "stride_h", "stride_w",
-                                                   "pad_h", "pad_w"))
-        lists = (param.kernel_size, param.stride, param.pad, param.dilation)
-        num_spatial = 2 if uses_hw else max(1, *(len(values) for values in lists))
-    window = Window(kernel=_conv_field(param, "kernel_size", "kernel", None, num_spatial),
-                    stride=_conv_field(param, "stride", "stride", 1, num_spatial),
-                    pad=_conv_field(param, "pad", "pad", 0, num_spatial),
-                    dilation=_per_axis(param.dilation, 1, num_spatial, "dilation"))
-    for field in ("kernel", "stride", "dilation"):
-        if 0 in getattr(window, field):
-            raise RuleError(f"{field} must be positive, got {list(getattr(window, field))}")
-    return window
-
-
-def _pool_pair(param, base: str, default: int | None) -> tuple[int, int]:
-    scalar = "kernel_size" if base == "kernel" else base
-    has_scalar, has_h, has_w = (param.HasField(f) for f in (scalar, f"{base}_h", f"{base}_w"))
-    if has_h or has_w:
-        if has_scalar or not (has_h and has_w):
-            raise RuleError(f"give either {scalar} or both {base}_h and {base}_w")
-        return getattr(param, f"{base}_h"), getattr(param, f"{base}_w")
-    if not has_scalar and default is None:
-        raise RuleError("the kernel size is not set: give pooling_param { kernel_size: K } "
-                        "(or global_pooling: true)")
-    value = getattr(param, scalar) if has_scalar else default
-    return value, value
-
-
-def pool_window(param: caffe_pb2.PoolingParameter) -> Window:
-    """The window of a non-global Pooling layer (always 2 spatial axes)."""
-    window = Window(kernel=_pool_pair(param, "kernel", None), stride=_pool_pair(param, "stride", 1),
-                    pad=_pool_pair(param, "pad", 0), dilation=(1, 1))
-    if 0 in window.kernel or 0 in window.stride:
-        raise RuleError(f"kernel and stride must be positive, got kernel {list(window.kernel)} "
-                        f"stride {list(window.stride)}")
-    return window
-
-
-# ----------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def canonical_axis(axis: int, num_axes: int) -> int:
-    """Caffe's CanonicalAxisIndex: a negative axis counts from the end."""
-    if not -num_axes <= axis < num_axes:
-        raise RuleError(f"axis {axis} is out of range for a {num_axes}-axis blob; "
-                        f"use an axis in [{-num_axes}, {num_axes})")
-    return axis + num_axes if axis < 0 else axis
-
-
-def _count(shape: Shape, start: int = 0, end: int | None = None) -> int:
-    return math.prod(shape[start:end])
-
-
-def _fmt(shape: Shape) -> str:
-    return "(" + ",".join(map(str, shape)) + ")"
-
-
-def _expect_bottoms(bottoms: list[Shape], low: int, high: float | None = None) -> None:
-    high = low if high is None else high
-    if not low <= len(bottoms) <= high:
-        wanted = str(low) if low == high else f"{low} or more" if high == math.inf else f"{low} to {high}"
-        raise RuleError(f"takes {wanted} bottom(s), got {len(bottoms)}")
-
-
-def _same_shapes(bottoms: list[Shape]) -> Shape:
-    if any(shape != bottoms[0] for shape in bottoms):
-        raise RuleError("all bottoms must have the same shape, got " + ", ".join(map(_fmt, bottoms)))
-    return bottoms[0]
-
-
-def _first_dims_match(bottoms: list[Shape]) -> None:
-    """Caffe's LossLayer check: predictions and labels share their first axis."""
-    if not bottoms[0] or not bottoms[1] or bottoms[0][0] != bottoms[1][0]:
-        raise RuleError(f"the two bottoms must share their first axis (batch size), got "
-                        f"{_fmt(bottoms[0])} and {_fmt(bottoms[1])}")
-
-
-def _up_to(tops: list[Shape], layer: Layer) -> list[Shape]:
-    """Tops for a layer whose trailing tops are optional: as many as the prototxt lists."""
-    return tops[:len(layer.top)] if len(layer.top) <= len(tops) else tops
-
-
-# ----------------------------------------------------------------------------------------------
-# Per-type rules: (layer, bottom shapes) -> top shapes
-
-_Rule = Callable[[Layer, list[Shape]], list[Shape]]
-_RULES: dict[str, _Rule] = {}
-
-
-def _rule(*type_names: str) -> Callable[[_Rule], _Rule]:
-    def register(fn: _Rule) -> _Rule:
-        _RULES.update(dict.fromkeys(type_names, fn))
-        return fn
-
-    return register
-
-
-@_rule("ReLU", "Sigmoid", "TanH", "ELU", "Dropout", "Power", "BatchNorm")
-def _elementwise(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    return [bottoms[0]]
-
-
-@_rule("PReLU")
-def _prelu(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    if len(bottoms[0]) < 2:
-        raise RuleError(f"needs a bottom with at least 2 axes (channels on axis 1), got {_fmt(bottoms[0])}")
-    return [bottoms[0]]
-
-
-@_rule("LRN")
-def _lrn(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    if len(bottoms[0]) != 4:
-        raise RuleError(f"needs a 4-axis bottom (N,C,H,W), got {_fmt(bottoms[0])}")
-    if layer.lrn_param.local_size % 2 == 0:
-        raise RuleError(f"local_size must be odd, got {layer.lrn_param.local_size}")
-    return [bottoms[0]]
-
-
-@_rule("Scale", "Bias")
-def _scale_or_bias(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1, 2)
-    param = layer.scale_param if layer.type == "Scale" else layer.bias_param
-    data = bottoms[0]
-    if len(bottoms) == 2:
-        factor = bottoms[1]
-        if factor:
-            axis = canonical_axis(param.axis, len(data))
-            if data[axis:axis + len(factor)] != factor:
-                raise RuleError(f"the second bottom {_fmt(factor)} must equal axes {axis}.. of the "
-                                f"first {_fmt(data)}; adjust axis")
-        return [data]
-    if param.num_axes < -1:
-        raise RuleError(f"num_axes must be -1 (to the end) or more, got {param.num_axes}")
-    if param.num_axes != 0:
-        axis = canonical_axis(param.axis, len(data))
-        if param.num_axes != -1 and axis + param.num_axes > len(data):
-            raise RuleError(f"axis {param.axis} + num_axes {param.num_axes} runs past the "
-                            f"{len(data)} axes of {_fmt(data)}")
-    return [data]
-
-
-@_rule("Convolution", "Deconvolution")
-def _convolution(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1, math.inf)
-    param = layer.convolution_param
-    data = _same_shapes(bottoms)
-    axis = canonical_axis(param.axis, len(data))
-    window = conv_window(param, len(data) - axis - 1)
-    if param.num_output == 0:
-        raise RuleError("num_output is not set: give convolution_param { num_output: N }")
-    channels, group = data[axis], param.group
-    if group == 0 or channels % group or param.num_output % group:
-        raise RuleError(f"group {group} must divide both the {channels} input channels and "
-                        f"num_output {param.num_output}")
-    sizes = []
-    for size, extent, stride, pad in zip(data[axis + 1:], window.extent, window.stride, window.pad,
-                                         strict=True):
-        if layer.type == "Convolution":
-            span = size + 2 * pad - extent
-            out = span // stride + 1 if span >= 0 else 0
-        else:
-            out = stride * (size - 1) + extent - 2 * pad
-        if out <= 0:
-            raise RuleError(f"an input of size {size} gives no output with kernel extent {extent}, "
-                            f"stride {stride}, pad {pad}; use a larger input or more padding")
-        sizes.append(out)
-    return [(*data[:axis], param.num_output, *sizes)] * len(bottoms)
-
-
-def _pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    span = size + 2 * pad - kernel
-    return (-(-span // stride) if ceil else span // stride) + 1
-
-
-@_rule("Pooling")
-def _pooling(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    param, data = layer.pooling_param, bottoms[0]
-    if len(data) != 4:
-        raise RuleError(f"needs a 4-axis bottom (N,C,H,W), got {_fmt(data)}")
-    max_tops = 2 if param.pool == caffe_pb2.PoolingParameter.MAX else 1
-    if param.global_pooling:
-        if any(param.HasField(f) for f in ("kernel_size", "kernel_h", "kernel_w")):
-            raise RuleError("global_pooling takes its kernel from the input: remove kernel_size")
-        if any(_pool_pair(param, "pad", 0)) or _pool_pair(param, "stride", 1) != (1, 1):
-            raise RuleError("global_pooling needs pad 0 and stride 1")
-        return _up_to([(*data[:2], 1, 1)] * max_tops, layer)
-    window = pool_window(param)
-    padded = any(window.pad)
-    if padded and param.pool not in (caffe_pb2.PoolingParameter.MAX, caffe_pb2.PoolingParameter.AVE):
-        raise RuleError("padding is only implemented for MAX and AVE pooling")
-    if any(p >= k for p, k in zip(window.pad, window.kernel, strict=True)):
-        raise RuleError(f"pad {list(window.pad)} must be smaller than kernel {list(window.kernel)}")
-    ceil = param.round_mode == caffe_pb2.PoolingParameter.CEIL
-    sizes = []
-    for size, kernel, stride, pad in zip(data[2:], window.kernel, window.stride, window.pad, strict=True):
-        out = _pooled_size(size, kernel, stride, pad, ceil)
-        if padded and (out - 1) * stride >= size + pad:
-            out -= 1  # Caffe's clip: the last window must start inside the image or its left pad
-        if out <= 0:
-            raise RuleError(f"an input of size {size} gives no output with kernel {kernel}, "
-                            f"stride {stride}, pad {pad}")
-        sizes.append(out)
-    return _up_to([data[:2] + tuple(sizes)] * max_tops, layer)
-
-
-@_rule("InnerProduct")
-def _inner_product(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    param = layer.inner_product_param
-    axis = canonical_axis(param.axis, len(bottoms[0]))
-    if param.num_output == 0:
-        raise RuleError("num_output is not set: give inner_product_param { num_output: N }")
-    return [(*bottoms[0][:axis], param.num_output)]
-
-
-@_rule("Crop")
-def _crop(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2)
-    data, reference = bottoms
-    if len(data) != len(reference):
-        raise RuleError(f"both bottoms need the same number of axes, got {_fmt(data)} and {_fmt(reference)}")
-    start = canonical_axis(layer.crop_param.axis, len(data))
-    offsets = crop_offsets(layer.crop_param, len(data) - start)
-    for axis, offset in zip(range(start, len(data)), offsets, strict=True):
-        if data[axis] - offset < reference[axis]:
-            raise RuleError(f"cannot crop axis {axis} of {_fmt(data)} at offset {offset} to the "
-                            f"reference size {reference[axis]} of {_fmt(reference)}; the reference "
-                            "is larger: lower the offset or crop a larger blob")
-    return [data[:start] + reference[start:]]
-
-
-def crop_offsets(param: caffe_pb2.CropParameter, num_cropped: int) -> tuple[int, ...]:
-    """The offset for each cropped axis: none given -> 0, one -> every axis, else one per axis."""
-    given = list(param.offset)
-    if len(given) > 1 and len(given) != num_cropped:
-        raise RuleError(f"offset has {len(given)} values for {num_cropped} cropped axes; "
-                        f"give 1 or {num_cropped}")
-    return _per_axis(given, 0, num_cropped, "offset")
-
-
-def _concat_or_slice_axis(param, legacy: str, shape: Shape) -> int:
-    if param.HasField(legacy) and param.HasField("axis"):
-        raise RuleError(f"give either axis or {legacy} (deprecated), not both")
-    if param.HasField(legacy):
-        if getattr(param, legacy) >= len(shape):
-            raise RuleError(f"{legacy} {getattr(param, legacy)} is out of range for {_fmt(shape)}")
-        return getattr(param, legacy)
-    return canonical_axis(param.axis, len(shape))
-
-
-@_rule("Concat")
-def _concat(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1, math.inf)
-    first = bottoms[0]
-    axis = _concat_or_slice_axis(layer.concat_param, "concat_dim", first)
-    for shape in bottoms[1:]:
-        if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != first[:axis] + first[axis + 1:]:
-            raise RuleError(f"bottoms may differ only on axis {axis}, got {_fmt(first)} and {_fmt(shape)}")
-    return [(*first[:axis], sum(shape[axis] for shape in bottoms), *first[axis + 1:])]
-
-
-@_rule("Slice")
-def _slice(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    data, parts = bottoms[0], len(layer.top)
-    axis = _concat_or_slice_axis(layer.slice_param, "slice_dim", data)
-    size, points = data[axis], list(layer.slice_param.slice_point)
-    if points:
-        if len(points) != parts - 1:
-            raise RuleError(f"{len(points)} slice_point value(s) for {parts} tops; give {parts - 1}")
-        bounds = [0, *points, size]
-        if any(a >= b for a, b in itertools.pairwise(bounds)):
-            raise RuleError(f"slice_point {points} must increase strictly inside (0, {size})")
-        sizes = [b - a for a, b in itertools.pairwise(bounds)]
-    else:
-        if parts == 0 or size % parts:
-            raise RuleError(f"axis {axis} of size {size} does not split evenly into {parts} tops; "
-                            "give slice_point")
-        sizes = [size // parts] * parts
-    return [(*data[:axis], piece, *data[axis + 1:]) for piece in sizes]
-
-
-@_rule("Eltwise")
-def _eltwise(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2, math.inf)
-    param = layer.eltwise_param
-    if param.coeff:
-        if param.operation != caffe_pb2.EltwiseParameter.SUM:
-            raise RuleError("coeff is only allowed with operation SUM")
-        if len(param.coeff) != len(bottoms):
-            raise RuleError(f"{len(param.coeff)} coeff value(s) for {len(bottoms)} bottoms; "
-                            "give one per bottom")
-    return [_same_shapes(bottoms)]
-
-
-@_rule("Flatten")
-def _flatten(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    data = bottoms[0]
-    start = canonical_axis(layer.flatten_param.axis, len(data))
-    end = canonical_axis(layer.flatten_param.end_axis, len(data))
-    if end < start:
-        raise RuleError(f"end_axis {layer.flatten_param.end_axis} comes before "
-                        f"axis {layer.flatten_param.axis}")
-    return [(*data[:start], _count(data, start, end + 1), *data[end + 1:])]
-
-
-@_rule("Reshape")
-def _reshape(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    param, data = layer.reshape_param, bottoms[0]
-    start = param.axis if param.axis >= 0 else len(data) + param.axis + 1
-    if not 0 <= start <= len(data):
-        raise RuleError(f"axis {param.axis} is out of range for {_fmt(data)}")
-    if param.num_axes < -1:
-        raise RuleError(f"num_axes must be -1 (to the end) or more, got {param.num_axes}")
-    end = len(data) if param.num_axes == -1 else start + param.num_axes
-    if end > len(data):
-        raise RuleError(f"axis {param.axis} + num_axes {param.num_axes} runs past the axes of {_fmt(data)}")
-    dims = list(param.shape.dim)
-    if dims.count(-1) > 1:
-        raise RuleError("at most one dim may be -1 (inferred)")
-    new = []
-    for i, dim in enumerate(dims):
-        if dim == 0:
-            if start + i >= len(data):
-                raise RuleError(f"dim {i} is 0 (copy) but the bottom {_fmt(data)} has no axis {start + i}")
-            new.append(data[start + i])
-        elif dim < -1:
-            raise RuleError(f"dim {dim} is invalid; use a positive size, 0 (copy) or -1 (infer)")
-        else:
-            new.append(dim)
-    replaced, known = _count(data, start, end), math.prod(d for d in new if d != -1)
-    if -1 in new:
-        if known == 0 or replaced % known:
-            raise RuleError(f"cannot infer the -1 dim: {replaced} elements do not divide by {known}")
-        new[new.index(-1)] = replaced // known
-    elif known != replaced:
-        raise RuleError(f"shape {dims} holds {known} elements where the bottom {_fmt(data)} has "
-                        f"{replaced}; the counts must be equal")
-    return [data[:start] + tuple(new) + data[end:]]
-
-
-@_rule("Split")
-def _split(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    return [bottoms[0]] * len(layer.top)
-
-
-@_rule("Silence")
-def _silence(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1, math.inf)
-    return []
-
-
-@_rule("Softmax")
-def _softmax(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    canonical_axis(layer.softmax_param.axis, len(bottoms[0]))
-    return [bottoms[0]]
-
-
-@_rule("ArgMax")
-def _argmax(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 1)
-    param, data = layer.argmax_param, bottoms[0]
-    if param.HasField("axis"):
-        axis = canonical_axis(param.axis, len(data))
-        if param.top_k > data[axis]:
-            raise RuleError(f"top_k {param.top_k} exceeds the {data[axis]} values on axis {axis}")
-        return [(*data[:axis], param.top_k, *data[axis + 1:])]
-    if param.top_k > _count(data, 1):
-        raise RuleError(f"top_k {param.top_k} exceeds the {_count(data, 1)} values per item")
-    shape = [1] * max(3, len(data))
-    shape[0], shape[1], shape[2] = data[0], 2 if param.out_max_val else 1, param.top_k
-    return [tuple(shape)]
-
-
-def _check_labels(scores: Shape, labels: Shape, axis_param: int) -> int:
-    """Caffe's outer·inner label count rule; returns the canonical class axis."""
-    axis = canonical_axis(axis_param, len(scores))
-    positions = _count(scores, 0, axis) * _count(scores, axis + 1)
-    if _count(labels) != positions:
-        raise RuleError(f"the labels {_fmt(labels)} hold {_count(labels)} values but the scores "
-                        f"{_fmt(scores)} have {positions} positions (all axes but the class axis {axis}); "
-                        "give one label per position")
-    return axis
-
-
-@_rule("Accuracy")
-def _accuracy(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2)
-    scores = bottoms[0]
-    axis = _check_labels(scores, bottoms[1], layer.accuracy_param.axis)
-    if layer.accuracy_param.top_k > scores[axis]:
-        raise RuleError(f"top_k {layer.accuracy_param.top_k} exceeds the {scores[axis]} classes")
-    return _up_to([(), (scores[axis],)], layer)
-
-
-@_rule("SoftmaxWithLoss")
-def _softmax_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2)
-    _first_dims_match(bottoms)
-    _check_labels(bottoms[0], bottoms[1], layer.softmax_param.axis)
-    return _up_to([(), bottoms[0]], layer)
-
-
-@_rule("EuclideanLoss")
-def _euclidean_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2)
-    _first_dims_match(bottoms)
-    if _count(bottoms[0], 1) != _count(bottoms[1], 1):
-        raise RuleError(f"both bottoms need the same number of values per item, got "
-                        f"{_fmt(bottoms[0])} and {_fmt(bottoms[1])}")
-    return _up_to([()], layer)
-
-
-@_rule("SigmoidCrossEntropyLoss")
-def _sigmoid_cross_entropy_loss(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
-    _expect_bottoms(bottoms, 2)
-    _first_dims_match(bottoms)
-    if _count(bottoms[0]) != _count(bottoms[1]):
-        raise RuleError(f"logits {_fmt(bottoms[0])} and targets {_fmt(bottoms[1])} need the same count")
-    return _up_to([()], layer)
-
-
 # ----------------------------------------------------------------------------------------------
 # Net inputs
 
-_DATA_SOURCES = frozenset({"Data", "ImageData", "Python"})
-SUPPORTED_TYPES: frozenset[str] = frozenset(_RULES) | _DATA_SOURCES | {"Input"}
-
-
 def is_source(layer: Layer) -> bool:
     """Whether the layer feeds the net from outside (Input, or a data layer without bottoms)."""
-    return layer.type == "Input" or (layer.type in _DATA_SOURCES and not layer.bottom)
+    record = LAYER_TYPES.get(layer.type)
+    source = record.source if record is not None else Source.NONE
+    return source is Source.INPUT or (source is Source.DATASET and not layer.bottom)
 
 
 def input_tops(net: caffe_pb2.NetParameter) -> list[str]:
@@ -642,8 +151,8 @@ def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequenc
     no input shape can fix it) or the first layer that breaks Caffe's rules.
     """
     for layer in net.layer:
-        if layer.type not in SUPPORTED_TYPES:
-            supported = ", ".join(sorted(SUPPORTED_TYPES))
+        if layer.type not in LAYER_TYPES:
+            supported = ", ".join(sorted(LAYER_TYPES))
             raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
                              f"which digitslite does not support (supported: {supported})")
     given = _normalise(net, input_shapes)
@@ -661,11 +170,11 @@ def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequenc
                 tops = _input_layer_tops(layer, given)
             elif is_source(layer):
                 tops = _data_layer_tops(layer, given, first_data)
-            elif layer.type == "Python":
-                raise RuleError("digitslite runs a Python layer only as a data source (no bottoms); "
-                                "replace this one with built-in layers")
+            elif LAYER_TYPES[layer.type].tops is None:
+                raise RuleError(f"digitslite runs a {layer.type} layer only as a data source (no "
+                                "bottoms); replace this one with built-in layers")
             else:
-                tops = _RULES[layer.type](layer, bottoms)
+                tops = LAYER_TYPES[layer.type].tops(layer, bottoms)
             if len(tops) != len(layer.top):
                 raise RuleError(f"lists {len(layer.top)} top(s) but makes {len(tops)}; list {len(tops)}")
         except RuleError as exc:

@@ -18,7 +18,6 @@ those of one tile. The stitched outputs themselves take C floats per image pixel
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.footprint import IDENTITY, Footprint
+from digitslite.caffe.geometry import RuleError
+from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.caffe.prototxt import read_net
-from digitslite.caffe.shapes import (
-    RuleError,
-    Window,
-    canonical_axis,
-    conv_window,
-    crop_offsets,
-    is_source,
-    pool_window,
-)
+from digitslite.caffe.shapes import is_source
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
@@ -101,78 +95,6 @@ class Preprocessing:
 # Footprints: which input pixels each blob position reads
 
 
-@dataclass(frozen=True)
-class Footprint:
-    """Position i of a blob along spatial axis a reads the input pixels from i·step[a] + low[a]
-    to i·step[a] + high[a] (fractions: upsampled blobs have steps below 1)."""
-
-    step: tuple[Fraction, Fraction]
-    low: tuple[Fraction, Fraction]
-    high: tuple[Fraction, Fraction]
-
-
-IDENTITY = Footprint((Fraction(1),) * 2, (Fraction(0),) * 2, (Fraction(0),) * 2)
-_POINTWISE = frozenset({"AbsVal", "BatchNorm", "Bias", "BNLL", "Dropout", "Eltwise", "ELU", "Exp", "Log",
-                        "Power", "PReLU", "ReLU", "Scale", "Sigmoid", "Split", "TanH", "Threshold"})
-
-
-def _union(bottoms: Sequence[Footprint | None]) -> Footprint | None:
-    """Several bottoms combined pixel by pixel: the union of their windows, if their grids agree."""
-    if not bottoms or any(b is None for b in bottoms) or len({b.step for b in bottoms}) != 1:
-        return None
-    low = tuple(min(b.low[a] for b in bottoms) for a in range(2))
-    high = tuple(max(b.high[a] for b in bottoms) for a in range(2))
-    return Footprint(bottoms[0].step, low, high)
-
-
-def _sliding(bottom: Footprint, window: Window) -> Footprint:
-    """Output o reads bottom positions o·s - p ... o·s - p + extent - 1."""
-    step, low, high = [], [], []
-    for a in range(2):
-        j, stride, pad, extent = bottom.step[a], window.stride[a], window.pad[a], window.extent[a]
-        step.append(j * stride)
-        low.append(bottom.low[a] - pad * j)
-        high.append(bottom.high[a] + (extent - 1 - pad) * j)
-    return Footprint(tuple(step), tuple(low), tuple(high))
-
-
-def _transposed(bottom: Footprint, window: Window) -> Footprint:
-    """Deconvolution output o = i·s - p + t (0 <= t < extent): i lies in [(o+p-extent+1)/s, (o+p)/s]."""
-    step, low, high = [], [], []
-    for a in range(2):
-        j, stride, pad, extent = bottom.step[a], window.stride[a], window.pad[a], window.extent[a]
-        step.append(j / stride)
-        low.append(bottom.low[a] + Fraction(pad - extent + 1, stride) * j)
-        high.append(bottom.high[a] + Fraction(pad, stride) * j)
-    return Footprint(tuple(step), tuple(low), tuple(high))
-
-
-def _layer_footprint(layer: caffe_pb2.LayerParameter, bottoms: list[Footprint | None]) -> Footprint | None:
-    """The footprint of the layer's tops, None where they are not local maps over the input."""
-    if layer.type in _POINTWISE or (layer.type == "LRN" and layer.lrn_param.norm_region == 0):
-        return _union(bottoms)
-    if layer.type in ("Softmax", "Concat") and bottoms and canonical_axis(
-            (layer.softmax_param if layer.type == "Softmax" else layer.concat_param).axis, 4) == 1:
-        return _union(bottoms)
-    if not bottoms or bottoms[0] is None:
-        return None
-    if layer.type == "LRN":  # WITHIN_CHANNEL: a local_size square around each pixel
-        size = layer.lrn_param.local_size
-        return _sliding(bottoms[0], Window((size, size), (1, 1), ((size - 1) // 2,) * 2, (1, 1)))
-    if layer.type == "Crop":
-        start = canonical_axis(layer.crop_param.axis, 4)
-        offsets = (0,) * (start - 2) + crop_offsets(layer.crop_param, 4 - start)[max(0, 2 - start):]
-        shift = [offsets[a] * bottoms[0].step[a] for a in range(2)]
-        return Footprint(bottoms[0].step, tuple(b + s for b, s in zip(bottoms[0].low, shift, strict=True)),
-                         tuple(b + s for b, s in zip(bottoms[0].high, shift, strict=True)))
-    if layer.type == "Pooling" and not layer.pooling_param.global_pooling:
-        return _sliding(bottoms[0], pool_window(layer.pooling_param))
-    if layer.type in ("Convolution", "Deconvolution") and layer.convolution_param.axis == 1:
-        window = conv_window(layer.convolution_param, 2)
-        return (_sliding if layer.type == "Convolution" else _transposed)(bottoms[0], window)
-    return None
-
-
 def footprints(net: caffe_pb2.NetParameter, input_name: str) -> dict[str, Footprint | None]:
     """Every blob's footprint over the 4-D input `input_name` (None: not a local map of it)."""
     blobs: dict[str, Footprint | None] = {}
@@ -181,7 +103,9 @@ def footprints(net: caffe_pb2.NetParameter, input_name: str) -> dict[str, Footpr
             blobs.update((top, IDENTITY if top == input_name else None) for top in layer.top)
             continue
         try:
-            footprint = _layer_footprint(layer, [blobs.get(name) for name in layer.bottom])
+            record = LAYER_TYPES.get(layer.type)
+            bottoms = [blobs.get(name) for name in layer.bottom]
+            footprint = record.footprint(layer, bottoms) if record is not None else None
         except RuleError:
             footprint = None
         blobs.update(dict.fromkeys(layer.top, footprint))

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import canonical_axis
 from digitslite.caffe.prototxt import filter_net, read_net_located
-from digitslite.caffe.shapes import canonical_axis, input_tops, is_source
+from digitslite.caffe.shapes import input_tops, is_source
 from digitslite.engine.distributed import Ranks, rank_device
 from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
 from digitslite.engine.launch import RankEnvironment

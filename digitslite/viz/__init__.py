@@ -1,4 +1,5 @@
-"""Pictures of segmentations: colour maps, overlays, contours, legends, side-by-side panels (no torch)."""
+"""Pictures of segmentations: colour maps, overlays, contours, legends, side-by-side panels; and the
+layout of a network graph (netgraph) (no torch)."""
 from digitslite.viz.compose import comparison, side_by_side
 from digitslite.viz.legend import class_name, legend, legend_entries
 from digitslite.viz.overlay import as_rgb, contours, overlay

@@ -79,7 +79,7 @@ def test_gradients_reach_the_second_bottom(kind):
 
 
 def test_mismatched_operand_is_a_user_error():
-    with pytest.raises(UserError, match="does not match the bottom"):
+    with pytest.raises(UserError, match=r"must equal axes 1\.\. of the first"):
         make_layer('name: "s" type: "Scale"', SHAPE, (4,))
-    with pytest.raises(UserError, match="num_axes 4 does not fit"):
+    with pytest.raises(UserError, match=r"axis 1 \+ num_axes 4 runs past the 4 axes"):
         make_layer('name: "s" type: "Scale" scale_param { num_axes: 4 }', SHAPE)

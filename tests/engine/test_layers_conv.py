@@ -184,13 +184,13 @@ def test_gradients(kind, body, shapes):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("num_output: 4 kernel_size: 3 group: 2", "group 2 does not divide"),
-    ("num_output: 4 kernel_size: 3 kernel_h: 3 kernel_w: 3", "both kernel_size and kernel_h/kernel_w"),
-    ("num_output: 4", "kernel dimension is missing"),
-    ("num_output: 4 kernel_size: [1, 2, 3]", "kernel_size is given 3 times"),
-    ("kernel_size: 3", "num_output is missing"),
-    ("num_output: 4 kernel_size: 3 stride_h: 2", "a stride is 0"),
-    ("num_output: 4 kernel_size: 3 pad: 1 pad_h: 1", "both pad and pad_h/pad_w"),
+    ("num_output: 4 kernel_size: 3 group: 2", "group 2 must divide both the 3 input channels"),
+    ("num_output: 4 kernel_size: 3 kernel_h: 3 kernel_w: 3", "give either kernel_size or kernel_h/kernel_w"),
+    ("num_output: 4", "the kernel size is not set"),
+    ("num_output: 4 kernel_size: [1, 2, 3]", "kernel_size has 3 values for 2 spatial axes"),
+    ("kernel_size: 3", "num_output is not set"),
+    ("num_output: 4 kernel_size: 3 stride_h: 2", "stride_h and stride_w must be given together"),
+    ("num_output: 4 kernel_size: 3 pad: 1 pad_h: 1", "pad_h and pad_w must be given together"),
 ])
 def test_bad_parameters_are_user_errors(body, message):
     with pytest.raises(UserError, match=message):
@@ -198,6 +198,8 @@ def test_bad_parameters_are_user_errors(body, message):
 
 
 def test_kernel_larger_than_the_padded_input_is_a_user_error():
-    layer = make_layer(conv_text("num_output: 1 kernel_size: 5"), (1, 1, 3, 3))
-    with pytest.raises(UserError, match="kernel extent 5 exceeds"):
+    with pytest.raises(UserError, match="an input of size 3 gives no output with kernel extent 5"):
+        make_layer(conv_text("num_output: 1 kernel_size: 5"), (1, 1, 3, 3))
+    layer = make_layer(conv_text("num_output: 1 kernel_size: 5"), (1, 1, 8, 8))  # then run on less
+    with pytest.raises(UserError, match="kernel extent 5 leaves no output for the input size 3"):
         layer(torch.zeros(1, 1, 3, 3))

@@ -133,7 +133,7 @@ def test_euclidean_loss_value_and_both_gradients():
 def test_euclidean_loss_accepts_a_differently_shaped_target_of_equal_count():
     layer = make_layer('name: "l2" type: "EuclideanLoss"', (4, 3), (4, 3, 1, 1))
     assert layer(torch.ones(4, 3), torch.zeros(4, 3, 1, 1))[0].item() == pytest.approx(12 / 8)
-    with pytest.raises(UserError, match="do not pair up"):
+    with pytest.raises(UserError, match="must share their first axis"):
         make_layer('name: "l2" type: "EuclideanLoss"', (4, 3), (3, 4))
 
 

@@ -67,7 +67,7 @@ def test_lrn_gradients(body):
 
 
 def test_even_local_size_is_a_user_error():
-    with pytest.raises(UserError, match="local_size 4 is even"):
+    with pytest.raises(UserError, match="local_size must be odd, got 4"):
         lrn("local_size: 4")
 
 

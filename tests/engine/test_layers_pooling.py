@@ -176,13 +176,13 @@ def test_gradients(body):
 
 @pytest.mark.parametrize(("body", "message"), [
     ("pool: STOCHASTIC kernel_size: 2", "STOCHASTIC pooling is not supported"),
-    ("kernel_size: 2 kernel_h: 2 kernel_w: 2", "kernel is not given exactly once"),
-    ("kernel_h: 2", "kernel is not given exactly once"),
-    ("stride: 1", "kernel is not given exactly once"),
-    ("kernel_size: 2 pad: 2", "pad .* is not smaller than kernel"),
-    ("kernel_size: 2 pad: 1 pad_h: 1 pad_w: 1", "pad is given inconsistently"),
-    ("global_pooling: true kernel_size: 2", "global_pooling is combined with a kernel size"),
-    ("global_pooling: true stride: 2", "global_pooling is combined with pad or stride"),
+    ("kernel_size: 2 kernel_h: 2 kernel_w: 2", "give either kernel_size or both kernel_h and kernel_w"),
+    ("kernel_h: 2", "give either kernel_size or both kernel_h and kernel_w"),
+    ("stride: 1", "the kernel size is not set"),
+    ("kernel_size: 2 pad: 2", "pad \\[2, 2\\] must be smaller than kernel"),
+    ("kernel_size: 2 pad: 1 pad_h: 1 pad_w: 1", "give either pad or both pad_h and pad_w"),
+    ("global_pooling: true kernel_size: 2", "global_pooling takes its kernel from the input"),
+    ("global_pooling: true stride: 2", "global_pooling needs pad 0 and stride 1"),
 ])
 def test_bad_parameters_are_user_errors(body, message):
     with pytest.raises(UserError, match=message):

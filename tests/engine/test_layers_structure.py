@@ -59,8 +59,8 @@ def test_crop_gradient_fills_the_window_and_never_reaches_the_reference():
 
 
 @pytest.mark.parametrize(("body", "reference", "message"), [
-    ("offset: [1, 2, 3]", (2, 3, 4, 2), "3 offsets are given for 2 cropped axes"),
-    ("offset: 2", (2, 3, 4, 3), "too small"),
+    ("offset: [1, 2, 3]", (2, 3, 4, 2), "offset has 3 values for 2 cropped axes"),
+    ("offset: 2", (2, 3, 4, 3), "the reference is larger"),
     ("axis: 5", (2, 3, 4, 2), "out of range"),
 ])
 def test_crop_errors(body, reference, message):
@@ -97,8 +97,8 @@ def test_concat_gradient_slices_back():
 
 
 @pytest.mark.parametrize(("body", "shapes", "message"), [
-    ("", [(2, 3, 6, 5), (5, 3, 6, 5)], "differ off the concat axis"),
-    ("axis: 1 concat_dim: 1", [(2, 3), (2, 3)], "both axis and concat_dim"),
+    ("", [(2, 3, 6, 5), (5, 3, 6, 5)], "bottoms may differ only on axis 1"),
+    ("axis: 1 concat_dim: 1", [(2, 3), (2, 3)], "give either axis or concat_dim"),
 ])
 def test_concat_errors(body, shapes, message):
     with pytest.raises(UserError, match=message):
@@ -129,9 +129,9 @@ def test_slice_gradient():
 
 
 @pytest.mark.parametrize(("body", "tops", "message"), [
-    ("", 5, "does not split into 5 equal pieces"),
-    ("slice_point: [3, 2]", 3, "non-empty pieces"),
-    ("slice_point: 3", 3, "1 slice points are given for 3 tops"),
+    ("", 5, "does not split evenly into 5 tops"),
+    ("slice_point: [3, 2]", 3, r"slice_point \[3, 2\] must increase strictly"),
+    ("slice_point: 3", 3, r"1 slice_point value\(s\) for 3 tops"),
 ])
 def test_slice_errors(body, tops, message):
     with pytest.raises(UserError, match=message):
@@ -164,9 +164,9 @@ def test_reshape_shapes(body, expected):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("shape { dim: [-1, -1] }", "more than one dim is -1"),
+    ("shape { dim: [-1, -1] }", "at most one dim may be -1"),
     ("shape { dim: [7, -1] }", "cannot infer"),
-    ("shape { dim: [2, 3] }", "holds 6 values"),
+    ("shape { dim: [2, 3] }", "holds 6 elements where the bottom"),
     ("axis: 3 shape { dim: [0, 0] }", "no axis 4"),
     ("axis: 1 num_axes: 5 shape { dim: 1 }", "num_axes 5"),
 ])

@@ -7,12 +7,7 @@ from digitslite.engine.layers.base import CaffeLayer, Shape, filler_or, register
 
 
 class _Neuron(CaffeLayer):
-    """One bottom, one top of the same shape."""
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
+    """One bottom, one top of the same shape (the record checks the bottom count)."""
 
 
 @register("ReLU")
@@ -63,14 +58,9 @@ class PReLU(_Neuron):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        shape = bottom_shapes[0]
-        if len(shape) < 2:
-            raise self.user_error(f"its bottom has shape {shape}",
-                                  "PReLU needs a bottom with at least 2 axes")
         prelu = param.prelu_param
         filler = filler_or(prelu.filler, prelu.HasField("filler"), type="constant", value=0.25)
-        slope_shape = () if prelu.channel_shared else (shape[1],)
-        self.slope = self.new_param(slope_shape, filler, generator, "filler")
+        self.slope = self.new_param(self.blob_shapes[0], filler, generator, "filler")
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
         slope = self.slope.reshape(-1, *([1] * (bottom.dim() - 2))) if self.slope.dim() else self.slope

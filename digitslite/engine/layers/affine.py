@@ -2,32 +2,21 @@
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import canonical_axis
+from digitslite.caffe.layers.affine import covered_axes
 from digitslite.engine.layers.base import CaffeLayer, Shape, filler_or, register
 
 
 class _Broadcast(CaffeLayer):
-    """Resolves where the operand (a learned blob, or bottom 1) lines up with bottom 0."""
+    """Where the operand (a learned blob, or bottom 1) lines up with bottom 0; the record checked
+    that it fits."""
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None, axis: int, num_axes: int) -> None:
+                 generator: torch.Generator | None, axis: int) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 2)
         shape = bottom_shapes[0]
-        if len(bottom_shapes) == 2:
-            self.operand_shape = bottom_shapes[1]
-            self.axis = 0 if not self.operand_shape else self.canonical_axis(axis, len(shape), "axis")
-        else:
-            self.axis = self.canonical_axis(axis, len(shape), "axis")
-            if num_axes < -1 or self.axis + num_axes > len(shape):
-                raise self.user_error(f"num_axes {num_axes} does not fit a {len(shape)}-axis bottom at "
-                                      f"axis {self.axis}", "use -1 (to the end) or a smaller num_axes")
-            end = len(shape) if num_axes == -1 else self.axis + num_axes
-            self.operand_shape = shape[self.axis:end]
-        covered = shape[self.axis:self.axis + len(self.operand_shape)]
-        if tuple(covered) != tuple(self.operand_shape):
-            raise self.user_error(f"an operand of shape {self.operand_shape} does not match the bottom "
-                                  f"{shape} at axis {self.axis}",
-                                  "make the second bottom's shape equal the bottom's dims from axis on")
+        self.operand_shape = bottom_shapes[1] if len(bottom_shapes) == 2 else covered_axes(param, shape)
+        self.axis = canonical_axis(axis, len(shape)) if self.operand_shape else 0
 
     def aligned(self, operand: torch.Tensor, ndim: int) -> torch.Tensor:
         """The operand reshaped so it broadcasts against an ndim-axis bottom at self.axis."""
@@ -42,7 +31,7 @@ class Scale(_Broadcast):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         scale = param.scale_param
-        super().__init__(param, bottom_shapes, phase, generator, scale.axis, scale.num_axes)
+        super().__init__(param, bottom_shapes, phase, generator, scale.axis)
         names = []
         self.bias_term = scale.bias_term
         if len(bottom_shapes) == 1:
@@ -69,7 +58,7 @@ class Bias(_Broadcast):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         bias = param.bias_param
-        super().__init__(param, bottom_shapes, phase, generator, bias.axis, bias.num_axes)
+        super().__init__(param, bottom_shapes, phase, generator, bias.axis)
         if len(bottom_shapes) == 1:
             self.bias = self.new_param(self.operand_shape, bias.filler, generator, "filler")
             self.blob_names = ("bias",)

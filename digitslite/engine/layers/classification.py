@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import canonical_axis
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
-from digitslite.engine.layers.labels import check_label_count, read_labels, split_at
+from digitslite.engine.layers.labels import read_labels, split_at
 
 
 @register("Softmax")
@@ -14,8 +15,7 @@ class Softmax(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        self.axis = self.canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]), "softmax_param.axis")
+        self.axis = canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]))
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
         return (F.softmax(bottom, dim=self.axis),)
@@ -39,16 +39,9 @@ class ArgMax(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
         argmax = param.argmax_param
-        shape = bottom_shapes[0]
         self.top_k, self.out_max_val = argmax.top_k, argmax.out_max_val
-        self.axis = (self.canonical_axis(argmax.axis, len(shape), "argmax_param.axis")
-                     if argmax.HasField("axis") else None)
-        ranked_size = shape[self.axis] if self.axis is not None else int(torch.Size(shape[1:]).numel())
-        if not 1 <= self.top_k <= ranked_size:
-            raise self.user_error(f"top_k {self.top_k} is not within the {ranked_size} ranked values",
-                                  f"use a top_k from 1 to {ranked_size}")
+        self.axis = canonical_axis(argmax.axis, len(bottom_shapes[0])) if argmax.HasField("axis") else None
 
     @torch.no_grad()
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
@@ -71,14 +64,9 @@ class Accuracy(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
         accuracy = param.accuracy_param
-        self.axis = self.canonical_axis(accuracy.axis, len(bottom_shapes[0]), "accuracy_param.axis")
-        check_label_count(self, bottom_shapes[0], bottom_shapes[1], self.axis)
+        self.axis = canonical_axis(accuracy.axis, len(bottom_shapes[0]))
         self.top_k = accuracy.top_k
-        classes = bottom_shapes[0][self.axis]
-        if self.top_k > classes:
-            raise self.user_error(f"top_k {self.top_k} exceeds the {classes} classes", "lower top_k")
         self.ignore_label = accuracy.ignore_label if accuracy.HasField("ignore_label") else None
 
     @torch.no_grad()

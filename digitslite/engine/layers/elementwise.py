@@ -22,19 +22,9 @@ class Eltwise(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2)
-        if any(shape != bottom_shapes[0] for shape in bottom_shapes):
-            raise self.user_error(f"its bottoms have different shapes {bottom_shapes}",
-                                  "give every bottom the same shape")
         eltwise = param.eltwise_param
         self.operation = eltwise.operation
         self.coeffs = tuple(eltwise.coeff)
-        if self.coeffs and self.operation != Op.SUM:
-            raise self.user_error("coeff is given for an operation other than SUM",
-                                  "remove coeff or use operation: SUM")
-        if self.coeffs and len(self.coeffs) != len(bottom_shapes):
-            raise self.user_error(f"{len(self.coeffs)} coeffs are given for {len(bottom_shapes)} bottoms",
-                                  "give one coeff per bottom or none")
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor]:
         if self.operation == Op.PROD:

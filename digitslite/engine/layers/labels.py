@@ -2,7 +2,8 @@
 import torch
 
 from digitslite.caffe import caffe_pb2
-from digitslite.engine.layers.base import CaffeLayer, Shape, count
+from digitslite.caffe.layers.record import count
+from digitslite.engine.layers.base import CaffeLayer, Shape
 
 Norm = caffe_pb2.LossParameter
 
@@ -10,15 +11,6 @@ Norm = caffe_pb2.LossParameter
 def split_at(shape: Shape, axis: int) -> tuple[int, int, int]:
     """(outer, classes, inner): count(0, axis), shape[axis], count(axis + 1, end)."""
     return count(shape, 0, axis), shape[axis], count(shape, axis + 1)
-
-
-def check_label_count(layer: CaffeLayer, scores: Shape, labels: Shape, axis: int) -> None:
-    """Caffe's set-up check: one label per position and the same first dim."""
-    outer, _, inner = split_at(scores, axis)
-    if count(labels) != outer * inner or (labels and scores and labels[0] != scores[0]):
-        raise layer.user_error(f"the label blob {labels} does not hold one label per position of the "
-                               f"{scores} scores along axis {axis} ({outer}×{inner} labels expected)",
-                               "feed labels with the scores' dims other than the class axis")
 
 
 def read_labels(layer: CaffeLayer, labels: torch.Tensor, outer: int, inner: int, classes: int,

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from digitslite.caffe import caffe_pb2
-from digitslite.engine.layers.base import CaffeLayer, Shape, count, register, upcast
+from digitslite.caffe.geometry import canonical_axis
+from digitslite.engine.layers.base import CaffeLayer, Shape, register, upcast
 from digitslite.engine.layers.labels import (
     Norm,
-    check_label_count,
     normalization_mode,
     normalizer,
     read_labels,
@@ -46,12 +46,9 @@ class _SoftmaxLossFunction(torch.autograd.Function):
 class _LabelledLoss(CaffeLayer):
     """Loss layers take (prediction, target) and never send a gradient to the target."""
 
-    is_loss = True
-
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
         loss = param.loss_param
         self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
 
@@ -66,8 +63,7 @@ class SoftmaxWithLoss(_LabelledLoss):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.axis = self.canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]), "softmax_param.axis")
-        check_label_count(self, bottom_shapes[0], bottom_shapes[1], self.axis)
+        self.axis = canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]))
         self.mode = normalization_mode(param.loss_param, Norm.VALID)
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -85,17 +81,6 @@ class SoftmaxWithLoss(_LabelledLoss):
 class EuclideanLoss(CaffeLayer):
     """Σ (a − b)² / (2N) with N = the first dim; both inputs may receive a gradient."""
 
-    is_loss = True
-
-    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
-        first, second = bottom_shapes
-        if not first or not second or first[0] != second[0] or count(first, 1) != count(second, 1):
-            raise self.user_error(f"its bottoms {first} and {second} do not pair up",
-                                  "give both bottoms the same first dim and the same count per item")
-
     def forward(self, predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor]:
         difference = upcast(predicted) - upcast(target).reshape(predicted.shape)
         return (difference.square().sum() / (2 * predicted.shape[0]),)
@@ -112,10 +97,6 @@ class SigmoidCrossEntropyLoss(_LabelledLoss):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        logits, targets = bottom_shapes
-        if count(logits) != count(targets):
-            raise self.user_error(f"logits {logits} and targets {targets} differ in count",
-                                  "give one target per logit")
         self.mode = normalization_mode(param.loss_param, Norm.BATCH_SIZE)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor]:

@@ -20,11 +20,7 @@ class LRN(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        self.require_4d(bottom_shapes[0])
         lrn = param.lrn_param
-        if lrn.local_size % 2 == 0:
-            raise self.user_error(f"local_size {lrn.local_size} is even", "use an odd local_size")
         self.size, self.alpha, self.beta, self.k = lrn.local_size, lrn.alpha, lrn.beta, lrn.k
         self.across_channels = lrn.norm_region == Lrn.ACROSS_CHANNELS
 
@@ -57,17 +53,13 @@ class BatchNorm(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        shape = bottom_shapes[0]
-        channels = shape[1] if len(shape) > 1 else 1
         bn = param.batch_norm_param
         self.use_global_stats = bn.use_global_stats if bn.HasField("use_global_stats") else (
             phase == caffe_pb2.TEST)
         self.fraction = bn.moving_average_fraction
         self.eps = bn.eps
-        self.register_buffer("mean_sum", torch.zeros(channels))
-        self.register_buffer("var_sum", torch.zeros(channels))
-        self.register_buffer("scale_factor", torch.zeros(1))
+        for name, shape in zip(self.blob_names, self.blob_shapes, strict=True):
+            self.register_buffer(name, torch.zeros(shape))
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
         channels = self.mean_sum.shape[0]

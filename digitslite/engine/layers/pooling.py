@@ -1,26 +1,17 @@
 """Pooling with Caffe's output size (ceil, clipped only when padded) and Caffe's AVE divisor.
 
 torch's own ceil_mode clips even without padding and refuses pad > kernel/2, so the layer pads
-explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding.
+explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding. The
+window and the output size come from the layer's record (digitslite.caffe.layers.pooling).
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import pooled_size
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 Pool = caffe_pb2.PoolingParameter
-
-
-def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, clip: bool) -> int:
-    """Caffe's number of windows along one axis; `clip` drops a last window that starts in the right pad."""
-    span = (size + 2 * pad - kernel) / stride
-    pooled = (math.ceil(span) if ceil else math.floor(span)) + 1
-    if clip and (pooled - 1) * stride >= size + pad:
-        pooled -= 1
-    return pooled
 
 
 def ave_divisors(size: int, pooled: int, kernel: int, stride: int, pad: int) -> torch.Tensor:
@@ -36,59 +27,23 @@ class Pooling(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
-        self.require_4d(bottom_shapes[0])
         pool = param.pooling_param
         self.method = pool.pool
         if self.method == Pool.STOCHASTIC:
             raise self.user_error("STOCHASTIC pooling is not supported", "use pool: MAX or pool: AVE")
         self.global_pooling = pool.global_pooling
-        self.kernel = self._kernel(pool)
-        self.pad = self._pair(pool, "pad", 0)
-        self.stride = self._pair(pool, "stride", 1)
+        self.kernel = self.window.kernel
+        self.pad = self.window.pad
+        self.stride = self.window.stride
         self.ceil = pool.round_mode == Pool.CEIL
-        if self.global_pooling and (self.pad != (0, 0) or self.stride != (1, 1)):
-            raise self.user_error("global_pooling is combined with pad or stride",
-                                  "remove pad and stride (global pooling uses pad 0, stride 1)")
-        if min(self.kernel) <= 0 and not self.global_pooling:
-            raise self.user_error("the kernel size is 0", "set kernel_size (or kernel_h and kernel_w) > 0")
-        if min(self.stride) <= 0:
-            raise self.user_error("the stride is 0", "set stride > 0")
-        if any(p >= k for p, k in zip(self.pad, self.kernel, strict=True)) and not self.global_pooling:
-            raise self.user_error(f"pad {self.pad} is not smaller than kernel {self.kernel}",
-                                  "use a pad smaller than the kernel")
         if len(param.top) > 1 and self.method != Pool.MAX:
             raise self.user_error("a second (mask) top is only produced by MAX pooling",
                                   "remove the second top or use pool: MAX")
 
-    def _kernel(self, pool: caffe_pb2.PoolingParameter) -> tuple[int, int]:
-        has_square = pool.HasField("kernel_size")
-        has_rect = pool.HasField("kernel_h") or pool.HasField("kernel_w")
-        if self.global_pooling:
-            if has_square or has_rect:
-                raise self.user_error("global_pooling is combined with a kernel size",
-                                      "remove kernel_size / kernel_h / kernel_w")
-            return (0, 0)
-        has_both = pool.HasField("kernel_h") and pool.HasField("kernel_w")
-        if has_square == has_rect or (has_rect and not has_both):
-            raise self.user_error("the kernel is not given exactly once",
-                                  "give either kernel_size or both kernel_h and kernel_w")
-        return (pool.kernel_size,) * 2 if has_square else (pool.kernel_h, pool.kernel_w)
-
-    def _pair(self, pool: caffe_pb2.PoolingParameter, name: str, default: int) -> tuple[int, int]:
-        h, w = f"{name}_h", f"{name}_w"
-        if pool.HasField(h) or pool.HasField(w):
-            if pool.HasField(name) or not (pool.HasField(h) and pool.HasField(w)):
-                raise self.user_error(f"{name} is given inconsistently",
-                                      f"give either {name} or both {h} and {w}")
-            return (getattr(pool, h), getattr(pool, w))
-        value = getattr(pool, name) if pool.HasField(name) else default
-        return (value, value)
-
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor, ...]:
         size = tuple(bottom.shape[2:])
         kernel = size if self.global_pooling else self.kernel
-        clip = self.pad != (0, 0)
+        clip = any(self.pad)
         pooled = tuple(pooled_size(size[d], kernel[d], self.stride[d], self.pad[d], self.ceil, clip)
                        for d in range(2))
         # Pad left by `pad` and right so that exactly `pooled` windows fit (a negative amount trims).

@@ -5,6 +5,7 @@ import math
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import canonical_axis, crop_offsets
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 
@@ -18,22 +19,13 @@ class Crop(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 2, 2)
         crop = param.crop_param
-        source, reference = bottom_shapes
-        if len(source) != len(reference):
-            raise self.user_error(f"its bottoms {source} and {reference} differ in number of axes",
-                                  "crop against a reference blob with the same number of axes")
-        self.start = self.canonical_axis(crop.axis, len(source), "crop_param.axis")
-        cropped = len(source) - self.start
-        if len(crop.offset) > 1 and len(crop.offset) != cropped:
-            raise self.user_error(f"{len(crop.offset)} offsets are given for {cropped} cropped axes",
-                                  "give no offset, one for all axes, or one per cropped axis")
-        self.offsets = tuple(crop.offset) * cropped if len(crop.offset) == 1 else (
-            tuple(crop.offset) or (0,) * cropped)
-        self._check(source, reference)
+        num_axes = len(bottom_shapes[0])
+        self.start = canonical_axis(crop.axis, num_axes)
+        self.offsets = crop_offsets(crop, num_axes - self.start)
 
     def _check(self, source: Shape, reference: Shape) -> None:
+        """The record checked the declared shapes; bottoms of other sizes are checked here."""
         for index, offset in enumerate(self.offsets):
             axis = self.start + index
             if source[axis] - offset < reference[axis]:
@@ -53,16 +45,12 @@ class Crop(CaffeLayer):
 class _AlongAxis(CaffeLayer):
     """Concat and Slice pick their axis from `axis` or the deprecated non-negative `<name>_dim`."""
 
-    def resolve_axis(self, message, legacy: str, num_axes: int) -> int:
+    @staticmethod
+    def resolve_axis(message, legacy: str, num_axes: int) -> int:
+        """The axis the record accepted: the legacy field when given, else `axis`."""
         if message.HasField(legacy):
-            if message.HasField("axis"):
-                raise self.user_error(f"both axis and {legacy} are given",
-                                      f"give only axis ({legacy} is deprecated)")
-            if getattr(message, legacy) >= num_axes:
-                raise self.user_error(f"{legacy} {getattr(message, legacy)} is out of range for a "
-                                      f"{num_axes}-axis bottom", f"use axis in [0, {num_axes})")
             return getattr(message, legacy)
-        return self.canonical_axis(message.axis, num_axes, "axis")
+        return canonical_axis(message.axis, num_axes)
 
 
 @register("Concat")
@@ -72,14 +60,7 @@ class Concat(_AlongAxis):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1)
-        first = bottom_shapes[0]
-        self.axis = self.resolve_axis(param.concat_param, "concat_dim", len(first))
-        for shape in bottom_shapes[1:]:
-            if len(shape) != len(first) or any(
-                    a != b for i, (a, b) in enumerate(zip(shape, first, strict=True)) if i != self.axis):
-                raise self.user_error(f"bottoms {first} and {shape} differ off the concat axis {self.axis}",
-                                      "make all bottoms agree on every axis but the concat axis")
+        self.axis = self.resolve_axis(param.concat_param, "concat_dim", len(bottom_shapes[0]))
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor]:
         return (torch.cat(bottoms, dim=self.axis),)
@@ -92,18 +73,14 @@ class Slice(_AlongAxis):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
         slice_param = param.slice_param
         self.axis = self.resolve_axis(slice_param, "slice_dim", len(bottom_shapes[0]))
         self.num_tops = max(len(param.top), 1)
         self.points = tuple(slice_param.slice_point)
-        if self.points and len(self.points) != self.num_tops - 1:
-            raise self.user_error(f"{len(self.points)} slice points are given for {self.num_tops} tops",
-                                  "give one slice_point fewer than the number of tops, or none")
-        self.sizes(bottom_shapes[0][self.axis])
 
     def sizes(self, length: int) -> list[int]:
-        """The length of each piece along the slice axis."""
+        """The length of each piece along the slice axis (checked again: the bottom's size may
+        differ from the declared one the record checked)."""
         if not self.points:
             if length % self.num_tops:
                 raise self.user_error(f"axis size {length} does not split into {self.num_tops} equal pieces",
@@ -127,14 +104,10 @@ class Flatten(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
         flatten = param.flatten_param
         num_axes = len(bottom_shapes[0])
-        self.start = self.canonical_axis(flatten.axis, num_axes, "flatten_param.axis")
-        self.end = self.canonical_axis(flatten.end_axis, num_axes, "flatten_param.end_axis")
-        if self.end < self.start - 1:
-            raise self.user_error(f"end_axis {self.end} comes before axis {self.start}",
-                                  "give an end_axis at or after axis")
+        self.start = canonical_axis(flatten.axis, num_axes)
+        self.end = canonical_axis(flatten.end_axis, num_axes)
 
     def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
         shape = bottom.shape
@@ -149,18 +122,13 @@ class Reshape(CaffeLayer):
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(param, bottom_shapes, phase, generator)
-        self.require_bottoms(bottom_shapes, 1, 1)
         reshape = param.reshape_param
         self.dims = tuple(reshape.shape.dim)
-        if self.dims.count(-1) > 1:
-            raise self.user_error("more than one dim is -1", "leave at most one dim to be inferred")
-        if any(d < -1 for d in self.dims):
-            raise self.user_error(f"shape {list(self.dims)} has a dim below -1", "use dims >= -1")
         self.axis, self.num_axes = reshape.axis, reshape.num_axes
-        self.top_shape(bottom_shapes[0])
 
     def top_shape(self, bottom: Shape) -> Shape:
-        """Caffe's reshape rule applied to one bottom shape."""
+        """Caffe's reshape rule applied to the bottom's shape at run time (which may differ from the
+        declared one the record checked), from plain numbers so that torch.compile can trace it."""
         ndim = len(bottom)
         start = self.axis if self.axis >= 0 else ndim + self.axis + 1
         if not 0 <= start <= ndim:
