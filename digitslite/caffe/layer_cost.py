@@ -8,11 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.geometry import Shape, canonical_axis
+from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.caffe.paramshapes import param_shapes
-from digitslite.caffe.shapes import LayerShapes, Shape, canonical_axis, conv_window, infer_shapes, pool_window
+from digitslite.caffe.shapes import LayerShapes, infer_shapes
 
 BYTES_PER_VALUE = 4      # float32 activations
-_MOVES_ONLY = {"Split", "Crop", "Concat", "Slice", "Reshape", "Flatten", "Silence"}
+_MOVING_FAMILIES = ("structure", "crop")   # and Concat: they move values, they compute none
 
 
 @dataclass(frozen=True)
@@ -24,30 +26,30 @@ class LayerCost:
     parameters: int
 
 
-def _conv_flops(layer: caffe_pb2.LayerParameter, bottom: Shape, top: Shape) -> int:
+def _window_flops(layer: caffe_pb2.LayerParameter, bottom: Shape, top: Shape) -> int:
+    """Convolution, Deconvolution (multiply-adds over their kernel) and Pooling (one per window value)."""
+    window = LAYER_TYPES[layer.type].window(layer, bottom)
+    if layer.type == "Pooling":
+        return math.prod(top) * math.prod(window.kernel if window is not None else bottom[2:])
     param = layer.convolution_param
     axis = canonical_axis(param.axis, len(bottom))
-    kernel = math.prod(conv_window(param, len(bottom) - axis - 1).kernel)
+    kernel = math.prod(window.kernel)
     if layer.type == "Deconvolution":   # every input value scatters into O/group · k outputs
         return 2 * math.prod(bottom) * (param.num_output // param.group) * kernel
     return 2 * math.prod(top) * (bottom[axis] // param.group) * kernel
 
 
 def _flops(layer: caffe_pb2.LayerParameter, shapes: LayerShapes) -> int:
+    record = LAYER_TYPES[layer.type]
     produced = sum(math.prod(top) for top in shapes.tops)
-    if layer.type in ("Convolution", "Deconvolution"):
-        return _conv_flops(layer, shapes.bottoms[0], shapes.tops[0])
+    if record.source is not Source.NONE or record.family in _MOVING_FAMILIES or layer.type == "Concat":
+        return 0
+    if record.window is not None:
+        return _window_flops(layer, shapes.bottoms[0], shapes.tops[0])
     if layer.type == "InnerProduct":
         return 2 * math.prod(shapes.bottoms[0]) * layer.inner_product_param.num_output
-    if layer.type == "Pooling":
-        param = layer.pooling_param
-        kernel = shapes.bottoms[0][2:] if param.global_pooling else pool_window(param).kernel
-        window = math.prod(kernel)
-        return produced * window
     if layer.type == "Eltwise":
         return produced * max(1, len(shapes.bottoms) - 1)
-    if layer.type in _MOVES_ONLY:
-        return 0
     return produced
 
 
