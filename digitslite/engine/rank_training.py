@@ -86,7 +86,7 @@ def _gpu_ids(config: TrainConfig) -> list[str]:
         if config.device == "cpu":
             raise UserError("GPUs were named for the ranks (--gpus) but the CPU was asked for (--cpu); "
                             "give one of them")
-        if config.processes_per_node not in (1, len(config.gpus)) and config.pipeline_stages == 1:
+        if config.ranks not in (1, len(config.gpus)):
             raise UserError(f"{config.ranks} ranks were asked for on {len(config.gpus)} GPUs "
                             f"({', '.join(config.gpus)}); give one rank per GPU, or leave out the rank count")
         return [str(gpu) for gpu in config.gpus]
