@@ -4,7 +4,8 @@ Memory: FCN-8s (../shared/peer_nets voc-fcn8s deploy, TRAIN phase so Dropout dra
 1x3x512x512, one forward and backward of sum(score), without and with --recompute. Each mode runs
 in a fresh process; on the CPU torch keeps no allocator statistics, so the activation peak is the
 peak resident set (ru_maxrss) less the resident set after a small warm-up pass that allocated the
-weights and their gradients. On CUDA (--gpu) it is torch.cuda.max_memory_allocated less the memory
+weights and their gradients (glibc's mmap threshold fixed at 128 KiB, so that freed blocks leave
+the resident set). On CUDA (--gpu) it is torch.cuda.max_memory_allocated less the memory
 allocated before the pass. Goal: recompute <= 0.6x of the plain peak.
 
 Pipeline: fcn_tiny (network_defs) on 2 stages (gloo; NCCL with --gpu and 2 GPUs), batch 1 per
@@ -81,7 +82,11 @@ def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
     for mode in modes:
         command = [sys.executable, __file__, "--memory-child", mode or "none", "--size", str(size),
                    "--device", device]
-        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        # glibc's dynamic mmap threshold would keep freed blocks of up to 32 MB in the heap, which the
+        # resident set then counts as in use; a fixed threshold returns every block over 128 KiB
+        environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
+                                           env=environment).stdout)
         peak = result["peak_bytes"] / 2**20
         plain = plain or peak
         print(f"  recompute {mode or 'off':<32} activation peak {peak:9.0f} MiB  ({peak / plain:.2f}x)"
