@@ -71,6 +71,25 @@ def test_a_skip_connection_crosses_stages_with_1f1b_and_recompute(dataset, tmp_p
     assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
 
 
+def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_path):
+    # docs/DESIGN-NOTES.md: per-micro-batch statistics (GPipe), so the run equals iter_size M, the
+    # stored mean/variance sums included (they are compared with the weights)
+    net = parse_net(NO_DROPOUT.replace(
+        'layer { name: "relu1"',
+        'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }\n'
+        'layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1"\n'
+        '  scale_param { bias_term: true } }\n'
+        'layer { name: "relu1"'))
+    settings = solver("max_iter: 3 display: 1")
+    one = train(TrainConfig(solver=with_iter_size(settings, 2), net=net, device="cpu", dataset_root=dataset),
+                tmp_path / "one")
+    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
+                              micro_batches=2, pipeline_cuts=("conv1",)), tmp_path / "piped")
+    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    # Caffe's scale factor s <- 0.999 s + 1 once per forward: 3 updates x 2 micro-batches = 6 forwards
+    assert final_weights(piped)["bn1"][2][0] == pytest.approx((1 - 0.999 ** 6) / (1 - 0.999), rel=1e-6)
+
+
 def test_a_pipelined_snapshot_resumes_on_one_process_and_back(dataset, tmp_path):
     net = parse_net(NO_DROPOUT)
 
