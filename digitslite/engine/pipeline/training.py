@@ -78,10 +78,10 @@ class PipelinedTraining(_Training):
         self.solver.joint_sum = self._sum_over_stages
         self.module = StageModule(self.train_net, self.plan)
         inputs, outputs = stage_examples(self.train_net, self.plan, self.device)
-        self.stage = stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
-                              input_args=inputs, output_args=outputs)
+        self.stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
+                                input_args=inputs, output_args=outputs)
         self.schedule = SCHEDULES[config.pipeline_schedule](
-            stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
+            self.stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
         self.busy_s = self.wall_s = 0.0
         self.updates, self.warmed_up = 0, False
         self._write_stages()
