@@ -59,6 +59,21 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return values.reshape(shape)
 
 
+def read_blob_file(path: str | os.PathLike, what: str, fix: str) -> np.ndarray:
+    """The array in a BlobProto file (.binaryproto: a mean image, an infogain matrix); errors name
+    the file, `what` it is for, and the `fix`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    try:
+        return blob_to_array(caffe_pb2.BlobProto.FromString(data))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+    except Exception as exc:  # protobuf raises DecodeError, whose base class differs by backend
+        raise UserError(f"{path}: not a BlobProto ({exc}); {fix}") from exc
+
+
 def array_to_blob(array: np.ndarray, legacy_4d: bool = False) -> caffe_pb2.BlobProto:
     """A BlobProto holding `array`: float64 goes to `double_data`, anything else to float32 `data`.
 
@@ -171,13 +186,9 @@ def write_caffemodel(
     write_net(model, path, binary=True)
 
 
-def legacy_shape_equals(blob: caffe_pb2.BlobProto, shape: Sequence[int]) -> bool:
+def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     """Caffe's Blob::ShapeEquals: a legacy blob (num/channels/height/width) matches a target of at
     most 4 axes left-padded with 1s; any other blob must have exactly the target's shape."""
-    return _shape_fits(blob_shape(blob), tuple(shape), legacy=is_legacy_blob(blob))
-
-
-def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     padded = (1,) * (4 - len(target)) + target
     return source == target or (legacy and len(target) <= 4 and padded == source)
 

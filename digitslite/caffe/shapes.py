@@ -15,6 +15,8 @@ so the caller gives it:
 * a Data/ImageData layer's second top is Caffe's label vector, shape (N,);
 * any other data top not given (the label of a segmentation net, whether its own Data layer or a
   Python layer's second top) is (N,1,H,W) after the first data top's shape.
+An `HDF5Data` layer's files say their shapes: tops not given are read from its first file
+(digitslite.caffe.hdf5_source).
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from digitslite.caffe import caffe_pb2
+from digitslite.caffe import caffe_pb2, hdf5_source
 from digitslite.caffe.geometry import RuleError, Shape
-from digitslite.caffe.layers import LAYER_TYPES, Source
+from digitslite.caffe.layers import LAYER_TYPES, REFUSED_TYPES, Source
 from digitslite.errors import UserError
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ def _as_read(layer: Layer, dims: Shape) -> Shape:
         batch = layer.data_param.batch_size
     elif layer.type == "ImageData":
         batch = layer.image_data_param.batch_size
+    elif layer.type == "HDF5Data":
+        batch = layer.hdf5_data_param.batch_size
     else:
         batch = 1
     if len(dims) == 3:
@@ -96,6 +100,8 @@ def _as_read(layer: Layer, dims: Shape) -> Shape:
 
 
 def _data_layer_tops(layer: Layer, given: Mapping[str, Shape], first: Shape | None) -> list[Shape]:
+    if layer.type == "HDF5Data" and not all(top in given for top in layer.top):
+        return hdf5_source.top_shapes(layer)   # the files say; Caffe reads them at set-up too
     tops: list[Shape] = []
     for index, top in enumerate(layer.top):
         if top in given:
@@ -143,6 +149,19 @@ def _normalise(net: caffe_pb2.NetParameter,
     return given
 
 
+def refuse_unknown_types(net: caffe_pb2.NetParameter, source_map: SourceMap | None = None) -> None:
+    """Refuse the first layer whose type digitslite does not run, naming the fork or the alternative
+    for the types it knows of, and the supported types otherwise."""
+    for layer in net.layer:
+        if layer.type in REFUSED_TYPES:
+            raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
+                             f"which digitslite does not run: {REFUSED_TYPES[layer.type]}")
+        if layer.type not in LAYER_TYPES:
+            supported = ", ".join(sorted(LAYER_TYPES))
+            raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
+                             f"which digitslite does not support (supported: {supported})")
+
+
 def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequence[int]] | None = None,
                  source_map: SourceMap | None = None) -> list[LayerShapes]:
     """Bottom and top shapes of every layer of a filtered net, one entry per layer in order.
@@ -150,11 +169,7 @@ def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequenc
     Raises ShapeError at the first layer of an unsupported type (checked before any shape, since
     no input shape can fix it) or the first layer that breaks Caffe's rules.
     """
-    for layer in net.layer:
-        if layer.type not in LAYER_TYPES:
-            supported = ", ".join(sorted(LAYER_TYPES))
-            raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
-                             f"which digitslite does not support (supported: {supported})")
+    refuse_unknown_types(net, source_map)
     given = _normalise(net, input_shapes)
     shapes: dict[str, Shape] = {}
     first_data: Shape | None = None

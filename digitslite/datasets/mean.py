@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitslite.caffe import caffe_pb2
-from digitslite.caffe.caffemodel import array_to_blob, blob_to_array
+from digitslite.caffe.caffemodel import array_to_blob, read_blob_file
 from digitslite.errors import UserError
 
 
@@ -19,17 +18,7 @@ def mean_blob(mean_bgr: np.ndarray) -> bytes:
 
 def read_mean_file(path: Path) -> np.ndarray:
     """The C x H x W float32 mean stored in a BlobProto file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the mean file ({exc.strerror}); "
-                        "give a mean.binaryproto") from exc
-    try:
-        mean = blob_to_array(caffe_pb2.BlobProto.FromString(data))
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from exc
-    except Exception as exc:  # protobuf raises DecodeError, whose base class differs by backend
-        raise UserError(f"{path}: not a BlobProto ({exc}); give a Caffe mean.binaryproto") from exc
+    mean = read_blob_file(path, "the mean file", "give a mean.binaryproto")
     while mean.ndim > 3 and mean.shape[0] == 1:
         mean = mean[0]
     if mean.ndim != 3:

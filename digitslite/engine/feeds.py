@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
 Batch = dict[str, torch.Tensor]
@@ -202,12 +203,25 @@ class DatasetStream(BatchStream):
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
                       seed: int, workers: int = 0, pin_memory: bool = False,
-                      shard: Shard = Shard()) -> DatasetStream:
-    """Bind a filtered net's Data layers to their LMDBs (digitslite.engine.data) as one stream."""
-    layers = list(layers)
+                      shard: Shard = Shard()) -> BatchStream:
+    """Bind a filtered net's Data layers (and the FCN repository's Python data layers, as Data layers:
+    caffe.pythonlayers) to their LMDBs (digitslite.engine.data) as one stream, or its HDF5Data layers
+    to their files (digitslite.engine.hdf5_stream)."""
+    layers = [as_data_layer(layer) if layer.type == "Python" else layer for layer in layers]
+    if layers and all(layer.type == "HDF5Data" for layer in layers):
+        from digitslite.engine.hdf5_stream import HDF5Stream  # here: h5py only for HDF5 nets
+
+        batch_less = [layer.name for layer in layers if layer.hdf5_data_param.batch_size < 1]
+        if batch_less:
+            raise UserError(f"layer '{batch_less[0]}' (HDF5Data): batch_size is not set; give "
+                            "hdf5_data_param { batch_size: N }")
+        return HDF5Stream(layers, dataset_root, seed, shard)
     unreadable = [layer for layer in layers if layer.type != "Data"]
     if unreadable:
         layer = unreadable[0]
+        if layer.type == "HDF5Data":
+            raise UserError(f"layer '{layer.name}' (HDF5Data) shares a phase with Data layers; digitslite "
+                            "reads one kind of data source per net: use HDF5Data or Data layers only")
         raise UserError(f"layer '{layer.name}' ({layer.type}) is a data source digitslite cannot read; "
                         "replace it with Data layers reading an LMDB dataset (digitslite dataset create), "
                         "or give batches for its tops")

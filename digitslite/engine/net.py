@@ -235,12 +235,8 @@ class CaffeNet(nn.Module):
         blobs = self._run(inputs, protect=keep)
         return {name: blobs[name] for name in wanted}
 
-    def forward_all(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every blob name -> its final tensor (in-place layers rebind names), for visualisation."""
-        return self._run(inputs, protect=None)
-
-    def _run(self, inputs: Mapping[str, torch.Tensor], protect: set[str] | None) -> dict[str, torch.Tensor]:
-        """Run every layer; with `protect` given, blobs no later layer reads are dropped unless protected."""
+    def _run(self, inputs: Mapping[str, torch.Tensor], protect: set[str]) -> dict[str, torch.Tensor]:
+        """Run every layer; blobs no later layer reads are dropped unless protected."""
         blobs: dict[str, torch.Tensor] = {}
         for name in self.input_names:
             if name not in inputs:
@@ -284,10 +280,9 @@ class CaffeNet(nn.Module):
             else:   # called inline: a separate frame would make torch.compile recompile it per layer
                 tops = self.layers[step.module](*bottoms)
             blobs.update(zip(step.tops, tops, strict=False))
-            if protect is not None:
-                for name in self._release[index]:
-                    if name not in protect:
-                        blobs.pop(name, None)
+            for name in self._release[index]:
+                if name not in protect:
+                    blobs.pop(name, None)
         return blobs
 
     def _call_sharing(self, step: _Step, bottoms: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -351,7 +346,9 @@ class CaffeNet(nn.Module):
         steps = {step.name: step for step in self._module_steps()}
         for name, arrays in report.weights.items():
             for blob, array in zip(self._layer_blobs(steps[name]), arrays, strict=True):
-                blob.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+                # np.array, not np.ascontiguousarray: the latter turns a 0-d blob (PReLU channel_shared,
+                # Scale/Bias num_axes 0) into shape (1,), which cannot be copied into a scalar.
+                blob.copy_(torch.from_numpy(np.array(array, dtype=np.float32)))
         return report
 
     def share_weights_from(self, other: "CaffeNet") -> None:

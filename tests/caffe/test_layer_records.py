@@ -69,7 +69,9 @@ def test_coordinate_maps_follow_the_records_and_caffe():
 
 
 def test_footprints_follow_the_records():
-    """Pixel-wise records pass a footprint through; reshaping and loss records end it."""
+    """Pixel-wise records pass a footprint through; reshaping and loss records end it. LRN
+    (within channels) and MVN (the whole map) keep Caffe's identity coordinate map but are not
+    pixel-wise."""
     for name, record in LAYER_TYPES.items():
         if record.source is not Source.NONE:
             continue
@@ -78,7 +80,7 @@ def test_footprints_follow_the_records():
         except RuleError:  # a window type without a kernel: inference treats it as not local
             result = None
         assert result in (PIXEL, None), name
-        if record.coord is Coord.IDENTITY and name != "LRN":
+        if record.coord is Coord.IDENTITY and name not in ("LRN", "MVN"):
             assert result == PIXEL, name
     within = _layer("LRN", lrn_param=caffe_pb2.LRNParameter(norm_region=1, local_size=5))
     assert LAYER_TYPES["LRN"].footprint(within, [PIXEL]).high == (2, 2)

@@ -93,5 +93,5 @@ def test_unsupported_layer_is_named_with_its_place(peer):
         blob_shapes(filter_net(net, phase="train"), source_map=source_map)
     message = str(caught.value)
     assert f"{path}:" in message
-    assert "layer 'lossL1' has type 'L1Loss', which digitslite does not support (supported: " in message
-    assert "SoftmaxWithLoss" in message
+    assert "layer 'lossL1' has type 'L1Loss', which digitslite does not run: it is NVIDIA Caffe's " in message
+    assert "use EuclideanLoss" in message

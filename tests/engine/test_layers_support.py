@@ -33,16 +33,6 @@ def gradcheck_layer(layer: CaffeLayer, *bottoms: torch.Tensor, wrt: tuple[int, .
                                     fast_mode=True)
 
 
-def test_every_supported_type_is_registered():
-    expected = {"Convolution", "Deconvolution", "Pooling", "ReLU", "Sigmoid", "TanH", "ELU", "PReLU", "LRN",
-                "Dropout", "InnerProduct", "Crop", "Eltwise", "Concat", "Slice", "Flatten", "Reshape",
-                "Power", "Scale", "Bias", "BatchNorm", "Softmax", "ArgMax", "Silence", "SoftmaxWithLoss",
-                "Accuracy", "EuclideanLoss", "SigmoidCrossEntropyLoss"}
-    assert expected <= set(LAYERS)
-    assert {name for name, cls in LAYERS.items() if cls.is_loss} == {
-        "SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss"}
-
-
 def test_user_errors_name_the_layer_and_the_fix():
     message = r"layer 'ip' \(InnerProduct\): axis 4 is out of range.*use an axis"
     with pytest.raises(UserError, match=message):

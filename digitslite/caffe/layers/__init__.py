@@ -11,14 +11,20 @@ from digitslite.caffe.layers import (
     elementwise,
     inner_product,
     losses,
+    margin_losses,
     normalization,
     pooling,
+    recurrent,
+    reduction,
+    selection,
+    sources,
     structure,
 )
 from digitslite.caffe.layers.record import Coord, LayerType, Source
+from digitslite.caffe.layers.refused import REFUSED_TYPES
 
-_FAMILIES = (data, conv, pooling, activations, normalization, affine, inner_product, elementwise,
-             structure, classification, losses)
+_FAMILIES = (data, sources, conv, pooling, activations, normalization, affine, inner_product, elementwise,
+             structure, selection, reduction, recurrent, classification, losses, margin_losses)
 
 
 def _registry() -> dict[str, LayerType]:
@@ -39,4 +45,4 @@ def layer_type(name: str) -> LayerType | None:
     return LAYER_TYPES.get(name)
 
 
-__all__ = ["LAYER_TYPES", "Coord", "LayerType", "Source", "layer_type"]
+__all__ = ["LAYER_TYPES", "REFUSED_TYPES", "Coord", "LayerType", "Source", "layer_type"]

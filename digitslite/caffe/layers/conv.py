@@ -1,9 +1,10 @@
-"""Convolution and Deconvolution: Caffe's window forms, output sizes and weight layouts."""
+"""Convolution and Deconvolution: Caffe's window forms, output sizes and weight layouts; Im2col, the
+columns a convolution multiplies."""
 import math
 
 from digitslite.caffe.footprint import Footprints, sliding, transposed
 from digitslite.caffe.geometry import RuleError, Shape, Window, canonical_axis, conv_output_size, conv_window
-from digitslite.caffe.layers.record import Coord, Layer, LayerType, expect_bottoms, same_shapes
+from digitslite.caffe.layers.record import Coord, Layer, LayerType, expect_bottoms, fmt, same_shapes
 
 
 def _window(layer: Layer, bottom: Shape | None) -> Window:
@@ -57,6 +58,30 @@ def _footprint(layer: Layer, bottoms: Footprints):
     return (sliding if layer.type == "Convolution" else transposed)(bottoms[0], window)
 
 
+def _im2col(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    expect_bottoms(bottoms, 1)
+    data = bottoms[0]
+    axis = canonical_axis(layer.convolution_param.axis, len(data))
+    if len(data) - axis - 1 != 2:
+        raise RuleError(f"digitslite's Im2col works on 2 spatial axes; {fmt(data)} from axis {axis} has "
+                        f"{len(data) - axis - 1}")
+    window = _window(layer, data)
+    sizes = []
+    for index, size in enumerate(data[axis + 1:]):
+        out = conv_output_size(size, window, index, transposed=False)
+        if out <= 0:
+            raise RuleError(f"an input of size {size} gives no column with kernel extent "
+                            f"{window.extent[index]}, pad {window.pad[index]}")
+        sizes.append(out)
+    return [(*data[:axis], data[axis] * math.prod(window.kernel), *sizes)]
+
+
+def _im2col_footprint(layer: Layer, bottoms: Footprints):
+    if not bottoms or bottoms[0] is None or layer.convolution_param.axis != 1:
+        return None
+    return sliding(bottoms[0], conv_window(layer.convolution_param, 2))
+
+
 TYPES = (
     LayerType("Convolution", "conv", "N-d convolution (cross-correlation) with groups and dilation.",
               params=("convolution_param",), tops=_tops, blobs=_blobs, window=_window,
@@ -64,4 +89,7 @@ TYPES = (
     LayerType("Deconvolution", "deconv", "Transposed convolution (upsampling), weight (C, O/group, k...).",
               params=("convolution_param",), tops=_tops, blobs=_blobs, window=_window,
               coord=Coord.TRANSPOSED, footprint=_footprint),
+    LayerType("Im2col", "conv", "The columns a 2-D convolution multiplies: (N, C·kh·kw, out_h, out_w).",
+              params=("convolution_param",), tops=_im2col, window=_window, coord=Coord.WINDOW,
+              footprint=_im2col_footprint),
 )

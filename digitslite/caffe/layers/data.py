@@ -10,6 +10,8 @@ TYPES = (
               params=("data_param", "transform_param"), source=Source.DATASET),
     LayerType("ImageData", "data", "Reads images listed in a text file, with optional resizing.",
               params=("image_data_param", "transform_param"), source=Source.DATASET),
+    LayerType("HDF5Data", "data", "Reads the datasets named after its tops from the .h5 files listed.",
+              params=("hdf5_data_param",), source=Source.DATASET),
     LayerType("Python", "data", "A Python data layer, run only as a data source (no bottoms).",
               params=("python_param",), source=Source.DATASET),
 )

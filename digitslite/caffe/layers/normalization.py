@@ -1,4 +1,5 @@
-"""LRN and BatchNorm: normalise each value by statistics of its neighbourhood or its channel."""
+"""LRN, BatchNorm and MVN: normalise each value by statistics of its neighbourhood, its channel or
+its whole map."""
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.footprint import Footprints, pixelwise, sliding, union
 from digitslite.caffe.geometry import RuleError, Shape, Window
@@ -30,10 +31,21 @@ def _batch_norm_blobs(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     return [(channels,), (channels,), (1,)]
 
 
+def _mvn(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    expect_bottoms(bottoms, 1)
+    needed = 1 if layer.mvn_param.across_channels else 2
+    if len(bottoms[0]) < needed:
+        raise RuleError(f"needs a bottom with at least {needed} axes, got {fmt(bottoms[0])}")
+    return [bottoms[0]]
+
+
 TYPES = (
     LayerType("LRN", "normalization", "Local response normalisation across or within channels.",
               params=("lrn_param",), tops=_lrn, coord=Coord.IDENTITY, footprint=_lrn_footprint),
     LayerType("BatchNorm", "normalization", "Per-channel normalisation by batch or stored statistics.",
               params=("batch_norm_param",), tops=one_bottom_kept, blobs=_batch_norm_blobs,
               coord=Coord.IDENTITY, footprint=pixelwise),
+    # Caffe's coord_map passes MVN through, but each value reads its whole map: not local.
+    LayerType("MVN", "normalization", "Subtracts the mean (and divides by the deviation) of each map.",
+              params=("mvn_param",), tops=_mvn, coord=Coord.IDENTITY),
 )

@@ -1,4 +1,5 @@
-"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Split and Silence."""
+"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Split, Silence, Tile and
+SSD's Permute."""
 import itertools
 import math
 
@@ -127,6 +128,29 @@ def _silence(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     return []
 
 
+def _tile(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    expect_bottoms(bottoms, 1)
+    data, tiles = bottoms[0], layer.tile_param.tiles
+    if tiles < 1:
+        raise RuleError(f"tiles must be at least 1, got {tiles}: give tile_param {{ tiles: N }}")
+    axis = canonical_axis(layer.tile_param.axis, len(data))
+    return [(*data[:axis], data[axis] * tiles, *data[axis + 1:])]
+
+
+def permute_order(param, num_axes: int) -> tuple[int, ...]:
+    """SSD's axis order: the listed axes, then every other axis in its order."""
+    listed = list(param.order)
+    if len(set(listed)) != len(listed) or any(axis >= num_axes for axis in listed):
+        raise RuleError(f"order {listed} must name distinct axes below {num_axes}")
+    return (*listed, *(axis for axis in range(num_axes) if axis not in listed))
+
+
+def _permute(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
+    expect_bottoms(bottoms, 1)
+    data = bottoms[0]
+    return [tuple(data[axis] for axis in permute_order(layer.permute_param, len(data)))]
+
+
 TYPES = (
     LayerType("Crop", "crop", "Crops bottom 0 to bottom 1's size from `axis` on, at `offset`.",
               params=("crop_param",), tops=_crop, coord=Coord.CROP, footprint=_crop_footprint),
@@ -142,4 +166,8 @@ TYPES = (
     LayerType("Split", "structure", "Copies a bottom to several tops (inserted where a blob fans out).",
               tops=_split, coord=Coord.IDENTITY, footprint=pixelwise),
     LayerType("Silence", "structure", "Consumes bottoms and produces nothing.", tops=_silence),
+    LayerType("Tile", "structure", "Repeats the blocks from `axis` on `tiles` times.",
+              params=("tile_param",), tops=_tile),
+    LayerType("Permute", "structure", "SSD's fork layer: reorders the axes (`order`, the rest following).",
+              params=("permute_param",), tops=_permute),
 )

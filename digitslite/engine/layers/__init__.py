@@ -7,8 +7,13 @@ from digitslite.engine.layers import (  # noqa: F401  (imported to register thei
     elementwise,
     inner_product,
     losses,
+    margin_losses,
     normalization,
     pooling,
+    recurrent,
+    reduction,
+    selection,
+    sources,
     structure,
 )
 from digitslite.engine.layers.base import LAYERS, CaffeLayer, register

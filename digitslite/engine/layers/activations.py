@@ -1,4 +1,7 @@
-"""Element-wise neuron layers: ReLU, Sigmoid, TanH, ELU, PReLU, Power and Dropout."""
+"""Element-wise neuron layers: ReLU, Sigmoid, TanH, ELU, PReLU, Power, Dropout, AbsVal, BNLL, Exp,
+Log, Threshold, Clip and Swish."""
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -105,3 +108,97 @@ class Dropout(_Neuron):
         if self.phase == caffe_pb2.TRAIN:
             return (F.dropout(bottom, self.ratio, training=True),)
         return (bottom,)
+
+
+@register("AbsVal")
+class AbsVal(_Neuron):
+    """|x|; the gradient is sign(x), 0 at 0."""
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom.abs(),)
+
+
+@register("BNLL")
+class BNLL(_Neuron):
+    """log(1 + e^x) (binomial normal log likelihood); the gradient is sigmoid(x)."""
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (F.softplus(bottom),)
+
+
+def _log_of_base(base: float) -> float:
+    """ln(base), with Caffe's base -1 meaning e."""
+    return 1.0 if base == -1 else math.log(base)
+
+
+@register("Exp")
+class Exp(_Neuron):
+    """base^(shift + scale·x), computed as Caffe does: base^shift · e^(ln(base)·scale·x)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        exp = param.exp_param
+        log_base = _log_of_base(exp.base)
+        self.inner_scale = log_base * exp.scale
+        self.outer_scale = 1.0 if exp.shift == 0 else math.exp(log_base * exp.shift)
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        top = torch.exp(bottom * self.inner_scale) if self.inner_scale != 1 else torch.exp(bottom)
+        return (top * self.outer_scale if self.outer_scale != 1 else top,)
+
+
+@register("Log")
+class Log(_Neuron):
+    """log_base(shift + scale·x), i.e. ln(shift + scale·x) / ln(base)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        log = param.log_param
+        self.base_scale = 1.0 / _log_of_base(log.base)
+        self.scale, self.shift = log.scale, log.shift
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        inner = bottom * self.scale if self.scale != 1 else bottom
+        top = torch.log(inner + self.shift if self.shift else inner)
+        return (top * self.base_scale if self.base_scale != 1 else top,)
+
+
+@register("Threshold")
+class Threshold(_Neuron):
+    """1 where x > threshold, else 0; Caffe has no backward for it, so the top carries no gradient."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.threshold = param.threshold_param.threshold
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return ((bottom.detach() > self.threshold).to(bottom.dtype),)
+
+
+@register("Clip")
+class Clip(_Neuron):
+    """min(max(x, min), max); the gradient passes where min ≤ x ≤ max."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.low, self.high = param.clip_param.min, param.clip_param.max
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom.clamp(self.low, self.high),)
+
+
+@register("Swish")
+class Swish(_Neuron):
+    """x·sigmoid(beta·x)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.beta = param.swish_param.beta
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom * torch.sigmoid(bottom * self.beta),)

@@ -82,3 +82,22 @@ class Deconvolution(_ConvolutionBase):
     """
 
     transposed = True
+
+
+@register("Im2col")
+class Im2col(CaffeLayer):
+    """The columns a 2-D convolution multiplies: top (N, C·kh·kw, out_h, out_w), channel-major like
+    Caffe's im2col (c·kh·kw + i·kw + j); the backward is col2im, a sum over overlapping windows."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.axis = len(bottom_shapes[0]) - 3
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        window = self.window
+        batch = bottom.reshape(-1, *bottom.shape[self.axis:])
+        columns = F.unfold(batch, window.kernel, window.dilation, window.pad, window.stride)
+        sizes = [(size + 2 * pad - extent) // stride + 1 for size, pad, extent, stride
+                 in zip(batch.shape[2:], window.pad, window.extent, window.stride, strict=True)]
+        return (columns.reshape(*bottom.shape[:self.axis], columns.shape[1], *sizes),)

@@ -1,4 +1,4 @@
-"""LRN and BatchNorm, each with Caffe's exact formulas and stored statistics."""
+"""LRN, BatchNorm and MVN, each with Caffe's exact formulas (and BatchNorm's stored statistics)."""
 import torch
 import torch.nn.functional as F
 
@@ -80,3 +80,46 @@ class BatchNorm(CaffeLayer):
         self.scale_factor.mul_(self.fraction).add_(1.0)
         self.mean_sum.mul_(self.fraction).add_(mean.to(self.mean_sum.dtype))
         self.var_sum.mul_(self.fraction).add_(correction * variance.to(self.var_sum.dtype))
+
+
+class _VarianceNormalize(torch.autograd.Function):
+    """y = (x − mean) / (std + eps) per row, with Caffe's backward
+    (dy − mean(dy) − y·mean(y·dy)) / (std + eps), which treats eps as if it were 0 in the
+    derivative of std (autograd of the forward would differ by a factor std/(std + eps))."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, eps: float) -> torch.Tensor:
+        centred = rows - rows.mean(dim=1, keepdim=True)
+        divisor = centred.square().mean(dim=1, keepdim=True).sqrt() + eps
+        top = centred / divisor
+        ctx.save_for_backward(top, divisor)
+        return top
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        top, divisor = ctx.saved_tensors
+        correction = grad.mean(dim=1, keepdim=True) + top * (top * grad).mean(dim=1, keepdim=True)
+        return (grad - correction) / divisor, None
+
+
+@register("MVN")
+class MVN(CaffeLayer):
+    """Mean (and variance) normalisation over each item's channel (or, across_channels, each item).
+
+    Caffe's variance is the mean of squared deviations, and eps is added to the standard deviation.
+    """
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        mvn = param.mvn_param
+        self.first_axes = 1 if mvn.across_channels else 2
+        self.normalize_variance, self.eps = mvn.normalize_variance, mvn.eps
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        rows = upcast(bottom).reshape(*bottom.shape[:self.first_axes], -1).flatten(0, self.first_axes - 1)
+        if self.normalize_variance:
+            top = _VarianceNormalize.apply(rows, self.eps)
+        else:
+            top = rows - rows.mean(dim=1, keepdim=True)
+        return (top.reshape(bottom.shape).to(bottom.dtype),)

@@ -1,4 +1,5 @@
-"""Pooling with Caffe's output size (ceil, clipped only when padded) and Caffe's AVE divisor.
+"""Pooling with Caffe's output size (ceil, clipped only when padded) and Caffe's AVE divisor; SPP,
+and SegNet's Upsample (unpooling by the MAX mask).
 
 torch's own ceil_mode clips even without padding and refuses pad > kernel/2, so the layer pads
 explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding. The
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import pooled_size
+from digitslite.caffe.layers.pooling import spp_level, upsample_size
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 Pool = caffe_pb2.PoolingParameter
@@ -73,3 +75,49 @@ class Pooling(CaffeLayer):
         cols = ave_divisors(size[1], pooled[1], kernel[1], self.stride[1], self.pad[1])
         divisor = torch.outer(rows, cols).to(device=bottom.device, dtype=bottom.dtype)
         return sums / divisor
+
+
+@register("SPP")
+class SPP(CaffeLayer):
+    """Spatial pyramid pooling: level l pools into 2^l × 2^l bins; the levels are flattened and
+    concatenated per item (a single level keeps its N×C×1×1 shape, as in Caffe)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        spp = param.spp_param
+        height, width = bottom_shapes[0][2:]
+        self.levels = torch.nn.ModuleList()
+        for level in range(spp.pyramid_height):
+            (kernel_h, pad_h), (kernel_w, pad_w) = spp_level(height, 2 ** level), spp_level(width, 2 ** level)
+            pooling = caffe_pb2.LayerParameter(name=param.name, type="Pooling", top=[param.name])
+            pooling.pooling_param.pool = spp.pool
+            for field, value in (("kernel_h", kernel_h), ("kernel_w", kernel_w), ("stride_h", kernel_h),
+                                 ("stride_w", kernel_w), ("pad_h", pad_h), ("pad_w", pad_w)):
+                setattr(pooling.pooling_param, field, value)
+            self.levels.append(Pooling(pooling, bottom_shapes, phase, generator))
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        if len(self.levels) == 1:
+            return self.levels[0](bottom)
+        return (torch.cat([level(bottom)[0].flatten(1) for level in self.levels], dim=1),)
+
+
+@register("Upsample")
+class Upsample(CaffeLayer):
+    """SegNet's unpooling: each value goes to the position its MAX Pooling mask (second bottom)
+    recorded, in an output of zeros; the gradient reads back from the same positions."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.size = upsample_size(param.upsample_param, *bottom_shapes[0][2:])
+
+    def forward(self, bottom: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
+        positions = mask.detach().flatten(2).long()
+        cells = self.size[0] * self.size[1]
+        if not torch.compiler.is_compiling() and bool(((positions < 0) | (positions >= cells)).any()):
+            raise self.user_error(f"a mask index is outside the {self.size[0]}x{self.size[1]} output",
+                                  "make the scale match the pooling layer that produced the mask")
+        flat = bottom.new_zeros((*bottom.shape[:2], cells)).scatter(2, positions, bottom.flatten(2))
+        return (flat.reshape(*bottom.shape[:2], *self.size),)

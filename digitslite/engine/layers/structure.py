@@ -1,4 +1,5 @@
-"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape and Silence."""
+"""Layers that only rearrange data: Crop, Concat, Slice, Flatten, Reshape, Silence, Tile and
+Permute (SSD)."""
 import itertools
 import math
 
@@ -6,6 +7,7 @@ import torch
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import canonical_axis, crop_offsets
+from digitslite.caffe.layers.structure import permute_order
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 
@@ -169,3 +171,33 @@ class Silence(CaffeLayer):
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[()]:
         return ()
+
+
+@register("Tile")
+class Tile(CaffeLayer):
+    """Repeat the bottom `tiles` times along `axis`: each block from `axis` on is copied whole."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        tile = param.tile_param
+        self.axis = canonical_axis(tile.axis, len(bottom_shapes[0]))
+        self.tiles = tile.tiles
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        repeats = [1] * bottom.dim()
+        repeats[self.axis] = self.tiles
+        return (bottom.repeat(repeats),)
+
+
+@register("Permute")
+class Permute(CaffeLayer):
+    """SSD's Permute: reorder the axes (permute_param.order, the unlisted ones following in order)."""
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: list[Shape], phase: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(param, bottom_shapes, phase, generator)
+        self.order = permute_order(param.permute_param, len(bottom_shapes[0]))
+
+    def forward(self, bottom: torch.Tensor) -> tuple[torch.Tensor]:
+        return (bottom.permute(self.order),)

@@ -22,6 +22,7 @@ from torch import distributed
 from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
 from digitslite.caffe import caffe_pb2
+from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import Shard
 from digitslite.engine.pipeline import PIPELINE_FILE
@@ -32,7 +33,7 @@ from digitslite.engine.train import LARGEST_LOGGED_BLOB, Feeds, TrainConfig, _Tr
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 
-SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
+SCHEDULES = dict(zip(PIPELINE_SCHEDULES, (ScheduleGPipe, Schedule1F1B), strict=True))
 
 
 def check_pipeline(config: TrainConfig) -> None:
