@@ -1,7 +1,7 @@
 """What each layer of a filtered net costs at given input shapes: forward FLOPs, the bytes of the
 activations it produces (float32), and its parameter count. Estimates for planning (pipeline
 partitioning, `digitslite net partition`), not measurements: a multiply-add counts 2 FLOPs, data
-movement (Crop, Concat, Reshape, Split) counts none, other layers one FLOP per value they produce.
+movement (Crop, Concat, Reshape, Split, Im2col) counts none, other layers one FLOP per value they produce.
 """
 import math
 from collections.abc import Mapping, Sequence
@@ -14,7 +14,7 @@ from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.shapes import LayerShapes, infer_shapes
 
 BYTES_PER_VALUE = 4      # float32 activations
-_MOVING_FAMILIES = ("structure", "crop")   # and Concat: they move values, they compute none
+_MOVING_FAMILIES = ("structure", "crop")   # and Concat, Im2col: they move values, they compute none
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def _window_flops(layer: caffe_pb2.LayerParameter, bottom: Shape, top: Shape) ->
 def _flops(layer: caffe_pb2.LayerParameter, shapes: LayerShapes) -> int:
     record = LAYER_TYPES[layer.type]
     produced = sum(math.prod(top) for top in shapes.tops)
-    if record.source is not Source.NONE or record.family in _MOVING_FAMILIES or layer.type == "Concat":
+    moves = record.family in _MOVING_FAMILIES or layer.type in ("Concat", "Im2col")
+    if record.source is not Source.NONE or moves:
         return 0
     if record.window is not None:
         return _window_flops(layer, shapes.bottoms[0], shapes.tops[0])
