@@ -19,6 +19,7 @@ INPUTS_DIR = "inputs"               # uploaded files; the job's parameters name 
 # ---- a job folder: what its kind leaves there
 METRICS_FILE = "metrics.jsonl"      # a training's records, one JSON object per line
 RANKS_FILE = "ranks.json"           # this node's training ranks and how their run ended
+PIPELINE_FILE = "pipeline.json"     # a pipelined training's stages and its measured bubble
 NETWORK_FILE = "network.prototxt"   # the all-in-one train/val/deploy network
 TRAIN_VAL_FILE = "train_val.prototxt"   # the network bound to the dataset's LMDBs
 DEPLOY_FILE = "deploy.prototxt"
@@ -101,6 +102,7 @@ class JobFiles:
     inputs_dir = _file(INPUTS_DIR)
     metrics_file = _file(METRICS_FILE)
     ranks_file = _file(RANKS_FILE)
+    pipeline_file = _file(PIPELINE_FILE)
     network_file = _file(NETWORK_FILE)
     train_val_file = _file(TRAIN_VAL_FILE)
     deploy_file = _file(DEPLOY_FILE)

@@ -1,11 +1,11 @@
 """`digitslite net`: look at a network file as Caffe would build it, before training on it.
 
-`shapes` prints every blob's shape, `table` the stride / scale / offset table of DIGITS'
-segmentation post, `crops` the Crop offsets as written against those derived from the geometry
-(and writes a corrected copy, comments kept), and `check` runs all of it (or checks a solver file
-and the nets it names) and ends with a one-line verdict. All of them are the shared check of
-caffe.netcheck in the CLI's words; --classes or --dataset fill {{num_classes}}, and --dataset also
-gives the image shape and the values the net must agree with.
+`shapes` prints every blob's shape, `partition` the stages of a pipeline cut, `table` the stride /
+scale / offset table of DIGITS' segmentation post, `crops` the Crop offsets as written against
+those derived from the geometry (and writes a corrected copy, comments kept), and `check` runs all
+of it (or checks a solver file and the nets it names) and ends with a one-line verdict. All of
+them are the shared check of caffe.netcheck in the CLI's words; --classes or --dataset fill
+{{num_classes}}, and --dataset also gives the image shape and the values the net must agree with.
 """
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +15,7 @@ import click
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import CropCheck, StrideRow, stride_table
 from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
+from digitslite.caffe.partition import BALANCES, Stage, partition
 from digitslite.caffe.prototxt import net_to_text, parse_net_located, parse_solver, read_net
 from digitslite.caffe.shapes import Shape, input_tops
 from digitslite.caffe.sourcemap import SourceMap
@@ -335,3 +336,53 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes
     shown = ", ".join(_blob_text(report, name) for name in report.outputs)
     click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}"
                f"{inputs}; outputs: {shown or 'none'}")
+
+
+def _stage_dict(stage: Stage) -> dict:
+    return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters,
+            "flops": stage.flops, "activation_bytes": stage.activation_bytes, "receives": stage.receives,
+            "sends": stage.sends, "send_bytes": stage.send_bytes}
+
+
+@command.command(name="partition")
+@click.argument("file", type=NetFile)
+@click.option("--stages", "stage_count", type=click.IntRange(min=1), help="Number of pipeline stages, "
+              "balanced by cost (default: one more than the cuts given).")
+@click.option("--pipeline-cuts", "cuts", metavar="BLOB,BLOB",
+              help="Cut after these blobs instead (e.g. pool2,pool4), as train --pipeline-cuts does.")
+@click.option("--balance", type=click.Choice(BALANCES), default="flops", show_default=True,
+              help="What the stages are balanced by.")
+@_phase
+@_stage
+@_input_shape
+@_classes
+@_dataset
+@_as_json
+def partition_command(file: Path, stage_count: int | None, cuts: str | None, balance: str, phase: str,
+                      stages: tuple[str, ...], input_shapes, classes: int | None, dataset: Path | None,
+                      as_json: bool) -> None:
+    """Cut FILE into pipeline stages: each stage's layers, parameters, FLOPs and activation memory."""
+    if stage_count is None and not cuts:
+        raise click.UsageError("give --stages K or --pipeline-cuts BLOB,BLOB")
+    report = _report(file, phase, stages, input_shapes, dataset, classes)
+    if report.error is not None:
+        raise report.error
+    if not report.blobs:
+        raise UserError(f"{file}: {report.notes[-1]}")
+    names = [name.strip() for name in cuts.split(",") if name.strip()] if cuts else []
+    given = {top: report.blobs[top] for top in input_tops(report.net)}
+    found = partition(report.net, stage_count, cuts=names, balance=balance, input_shapes=given,
+                      source_map=report.source_map)
+    if as_json:
+        emit_json({"cuts": [stage.sends for stage in found.stages[:-1]],
+                   "stages": [_stage_dict(stage) for stage in found.stages]})
+        return
+    mib = 2 ** 20
+    click.echo(f"{'stage':<6} {'layers':<28} {'count':>5} {'params':>12} {'GFLOPs':>9} "
+               f"{'act. MiB':>9}  sends")
+    for stage in found.stages:
+        span = f"{stage.layers[0]} .. {stage.layers[-1]}" if stage.layers else "-"
+        click.echo(f"{stage.index:<6} {span:<28} {len(stage.layers):>5} {stage.parameters:>12,} "
+                   f"{stage.flops / 1e9:>9.2f} {stage.activation_bytes / mib:>9.1f}  "
+                   f"{', '.join(stage.sends) or '-'}"
+                   f"{f' ({stage.send_bytes / mib:.1f} MiB)' if stage.sends else ''}")

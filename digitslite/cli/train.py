@@ -1,7 +1,8 @@
 """`digitslite train`: train a Caffe network on a dataset folder, the worker's path without a server.
 
-With --ranks, --gpus or --nnodes it starts the ranks of this node and joins the others (see
-docs/SCALING.md); started by torchrun or Slurm (RANK and WORLD_SIZE set) it is one rank.
+With --ranks, --gpus or --nnodes it starts the ranks of this node and joins the others, with
+--pipeline-stages one process per stage (see docs/SCALING.md); started by torchrun or Slurm (RANK
+and WORLD_SIZE set) it is one rank.
 """
 import signal
 import sys
@@ -17,7 +18,7 @@ from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, uns
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._output import emit_json
-from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
@@ -196,12 +197,25 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
 @click.option("--node-rank", type=click.IntRange(min=0), default=0, help="This node's number, 0 to nnodes-1.")
 @click.option("--master", metavar="ADDR:PORT", help="Where the ranks meet: node 0's address and a free port.")
 @click.option("--sync-batchnorm", is_flag=True, help="BatchNorm statistics over the batches of all ranks.")
+@click.option("--recompute", metavar="auto|N|BLOBS", is_flag=False, flag_value="auto",
+              help="Recompute activations in the backward pass instead of keeping them: cut the net every "
+              "N layers, after the named blobs (comma-separated, e.g. pool2,pool4), or auto (every "
+              "sqrt(layers)); alone it means auto. Same numbers, less memory, about one more forward.")
+@click.option("--pipeline-stages", type=click.IntRange(min=1), default=1,
+              help="Cut the net into this many stages, one process (GPU) each (docs/SCALING.md).")
+@click.option("--micro-batches", type=click.IntRange(min=1), default=1,
+              help="Batches per update flowing through the pipeline (as iter_size).")
+@click.option("--pipeline-cuts", metavar="BLOB,BLOB", help="Cut after these blobs instead of balancing "
+              "(see digitslite net partition).")
+@click.option("--pipeline-schedule", type=click.Choice(PIPELINE_SCHEDULES), default=PIPELINE_SCHEDULES[0],
+              show_default=True, help="Order of the micro-batches' forward and backward passes.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
             resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
-            node_rank, master, sync_batchnorm, job_dir, as_json, **solver_options) -> None:
+            node_rank, master, sync_batchnorm, recompute, pipeline_stages, micro_batches, pipeline_cuts,
+            pipeline_schedule, job_dir, as_json, **solver_options) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.
@@ -243,6 +257,9 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,
         data_workers=workers, ranks=ranks, gpus=[gpu for gpu in (gpus or "").split(",") if gpu],
         nnodes=nnodes, node_rank=node_rank, master=master, sync_batchnorm=sync_batchnorm,
+        recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
+        pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
+        pipeline_schedule=pipeline_schedule,
     )
     try:
         result = _run(config, job)

@@ -160,12 +160,12 @@ class Ranks:
                 seen.add(id(tensor))
                 distributed.broadcast(tensor.data, src=0)
 
-    def broadcast_object(self, value: Any) -> Any:
-        """Rank 0's `value` (picklable), on every rank."""
+    def broadcast_object(self, value: Any, src: int = 0) -> Any:
+        """Rank `src`'s `value` (picklable), on every rank."""
         if not self.distributed:
             return value
         holder = [value]
-        distributed.broadcast_object_list(holder, src=0, group=self._control)
+        distributed.broadcast_object_list(holder, src=src, group=self._control)
         return holder[0]
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:

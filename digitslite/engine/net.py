@@ -9,6 +9,7 @@ Backward follows from autograd: a layer whose tops never reach a loss gets no gr
 `propagate_down: false` detaches that bottom, `lr_mult: 0` turns the parameter's gradient off.
 Parameters shared by ParamSpec name alias one tensor, so their gradients add up in one `.grad`.
 """
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 import digitslite.engine.layers  # noqa: F401  (registers every layer type in LAYERS)
 from digitslite.caffe import caffe_pb2
@@ -93,6 +95,8 @@ class CaffeNet(nn.Module):
             self._add_layer(layer, layer_shapes, generator, source_map)
         self.output_names: list[str] = self._outputs()
         self._release = self._release_plan()
+        # step indices after which the forward is cut into recomputed segments (engine.recompute)
+        self.recompute_after: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -244,7 +248,27 @@ class CaffeNet(nn.Module):
                     and blob.is_leaf and not blob.requires_grad):
                 blob.requires_grad_(True)
             blobs[name] = blob
-        for index, step in enumerate(self._steps):
+        return self.run_steps(blobs, 0, len(self._steps), protect)
+
+    def run_steps(self, blobs: Mapping[str, torch.Tensor], start: int, stop: int,
+                  protect: set[str] | None) -> dict[str, torch.Tensor]:
+        """Steps [start, stop) on the named blobs (a new dict). With `recompute_after` set and a graph
+        being recorded, each segment between those step indices keeps only its inputs for the backward
+        pass and runs again there (torch.utils.checkpoint, which replays the RNG: same Dropout masks)."""
+        cuts = [index for index in self.recompute_after if start < index < stop] \
+            if torch.is_grad_enabled() else []
+        if not cuts:
+            return self._run_range(blobs, start, stop, protect)
+        bounds = [start, *cuts, stop]
+        for low, high in itertools.pairwise(bounds):
+            blobs = checkpoint(self._run_range, blobs, low, high, protect, use_reentrant=False)
+        return blobs
+
+    def _run_range(self, given: Mapping[str, torch.Tensor], start: int, stop: int,
+                   protect: set[str] | None) -> dict[str, torch.Tensor]:
+        blobs = dict(given)    # a recomputation starts again from the same `given`
+        for index in range(start, stop):
+            step = self._steps[index]
             if step.module is None and step.type != "Split":
                 continue
             bottoms = [blobs[name].detach() if cut else blobs[name]
@@ -291,6 +315,11 @@ class CaffeNet(nn.Module):
         module = self.layers[step.module]
         return [self.learnables[ref].tensor.view(step.views[name]) if name in step.views else blob
                 for name, blob, ref in zip(module.blob_names, module.blobs(), step.blob_refs, strict=True)]
+
+    @property
+    def steps(self) -> list[_Step]:
+        """The layers in run order (sources and Splits included); read-only views for planners."""
+        return list(self._steps)
 
     def _module_steps(self) -> list[_Step]:
         return [step for step in self._steps if step.module is not None]

@@ -95,10 +95,11 @@ def _gpu_ids(config: TrainConfig) -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [gpu for gpu in visible.split(",") if gpu] if visible is not None else \
         [str(index) for index in range(torch.cuda.device_count())]
-    if len(ids) < config.ranks:
-        raise UserError(f"{config.ranks} ranks need {config.ranks} GPUs but {len(ids)} are visible; "
+    wanted = config.processes_per_node
+    if len(ids) < wanted:
+        raise UserError(f"{wanted} ranks need {wanted} GPUs but {len(ids)} are visible; "
                         "start fewer ranks, or train on the CPU (--cpu)")
-    return ids[:config.ranks]
+    return ids[:wanted]
 
 
 def _rendezvous(config: TrainConfig, ranks_per_node: int) -> Rendezvous:
@@ -147,7 +148,7 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
                          progress: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     """Start this node's ranks, wait for them, and return what rank 0 (or this node's first) reports."""
     gpus = _gpu_ids(config)
-    ranks_per_node = len(gpus) or config.ranks
+    ranks_per_node = len(gpus) or config.processes_per_node
     rendezvous = _rendezvous(config, ranks_per_node)
     status: dict[str, Any] = {"nnodes": rendezvous.nnodes, "node_rank": rendezvous.node_rank,
                               "world_size": rendezvous.world_size,

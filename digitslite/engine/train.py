@@ -29,6 +29,7 @@ from digitslite.engine.launch import RankEnvironment
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
+from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, write_snapshot
 from digitslite.engine.solver import SmoothedLoss, Solver, check_solver
 from digitslite.engine.speed import (
@@ -82,11 +83,24 @@ class TrainConfig:
     node_rank: int = 0
     master: str | None = None
     sync_batchnorm: bool = False
+    recompute: str | None = None      # re-materialization cuts (digitslite.engine.recompute)
+    # Pipeline parallelism (digitslite.engine.pipeline): the train net cut into `pipeline_stages`
+    # stages, one process each, at `pipeline_cuts` (blob names) or balanced; every update takes
+    # `micro_batches` batches through them ("gpipe" or "1f1b" order), as iter_size = micro_batches.
+    pipeline_stages: int = 1
+    micro_batches: int = 1
+    pipeline_cuts: Sequence[str] = ()
+    pipeline_schedule: str = "gpipe"
 
     @property
     def launches_ranks(self) -> bool:
         """Whether this run starts rank processes rather than training in the calling process."""
-        return self.ranks > 1 or bool(self.gpus) or self.nnodes > 1
+        return self.ranks > 1 or bool(self.gpus) or self.nnodes > 1 or self.pipeline_stages > 1
+
+    @property
+    def processes_per_node(self) -> int:
+        """The processes this node starts: one per data-parallel rank, or one per pipeline stage."""
+        return self.ranks * self.pipeline_stages
 
 
 @dataclass
@@ -289,6 +303,7 @@ class _Training:
     def __init__(self, config: TrainConfig, job_dir: Path, feeds: Feeds | None,
                  progress: Callable[[dict[str, Any]], None] | None, ranks: Ranks) -> None:
         self.config, self.job_dir, self.ranks = config, job_dir, ranks
+        self.replicas = ranks.world_size      # ranks that each train on their own batches
         self.param = caffe_pb2.SolverParameter()
         self.param.CopyFrom(config.solver)
         check_solver(self.param)
@@ -315,6 +330,7 @@ class _Training:
         self.test_streams = [self._stream(spec, feeds, number, workers)
                              for number, spec in enumerate(test_specs, start=1)]
         self.train_net = self._net(train_spec, self.train_stream, seed)
+        enable_recompute(self.train_net, config.recompute)
         synced = config.sync_batchnorm and ranks.distributed and synchronise_batch_norm(self.train_net) > 0
         self.test_nets = [self._net(spec, stream, seed)
                           for spec, stream in zip(test_specs, self.test_streams, strict=True)]
@@ -338,9 +354,7 @@ class _Training:
                           *self.solver.history])
         if extra is not None:
             self._continue(extra)
-        # Without synchronised statistics DDP gives every rank rank 0's BatchNorm sums before each
-        # forward, as torch does for its own BatchNorm; synchronised ones are equal everywhere.
-        self.parallel = ranks.data_parallel(self.train_net, sync_buffers=not synced)
+        self.parallel = self._parallel(synced)
         self.forward = torch.compile(self.parallel) if config.compile else self.parallel
         resumed = point[0] if point is not None else None
         self.metrics = MetricsLog(job_dir / METRICS_FILE, resumed, progress) if ranks.is_root else None
@@ -348,8 +362,18 @@ class _Training:
         self.snapshots: list[Path] = []
         self.last_snapshot = resumed
 
+    def _shard(self, index: int) -> Shard:
+        """This rank's share of stream `index` (0: train, then the test nets')."""
+        return Shard(self.ranks.rank, self.ranks.world_size)
+
+    def _parallel(self, synced: bool) -> torch.nn.Module:
+        """The train net as this rank runs it: under DDP when there are several ranks."""
+        # Without synchronised statistics DDP gives every rank rank 0's BatchNorm sums before each
+        # forward, as torch does for its own BatchNorm; synchronised ones are equal everywhere.
+        return self.ranks.data_parallel(self.train_net, sync_buffers=not synced)
+
     def _stream(self, spec: _NetSpec, feeds: Feeds | None, index: int, workers: int) -> BatchStream:
-        shard = Shard(self.ranks.rank, self.ranks.world_size)
+        shard = self._shard(index)
         if feeds is not None and spec.feed_key in feeds:
             return FeedStream(feeds[spec.feed_key], spec.feed_key, shard)
         sources, _ = _sources(spec)
@@ -418,7 +442,7 @@ class _Training:
                 iteration = solver.iter
                 outputs, images = self.step()
                 rate = solver.apply_update() if self.scaler.unscale(self._tensors()) else solver.skip_update()
-                clock.add(images * self.ranks.world_size)
+                clock.add(images * self.replicas)
                 if display:
                     values, _ = self._train_values(outputs)
                     self._record(_event(iteration, "train", values, lr=rate, images_per_s=clock.rate(),
@@ -586,7 +610,7 @@ class _Throughput:
 
 def _single_rank(config: TrainConfig, env: RankEnvironment) -> None:
     """A process started as a rank by a launcher takes no launch settings of its own."""
-    if config.launches_ranks or config.master is not None or config.node_rank:
+    if config.ranks > 1 or config.gpus or config.nnodes > 1 or config.master is not None or config.node_rank:
         raise UserError(f"this process is rank {env.rank} of {env.world_size}, started by a launcher that "
                         "set RANK and WORLD_SIZE (torchrun, Slurm); give the rank and node counts to that "
                         "launcher and leave out --ranks, --gpus, --nnodes, --node-rank and --master")
@@ -605,6 +629,9 @@ def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
     (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
     """
     job_dir = Path(job_dir)
+    if config.pipeline_stages == 1 and (config.micro_batches > 1 or config.pipeline_cuts):
+        raise UserError("--micro-batches and --pipeline-cuts go with --pipeline-stages K (K > 1); on one "
+                        "process, accumulate batches with --iter-size")
     job_dir.mkdir(parents=True, exist_ok=True)
     env = RankEnvironment.from_environ()
     if env is None and config.launches_ranks:
@@ -619,7 +646,13 @@ def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
     else:
         _single_rank(config, env)
         ranks = Ranks.join(env, rank_device(config.device, env))
-    result = _Training(config, job_dir, feeds, progress, ranks).run(should_stop)
+    if config.pipeline_stages > 1:
+        from digitslite.engine.pipeline.training import PipelinedTraining  # it builds on _Training
+
+        session: _Training = PipelinedTraining(config, job_dir, feeds, progress, ranks)
+    else:
+        session = _Training(config, job_dir, feeds, progress, ranks)
+    result = session.run(should_stop)
     # Only after success: a failed rank ends its process instead, since leaving the group politely could
     # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
     ranks.close()

@@ -52,6 +52,8 @@ class JobSpec:
     waits_for: list[str] = field(default_factory=list)
     # GPU request: a count ("any n free GPUs") or a list of GPU ids; 0 runs on a CPU slot.
     gpus: int | list[str] = 0
+    # CPU slots a job without GPUs takes: one per process that trains (a pipeline: one per stage).
+    cpu_slots: int = 1
     format: int = 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The queue is walked in scheduling order (priority, then first come first served). A job that does
 not fit holds back what it is waiting for from the jobs behind it: the free GPUs it asked for (by
-id, or as many free ones as its count needs) or the CPU slots. So a job asking for two GPUs is not
-starved by a stream of one-GPU jobs behind it, while jobs needing something else still start.
+id, or as many free ones as its count needs) or the free CPU slots (a pipelined job takes one per
+stage). So a job asking for two GPUs is not starved by a stream of one-GPU jobs behind it, while
+jobs needing something else still start.
 """
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 class Request:
     job_id: str
     gpus: int | list[str]
+    cpu_slots: int = 1       # taken when the job runs without GPUs
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,10 @@ class Grant:
     gpus: list[str]  # empty: the job runs on a CPU slot
 
 
-def unsatisfiable(request: Request, all_gpus: list[str]) -> str | None:
+def unsatisfiable(request: Request, all_gpus: list[str], cpu_slots: int | None = None) -> str | None:
     """Why `request` can never be met on this machine, or None when it can."""
+    if not request.gpus and cpu_slots is not None and request.cpu_slots > cpu_slots:
+        return f"{request.cpu_slots} CPU slots were asked for but this server has {cpu_slots}"
     if isinstance(request.gpus, list):
         missing = [gpu for gpu in request.gpus if gpu not in all_gpus]
         if missing:
@@ -39,9 +43,9 @@ def plan(requests: list[Request], all_gpus: list[str], busy_gpus: set[str], cpu_
     grants = []
     for request in requests:
         if not request.gpus:
-            if free_cpu > 0:
-                free_cpu -= 1
+            if free_cpu >= request.cpu_slots:
                 grants.append(Grant(request.job_id, []))
+            free_cpu -= request.cpu_slots    # a job that does not fit yet holds the free slots back
             continue
         if isinstance(request.gpus, list):
             wanted = [gpu for gpu in request.gpus if gpu in free_gpus]

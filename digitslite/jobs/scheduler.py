@@ -341,15 +341,17 @@ class Scheduler:
             problem = _dependency_failure(spec.waits_for, statuses)
             if problem is None and any(statuses[needed] != Status.DONE for needed in spec.waits_for):
                 continue
-            problem = problem or unsatisfiable(Request(job_id, spec.gpus), self.settings.gpus)
+            request = Request(job_id, spec.gpus, spec.cpu_slots)
+            problem = problem or unsatisfiable(request, self.settings.gpus, self.settings.cpu_slots)
             if problem:
                 self._fail(self.folder(job_id), problem)
                 continue
-            requests.append(Request(job_id, spec.gpus))
+            requests.append(request)
         if not requests:
             return
         busy_gpus = {gpu for handle in self._workers.values() for gpu in handle.gpus}
-        busy_cpu = sum(1 for handle in self._workers.values() if not handle.gpus)
+        busy_cpu = sum(self.spec(handle.job_id).cpu_slots for handle in self._workers.values()
+                       if not handle.gpus)
         for grant in plan(requests, self.settings.gpus, busy_gpus, self.settings.cpu_slots, busy_cpu):
             self._launch(self.folder(grant.job_id), grant.gpus)
 

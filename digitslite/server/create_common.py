@@ -62,13 +62,14 @@ def request_values() -> Mapping[str, Any]:
 def new_spec(kind: str, job: JobFields | StoreImportRequest, ctx: CreateContext, params: dict[str, Any], *,
              default_name: str, name: str | None = None, group: str | None = None,
              depends_on: list[str] | None = None, waits_for: list[str] | None = None,
-             gpus: int | list[str] = 0) -> JobSpec:
+             gpus: int | list[str] = 0, cpu_slots: int = 1) -> JobSpec:
     """The job's spec; `name` and `group` replace the request's (a sweep names each of its jobs)."""
     return JobSpec(
         id=new_job_id(), kind=kind, owner=ctx.identity.name, created=time.time(), params=params,
         name=name or job.name or default_name, group=group or job.group or "", notes=job.notes or "",
         priority=job.priority or 0,
-        depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus)
+        depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus,
+        cpu_slots=cpu_slots)
 
 
 def gpu_request(body: GpuFields, config: ServerConfig) -> int | list[str]:

@@ -111,7 +111,8 @@ def plan_model(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
                   "solver": _solver(body) | varied, "speed": speed, "scale_out": scale_out}
         jobs.append((new_spec("model", body, ctx, params, default_name=name,
                               name=f"{name} [{suffix}]" if sweep else name, group=group,
-                              depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus), None))
+                              depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus,
+                              cpu_slots=scale_out.get("pipeline_stages", 1)), None))
     return jobs
 
 

@@ -1,9 +1,13 @@
-"""A model job's data-parallel fields (docs/SCALING.md), as `digitslite train` takes them.
+"""A model job's data- and pipeline-parallel fields (docs/SCALING.md), as `digitslite train` takes them.
 
 `ranks`: processes on this node; for a GPU job, one per reserved GPU, and on the CPU (gloo) as many
 as asked, up to the core count. `nnodes`, `node_rank` and `master`: this server's job is node
 `node_rank` of `nnodes` meeting at node 0's ADDR:PORT; the other nodes run the same training (by
 `digitslite train` or another server's job). `sync_batchnorm`: BatchNorm over all ranks' batches.
+
+`pipeline_stages`: the net cut into that many stages, one GPU each (the job's GPU count) or one CPU
+slot each; `micro_batches` per update, `pipeline_cuts` (blob names) and `pipeline_schedule` (gpipe,
+1f1b) as their CLI options. `recompute`: re-materialization cuts (auto, N layers, or blob names).
 """
 import os
 from typing import Any
@@ -18,6 +22,17 @@ def scale_out_request(body: ModelRequest, gpus: int | list[str]) -> dict[str, An
     """The checked fields, as the model runner passes them to TrainConfig."""
     gpu_count = len(gpus) if isinstance(gpus, list) else gpus
     cores = os.cpu_count() or 1
+    stages = body.pipeline_stages or 1
+    if stages > 1:
+        if stages > (gpu_count or cores):
+            raise ApiError(422, f"pipeline_stages must be at most {gpu_count or cores} (this job's GPUs, or "
+                                f"this machine's cores), got {stages}", "pipeline_stages")
+        if gpu_count and stages != gpu_count:
+            raise ApiError(422, f"pipeline_stages: a pipelined GPU job runs one stage per GPU; ask for "
+                                f"{stages} GPUs or make pipeline_stages {gpu_count}", "pipeline_stages")
+        return {"pipeline_stages": stages, "micro_batches": body.micro_batches or 1,
+                "pipeline_cuts": body.cuts(), "pipeline_schedule": body.pipeline_schedule,
+                "recompute": body.recompute}
     ranks = body.ranks or gpu_count or 1
     if gpu_count and ranks != gpu_count:
         raise ApiError(422, f"ranks: a GPU job trains one rank per GPU; leave ranks out or make it "
@@ -42,4 +57,4 @@ def scale_out_request(body: ModelRequest, gpus: int | list[str]) -> dict[str, An
             raise ApiError(422, f"master: {master!r} is not ADDR:PORT; give node 0's address and a free "
                                 "port on it, e.g. 10.0.0.1:29500", "master") from exc
     return {"ranks": ranks, "nnodes": nnodes, "node_rank": node_rank, "master": master,
-            "sync_batchnorm": body.sync_batchnorm}
+            "sync_batchnorm": body.sync_batchnorm, "recompute": body.recompute}

@@ -99,7 +99,7 @@ def test_the_model_form_sends_the_data_parallel_fields_and_shows_their_refusals(
     model_id = page.url.rsplit("/", 1)[1]
     job = client.job(model_id)
     assert job["params"]["scale_out"] == {"ranks": 2, "nnodes": 1, "node_rank": 0, "master": None,
-                                          "sync_batchnorm": False}
+                                          "sync_batchnorm": False, "recompute": None}
     assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
     assert client.wait_status(model_id)["status"] == "aborted"
 

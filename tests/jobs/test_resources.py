@@ -34,3 +34,11 @@ def test_requests_this_machine_can_never_meet_are_named():
     assert "does not exist" in unsatisfiable(Request("a", ["7"]), GPUS)
     assert "has 3" in unsatisfiable(Request("a", 4), GPUS)
     assert unsatisfiable(Request("a", 3), GPUS) is None and unsatisfiable(Request("a", 0), []) is None
+
+
+def test_a_pipelined_cpu_job_takes_a_slot_per_stage_and_holds_free_ones_back():
+    # 3 slots, 1 busy: the two-stage job fits; then nothing is left for the one-slot job behind it
+    assert plan([Request("a", 0, 2), Request("b", 0)], [], set(), 3, 1) == [Grant("a", [])]
+    # 2 slots, 1 busy: the two-stage job waits, and the one free slot waits with it
+    assert plan([Request("a", 0, 2), Request("b", 0)], [], set(), 2, 1) == []
+    assert "3 CPU slots were asked for but this server has 2" in unsatisfiable(Request("a", 0, 3), [], 2)

@@ -127,7 +127,8 @@ def model(job_id: str):
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=folder.network_file.is_file(),
                            class_info=_class_info(folder, dataset_id),
-                           ranks=read_json_if_present(folder.ranks_file))
+                           ranks=read_json_if_present(folder.ranks_file),
+                           pipeline=read_json_if_present(folder.pipeline_file))
 
 
 @pages.get("/models/<job_id>/snapshots")

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, model_validator
 
 from digitslite.datasets.colormap import MAX_CLASSES
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
-from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
+from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
 from digitslite.jobs.job import Status
@@ -128,9 +128,16 @@ class ModelRequest(JobFields, GpuFields):
     node_rank: whole(0, description="this node's number, 0 to nnodes-1") | None = None
     master: text(300, "ADDR:PORT of node 0, required with several nodes") | None = None
     sync_batchnorm: Flag = False
+    recompute: text(2000, "re-materialization: auto, layers per segment, or blob names to cut after "
+                          "(docs/SCALING.md)") | None = None
+    pipeline_stages: whole(1, description="pipeline stages, one GPU or CPU slot each") | None = None
+    micro_batches: whole(1, MAX_ITER_SIZE, "batches per update through the pipeline") | None = None
+    pipeline_cuts: text(2000, "blob names to cut after, comma-separated") | None = None
+    pipeline_schedule: Literal[PIPELINE_SCHEDULES] = PIPELINE_SCHEDULES[0]
 
     @model_validator(mode="after")
     def rules_between_fields(self) -> Self:
+        self._pipeline_rules()
         sources = [name for name in NETWORK_SOURCES if getattr(self, name) is not None]
         if len(sources) != 1:
             raise rule_broken("network", "give exactly one network source: network (a standard network), "
@@ -145,6 +152,27 @@ class ModelRequest(JobFields, GpuFields):
         if self.max_iter is not None and self.epochs is not None:
             raise rule_broken("epochs", "give either max_iter or epochs, not both")
         return self
+
+    def _pipeline_rules(self) -> None:
+        if self.recompute is not None and self.recompute.strip() in ("0", ""):
+            raise rule_broken("recompute", "recompute: give auto, a number of layers per segment (at least "
+                                           "1), or blob names such as pool2,pool4")
+        stages = self.pipeline_stages or 1
+        if stages == 1 and ((self.micro_batches or 1) > 1 or self.pipeline_cuts):
+            raise rule_broken("pipeline_stages", "micro_batches and pipeline_cuts go with pipeline_stages "
+                                                 "above 1; on one process use iter_size")
+        if stages > 1 and (self.ranks or self.nnodes or self.sync_batchnorm):
+            raise rule_broken("pipeline_stages", "pipeline_stages: a pipelined job runs one process per "
+                                                 "stage on this server; leave ranks, nnodes and "
+                                                 "sync_batchnorm out")
+        cuts = self.cuts()
+        if cuts and len(cuts) != stages - 1:
+            raise rule_broken("pipeline_cuts", f"pipeline_cuts: {len(cuts)} cuts make {len(cuts) + 1} "
+                                               f"stages, not {stages}; give {stages - 1} blob names")
+
+    def cuts(self) -> list[str]:
+        """The pipeline cuts as a list of blob names."""
+        return [cut.strip() for cut in (self.pipeline_cuts or "").split(",") if cut.strip()]
 
 
 class InferenceRequest(JobFields, GpuFields):

@@ -1,0 +1,158 @@
+"""Re-materialization memory and pipeline efficiency (issue 16).
+
+Memory: FCN-8s (../shared/peer_nets voc-fcn8s deploy, TRAIN phase so Dropout draws masks) at
+1x3x512x512, one forward and backward of sum(score), without and with --recompute. Each mode runs
+in a fresh process; on the CPU torch keeps no allocator statistics, so the activation peak is the
+peak resident set (ru_maxrss) less the resident set after a small warm-up pass that allocated the
+weights and their gradients (glibc's mmap threshold fixed at 128 KiB, so that freed blocks leave
+the resident set). On CUDA (--gpu) it is torch.cuda.max_memory_allocated less the memory
+allocated before the pass. Goal: recompute <= 0.6x of the plain peak.
+
+Pipeline: fcn_tiny (network_defs) on 2 stages (gloo; NCCL with --gpu and 2 GPUs), batch 1 per
+micro-batch, M = 1, 2, 4, 8 micro-batches per update. The measured time per update (wall) is set
+against GPipe's model: (sum of the stages' busy time)/K x (M + K - 1)/M, the busy times measured in
+the same run (torch's forward_one_chunk/backward_one_chunk). Goal: within 20 % at M = 8.
+
+    .venv/bin/python benchmarks/pipeline.py                 # CPU
+    .venv/bin/python benchmarks/pipeline.py --gpu           # CUDA: memory, and the pipeline on 2 GPUs
+    .venv/bin/python benchmarks/pipeline.py --skip-memory   # only the pipeline part
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from digitslite.caffe.prototxt import read_net
+from digitslite.datasets.demo import CLASSES
+from digitslite.engine.net import CaffeNet
+from digitslite.engine.pipeline import PIPELINE_FILE
+from digitslite.engine.recompute import enable_recompute
+from digitslite.engine.train import TrainConfig, train
+from digitslite.networks import load_network, load_solver
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_scaling import write_scenes
+
+FCN8S = Path(__file__).resolve().parents[2] / "shared" / "peer_nets" / "fcn__voc-fcn8s__deploy.prototxt"
+STAGES = 2
+
+
+def _resident_bytes() -> int:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _pass(net: CaffeNet, size: int, device: torch.device) -> None:
+    data = torch.rand(1, 3, size, size, device=device) * 255
+    net({"data": data})["score"].sum().backward()
+
+
+def memory_child(recompute: str | None, size: int, device_name: str) -> dict:
+    """In a fresh process: the activation peak of one training pass (bytes) and its seconds."""
+    device = torch.device(device_name)
+    net = CaffeNet(read_net(FCN8S), "train", input_shapes={"data": (1, 3, size, size)}, seed=1).to(device)
+    enable_recompute(net, recompute)
+    _pass(net, 64, device)   # allocates the gradients; the small activations are freed again
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _resident_bytes()
+    started = time.perf_counter()
+    _pass(net, size, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_bytes": peak - base, "seconds": time.perf_counter() - started}
+
+
+def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
+    print(f"FCN-8s at 1x3x{size}x{size}, one forward+backward, device {device}, torch {torch.__version__}")
+    plain = None
+    for mode in modes:
+        command = [sys.executable, __file__, "--memory-child", mode or "none", "--size", str(size),
+                   "--device", device]
+        # glibc's dynamic mmap threshold would keep freed blocks of up to 32 MB in the heap, which the
+        # resident set then counts as in use; a fixed threshold returns every block over 128 KiB
+        environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
+                                           env=environment).stdout)
+        peak = result["peak_bytes"] / 2**20
+        plain = plain or peak
+        print(f"  recompute {mode or 'off':<32} activation peak {peak:9.0f} MiB  ({peak / plain:.2f}x)"
+              f"  {result['seconds']:6.1f} s")
+
+
+def pipeline_run(dataset: Path, job: Path, device: str, micro_batches: int, iterations: int) -> dict:
+    net = load_network("fcn_tiny", len(CLASSES))
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.batch_size = 1
+    solver = load_solver("fcn_tiny")
+    solver.max_iter, solver.display, solver.snapshot, solver.test_interval = iterations, 0, 0, 0
+    solver.iter_size = 1
+    del solver.test_iter[:]
+    train(TrainConfig(solver=solver, net=net, device=device, dataset_root=dataset, pipeline_stages=STAGES,
+                      micro_batches=micro_batches), job)
+    return json.loads((job / PIPELINE_FILE).read_text())
+
+
+def measure_pipeline(size: int, device: str, iterations: int) -> None:
+    print(f"fcn_tiny on {STAGES} stages at {size}x{size}, batch 1 per micro-batch, {iterations} updates, "
+          f"device {device}, {os.environ.get('OMP_NUM_THREADS')} thread(s) per stage, {os.cpu_count()} cores")
+    print("  M   wall/update   model/update   model/measured   bubble (measured, GPipe)")
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
+        dataset = write_scenes(Path(folder) / "dataset", 64, size)
+        for micro in (1, 2, 4, 8):
+            found = pipeline_run(dataset, Path(folder) / f"m{micro}", device, micro, iterations)
+            stages = found["stages"]
+            updates = stages[0]["updates"]     # the first update (warm-up) is not counted
+            wall = max(stage["wall_s"] for stage in stages) / updates
+            busy = sum(stage["busy_s"] for stage in stages) / updates
+            model = busy / STAGES * (micro + STAGES - 1) / micro
+            print(f"  {micro:<3} {wall:9.3f} s   {model:10.3f} s   {model / wall:12.2f}       "
+                  f"{found['bubble']:.2f}, {found['ideal_bubble']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gpu", action="store_true", help="measure on CUDA (NCCL for the pipeline)")
+    parser.add_argument("--size", type=int, default=512, help="FCN-8s input size")
+    parser.add_argument("--pipeline-size", type=int, default=192, help="fcn_tiny scene size")
+    parser.add_argument("--iterations", type=int, default=11, help="updates per pipeline run (the first "
+                        "is a warm-up)")
+    parser.add_argument("--recompute", action="append", help="a --recompute value to measure (repeatable; "
+                        "default: after each pooling stage, and auto)")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(None if args.memory_child == "none" else args.memory_child, args.size,
+                                      args.device)))
+        return
+    device = "cuda" if args.gpu else "cpu"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if not args.skip_memory:
+        modes = args.recompute or ["pool1,pool2,pool3,pool4,pool5", "auto"]
+        measure_memory(args.size, device, [None, *modes])
+    if not args.skip_pipeline:
+        if device == "cuda" and torch.cuda.device_count() < STAGES:
+            print(f"pipeline: skipped, {STAGES} GPUs are needed and {torch.cuda.device_count()} are visible")
+        else:
+            measure_pipeline(args.pipeline_size, device, args.iterations)
+
+
+if __name__ == "__main__":
+    main()
