@@ -33,6 +33,9 @@ from digitslite.networks import fill_num_classes, load_network, load_solver
 # Solver fields a request may set, copied as they are into the SolverParameter.
 SOLVER_SCALARS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
                   "delta", "rms_decay", "weight_decay", "iter_size", "display", "random_seed")
+# The solver a network without one of its own (custom prototxt, pretrained) starts from.
+DEFAULT_SOLVER = {"type": "SGD", "base_lr": 0.01, "lr_policy": "fixed", "momentum": 0.9,
+                  "weight_decay": 0.0005, "display": 20}
 
 
 def latest_complete_snapshot(folder: JobFolder) -> Path | None:
@@ -101,8 +104,8 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
     if base is not None:
         solver.CopyFrom(base)
     else:
-        solver.type, solver.base_lr, solver.lr_policy, solver.momentum = "SGD", 0.01, "fixed", 0.9
-        solver.weight_decay, solver.display = 0.0005, 20
+        for name, value in DEFAULT_SOLVER.items():
+            setattr(solver, name, value)
     for name in SOLVER_SCALARS:
         if fields.get(name) is not None:
             setattr(solver, name, fields[name])

@@ -7,11 +7,20 @@ from typing import Any
 
 from flask import render_template, request
 
-from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.prototxt import filter_net, read_net, read_solver
 from digitslite.engine.launch import RANKS_FILE
+from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
-from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
+from digitslite.jobs.runners.model import DEFAULT_SOLVER
+from digitslite.jobs.runners.names import (
+    DATASET_INFO_FILE,
+    DEPLOY_FILE,
+    NETWORK_FILE,
+    SOLVER_FILE,
+    TRAIN_VAL_FILE,
+)
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import AMP_MODES, LR_POLICIES, SOLVER_TYPES
 from digitslite.server.pages.blueprint import pages
@@ -50,27 +59,46 @@ def _shown(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
+def _solver_fields(solver: caffe_pb2.SolverParameter) -> dict[str, Any]:
+    """The solver fields the form shows (in grey, for its blank fields) and the LR preview draws."""
+    fields = {name: _shown(getattr(solver, name)) for name in SOLVER_DEFAULTS if solver.HasField(name)}
+    if solver.stepvalue:
+        fields["stepvalue"] = ",".join(map(str, solver.stepvalue))
+    return fields
+
+
+def _train_batch(net: caffe_pb2.NetParameter) -> int:
+    train = filter_net(net, phase="train")
+    return next((layer.data_param.batch_size for layer in train.layer if layer.type == "Data"), 1)
+
+
 def _network_choices() -> list[dict[str, Any]]:
     """The standard networks with their default solver and training batch size."""
     networks = []
     for network in list_networks():
-        solver = load_solver(network.name)
-        train = filter_net(load_network(network.name, DEFAULT_CLASSES), phase="train")
-        batch = next((layer.data_param.batch_size for layer in train.layer if layer.type == "Data"), 1)
-        defaults = {name: _shown(getattr(solver, name)) for name in SOLVER_DEFAULTS if solver.HasField(name)}
-        if solver.stepvalue:
-            defaults["stepvalue"] = ",".join(map(str, solver.stepvalue))
         title = network.title.removeprefix(f"{network.name}:").strip()
-        networks.append({"name": network.name, "title": title, "batch": batch, "solver": defaults})
+        networks.append({"name": network.name, "title": title,
+                         "batch": _train_batch(load_network(network.name, DEFAULT_CLASSES)),
+                         "solver": _solver_fields(load_solver(network.name))})
     return networks
+
+
+def _trained_with(folder: JobFolder) -> dict[str, Any]:
+    """The solver and batch a model job ran with: what training its snapshot further starts from."""
+    if not (folder.path / SOLVER_FILE).is_file() or not (folder.path / TRAIN_VAL_FILE).is_file():
+        return {"solver": DEFAULT_SOLVER, "batch": 1}
+    return {"solver": _solver_fields(read_solver(folder.path / SOLVER_FILE)),
+            "batch": _train_batch(read_net(folder.path / TRAIN_VAL_FILE))}
 
 
 def _snapshot_choices() -> list[dict[str, Any]]:
     models = []
     for row in _recent("model"):
-        snapshots = [snap.iteration for snap in services().scheduler.folder(row["id"]).snapshots()]
+        folder = services().scheduler.folder(row["id"])
+        snapshots = [snap.iteration for snap in folder.snapshots()]
         if snapshots:
-            models.append({"id": row["id"], "name": row["name"], "snapshots": snapshots})
+            models.append({"id": row["id"], "name": row["name"], "snapshots": snapshots,
+                           "dataset": folder.spec().params.get("dataset"), **_trained_with(folder)})
     return models
 
 
@@ -92,8 +120,12 @@ def new_model():
     values = _clone_values(request.args["clone"]) if request.args.get("clone") else {}
     for name in ("dataset", "network_job", "network_snapshot", "pretrained"):
         values.setdefault(name, request.args.get(name))
-    choices = {"datasets": _dataset_choices(), "networks": _network_choices(),
-               "models": _snapshot_choices(),
+    models = _snapshot_choices()
+    further = next((model for model in models if model["id"] == values["network_job"]), None)
+    if further and not values["dataset"]:
+        values["dataset"] = further["dataset"]  # train further on the model's own dataset
+    choices = {"datasets": _dataset_choices(), "networks": _network_choices(), "models": models,
+               "default_solver": DEFAULT_SOLVER,
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
                "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1}
     return render_template("models/new.html", values=values, choices=choices, solver_types=SOLVER_TYPES,
@@ -108,6 +140,12 @@ def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | N
     return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
 
 
+def _max_iter(folder: JobFolder) -> int | None:
+    """The run's length, once its solver is written: the job's progress times it is its iteration."""
+    solver = folder.path / SOLVER_FILE
+    return read_solver(solver).max_iter if solver.is_file() else None
+
+
 @pages.get("/models/<job_id>")
 def model(job_id: str):
     row, folder = page_job(job_id, "model")
@@ -119,6 +157,7 @@ def model(job_id: str):
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=(folder.path / NETWORK_FILE).is_file(),
                            class_info=_class_info(folder.path, dataset_id),
+                           max_iter=_max_iter(folder),
                            ranks=read_json_if_present(folder.path / RANKS_FILE))
 
 

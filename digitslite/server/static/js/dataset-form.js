@@ -101,6 +101,7 @@ function showReport(report, previews = []) {
   document.getElementById("report-problems").replaceChildren(problemsTable(report.problems));
   document.getElementById("report-classes").replaceChildren(...classBars(report));
   document.getElementById("report-previews").replaceChildren(...previews.map((item) => previewCard(item, report.classes)));
+  document.getElementById("report-pairs").hidden = !previews.length; // a refused create brings no pairs
   section.hidden = false;
   section.scrollIntoView({ behavior: "smooth", block: "start" });
 }

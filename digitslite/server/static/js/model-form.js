@@ -13,12 +13,12 @@ const ALL_NETWORK_FIELDS = [...new Set(Object.values(NETWORK_FIELDS).flat())];
 const SOLVER_FIELDS = ["solver_type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "stepvalue", "momentum",
   "weight_decay", "test_interval", "snapshot_interval", "display"];
 const SOLVER_NAMES = { solver_type: "type", snapshot_interval: "snapshot" }; // form field -> solver field
-const FALLBACK_SOLVER = { type: "SGD", base_lr: 0.01, lr_policy: "fixed", momentum: 0.9, weight_decay: 0.0005 };
 
 const field = (name) => form.elements[name];
 const source = () => form.querySelector('[name="network_source"]:checked').value;
 const standard = () => choices.networks.find((network) => network.name === form.querySelector('[name="network"]:checked')?.value);
 const dataset = () => choices.datasets.find((item) => item.id === field("dataset")?.value);
+const previous = () => choices.models.find((model) => model.id === field("network_job")?.value);
 
 const editor = setupEditor({
   textarea: document.getElementById("prototxt"),
@@ -31,9 +31,16 @@ const editor = setupEditor({
   },
 });
 
-// The solver values a blank field stands for: the standard network's, else the server's defaults.
+// Where the run's solver starts ({solver, batch}): the standard network's, the previous model's (what it
+// ran with), else the server's defaults. A blank field stands for this solver's value.
+function startingPoint() {
+  if (source() === "standard" && standard()) return standard();
+  if (source() === "previous" && previous()) return previous();
+  return { solver: choices.default_solver, batch: null };
+}
+
 function defaults() {
-  return source() === "standard" && standard() ? standard().solver : FALLBACK_SOLVER;
+  return startingPoint().solver;
 }
 
 function valueOf(name) {
@@ -86,10 +93,10 @@ const list = (text) => text.split(",").map((item) => item.trim()).filter(Boolean
 function trainingIterations() {
   const length = Number(field("train_length").value);
   if (field("train_unit").value === "max_iter" && length) return { iterations: length, note: "" };
-  const network = source() === "standard" ? standard() : null;
-  const batch = Number(list(field("batch_size").value)[0]) || (network ? network.batch : 1);
+  const start = startingPoint();
+  const batch = Number(list(field("batch_size").value)[0]) || start.batch || 1;
   const perEpoch = Math.max(1, Math.ceil((dataset()?.train || 1) / (batch * (Number(field("iter_size").value) || 1))));
-  if (!length && network && network.solver.max_iter) return { iterations: network.solver.max_iter, note: " (the network's length)" };
+  if (!length && start.solver.max_iter) return { iterations: start.solver.max_iter, note: " (the network's length)" };
   const epochs = length || 30;
   return { iterations: epochs * perEpoch, note: ` (${epochs} epochs of ${perEpoch} iterations)` };
 }
@@ -168,18 +175,40 @@ form.addEventListener("submit", async (event) => {
     : `/?tab=models&group=${encodeURIComponent(jobs[0].group)}`);
 });
 
+// A custom network has no solver of its own: the standard network's solver moves into the fields, so
+// the one solver shown is the one that runs.
+function keepSolver(network) {
+  for (const name of SOLVER_FIELDS) {
+    const value = network.solver[SOLVER_NAMES[name] || name];
+    if (!field(name).value && value !== undefined) field(name).value = String(value);
+  }
+  if (!field("train_length").value && network.solver.max_iter) {
+    field("train_length").value = network.solver.max_iter;
+    field("train_unit").value = "max_iter";
+  }
+  if (!field("batch_size").value) field("batch_size").value = network.batch;
+}
+
 document.getElementById("customize").addEventListener("click", async () => {
-  const response = await fetch(`/pages-api/networks/${standard().name}/prototxt`);
+  const network = standard();
+  const response = await fetch(`/pages-api/networks/${network.name}/prototxt`);
   editor.setText(await response.text());
+  keepSolver(network);
   form.querySelector('[name="network_source"][value="custom"]').checked = true;
   showNetworkPanel();
   showSolverDefaults();
+  showSweep();
+  previewRates();
 });
 
 form.addEventListener("change", (event) => {
   const name = event.target.name;
   if (name === "network_source" || name === "network") showNetworkPanel();
-  if (name === "network_job") fillSnapshots();
+  if (name === "network_job") {
+    fillSnapshots();
+    const own = choices.datasets.find((item) => item.id === previous()?.dataset);
+    if (own) field("dataset").value = own.id; // a model trains further on its own dataset
+  }
   if (name === "dataset" && source() === "custom") editor.check();
   showSolverDefaults();
   previewRates();
