@@ -19,7 +19,7 @@ from digitslite.engine.solver import RULES
 from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
-from digitslite.networks import load_network, load_solver
+from digitslite.networks import DEFAULT_IGNORE_LABEL, load_network, load_solver
 
 NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
@@ -67,16 +67,19 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], 
 
 def _standard_network(name: str, dataset: str | None) -> tuple[caffe_pb2.NetParameter,
                                                                  caffe_pb2.SolverParameter]:
-    """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
+    """A network of network_defs/ for the dataset's class count and ignore value, reading its LMDBs,
+    and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
     info_file = Path(dataset) / "dataset.json"
     try:
-        classes = read_json(info_file)["classes"]
+        info = read_json(info_file)
+        classes = info["classes"]
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
-    return bind_data_sources(load_network(name, len(classes)), Path(dataset)), load_solver(name)
+    net = load_network(name, len(classes), info.get("ignore_label", DEFAULT_IGNORE_LABEL))
+    return bind_data_sources(net, Path(dataset)), load_solver(name)
 
 
 def _net(net_file: str | None, batch_size: int | None,

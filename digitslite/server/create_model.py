@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify
 from digitslite.caffe.prototxt import parse_net
 from digitslite.errors import UserError
 from digitslite.jobs.model import RESUMABLE, JobSpec
-from digitslite.networks import fill_num_classes, list_networks
+from digitslite.networks import fill_template, list_networks
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
@@ -62,7 +62,7 @@ def _network(fields: Fields) -> dict[str, Any]:
     if source == "network_prototxt":
         text = fields.text("network_prototxt", max_length=5_000_000)
         try:
-            parse_net(fill_num_classes(text, 2), source="network_prototxt")
+            parse_net(fill_template(text, 2), source="network_prototxt")
         except UserError as exc:
             raise ApiError(422, str(exc), "network_prototxt") from None
         return {"kind": "prototxt", "text": text}

@@ -15,7 +15,7 @@ from digitslite.caffe.prototxt import check_topology, filter_net, parse_net_loca
 from digitslite.caffe.shapes import blob_shapes, input_tops, is_source
 from digitslite.caffe.sourcemap import PrototxtError, SourceMap, Token, tokenize
 from digitslite.errors import UserError
-from digitslite.networks import NUM_CLASSES_FIELD
+from digitslite.networks import fill_template
 
 SOURCE = "network"
 DEFAULT_IMAGE_SHAPE = (3, 224, 224)  # C, H, W for the check until a dataset is chosen
@@ -23,8 +23,8 @@ _PLACE = re.compile(rf"^{SOURCE}(?::(\d+))?(?::(\d+))?: ")
 
 
 def fill_classes(text: str, num_classes: int) -> str:
-    """The class count filled in, padded to the field's width so error columns match the editor."""
-    return text.replace(NUM_CLASSES_FIELD, str(num_classes).ljust(len(NUM_CLASSES_FIELD)))
+    """The template fields filled in, padded to their width so error columns match the editor."""
+    return fill_template(text, num_classes, pad=True)
 
 
 def _error(exc: UserError) -> dict[str, Any]:

@@ -1,0 +1,42 @@
+"""A dataset whose void pixels carry another ignore value than 255 (CamVid's 11, as SegNet ships it)
+trains a standard network: the value reaches every loss and Accuracy layer through `{{ignore_label}}`."""
+import numpy as np
+from PIL import Image
+
+from tests.server.harness import created_id, running_server
+
+CLASSES = ("sky", "road", "car")
+VOID = 11  # CamVid's void class, past the three classes
+
+
+def _write_pairs(root, count: int = 4) -> None:
+    """Index labels with every class and a void border; images whose colour follows the class."""
+    rng = np.random.default_rng(3)
+    for folder in ("images", "labels"):
+        (root / folder).mkdir(parents=True)
+    for number in range(count):
+        label = rng.integers(0, len(CLASSES), size=(24, 32)).astype(np.uint8)
+        label[:2, :] = VOID
+        image = np.stack([label * 80, 255 - label * 60, np.full_like(label, 90)], axis=-1).astype(np.uint8)
+        Image.fromarray(image, "RGB").save(root / "images" / f"scene{number}.png")
+        Image.fromarray(label, "L").save(root / "labels" / f"scene{number}.png")
+    (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
+
+
+def test_a_dataset_with_ignore_value_11_trains_a_standard_network(tmp_path):
+    data = tmp_path / "data" / "camvid"
+    _write_pairs(data)
+    with running_server(tmp_path / "jobs", [tmp_path / "data"]) as server:
+        client = server.client()
+        dataset = created_id(client.post("/api/v1/datasets", {
+            "name": "void 11", "images": str(data / "images"), "labels": str(data / "labels"),
+            "classes": str(data / "classes.txt"), "label_mode": "index", "ignore_label": VOID,
+            "val_percent": 25}))
+        assert client.wait_status(dataset)["status"] == "done"
+        model = created_id(client.post("/api/v1/models", {
+            "dataset": dataset, "network": "fcn_tiny", "batch_size": 1, "max_iter": 2, "test_interval": 2}))
+        state = client.wait_status(model)
+        assert state["status"] == "done", state.get("error")
+        network = client.get(f"/api/v1/jobs/{model}/files/network.prototxt").body.decode()
+        assert network.count(f"ignore_label: {VOID}") == 2  # SoftmaxWithLoss and Accuracy
+        assert "ignore_label: 255" not in network
