@@ -90,7 +90,7 @@ def test_customize_keeps_the_one_solver_on_screen(trained: Trained, own_page: Pa
     page.get_by_label("fcn_tiny").check()
     page.wait_for_function(f"Math.abs({LR_TRACE} - 0.002) < 1e-9")  # fcn_tiny's Adam 0.002, fixed
     page.get_by_role("button", name="Customize this network").click()
-    expect(page.locator("#prototxt")).to_contain_text("{{num_classes}}")
+    expect(page.locator("#prototxt")).to_have_value(re.compile(r"num_output: \{\{num_classes\}\}"))
     expect(page.locator('[name="solver_type"]')).to_have_value("Adam")
     expect(page.locator('[name="base_lr"]')).to_have_value("0.002")
     expect(page.locator('[name="lr_policy"]')).to_have_value("fixed")
