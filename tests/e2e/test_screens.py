@@ -64,6 +64,7 @@ def test_train_further_shows_and_runs_the_models_solver_on_its_own_dataset(train
     page.goto(f"/models/{trained.model}")
     page.locator("table.snapshots").get_by_role("link", name="Train further").first.click()
     expect(page.locator('[name="dataset"]')).to_have_value(trained.own_dataset)
+    expect(page.locator("#dataset-ignore")).to_contain_text("Pixels labelled 255 (this dataset's ignore value)")
     expect(page.locator('[name="solver_type"] option').first).to_have_text("Adam (network's)")
     expect(page.locator('[name="lr_policy"] option').first).to_have_text("step (network's)")
     expect(page.locator('[name="base_lr"]')).to_have_attribute("placeholder", "0.002")

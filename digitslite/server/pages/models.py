@@ -41,11 +41,12 @@ def _recent(kind: str, per_page: int = CHOICES_SHOWN) -> list[dict[str, Any]]:
 
 
 def dataset_facts(row: dict[str, Any]) -> dict[str, Any]:
-    """What the form's checks need to know of a dataset: class count, training pairs, C,H,W."""
+    """What the form's checks need to know of a dataset: class count, training pairs, ignore value, C,H,W."""
     info = dataset_job_info(services().scheduler.folder(row["id"])) or {}
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
     return {"id": row["id"], "name": row["name"], "status": row["status"],
             "classes": len(info.get("classes", [])) or None, "train": info.get("counts", {}).get("train"),
+            "ignore_label": info.get("ignore_label"),
             "shape": [info.get("channels", 3), size[1], size[0]] if size else None}
 
 

@@ -48,6 +48,16 @@ function valueOf(name) {
   return value || String(defaults()[SOLVER_NAMES[name] || name] ?? "");
 }
 
+// Before queueing, the form says which label value the losses and Accuracy layers will skip.
+function showIgnoreValue() {
+  const note = document.getElementById("dataset-ignore");
+  const value = dataset()?.ignore_label;
+  if (!note) return;
+  note.textContent = value === null || value === undefined ? ""
+    : `Pixels labelled ${value} (this dataset's ignore value) are left out of the loss and accuracy: ` +
+      "a standard network takes it as {{ignore_label}}; a custom network must skip the same value.";
+}
+
 function showNetworkPanel() {
   const active = source();
   form.querySelectorAll("[data-panel]").forEach((panel) => { panel.hidden = panel.dataset.panel !== active; });
@@ -210,6 +220,7 @@ form.addEventListener("change", (event) => {
     if (own) field("dataset").value = own.id; // a model trains further on its own dataset
   }
   if (name === "dataset" && source() === "custom") editor.check();
+  if (name === "dataset" || name === "network_job") showIgnoreValue();
   showSolverDefaults();
   previewRates();
 });
@@ -221,6 +232,7 @@ form.addEventListener("input", (event) => {
 document.getElementById("graph-panel").addEventListener("toggle", refreshGraph);
 
 fillSnapshots();
+showIgnoreValue();
 showNetworkPanel();
 showSolverDefaults();
 showSweep();
