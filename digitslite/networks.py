@@ -12,17 +12,14 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.prototxt import parse_net, parse_solver
+from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, fill_template
 from digitslite.errors import UserError
-
-NUM_CLASSES_FIELD = "{{num_classes}}"
-IGNORE_LABEL_FIELD = "{{ignore_label}}"
-DEFAULT_IGNORE_LABEL = 255  # the void value of PASCAL VOC labels, and a dataset's unless it says otherwise
 
 
 def network_defs_dir() -> Path:
-    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the one in the checkout."""
+    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the package's own network_defs/."""
     configured = os.environ.get("DIGITSLITE_NETWORK_DEFS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "network_defs"
+    return Path(configured) if configured else Path(__file__).resolve().parent / "network_defs"
 
 
 @dataclass(frozen=True)
@@ -54,25 +51,15 @@ def get_network(name: str) -> StandardNetwork:
     return networks[name]
 
 
-def fill_template(text: str, num_classes: int, ignore_label: int = DEFAULT_IGNORE_LABEL, *,
-                  pad: bool = False) -> str:
-    """Prototxt `text` (a standard network or a user's template) with the dataset's class count and
-    ignore value filled in; `pad` keeps each field's width, so columns still match the text as typed."""
-    if num_classes < 1:
-        raise UserError(f"num_classes must be at least 1, got {num_classes}")
-    for name, value in ((NUM_CLASSES_FIELD, num_classes), (IGNORE_LABEL_FIELD, ignore_label)):
-        text = text.replace(name, str(value).ljust(len(name)) if pad else str(value))
-    return text
-
-
 def render_network_text(name: str, num_classes: int, ignore_label: int = DEFAULT_IGNORE_LABEL) -> str:
     """The network's prototxt text with the class count and ignore value filled in."""
-    return fill_template(get_network(name).network_file.read_text(), num_classes, ignore_label)
+    network_file = get_network(name).network_file
+    return fill_template(network_file.read_text(), num_classes, str(network_file), ignore_label=ignore_label)
 
 
 def load_network(name: str, num_classes: int,
                  ignore_label: int = DEFAULT_IGNORE_LABEL) -> caffe_pb2.NetParameter:
-    """The parsed network for `num_classes` classes, with every Crop offset derived."""
+    """The parsed network for `num_classes` classes skipping `ignore_label`, every Crop offset derived."""
     network = get_network(name)
     net = parse_net(render_network_text(name, num_classes, ignore_label), source=str(network.network_file))
     return fill_crop_offsets(net)

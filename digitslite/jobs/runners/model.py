@@ -14,7 +14,10 @@ from typing import Any
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.deploy import bind_data_sources, deploy_net
+from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
+from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, fill_template
+from digitslite.engine.choices import DEFAULT_SOLVER
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
@@ -28,14 +31,11 @@ from digitslite.jobs.runners.names import (
     SOLVER_FILE,
     TRAIN_VAL_FILE,
 )
-from digitslite.networks import DEFAULT_IGNORE_LABEL, fill_template, load_network, load_solver
+from digitslite.networks import load_network, load_solver
 
 # Solver fields a request may set, copied as they are into the SolverParameter.
 SOLVER_SCALARS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
                   "delta", "rms_decay", "weight_decay", "iter_size", "display", "random_seed")
-# The solver a network without one of its own (custom prototxt, pretrained) starts from.
-DEFAULT_SOLVER = {"type": "SGD", "base_lr": 0.01, "lr_policy": "fixed", "momentum": 0.9,
-                  "weight_decay": 0.0005, "display": 20}
 
 
 def latest_complete_snapshot(folder: JobFolder) -> Path | None:
@@ -76,8 +76,8 @@ def _network(ctx: RunContext, info: dict[str, Any]) -> tuple[caffe_pb2.NetParame
     if source["kind"] == "standard":
         net, solver = load_network(source["name"], num_classes, ignore_label), load_solver(source["name"])
     elif source["kind"] == "prototxt":
-        text = fill_template(source["text"], num_classes, ignore_label)
-        net = fill_crop_offsets(parse_net(text, source="network_prototxt"))
+        text = fill_template(source["text"], num_classes, "network_prototxt", ignore_label=ignore_label)
+        net = fill_crop_offsets(complete_digits_net(parse_net(text, source="network_prototxt"), num_classes))
     else:
         other = ctx.other_job(source["job"], "network")
         if not (other.path / NETWORK_FILE).is_file():
@@ -106,8 +106,7 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
     if base is not None:
         solver.CopyFrom(base)
     else:
-        for name, value in DEFAULT_SOLVER.items():
-            setattr(solver, name, value)
+        solver.MergeFrom(caffe_pb2.SolverParameter(**DEFAULT_SOLVER))
     for name in SOLVER_SCALARS:
         if fields.get(name) is not None:
             setattr(solver, name, fields[name])

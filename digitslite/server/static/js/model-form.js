@@ -12,7 +12,7 @@ const NETWORK_FIELDS = { standard: ["network", "weights_job"], custom: ["network
 const ALL_NETWORK_FIELDS = [...new Set(Object.values(NETWORK_FIELDS).flat())];
 const SOLVER_FIELDS = ["solver_type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "stepvalue", "momentum",
   "weight_decay", "test_interval", "snapshot_interval", "display"];
-const SOLVER_NAMES = { solver_type: "type", snapshot_interval: "snapshot" }; // form field -> solver field
+const SOLVER_NAMES = choices.solver_names; // form field -> solver field, as the server maps them
 
 const field = (name) => form.elements[name];
 const source = () => form.querySelector('[name="network_source"]:checked').value;
@@ -51,7 +51,7 @@ function valueOf(name) {
 // Before queueing, the form says which label value the losses and Accuracy layers will skip.
 function showIgnoreValue() {
   const note = document.getElementById("dataset-ignore");
-  const value = dataset()?.ignore_label;
+  const value = dataset()?.ignore;
   if (!note) return;
   note.textContent = value === null || value === undefined ? ""
     : `Pixels labelled ${value} (this dataset's ignore value) are left out of the loss and accuracy: ` +
