@@ -1,20 +1,24 @@
 """The store's two pretrained-job requests: import a store entry, convolutionalize a classifier.
 
 Both are planned from request fields alone, so that a clone plans them again from the saved
-request; downloads, checksums and net surgery run in the job's worker (runners/pretrained.py).
+request; downloads, checksums and net surgery run in the job's worker (runners/pretrained.py). A
+surgery from a classifier already imported is first checked from the layer shapes alone.
 In an import request `name` is the store entry, as in `digitslite store import STORE NAME`; the
 job's own name is `job_name`.
 """
 from collections.abc import Mapping
 from typing import Any
 
-from digitslite.jobs.model import RESUMABLE, JobSpec
+from digitslite.errors import UserError
+from digitslite.jobs.model import RESUMABLE, JobSpec, Status
+from digitslite.jobs.runners.names import DEPLOY_FILE
 from digitslite.networks import list_networks
 from digitslite.server.create_common import COMMON_FIELDS, CreateContext, job_of_kind, new_spec
 from digitslite.server.errors import ApiError
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.schemas.requests import ConvolutionalizeRequest, StoreImportRequest
 from digitslite.store.client import is_http
+from digitslite.store.convolutionalize import check_convolutionalize
 from digitslite.store.format import is_plain_name
 from digitslite.store.locations import STORE_URLS_VARIABLE, store_locations
 
@@ -67,6 +71,11 @@ def plan_convolutionalize(values: Mapping[str, Any], ctx: CreateContext) -> list
     names = [network.name for network in list_networks()]
     if body.network not in names:
         raise ApiError(422, f"network: {body.network!r} is not one of {', '.join(names)}", "network")
+    if status == Status.DONE:  # its files are there: a misfit is refused now, not by a failed job
+        try:
+            check_convolutionalize(classifier.path / DEPLOY_FILE, body.network, body.num_classes)
+        except UserError as exc:
+            raise ApiError(422, f"network: {exc}", "network") from None
     params = {"request": body.given(exclude=COMMON_FIELDS), "source": "convolutionalize",
               "classifier": classifier_id, "network": body.network, "num_classes": body.num_classes}
     spec = new_spec("pretrained", body, ctx, params,
