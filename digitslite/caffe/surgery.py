@@ -40,6 +40,8 @@ Action = Literal["copied", "coerced", "expanded", "interpolated", "left-initiali
 class SurgeryError(UserError):
     """Source weights that cannot be carried into the destination network."""
 
+    retry_helps = False  # the shapes stay what they are
+
 
 @dataclass(frozen=True)
 class LayerAction:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from digitslite.networks import get_network
 from tests.e2e.conftest import Site, check_watched, open_page
 from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
 
@@ -177,3 +178,18 @@ def test_a_published_entry_shows_each_metric_by_its_kind(trained: Trained, own_p
     expect(cell).to_contain_text(f"mean_iu {100 * metrics['mean_iu']:.1f} %")
     expect(cell).to_contain_text(f"pixel_accuracy {100 * metrics['pixel_accuracy']:.1f} %")
     expect(cell).to_have_text(re.compile(r"\(at iteration 4\)$"))  # when they were measured, not a metric
+
+
+def test_a_job_failed_on_weights_that_never_fit_offers_no_resume(trained: Trained, own_page: Page):
+    client, page = trained.site.client, own_page
+    narrower = get_network("fcn_tiny").network_file.read_text().replace("num_output: 16", "num_output: 8", 1)
+    failed = created_id(client.post("/api/v1/models", {
+        "dataset": trained.own_dataset, "network_prototxt": narrower, "weights_job": trained.model,
+        "max_iter": 2, "batch_size": 1, "name": "narrower"}))
+    job = client.wait_status(failed)
+    assert job["status"] == "failed" and "conv1_1" in job["error"]["message"], job["error"]
+    page.goto(f"/models/{failed}")
+    expect(page.locator("[data-status-badge]")).to_have_text("failed")
+    expect(page.locator("#job-error")).to_contain_text("conv1_1")
+    expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    expect(page.get_by_role("button", name="Resume")).to_be_hidden()
