@@ -60,14 +60,22 @@ def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
 
 
 def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
-    for name in ("images", "labels"):
-        if getattr(body, name) is None:
-            raise ApiError(422, f"{name} is required", name)
+    """Every path resolved; the problems of all fields at once (a form shows each by its field)."""
     paths: dict[str, str | None] = {}
+    problems: list[ApiError] = []
     for name in (*FOLDER_FIELDS, *FILE_FIELDS):
         raw = getattr(body, name)
-        paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
-                                                                     folder=name in FOLDER_FIELDS))
+        try:
+            if raw is None and name in ("images", "labels"):
+                raise ApiError(422, f"{name} is required", name)
+            paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
+                                                                         folder=name in FOLDER_FIELDS))
+        except ApiError as exc:
+            problems.append(exc)
+    if problems:
+        raise ApiError(max(problem.status for problem in problems),
+                       "; ".join(problem.message for problem in problems), problems[0].field,
+                       fields=[{"field": problem.field, "message": problem.message} for problem in problems])
     return paths
 
 

@@ -193,3 +193,18 @@ def test_a_job_failed_on_weights_that_never_fit_offers_no_resume(trained: Traine
     expect(page.locator("#job-error")).to_contain_text("conv1_1")
     expect(page.get_by_role("button", name="Delete")).to_be_visible()
     expect(page.get_by_role("button", name="Resume")).to_be_hidden()
+
+
+def test_the_dataset_form_reports_every_bad_path_at_once(trained: Trained, own_page: Page):
+    page, demo = own_page, trained.site.demo
+    page.goto("/datasets/new")
+    page.get_by_label("Images folder").fill(str(demo / "no_such_images"))
+    page.get_by_label("Labels folder").fill("/etc")
+    page.get_by_label("Validation share (%)").fill("25")
+    page.get_by_role("button", name="Create dataset").click()
+    expect(page.locator('[data-error-for="images"]')).to_have_text(
+        f"images: {demo / 'no_such_images'} is not an existing folder")
+    labels = page.locator('[data-error-for="labels"]')
+    expect(labels).to_contain_text("labels: /etc is outside the data roots")
+    expect(page.locator('[name="images"]')).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[name="labels"]')).to_have_attribute("aria-invalid", "true")
