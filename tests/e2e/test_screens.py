@@ -208,3 +208,32 @@ def test_the_dataset_form_reports_every_bad_path_at_once(trained: Trained, own_p
     expect(labels).to_contain_text("labels: /etc is outside the data roots")
     expect(page.locator('[name="images"]')).to_have_attribute("aria-invalid", "true")
     expect(page.locator('[name="labels"]')).to_have_attribute("aria-invalid", "true")
+
+
+def test_an_unreadable_image_is_refused_by_its_name_and_a_job_runs_the_others(trained: Trained,
+                                                                            own_page: Page):
+    page, demo = own_page, trained.site.demo
+    good = sorted((demo / "val_images").iterdir())[0]
+    notes = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"meeting notes, not an image\n"}
+    page.goto(f"/infer/{trained.model}")
+    jobs = trained.site.job_count()
+    page.locator('input[name="images"]').set_input_files(
+        [{"name": good.name, "mimeType": "image/png", "buffer": good.read_bytes()}, notes])
+    page.get_by_role("button", name="Run inference").click()
+    error = page.locator('[data-error-for="images"]')
+    expect(error).to_contain_text("images: 'notes.jpg' cannot be read as an image")
+    assert trained.site.job_count() == jobs  # refused at upload: no job
+
+    mixed = demo / "mixed"  # a server folder that already holds the bad file: the job skips it
+    mixed.mkdir()
+    (mixed / good.name).write_bytes(good.read_bytes())
+    (mixed / "notes.jpg").write_bytes(notes["buffer"])
+    job = created_id(trained.site.client.post(f"/api/v1/models/{trained.model}/infer",
+                                              {"folder": str(mixed)}))
+    assert trained.site.client.wait_status(job)["status"] == "done"
+    page.goto(f"/inference/{job}")
+    expect(page.locator("#unreadable")).to_contain_text("notes.jpg: cannot be read as an image")
+    expect(page.locator("#unreadable")).not_to_contain_text(str(mixed))  # the user's name, no server path
+    expect(page.locator("article.result")).to_have_count(1)
+    expect(page.locator("article.result h3")).to_contain_text(good.name)
+    expect(page.get_by_role("button", name="Resume")).to_be_hidden()

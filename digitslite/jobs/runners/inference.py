@@ -3,7 +3,8 @@
 Images come from the job's uploaded inputs/, from a server folder, or from a dataset job's
 validation split (then the ground truth is there too, and the job reports pixel accuracy and mean
 IU). For each image, outputs/ gets the class map as a palette PNG (a valid label file) and an
-overlay on the input; results.json lists them with the classes found.
+overlay on the input; results.json lists them with the classes found, and under "unreadable" the
+files that did not decode (each is its own failure: the job runs the others).
 """
 import json
 from collections.abc import Iterator
@@ -33,8 +34,9 @@ from digitslite.viz.png import write_label_png, write_rgb_png
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 IGNORE_LABEL = 255
+UNREADABLE = "cannot be read as an image (not a PNG, JPEG or other format Pillow opens); skipped"
 
-Item = tuple[str, np.ndarray, np.ndarray | None]  # name, RGB pixels, ground-truth class map
+Item = tuple[str, np.ndarray | None, np.ndarray | None]  # name, RGB pixels (None: unreadable), ground truth
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -46,10 +48,15 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def _files(folder: Path, limit: int | None) -> Iterator[Item]:
+    """Each image by its name in the folder; one that does not decode comes without pixels."""
     from digitslite.engine.infer import read_image
 
     for path in image_files(folder)[:limit]:
-        yield str(path.relative_to(folder)), read_image(path, gray=False), None
+        try:
+            pixels = read_image(path, gray=False)
+        except UserError:
+            pixels = None
+        yield str(path.relative_to(folder)), pixels, None
 
 
 def _validation_split(dataset_dir: Path, limit: int | None) -> Iterator[Item]:
@@ -137,9 +144,13 @@ def run(ctx: RunContext) -> None:
     outputs = ctx.job_dir / OUTPUTS_DIR
     outputs.mkdir(exist_ok=True)
     total = ctx.params.get("count") or 0
-    results, scores = [], _Scores()
+    results, unread, scores = [], [], _Scores()
     for number, (name, pixels, truth) in enumerate(_items(ctx)):
         ctx.check_stop()
+        if pixels is None:  # that image's own failure: the others still run
+            unread.append({"input": name, "error": UNREADABLE})
+            print(f"warning: {name}: {UNREADABLE}", flush=True)
+            continue
         scores_map = next(iter(predictor.predict(pixels).values()))
         prediction = scores_map.argmax(0).astype(np.uint8)
         stem = f"{number:05d}"
@@ -154,8 +165,10 @@ def run(ctx: RunContext) -> None:
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
         ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
     if not results:
-        raise UserError("there were no images to run the model on")
+        unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
+        raise UserError(f"there were no images to run the model on{unreadable}")
     used_palette = palette[:max(len(names), 1)].tolist()
     write_json_atomically(ctx.job_dir / RESULTS_FILE, {"classes": names, "palette": used_palette,
-                                                   "images": results, "scores": scores.summary()})
+                                                   "images": results, "unreadable": unread,
+                                                   "scores": scores.summary()})
     print(f"inference done on {len(results)} images", flush=True)
