@@ -237,3 +237,24 @@ def test_an_unreadable_image_is_refused_by_its_name_and_a_job_runs_the_others(tr
     expect(page.locator("article.result")).to_have_count(1)
     expect(page.locator("article.result h3")).to_contain_text(good.name)
     expect(page.get_by_role("button", name="Resume")).to_be_hidden()
+
+
+def test_an_inference_page_outlives_its_force_deleted_dataset(trained: Trained, own_page: Page):
+    client, page = trained.site.client, own_page
+    doomed = created_id(client.post("/api/v1/datasets", dataset_request(trained.site.demo, name="doomed")))
+    assert client.wait_status(doomed)["status"] == "done"
+    job = created_id(client.post(f"/api/v1/models/{trained.model}/infer", {"dataset": doomed, "limit": 2}))
+    assert client.wait_status(job)["status"] == "done"
+    assert client.delete(f"/api/v1/jobs/{doomed}").status == 409  # the inference job uses it
+    assert client.delete(f"/api/v1/jobs/{doomed}", force=1).status in (200, 204)
+
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    page.goto(f"/inference/{job}")
+    results = page.locator("article.result")
+    expect(results).to_have_count(2)
+    expect(results.locator('canvas[data-part="truth"]')).to_have_count(2)  # the ground-truth column stays
+    page.wait_for_function("[...document.querySelectorAll('img.input')].every(img => img.complete)")
+    assert page.evaluate("[...document.querySelectorAll('img.input')].every(img => img.naturalWidth > 0)")
+    page.wait_for_load_state("networkidle")
+    assert failed == [], f"the page asked for what is gone: {failed}"

@@ -3,8 +3,9 @@
 Images come from the job's uploaded inputs/, from a server folder, or from a dataset job's
 validation split (then the ground truth is there too, and the job reports pixel accuracy and mean
 IU). For each image, outputs/ gets the class map as a palette PNG (a valid label file) and an
-overlay on the input; results.json lists them with the classes found, and under "unreadable" the
-files that did not decode (each is its own failure: the job runs the others).
+overlay on the input (and, for a validation split, copies of the input and its ground truth, so
+the job's page outlives the dataset); results.json lists them with the classes found, and under
+"unreadable" the files that did not decode (each is its own failure: the job runs the others).
 """
 import json
 from collections.abc import Iterator
@@ -157,12 +158,18 @@ def run(ctx: RunContext) -> None:
         write_label_png(outputs / f"{stem}.png", prediction, palette)
         write_rgb_png(outputs / f"{stem}_overlay.png", overlay(pixels, prediction, palette))
         found, pixels_per_class = np.unique(prediction, return_counts=True)
-        results.append({"input": name, "prediction": f"{OUTPUTS_DIR}/{stem}.png",
-                        "overlay": f"{OUTPUTS_DIR}/{stem}_overlay.png",
-                        "classes": {str(index): int(count) for index, count in
-                                    zip(found.tolist(), pixels_per_class.tolist(), strict=True)}})
+        entry = {"input": name, "prediction": f"{OUTPUTS_DIR}/{stem}.png",
+                 "overlay": f"{OUTPUTS_DIR}/{stem}_overlay.png",
+                 "classes": {str(index): int(count) for index, count in
+                             zip(found.tolist(), pixels_per_class.tolist(), strict=True)}}
+        if ctx.params["source"] == "dataset":  # the job keeps what it shows: the dataset may be deleted
+            entry["input_copy"] = f"{OUTPUTS_DIR}/{stem}_input.png"
+            write_rgb_png(ctx.job_dir / entry["input_copy"], pixels)
         if truth is not None:
+            entry["truth"] = f"{OUTPUTS_DIR}/{stem}_truth.png"
+            write_label_png(ctx.job_dir / entry["truth"], truth, palette)
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
+        results.append(entry)
         ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
     if not results:
         unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
