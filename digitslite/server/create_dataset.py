@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.datasets.controls import as_fields
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
 from digitslite.server.archives import extract_archive
@@ -92,7 +93,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:
-            raise ApiError(422, f"the dataset has errors: {report.summary_line()}", None,
+            raise ApiError(422, f"the dataset has errors: {report.summary_line(as_fields)}", None,
+                           template=f"the dataset has errors: {report.summary_line(str)}",
                            report=report.to_dict())
     default_name = Path(paths["images"]).parent.name if not from_upload else "uploaded dataset"
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]

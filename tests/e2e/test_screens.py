@@ -258,3 +258,27 @@ def test_an_inference_page_outlives_its_force_deleted_dataset(trained: Trained, 
     assert page.evaluate("[...document.querySelectorAll('img.input')].every(img => img.naturalWidth > 0)")
     page.wait_for_load_state("networkidle")
     assert failed == [], f"the page asked for what is gone: {failed}"
+
+
+def test_the_dataset_form_names_its_own_controls_never_cli_flags(trained: Trained, own_page: Page):
+    page, demo = own_page, trained.site.demo
+    colours = (demo / "colormap.txt").read_text().splitlines()
+    (demo / "no_sign_colormap.txt").write_text("\n".join(colours[:-1]) + "\n")  # the sign colour is gone
+    page.goto("/datasets/new")
+    page.get_by_label("Images folder").fill(str(demo / "images"))
+    page.get_by_label("Labels folder").fill(str(demo / "labels_rgb"))
+    page.get_by_label("Validation share (%)").fill("25")
+    page.get_by_text("RGB + colour map", exact=True).click()
+    page.get_by_label("Colour map file").fill(str(demo / "no_sign_colormap.txt"))
+    page.get_by_role("button", name="Create dataset").click()
+    nearest = "\u201cMatch unknown colours to the nearest class colour\u201d"
+    expect(page.locator("table.problems")).to_contain_text(f"repaint those pixels, or turn on {nearest}")
+    expect(page.locator("#form-error")).to_contain_text(f"or turn on {nearest}")
+    for shown in (page.locator("table.problems"), page.locator("#form-error")):
+        expect(shown).not_to_contain_text("--")
+
+    refused = trained.site.client.post("/api/v1/datasets", {
+        "images": str(demo / "images"), "labels": str(demo / "labels_rgb"), "val_percent": 25,
+        "label_mode": "rgb", "colormap": str(demo / "no_sign_colormap.txt")})
+    assert refused.status == 422
+    assert "or turn on the nearest field" in refused.json()["error"]["message"]  # the API's own words
