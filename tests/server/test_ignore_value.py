@@ -3,6 +3,7 @@ trains a standard network: the value reaches every loss and Accuracy layer throu
 import numpy as np
 from PIL import Image
 
+from digitslite.networks import get_network
 from tests.server.harness import created_id, running_server
 
 CLASSES = ("sky", "road", "car")
@@ -40,3 +41,11 @@ def test_a_dataset_with_ignore_value_11_trains_a_standard_network(tmp_path):
         network = client.get(f"/api/v1/jobs/{model}/files/network.prototxt").body.decode()
         assert network.count(f"ignore_label: {VOID}") == 2  # SoftmaxWithLoss and Accuracy
         assert "ignore_label: 255" not in network
+
+        # The model form's check: the template is filled with the dataset's value, a written 255 is flagged.
+        template = get_network("fcn_tiny").network_file.read_text()
+        written = template.replace("{{ignore_label}}", "255")
+        for text, problem in ((template, None), (written, "ignores label 255")):
+            checked = client.post_form("/pages-api/net-check", {"text": text, "dataset": dataset}).json()
+            error = (checked.get("error") or {}).get("message")
+            assert error is None if problem is None else problem in error, error
