@@ -1,8 +1,14 @@
 """A dataset whose void pixels carry another ignore value than 255 (CamVid's 11, as SegNet ships it)
-trains a standard network: the value reaches every loss and Accuracy layer through `{{ignore_label}}`."""
+trains a standard network, as a job of the server or with `digitslite train`: the value reaches every
+loss and Accuracy layer through `{{ignore_label}}`."""
 import numpy as np
+from click.testing import CliRunner
 from PIL import Image
 
+from digitslite.caffe.prototxt import read_net
+from digitslite.cli import main
+from digitslite.datasets.create import create_dataset
+from digitslite.datasets.options import DatasetOptions
 from digitslite.networks import get_network
 from tests.server.harness import created_id, running_server
 
@@ -49,3 +55,20 @@ def test_a_dataset_with_ignore_value_11_trains_a_standard_network(tmp_path):
             checked = client.post_form("/pages-api/net-check", {"text": text, "dataset": dataset}).json()
             error = (checked.get("error") or {}).get("message")
             assert error is None if problem is None else problem in error, error
+
+
+def test_digitslite_train_fills_the_datasets_ignore_value_into_a_standard_network(tmp_path):
+    data = tmp_path / "camvid"
+    _write_pairs(data)
+    options = DatasetOptions(images=data / "images", labels=data / "labels", classes=data / "classes.txt",
+                             label_mode="index", ignore_label=VOID, val_percent=25, workers=1)
+    dataset = create_dataset(options, tmp_path / "dataset").path
+    job = tmp_path / "job"
+    result = CliRunner().invoke(main, ["train", "--dataset", str(dataset), "--network", "fcn_tiny",
+                                       "--max-iter", "2", "--batch-size", "1", "--cpu", "-o", str(job)])
+    assert result.exit_code == 0, result.output
+    losses = [layer for layer in read_net(job / "train_val.prototxt").layer
+              if layer.type in ("SoftmaxWithLoss", "Accuracy")]
+    ignored = [(layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param).ignore_label
+               for layer in losses]
+    assert ignored == [VOID, VOID]
