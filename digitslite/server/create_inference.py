@@ -75,8 +75,8 @@ def _decodes(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             image.verify()
-    except (OSError, ValueError, SyntaxError):  # what Pillow raises for a file that is not its format
-        return False
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # what Pillow raises for a
+        return False                                                          # file it cannot decode
     return True
 
 
