@@ -1,7 +1,8 @@
 """The standard networks shipped in network_defs/, rendered for a dataset's class count.
 
 Each network is a folder with an all-in-one `network.prototxt` whose class count is the template
-field `{{num_classes}}`, and a `solver.prototxt`. Crop layers are written without offsets; they are
+field `{{num_classes}}` and whose loss and Accuracy layers skip the dataset's ignore value,
+`{{ignore_label}}`, and a `solver.prototxt`. Crop layers are written without offsets; they are
 derived here from the coordinate map, so a topology change never leaves a stale hand-typed offset.
 """
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.prototxt import parse_net, parse_solver
-from digitslite.caffe.template import NUM_CLASSES_FIELD
+from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, fill_template
 from digitslite.errors import UserError
 from digitslite.layout import NETWORK_FILE, SOLVER_FILE
 
@@ -51,22 +52,17 @@ def get_network(name: str) -> StandardNetwork:
     return networks[name]
 
 
-def fill_num_classes(text: str, num_classes: int) -> str:
-    """Prototxt `text` (a standard network or a user's template) with the class count filled in."""
-    if num_classes < 1:
-        raise UserError(f"num_classes must be at least 1, got {num_classes}")
-    return text.replace(NUM_CLASSES_FIELD, str(num_classes))
+def render_network_text(name: str, num_classes: int, ignore_label: int = DEFAULT_IGNORE_LABEL) -> str:
+    """The network's prototxt text with the class count and ignore value filled in."""
+    network_file = get_network(name).network_file
+    return fill_template(network_file.read_text(), num_classes, str(network_file), ignore_label=ignore_label)
 
 
-def render_network_text(name: str, num_classes: int) -> str:
-    """The network's prototxt text with the class count filled in."""
-    return fill_num_classes(get_network(name).network_file.read_text(), num_classes)
-
-
-def load_network(name: str, num_classes: int) -> caffe_pb2.NetParameter:
-    """The parsed network for `num_classes` classes, with every Crop offset derived."""
+def load_network(name: str, num_classes: int,
+                 ignore_label: int = DEFAULT_IGNORE_LABEL) -> caffe_pb2.NetParameter:
+    """The parsed network for `num_classes` classes skipping `ignore_label`, every Crop offset derived."""
     network = get_network(name)
-    net = parse_net(render_network_text(name, num_classes), source=str(network.network_file))
+    net = parse_net(render_network_text(name, num_classes, ignore_label), source=str(network.network_file))
     return fill_crop_offsets(net)
 
 

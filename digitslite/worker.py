@@ -53,8 +53,12 @@ class StateReporter:
         # Not fsynced: a lost progress tick costs nothing, and the rename keeps the file whole.
         self._write(dataclasses.replace(self.state, progress=fraction, message=message), durable=False)
 
-    def finished(self, status: Status, error: str | None = None, field: str | None = None) -> None:
-        changes: dict = {"error": {"message": error, "field": field}} if error else {}
+    def finished(self, status: Status, error: str | None = None, field: str | None = None,
+                 retry_helps: bool = True) -> None:
+        """`retry_helps`: whether a resume, unchanged, may succeed (the page offers Resume only then)."""
+        changes: dict = {}
+        if error:
+            changes["error"] = {"message": error, "field": field, "resumable": retry_helps}
         if status == Status.DONE:
             changes.update(progress=1.0, message="done")
         self._write(self.state.moved_to(status, **changes))
@@ -101,7 +105,7 @@ def run_job(folder: JobFolder, token: str | None) -> int:
         reporter.finished(Status.INTERRUPTED, str(exc))
     except UserError as exc:
         print(f"worker: error: {exc}", flush=True)
-        reporter.finished(Status.FAILED, str(exc), getattr(exc, "field", None))
+        reporter.finished(Status.FAILED, str(exc), getattr(exc, "field", None), exc.retry_helps)
     except Exception as exc:
         traceback.print_exc()
         sys.stdout.flush()

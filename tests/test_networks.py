@@ -52,8 +52,19 @@ def test_the_class_count_is_a_template_field():
     upscore8 = next(layer for layer in net.layer if layer.name == "upscore8")
     assert score_fr.convolution_param.num_output == 7
     assert (upscore8.convolution_param.num_output, upscore8.convolution_param.group) == (7, 7)
-    with pytest.raises(UserError, match="num_classes"):
+    with pytest.raises(UserError, match="class count must be at least 1"):
         render_network_text("fcn8s", 0)
+
+
+@pytest.mark.parametrize("name", [network.name for network in list_networks()])
+def test_every_loss_and_accuracy_skips_the_datasets_ignore_value(name):
+    for ignore, expected in ((None, 255), (11, 11)):
+        net = load_network(name, 12) if ignore is None else load_network(name, 12, ignore)
+        labelled = [layer for layer in net.layer if layer.type in ("SoftmaxWithLoss", "Accuracy")]
+        assert labelled, f"{name} has no loss or Accuracy layer"
+        for layer in labelled:
+            param = layer.loss_param if layer.type == "SoftmaxWithLoss" else layer.accuracy_param
+            assert param.ignore_label == expected, f"{name} layer {layer.name}"
 
 
 def test_unknown_network_lists_the_known_ones():

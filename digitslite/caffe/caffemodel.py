@@ -30,6 +30,8 @@ _RENAME_FIX = "rename the layer in the network definition to train it from scrat
 class WeightsError(UserError):
     """Weights that cannot be read, or do not fit the network they are loaded into."""
 
+    retry_helps = False  # the same file never fits better
+
 
 def blob_shape(blob: caffe_pb2.BlobProto) -> Shape:
     """The blob's shape: legacy 4-D when any of num/channels/height/width is set, else `shape.dim`.

@@ -24,7 +24,7 @@ from digitslite.caffe.prototxt import check_topology, filter_net, parse_net_loca
 from digitslite.caffe.pythonlayers import check_python_layers
 from digitslite.caffe.shapes import Shape, blob_shapes, input_tops, is_source, refuse_unknown_types
 from digitslite.caffe.sourcemap import SourceMap, tokenize
-from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
+from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, NUM_CLASSES_FIELD, fill_template
 from digitslite.errors import UserError
 
 PLACEHOLDER_CLASSES = 2     # the class count a check uses while the dataset's is unknown
@@ -221,7 +221,9 @@ def _check_crops(report: NetReport, options: CheckOptions) -> None:
 def _build(text: str, source: str, options: CheckOptions, report: NetReport) -> None:
     """Parse, complete as DIGITS does, filter for the phase, and check what Caffe checks on setup."""
     count = options.num_classes or options.fill_classes
-    net, source_map = parse_net_located(fill_template(text, count, source, options.ask_classes), source)
+    ignore = DEFAULT_IGNORE_LABEL if options.ignore_label is None else options.ignore_label
+    filled = fill_template(text, count, source, options.ask_classes, ignore_label=ignore)
+    net, source_map = parse_net_located(filled, source)
     report.source_map = source_map
     stages = digits_stages(net, options.phase, options.stages)
     report.state = _state(options.phase, stages)

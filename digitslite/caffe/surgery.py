@@ -40,6 +40,8 @@ Action = Literal["copied", "coerced", "expanded", "interpolated", "left-initiali
 class SurgeryError(UserError):
     """Source weights that cannot be carried into the destination network."""
 
+    retry_helps = False  # the shapes stay what they are
+
 
 @dataclass(frozen=True)
 class LayerAction:
@@ -156,6 +158,22 @@ def transplant(
             arrays = source.weights.get(name)
             actions.append(LayerAction(name, "dropped", arrays[0].shape if arrays else None, None))
     return Surgery(weights, actions)
+
+
+def check_transplant(
+    src_net: caffe_pb2.NetParameter,
+    dst_net: caffe_pb2.NetParameter,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    **options,
+) -> list[LayerAction]:
+    """What transplant() would do to each layer, or the SurgeryError it would raise, from the nets'
+    parameter shapes alone. No weights are read (zero-stride stand-ins take their place), so a mismatch
+    is found before anything is queued to read hundreds of megabytes."""
+    src_inputs, _ = _split_input_shapes(input_shapes or {}, filter_net(src_net), filter_net(dst_net))
+    stand_ins = {name: [np.broadcast_to(np.float32(0), shape) for shape in shapes]
+                 for name, shapes in param_shapes(filter_net(src_net), src_inputs).items() if shapes}
+    return transplant(src_net, stand_ins, dst_net, input_shapes=input_shapes, **options).actions
 
 
 def _split_input_shapes(

@@ -16,7 +16,12 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
-from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
+from digitslite.caffe.template import (
+    DEFAULT_IGNORE_LABEL,
+    IGNORE_LABEL_FIELD,
+    NUM_CLASSES_FIELD,
+    fill_template,
+)
 from digitslite.cli._output import emit_json
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
@@ -75,11 +80,12 @@ def _field_names(options: dict) -> Callable[[str], str]:
     return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
 
 
-def _dataset_classes(dataset: Path) -> int:
-    """The class count of a dataset folder, from its dataset.json."""
+def _dataset_labels(dataset: Path) -> tuple[int, int]:
+    """The class count and ignore value of a dataset folder, from its dataset.json."""
     info_file = DatasetFiles(dataset).info_file
     try:
-        return len(read_json(info_file)["classes"])
+        info = read_json(info_file)
+        return len(info["classes"]), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
@@ -87,22 +93,24 @@ def _dataset_classes(dataset: Path) -> int:
 
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
                                                                   caffe_pb2.SolverParameter]:
-    """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
+    """A network of network_defs/ for the dataset's class count and ignore value, reading its LMDBs,
+    and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    return bind_data_sources(load_network(name, _dataset_classes(dataset)), dataset), load_solver(name)
+    return bind_data_sources(load_network(name, *_dataset_labels(dataset)), dataset), load_solver(name)
 
 
 def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
-    """The --net file, its {{num_classes}} (if any) filled with the dataset's class count."""
+    """The --net file, its {{num_classes}} and {{ignore_label}} (if any) filled from the dataset."""
     try:
         text = Path(net_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return read_net(net_file)   # a binary net, or its own error for an unreadable file
-    if NUM_CLASSES_FIELD not in text:
+    if NUM_CLASSES_FIELD not in text and IGNORE_LABEL_FIELD not in text:
         return read_net(net_file)
-    classes = _dataset_classes(dataset) if dataset is not None else None
-    filled = fill_template(text, classes, net_file, "give --dataset: its class count fills it")
+    classes, ignore = _dataset_labels(dataset) if dataset is not None else (None, DEFAULT_IGNORE_LABEL)
+    filled = fill_template(text, classes, net_file, "give --dataset: its class count fills it",
+                           ignore_label=ignore)
     return parse_net(filled, net_file)
 
 
@@ -120,7 +128,7 @@ def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
         if dataset is None:
             raise UserError(f"{net_file} is a DIGITS-style network (its data, label or class count come from "
                             "the dataset): give --dataset")
-        net = complete_digits_net(net, _dataset_classes(dataset))
+        net = complete_digits_net(net, _dataset_labels(dataset)[0])
     if batch_size is not None:
         for layer in net.layer:
             if layer.type == "Data":

@@ -109,8 +109,8 @@ class LabelDecoder:
         if label.mode in ACCEPTED_MODES[self.mode]:
             return None
         fitting = MODE_FOR_IMAGE_MODE.get(label.mode)
-        advice = f"use --label-mode {fitting}" if fitting else "save it as palette PNG, RGB or grayscale"
-        return "label_mode", f"{where} is mode {label.mode}, not read by --label-mode {self.mode}: {advice}"
+        advice = f"use [[label_mode]] {fitting}" if fitting else "save it as palette PNG, RGB or grayscale"
+        return "label_mode", f"{where} is mode {label.mode}, not read by [[label_mode]] {self.mode}: {advice}"
 
     def _palette_indices(self, label: Image.Image, where: Path) -> tuple[DecodedLabel | None, Found]:
         counts = np.array(label.histogram(), dtype=np.int64)  # pixels per palette index

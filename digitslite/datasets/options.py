@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from digitslite.datasets.colormap import RGB, ColorMap, read_class_names, read_colormap
+from digitslite.datasets.controls import OptionError
 from digitslite.errors import UserError
 
 LABEL_MODES = ("palette", "rgb", "index")
@@ -122,11 +123,12 @@ def _class_spec(options: DatasetOptions) -> ClassSpec:
     colormap: ColorMap | None = None
     if options.colormap is not None:
         if options.label_mode == "palette":
-            raise UserError("--colormap does not apply to --label-mode palette (colours come from the "
-                            "labels' palette); drop --colormap or use --label-mode rgb")
+            raise OptionError("[[colormap]] does not apply to [[label_mode]] palette (colours come from the "
+                              "labels' palette); drop [[colormap]] or use [[label_mode]] rgb")
         colormap = read_colormap(Path(options.colormap))
     elif options.label_mode == "rgb":
-        raise UserError("--label-mode rgb needs --colormap FILE (one 'R G B [name]' line per class)")
+        raise OptionError("[[label_mode]] rgb needs [[colormap]], a file of one 'R G B [name]' line per "
+                          "class")
     names = read_class_names(Path(options.classes)) if options.classes is not None else None
     if colormap is not None and names is not None and len(names) != len(colormap.colours):
         raise UserError(f"{options.classes}: {len(names)} class names but {options.colormap} has "
@@ -146,14 +148,14 @@ def resolve_options(options: DatasetOptions) -> ResolvedOptions:
     _check_choice(options.encoding, ENCODINGS, "--encoding")
     _check_resize(options)
     if options.nearest and options.label_mode != "rgb":
-        raise UserError("--nearest only applies to --label-mode rgb")
+        raise OptionError("[[nearest]] only applies to [[label_mode]] rgb")
     if not 0 <= options.ignore_label <= 255:
-        raise UserError(f"--ignore-value {options.ignore_label} must be 0-255 (labels are 8-bit)")
+        raise OptionError(f"[[ignore_label]] {options.ignore_label} must be 0-255 (labels are 8-bit)")
     workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
     spec = _class_spec(options)
     if spec.count is not None and spec.count > options.ignore_label:
-        raise UserError(f"{spec.count} classes but the ignore value is {options.ignore_label}; class "
-                        "indices must stay below it: pass a larger --ignore-value or list fewer classes")
+        raise OptionError(f"{spec.count} classes but the ignore value is {options.ignore_label}; class "
+                          "indices must stay below it: give a larger [[ignore_label]] or list fewer classes")
     return ResolvedOptions(options, images, labels, val_images, val_labels, val_percent, spec, workers)

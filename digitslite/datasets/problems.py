@@ -1,10 +1,13 @@
 """What can be wrong with a user's folders, and a log that counts it.
 
 Every check in dataset creation reports through one catalogue of problem kinds, so the report
-table, the JSON API and the one-line error all say the same thing with the same fix.
+table, the JSON API and the one-line error all say the same thing with the same fix. The texts name
+options as [[name]] (datasets.controls), each interface in its own words.
 """
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from digitslite.datasets.controls import as_fields, as_flags
 
 ERROR = "error"
 WARNING = "warning"
@@ -44,28 +47,30 @@ KINDS: dict[str, ProblemKind] = {
     "label_16bit": ProblemKind(
         ERROR, "16-bit labels", "save labels with 8 bits per channel"),
     "label_mode": ProblemKind(
-        ERROR, "labels whose image mode does not fit --label-mode",
-        "choose the --label-mode that matches the files (palette: mode P, rgb: RGB with --colormap, "
+        ERROR, "labels whose image mode does not fit [[label_mode]]",
+        "choose the [[label_mode]] that matches the files (palette: mode P, rgb: RGB with [[colormap]], "
         "index: grayscale L/I)"),
     "unknown_colour": ProblemKind(
         ERROR, "label colours that are not in the colour map",
-        "add the colour to the colour map, repaint those pixels, or pass --nearest"),
+        "add the colour to the colour map, repaint those pixels, or turn on [[nearest]]"),
     "palette_colour": ProblemKind(
         ERROR, "palette colours that the reference palette (first label) does not hold",
         "save every label with the same palette"),
     "out_of_range": ProblemKind(
         ERROR, "class indices outside the class list",
-        "fix the label values, or list more classes (--classes/--colormap); the ignore value is allowed"),
+        "fix the label values, or list more classes ([[classes]] or [[colormap]]); the ignore value is "
+        "allowed"),
     "empty_class": ProblemKind(
         ERROR, "classes without a single pixel in the training split",
-        "add labelled examples, drop the class from --classes/--colormap, or pass --allow-empty-classes"),
+        "add labelled examples, drop the class from [[classes]] or [[colormap]], or turn on "
+        "[[allow_empty_classes]]"),
     "empty_split": ProblemKind(
-        ERROR, "splits without any image pair", "add image/label pairs or change --val-percent"),
+        ERROR, "splits without any image pair", "add image/label pairs or change [[val_percent]]"),
     "palette_remapped": ProblemKind(
         WARNING, "labels whose palette differs from the first label's; indices were remapped by colour",
         "none needed; save all labels with one palette to silence this"),
     "nearest_colour": ProblemKind(
-        WARNING, "label colours not in the colour map, matched to the nearest class colour (--nearest)",
+        WARNING, "label colours not in the colour map, matched to the nearest class colour ([[nearest]])",
         "none needed; add the colours to the colour map to silence this"),
 }
 
@@ -84,15 +89,24 @@ class Problem:
 
     @property
     def what(self) -> str:
-        return KINDS[self.kind].what
+        return as_flags(KINDS[self.kind].what)
 
     @property
     def fix(self) -> str:
-        return KINDS[self.kind].fix
+        return as_flags(KINDS[self.kind].fix)
+
+    @property
+    def shown_examples(self) -> list[str]:
+        """The examples as the command line shows them."""
+        return [as_flags(example) for example in self.examples]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "severity": self.severity, "what": self.what, "fix": self.fix,
-                "count": self.count, "examples": list(self.examples)}
+        """For the API: options named as its fields, and the marked texts a page words itself."""
+        kind = KINDS[self.kind]
+        return {"kind": self.kind, "severity": self.severity, "what": as_fields(kind.what),
+                "fix": as_fields(kind.fix), "what_template": kind.what, "fix_template": kind.fix,
+                "count": self.count, "examples": [as_fields(example) for example in self.examples],
+                "examples_template": list(self.examples)}
 
 
 class ProblemLog:

@@ -3,13 +3,15 @@
 It is what `--dry-run` prints, what the job server's Check button shows, and what a refused
 creation carries, so a user sees every problem at once instead of one per attempt.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from digitslite.datasets.colormap import RGB
+from digitslite.datasets.controls import as_flags
 from digitslite.datasets.encoder import ItemResult
-from digitslite.datasets.problems import ERROR, WARNING, Problem
+from digitslite.datasets.problems import ERROR, KINDS, WARNING, Problem
 
 STAGES = ("train", "val")
 
@@ -100,9 +102,11 @@ class ValidationReport:
                 "ignore_label": self.ignore_label, "ignored_pixels": self.ignored_pixels,
                 "image_size": self.image_size, "source_image_size": self.source_image_size, "seed": self.seed}
 
-    def summary_line(self) -> str:
-        """One line naming every error kind with its count, first example and fix."""
-        return "; ".join(f"{problem.count} {problem.what} (e.g. {problem.examples[0]}): {problem.fix}"
+    def summary_line(self, words: Callable[[str], str] = as_flags) -> str:
+        """One line naming every error kind with its count, first example and fix; options in `words`
+        (the command line's flags unless told; identity keeps the [[name]] marks)."""
+        return "; ".join(f"{problem.count} {words(KINDS[problem.kind].what)} "
+                         f"(e.g. {words(problem.examples[0])}): {words(KINDS[problem.kind].fix)}"
                          for problem in self.errors)
 
 

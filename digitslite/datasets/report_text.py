@@ -17,7 +17,7 @@ def format_problems(problems: list[Problem]) -> str:
     blocks = []
     for problem in problems:
         title = f"{problem.severity.upper()} {problem.kind}: {problem.count} {problem.what}"
-        rows = [[str(number), example] for number, example in enumerate(problem.examples, start=1)]
+        rows = [[str(number), example] for number, example in enumerate(problem.shown_examples, start=1)]
         more = problem.count - len(problem.examples)
         if more > 0:
             rows.append(["...", f"and {more} more"])

@@ -121,7 +121,7 @@ def _class_count(plan: Plan, stats: dict[str, StageStats]) -> int:
     count = int(nonzero[-1]) + 1 if len(nonzero) else 0
     if count > plan.options.ignore_label:
         plan.problems.add("out_of_range", f"labels use index {count - 1}, above the ignore value "
-                                          f"{plan.options.ignore_label} (pass --ignore-value)")
+                                          f"{plan.options.ignore_label} (give a larger [[ignore_label]])")
     return count
 
 

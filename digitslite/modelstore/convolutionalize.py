@@ -14,7 +14,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.caffemodel import read_caffemodel, write_caffemodel
 from digitslite.caffe.deploy import deploy_net
 from digitslite.caffe.prototxt import net_to_text, read_net, write_net
-from digitslite.caffe.surgery import LayerAction, transplant
+from digitslite.caffe.surgery import LayerAction, SurgeryError, check_transplant, transplant
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.layout import DEPLOY_FILE, SOLVER_FILE, TRAIN_VAL_FILE
@@ -40,14 +40,33 @@ def convolutionalize_weights(classifier_net: caffe_pb2.NetParameter, classifier_
     """Write to `out` the classifier's weights that the FCN (a deploy net) takes over by name."""
     surgery = transplant(classifier_net, read_caffemodel(classifier_weights), fcn_deploy,
                          src_name=str(classifier_weights), dst_name=f"network '{fcn_deploy.name}'")
+    _require_carried(surgery.actions, classifier_weights, fcn_deploy)
     carried = {action.layer: surgery.weights[action.layer] for action in surgery.actions
                if action.action in CARRIED}
-    if not carried:
-        raise UserError(f"{classifier_weights}: no layer fits network '{fcn_deploy.name}' (layers pair by "
-                        "name, e.g. conv1..conv5, fc6, fc7); give the weights of a classifier with those "
-                        "layer names")
     write_caffemodel(out, fcn_deploy, carried)
     return surgery.actions
+
+
+def fcn_deploy(network: str, num_classes: int) -> tuple[caffe_pb2.NetParameter, caffe_pb2.NetParameter]:
+    """The standard `network` for `num_classes` classes (all-in-one) and its deploy net."""
+    fcn = load_network(network, num_classes)
+    return fcn, deploy_net(fcn, DEPLOY_INPUT)
+
+
+def check_convolutionalize(classifier_net: Path, network: str, num_classes: int) -> None:
+    """The SurgeryError convolutionalize() would meet, found from the layer shapes before any weights
+    are read: a classifier whose layers do not fit the FCN (LeNet into fcn_alexnet) is refused at once."""
+    _, deploy = fcn_deploy(network, num_classes)
+    actions = check_transplant(read_net(classifier_net), deploy, src_name=str(classifier_net),
+                               dst_name=f"network '{deploy.name}'")
+    _require_carried(actions, classifier_net, deploy)
+
+
+def _require_carried(actions: list[LayerAction], classifier: Path,
+                     fcn_deploy: caffe_pb2.NetParameter) -> None:
+    if not any(action.action in CARRIED for action in actions):
+        raise SurgeryError(f"{classifier}: no layer fits network '{fcn_deploy.name}' (layers pair by name, "
+                           "e.g. conv1..conv5, fc6, fc7); choose a classifier with those layer names")
 
 
 def convolutionalize(classifier_net: Path, classifier_weights: Path, dest: Path, *, num_classes: int = 21,
@@ -60,8 +79,7 @@ def convolutionalize(classifier_net: Path, classifier_weights: Path, dest: Path,
     dest = Path(dest)
     if dest.exists():
         raise UserError(f"{dest} already exists; choose another destination or remove it")
-    fcn = load_network(network, num_classes)
-    deploy = deploy_net(fcn, DEPLOY_INPUT)
+    fcn, deploy = fcn_deploy(network, num_classes)
     weights_name = f"{network}.caffemodel"
     staging = dest.with_name(f".{dest.name}.convolutionalizing")
     shutil.rmtree(staging, ignore_errors=True)

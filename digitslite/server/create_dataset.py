@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.datasets.controls import as_fields
 from digitslite.datasets.options import MAX_PIXELS
 from digitslite.jobs.job import JobSpec
 from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
@@ -62,14 +63,22 @@ def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
 
 
 def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
-    for name in ("images", "labels"):
-        if getattr(body, name) is None:
-            raise ApiError(422, f"{name} is required", name)
+    """Every path resolved; the problems of all fields at once (a form shows each by its field)."""
     paths: dict[str, str | None] = {}
+    problems: list[ApiError] = []
     for name in (*FOLDER_FIELDS, *FILE_FIELDS):
         raw = getattr(body, name)
-        paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
-                                                                     folder=name in FOLDER_FIELDS))
+        try:
+            if raw is None and name in ("images", "labels"):
+                raise ApiError(422, f"{name} is required", name)
+            paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
+                                                                         folder=name in FOLDER_FIELDS))
+        except ApiError as exc:
+            problems.append(exc)
+    if problems:
+        raise ApiError(max(problem.status for problem in problems),
+                       "; ".join(problem.message for problem in problems), problems[0].field,
+                       fields=[{"field": problem.field, "message": problem.message} for problem in problems])
     return paths
 
 
@@ -89,7 +98,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:
-            raise ApiError(422, f"the dataset has errors: {report.summary_line()}", None,
+            raise ApiError(422, f"the dataset has errors: {report.summary_line(as_fields)}", None,
+                           template=f"the dataset has errors: {report.summary_line(str)}",
                            report=report.to_dict())
     default_name = Path(paths["images"]).parent.name if not from_upload else "uploaded dataset"
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify
+from PIL import Image
 from werkzeug.utils import secure_filename
 
 from digitslite.jobs.job import JobSpec, Status
@@ -70,15 +71,32 @@ def plan_inference(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[
     return [(spec, copy_inputs(ctx))]
 
 
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # what Pillow raises for a
+        return False                                                          # file it cannot decode
+    return True
+
+
 def _save_images(target: Path) -> int:
-    saved = 0
+    """The uploads saved into `target`; every file that is not a readable image refused by the name
+    the user gave it, all of them at once."""
+    saved, refused = 0, []
     for number, upload in enumerate(uploaded_files("images")):
         name = secure_filename(upload.filename) or "image"
-        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-            raise ApiError(422, f"images: {upload.filename!r} is not an image file "
-                                f"({', '.join(IMAGE_SUFFIXES)})", "images")
-        upload.save(target / f"{number:05d}_{name}")
-        saved += 1
+        path = target / f"{number:05d}_{name}"
+        if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            upload.save(path)
+            saved += 1
+        if not path.is_file() or not _decodes(path):
+            refused.append(repr(upload.filename))
+    if refused:
+        formats = ", ".join(IMAGE_SUFFIXES)
+        raise ApiError(422, f"images: {', '.join(refused)} cannot be read as an image ({formats} files that "
+                            "Pillow opens); remove them from the upload, or save them again as PNG or JPEG",
+                       "images")
     return saved
 
 

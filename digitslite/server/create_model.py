@@ -13,9 +13,10 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.caffe.prototxt import parse_net
+from digitslite.caffe.template import fill_template
 from digitslite.errors import UserError
 from digitslite.jobs.job import RESUMABLE, JobSpec
-from digitslite.networks import fill_num_classes, list_networks
+from digitslite.networks import list_networks
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,
@@ -57,7 +58,8 @@ def _network(body: ModelRequest, roots: tuple[Path, ...],
         return {"kind": "standard", "name": body.network}
     if source == "network_prototxt":
         try:
-            net = parse_net(fill_num_classes(body.network_prototxt, 2), source="network_prototxt")
+            text = fill_template(body.network_prototxt, 2, "network_prototxt")
+            net = parse_net(text, source="network_prototxt")
         except UserError as exc:
             raise ApiError(422, str(exc), "network_prototxt") from None
         check_named_paths(net, roots, "network_prototxt")

@@ -5,6 +5,7 @@ from typing import Any
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from digitslite.datasets.controls import as_fields
 from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.errors import UserError
 from digitslite.jobs.errors import JobConflictError, JobNotFoundError
@@ -50,7 +51,10 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(UserError)
     def _user_error(exc: UserError):
-        return error_response(422, str(exc), getattr(exc, "field", None))
+        template = getattr(exc, "template", None)  # options marked [[name]]: the API's words, and the marks
+        if template is None:
+            return error_response(422, str(exc), getattr(exc, "field", None))
+        return error_response(422, as_fields(template), getattr(exc, "field", None), template=template)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):

@@ -8,10 +8,11 @@ from digitslite.caffe.memory import training_memory
 from digitslite.caffe.netcheck import CheckOptions, check_net_text
 from digitslite.caffe.prototxt import filter_net, parse_net
 from digitslite.caffe.shapes import input_tops
+from digitslite.caffe.template import fill_template
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.jobs.folder import JobFolder
-from digitslite.networks import fill_num_classes, load_network
+from digitslite.networks import load_network
 from digitslite.server.errors import ApiError
 
 CHECK_CLASSES = 2  # the class count does not change whether a net builds; the dataset may not be done
@@ -46,7 +47,8 @@ def _train_net(network: dict[str, Any]) -> caffe_pb2.NetParameter | None:
     if network["kind"] == "standard":
         return filter_net(load_network(network["name"], CHECK_CLASSES), phase="train")
     if network["kind"] == "prototxt":
-        return filter_net(parse_net(fill_num_classes(network["text"], CHECK_CLASSES)), phase="train")
+        text = fill_template(network["text"], CHECK_CLASSES, "network_prototxt")
+        return filter_net(parse_net(text, "network_prototxt"), phase="train")
     return None  # another job's network: it trained already
 
 

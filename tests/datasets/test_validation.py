@@ -247,7 +247,7 @@ def test_report_keeps_the_first_five_examples_and_counts_all(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({"label_mode": "rgb"}, "--label-mode rgb needs --colormap FILE"),
+    ({"label_mode": "rgb"}, "--label-mode rgb needs --colormap, a file of one"),
     ({"val_images": "somewhere"}, "--val-images and --val-labels go together"),
     ({"resize": "crop", "width": 10}, "--resize crop needs --height"),
     ({"images": "missing"}, "missing: --images must be an existing folder"),

@@ -134,7 +134,7 @@ def test_a_crop_caffe_runs_without_a_whole_offset_is_a_warning_with_its_line(wor
 
 def test_a_loss_ignoring_another_value_than_the_dataset_is_flagged(world):
     _, client, _, dataset_id = world      # the demo dataset marks void pixels with 255
-    other = TINY.replace("ignore_label: 255", "ignore_label: 11")
+    other = TINY.replace("ignore_label: {{ignore_label}}", "ignore_label: 11")  # as written by hand
     message = _check(client, other, dataset_id)["error"]["message"]
     assert "ignores label 11 but the dataset marks void pixels with 255: set ignore_label: 255" in message
 

@@ -3,7 +3,9 @@
 Images come from the job's uploaded inputs/, from a server folder, or from a dataset job's
 validation split (then the ground truth is there too, and the job reports pixel accuracy and mean
 IU). For each image, outputs/ gets the class map as a palette PNG (a valid label file) and an
-overlay on the input; results.json lists them with the classes found.
+overlay on the input (and, for a validation split, copies of the input and its ground truth, so
+the job's page outlives the dataset); results.json lists them with the classes found, and under
+"unreadable" the files that did not decode (each is its own failure: the job runs the others).
 """
 import json
 from collections.abc import Iterator
@@ -27,15 +29,21 @@ from digitslite.viz.palette import extend_palette, voc_palette
 from digitslite.viz.png import write_label_png, write_rgb_png
 
 IGNORE_LABEL = 255
+UNREADABLE = "cannot be read as an image (not a PNG, JPEG or other format Pillow opens); skipped"
 
-Item = tuple[str, np.ndarray, np.ndarray | None]  # name, RGB pixels, ground-truth class map
+Item = tuple[str, np.ndarray | None, np.ndarray | None]  # name, RGB pixels (None: unreadable), ground truth
 
 
 def _files(folder: Path, limit: int | None) -> Iterator[Item]:
+    """Each image by its name in the folder; one that does not decode comes without pixels."""
     from digitslite.engine.infer import read_image
 
     for path in image_files(folder)[:limit]:
-        yield str(path.relative_to(folder)), read_image(path, gray=False), None
+        try:
+            pixels = read_image(path, gray=False)
+        except UserError:
+            pixels = None
+        yield str(path.relative_to(folder)), pixels, None
 
 
 def _validation_split(dataset_dir: Path, limit: int | None) -> Iterator[Item]:
@@ -113,25 +121,37 @@ def run(ctx: RunContext) -> None:
     outputs = ctx.folder.outputs_dir
     outputs.mkdir(exist_ok=True)
     total = ctx.params.get("count") or 0
-    results, scores = [], _Scores()
+    results, unread, scores = [], [], _Scores()
     for number, (name, pixels, truth) in enumerate(_items(ctx)):
         ctx.check_stop()
+        if pixels is None:  # that image's own failure: the others still run
+            unread.append({"input": name, "error": UNREADABLE})
+            print(f"warning: {name}: {UNREADABLE}", flush=True)
+            continue
         scores_map = next(iter(predictor.predict(pixels).values()))
         prediction = scores_map.argmax(0).astype(np.uint8)
         stem = f"{number:05d}"
         write_label_png(outputs / f"{stem}.png", prediction, palette)
         write_rgb_png(outputs / f"{stem}_overlay.png", overlay(pixels, prediction, palette))
         found, pixels_per_class = np.unique(prediction, return_counts=True)
-        results.append({"input": name, "prediction": f"{OUTPUTS_DIR}/{stem}.png",
-                        "overlay": f"{OUTPUTS_DIR}/{stem}_overlay.png",
-                        "classes": {str(index): int(count) for index, count in
-                                    zip(found.tolist(), pixels_per_class.tolist(), strict=True)}})
+        entry = {"input": name, "prediction": f"{OUTPUTS_DIR}/{stem}.png",
+                 "overlay": f"{OUTPUTS_DIR}/{stem}_overlay.png",
+                 "classes": {str(index): int(count) for index, count in
+                             zip(found.tolist(), pixels_per_class.tolist(), strict=True)}}
+        if ctx.params["source"] == "dataset":  # the job keeps what it shows: the dataset may be deleted
+            entry["input_copy"] = f"{OUTPUTS_DIR}/{stem}_input.png"
+            write_rgb_png(ctx.job_dir / entry["input_copy"], pixels)
         if truth is not None:
+            entry["truth"] = f"{OUTPUTS_DIR}/{stem}_truth.png"
+            write_label_png(ctx.job_dir / entry["truth"], truth, palette)
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
+        results.append(entry)
         ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
     if not results:
-        raise UserError("there were no images to run the model on")
+        unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
+        raise UserError(f"there were no images to run the model on{unreadable}")
     used_palette = palette[:max(len(names), 1)].tolist()
     write_json_atomically(ctx.folder.results_file, {"classes": names, "palette": used_palette,
-                                                   "images": results, "scores": scores.summary()})
+                                                   "images": results, "unreadable": unread,
+                                                   "scores": scores.summary()})
     print(f"inference done on {len(results)} images", flush=True)

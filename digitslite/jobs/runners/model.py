@@ -16,6 +16,7 @@ from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.deploy import bind_data_sources, deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
+from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, fill_template
 from digitslite.engine.choices import DEFAULT_SOLVER
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
@@ -25,7 +26,7 @@ from digitslite.layout import (
     NETWORK_FILE,
     SNAPSHOT_PREFIX,
 )
-from digitslite.networks import fill_num_classes, load_network, load_solver
+from digitslite.networks import load_network, load_solver
 
 # Solver fields a request may set, copied as they are into the SolverParameter.
 SOLVER_SCALARS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
@@ -60,15 +61,17 @@ def _weights_of(ctx: RunContext, ref: dict[str, Any], what: str) -> Path:
     return snapshot_weights(other, ref.get("iteration"), what)
 
 
-def _network(ctx: RunContext, num_classes: int) -> tuple[caffe_pb2.NetParameter,
-                                                           caffe_pb2.SolverParameter | None, list[Path]]:
-    """The all-in-one network, the solver to start from (if the source has one), initial weights."""
+def _network(ctx: RunContext, info: dict[str, Any]) -> tuple[caffe_pb2.NetParameter,
+                                                             caffe_pb2.SolverParameter | None, list[Path]]:
+    """The all-in-one network (its template fields filled from the dataset's description), the solver
+    to start from (if the source has one), initial weights."""
     source = ctx.params["network"]
     solver, weights = None, []
+    num_classes, ignore_label = len(info["classes"]), info.get("ignore_label", DEFAULT_IGNORE_LABEL)
     if source["kind"] == "standard":
-        net, solver = load_network(source["name"], num_classes), load_solver(source["name"])
+        net, solver = load_network(source["name"], num_classes, ignore_label), load_solver(source["name"])
     elif source["kind"] == "prototxt":
-        text = fill_num_classes(source["text"], num_classes)
+        text = fill_template(source["text"], num_classes, "network_prototxt", ignore_label=ignore_label)
         net = fill_crop_offsets(complete_digits_net(parse_net(text, source="network_prototxt"), num_classes))
     else:
         other = ctx.other_job(source["job"], "network")
@@ -126,7 +129,7 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
 
 def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -> list[Path]:
     """First run: fix the network, solver and dataset description this job trains with."""
-    net, base_solver, weights = _network(ctx, len(info["classes"]))
+    net, base_solver, weights = _network(ctx, info)
     batch = ctx.params["solver"].get("batch_size")
     bound = bind_data_sources(net, dataset_dir, batch)
     solver = build_solver(ctx.params["solver"], base_solver, info["counts"],

@@ -1,15 +1,18 @@
 """The store's two pretrained-job requests: import a store entry, convolutionalize a classifier.
 
 Both are planned from request fields alone, so that a clone plans them again from the saved
-request; downloads, checksums and net surgery run in the job's worker (runners/pretrained.py).
+request; downloads, checksums and net surgery run in the job's worker (runners/pretrained.py). A
+surgery from a classifier already imported is first checked from the layer shapes alone.
 In an import request `name` is the store entry, as in `digitslite store import STORE NAME`; the
 job's own name is `job_name`.
 """
 from collections.abc import Mapping
 from typing import Any
 
-from digitslite.jobs.job import RESUMABLE, JobSpec
+from digitslite.errors import UserError
+from digitslite.jobs.job import RESUMABLE, JobSpec, Status
 from digitslite.modelstore.client import is_http
+from digitslite.modelstore.convolutionalize import check_convolutionalize
 from digitslite.modelstore.format import is_plain_name
 from digitslite.modelstore.locations import STORE_URLS_VARIABLE, store_locations
 from digitslite.networks import list_networks
@@ -67,6 +70,11 @@ def plan_convolutionalize(values: Mapping[str, Any], ctx: CreateContext) -> list
     names = [network.name for network in list_networks()]
     if body.network not in names:
         raise ApiError(422, f"network: {body.network!r} is not one of {', '.join(names)}", "network")
+    if status == Status.DONE:  # its files are there: a misfit is refused now, not by a failed job
+        try:
+            check_convolutionalize(classifier.deploy_file, body.network, body.num_classes)
+        except UserError as exc:
+            raise ApiError(422, f"network: {exc}", "network") from None
     params = {"request": body.given(exclude=COMMON_FIELDS), "source": "convolutionalize",
               "classifier": classifier_id, "network": body.network, "num_classes": body.num_classes}
     spec = new_spec("pretrained", body, ctx, params,

@@ -45,17 +45,27 @@ def _dataset_dir(params: dict[str, Any]) -> Path:
     return services().scheduler.folder(params["dataset"]).dataset.path
 
 
-def _truth(params: dict[str, Any], name: str) -> np.ndarray | None:
-    """The ground truth of a validation image (other sources have none)."""
+def _truth(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray | None:
+    """The ground truth of a validation image (other sources have none): the job's own copy, or for a
+    job made before it kept one, its dataset's record while that dataset lasts."""
+    params = folder.spec().params
     if params["source"] != "dataset":
         return None
-    serialized = read_record(_dataset_dir(params), "val", "labels", int(name))
+    if "truth" in entry:
+        return _class_map(folder.path / entry["truth"])
+    if services().index.get(params["dataset"]) is None:
+        return None
+    serialized = read_record(_dataset_dir(params), "val", "labels", int(entry["input"]))
     return None if serialized is None else label_indices(serialized)
 
 
-def _prediction(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray:
-    with Image.open(folder.path / entry["prediction"]) as image:
+def _class_map(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
         return np.asarray(image)  # a palette PNG: the pixel values are the class indices
+
+
+def _prediction(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray:
+    return _class_map(folder.path / entry["prediction"])
 
 
 def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,7 +92,7 @@ def inference(job_id: str):
         page = min(whole_arg("page", 1), pages_count)
         first = (page - 1) * RESULTS_PER_PAGE
         for number, entry in enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first):
-            truth = _truth(spec.params, entry["input"])
+            truth = _truth(folder, entry)
             scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
             images.append({"number": number, "name": entry["input"], "truth": truth is not None,
                            "scores": scores})
@@ -96,8 +106,13 @@ def inference(job_id: str):
                            page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, legend=legend)
 
 
-def _input_image(folder: JobFolder, params: dict[str, Any], name: str) -> Response:
+def _input_image(folder: JobFolder, params: dict[str, Any], entry: dict[str, Any]) -> Response:
+    name = entry["input"]
+    if "input_copy" in entry:
+        return send_file(folder.path / entry["input_copy"])
     if params["source"] == "dataset":
+        if services().index.get(params["dataset"]) is None:
+            abort(404, f"the dataset of validation image {name} was deleted")
         serialized = read_record(_dataset_dir(params), "val", "features", int(name))
         if serialized is None:
             abort(404, f"the dataset has no validation record {name}")
@@ -122,8 +137,8 @@ def inference_image(job_id: str, number: int, part: str):
         abort(404, f"inference job {job_id} has no {part} for image {number}")
     entry, params = results["images"][number], folder.spec().params
     if part == "input":
-        return _input_image(folder, params, entry["input"])
-    indices = _prediction(folder, entry) if part == "prediction" else _truth(params, entry["input"])
+        return _input_image(folder, params, entry)
+    indices = _prediction(folder, entry) if part == "prediction" else _truth(folder, entry)
     if indices is None:
         abort(404, f"image {number} of inference job {job_id} has no ground truth")
     return Response(png(indices.astype(np.uint8)), mimetype="image/png")

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import render_template, request
 
-from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.prototxt import filter_net, read_net, read_solver
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.folder import JobFolder
@@ -34,7 +35,7 @@ def _recent(kind: str, per_page: int = CHOICES_SHOWN) -> list[dict[str, Any]]:
 
 
 def dataset_facts(row: dict[str, Any]) -> dict[str, Any]:
-    """What the form's checks need to know of a dataset: class count, training pairs, C,H,W."""
+    """What the form's checks need to know of a dataset: class count, training pairs, ignore value, C,H,W."""
     info = dataset_job_info(services().scheduler.folder(row["id"])) or {}
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
     return {"id": row["id"], "name": row["name"], "status": row["status"],
@@ -53,27 +54,46 @@ def _shown(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
+def _solver_fields(solver: caffe_pb2.SolverParameter) -> dict[str, Any]:
+    """The solver fields the form shows (in grey, for its blank fields) and the LR preview draws."""
+    fields = {name: _shown(getattr(solver, name)) for name in SOLVER_DEFAULTS if solver.HasField(name)}
+    if solver.stepvalue:
+        fields["stepvalue"] = ",".join(map(str, solver.stepvalue))
+    return fields
+
+
+def _train_batch(net: caffe_pb2.NetParameter) -> int:
+    train = filter_net(net, phase="train")
+    return next((layer.data_param.batch_size for layer in train.layer if layer.type == "Data"), 1)
+
+
 def _network_choices() -> list[dict[str, Any]]:
     """The standard networks with their default solver and training batch size."""
     networks = []
     for network in list_networks():
-        solver = load_solver(network.name)
-        train = filter_net(load_network(network.name, DEFAULT_CLASSES), phase="train")
-        batch = next((layer.data_param.batch_size for layer in train.layer if layer.type == "Data"), 1)
-        defaults = {name: _shown(getattr(solver, name)) for name in SOLVER_DEFAULTS if solver.HasField(name)}
-        if solver.stepvalue:
-            defaults["stepvalue"] = ",".join(map(str, solver.stepvalue))
         title = network.title.removeprefix(f"{network.name}:").strip()
-        networks.append({"name": network.name, "title": title, "batch": batch, "solver": defaults})
+        networks.append({"name": network.name, "title": title,
+                         "batch": _train_batch(load_network(network.name, DEFAULT_CLASSES)),
+                         "solver": _solver_fields(load_solver(network.name))})
     return networks
+
+
+def _trained_with(folder: JobFolder) -> dict[str, Any]:
+    """The solver and batch a model job ran with: what training its snapshot further starts from."""
+    if not (folder.solver_file).is_file() or not (folder.train_val_file).is_file():
+        return {"solver": DEFAULT_SOLVER, "batch": 1}
+    return {"solver": _solver_fields(read_solver(folder.solver_file)),
+            "batch": _train_batch(read_net(folder.train_val_file))}
 
 
 def _snapshot_choices() -> list[dict[str, Any]]:
     models = []
     for row in _recent("model"):
-        snapshots = [snap.iteration for snap in services().scheduler.folder(row["id"]).snapshots()]
+        folder = services().scheduler.folder(row["id"])
+        snapshots = [snap.iteration for snap in folder.snapshots()]
         if snapshots:
-            models.append({"id": row["id"], "name": row["name"], "snapshots": snapshots})
+            models.append({"id": row["id"], "name": row["name"], "snapshots": snapshots,
+                           "dataset": folder.spec().params.get("dataset"), **_trained_with(folder)})
     return models
 
 
@@ -95,8 +115,11 @@ def new_model():
     values = _clone_values(request.args["clone"]) if request.args.get("clone") else {}
     for name in ("dataset", "network_job", "network_snapshot", "pretrained"):
         values.setdefault(name, request.args.get(name))
-    choices = {"datasets": _dataset_choices(), "networks": _network_choices(),
-               "models": _snapshot_choices(),
+    models = _snapshot_choices()
+    further = next((model for model in models if model["id"] == values["network_job"]), None)
+    if further and not values["dataset"]:
+        values["dataset"] = further["dataset"]  # train further on the model's own dataset
+    choices = {"datasets": _dataset_choices(), "networks": _network_choices(), "models": models,
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
                "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1,
                "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER}
@@ -116,6 +139,12 @@ def _class_info(folder: JobFolder, dataset_id: str | None) -> dict[str, Any] | N
     return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
 
 
+def _max_iter(folder: JobFolder) -> int | None:
+    """The run's length, once its solver is written: the job's progress times it is its iteration."""
+    solver = folder.solver_file
+    return read_solver(solver).max_iter if solver.is_file() else None
+
+
 @pages.get("/models/<job_id>")
 def model(job_id: str):
     row, folder = page_job(job_id, "model")
@@ -127,6 +156,7 @@ def model(job_id: str):
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=folder.network_file.is_file(),
                            class_info=_class_info(folder, dataset_id),
+                           max_iter=_max_iter(folder),
                            ranks=read_json_if_present(folder.ranks_file),
                            pipeline=read_json_if_present(folder.pipeline_file))
 

@@ -18,7 +18,9 @@ class ErrorDetail(BaseModel):
 
 class Error(BaseModel):
     """Every refusal: the message says why and what to change. A dataset refused for its contents also
-    carries error.report, the validation report."""
+    carries error.report, the validation report; one refused for several paths carries error.fields,
+    a {field, message} for each. A message naming options also comes as error.template, with each
+    option marked [[field]], for a page to name its own controls."""
 
     error: ErrorDetail
 

@@ -43,18 +43,32 @@ export function debounce(fn, ms) {
   };
 }
 
-// Show an API error next to its field (an element [data-error-for=field]) or in `fallback`.
+// A server text that names options as [[field]], in this page's words: the label of the form's own
+// control for that field (a radio group by its name), quoted.
+export function speak(text, form = document) {
+  return text.replace(/\[\[(\w+)\]\]/g, (marked, name) => {
+    const input = form.querySelector(`[name="${name}"]`);
+    const label = input?.type === "radio" ? input.closest("[role=radiogroup]")?.getAttribute("aria-label")
+      : input?.closest("label")?.textContent;
+    return label ? `\u201c${label.trim().replace(/\s+/g, " ")}\u201d` : name.replaceAll("_", " ");
+  });
+}
+
+// Show an API error next to its field (an element [data-error-for=field]) or in `fallback`; an error
+// about several fields (error.fields) shows each one's message next to it, the first focused.
 export function showError(error, fallback, form = document) {
   clearErrors(form);
-  const target = (error.field && form.querySelector(`[data-error-for="${error.field}"]`)) || fallback;
-  target.textContent = error.message;
-  target.hidden = false;
-  target.closest("details")?.setAttribute("open", ""); // an error in a folded section unfolds it
-  const input = error.field && form.querySelector(`[name="${error.field}"]`);
-  if (input) {
-    input.setAttribute("aria-invalid", "true");
-    input.focus();
-  }
+  const problems = error.fields || [error];
+  problems.forEach((problem) => {
+    const target = (problem.field && form.querySelector(`[data-error-for="${problem.field}"]`)) || fallback;
+    const whole = target === fallback && problems.length > 1;
+    target.textContent = whole || problem === error ? speak(error.template || error.message, form) : problem.message;
+    target.hidden = false;
+    target.closest("details")?.setAttribute("open", ""); // an error in a folded section unfolds it
+    const input = problem.field && form.querySelector(`[name="${problem.field}"]`);
+    if (input) input.setAttribute("aria-invalid", "true");
+  });
+  form.querySelector('[aria-invalid="true"]')?.focus();
 }
 
 export function clearErrors(form = document) {

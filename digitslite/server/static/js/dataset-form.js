@@ -1,6 +1,6 @@
 // The New dataset form: show the fields that apply, run the Check (the dry run) and render its
 // report, and create the dataset through the JSON API.
-import { api, clearErrors, el, errorOf, percent, rgb, showError } from "./common.js";
+import { api, clearErrors, el, errorOf, percent, rgb, showError, speak } from "./common.js";
 
 const form = document.getElementById("dataset-form");
 const status = document.getElementById("form-status");
@@ -48,10 +48,11 @@ function problemsTable(problems) {
     el("tbody", {}, problems.map((problem) => el("tr", { class: `severity-${problem.severity}` },
       el("td", {}, el("span", { class: `status status-${problem.severity === "error" ? "failed" : "queued"}` },
         problem.severity)),
-      el("td", {}, problem.what),
+      el("td", {}, speak(problem.what_template, form)),
       el("td", { class: "num" }, problem.count),
-      el("td", {}, el("ul", { class: "examples" }, problem.examples.map((example) => el("li", {}, example)))),
-      el("td", {}, problem.fix))))));
+      el("td", {}, el("ul", { class: "examples" },
+        problem.examples_template.map((example) => el("li", {}, speak(example, form))))),
+      el("td", {}, speak(problem.fix_template, form)))))));
 }
 
 function classBars(report) {
@@ -84,7 +85,7 @@ function previewCard(preview, classes) {
           stat ? el("span", { class: "swatch", style: `background: ${rgb(stat.colour)}` }) : null,
           stat ? stat.name : `value ${index}`);
       })),
-      (preview.problems || []).map((problem) => el("div", { class: "error-text small" }, problem))));
+      (preview.problems || []).map((problem) => el("div", { class: "error-text small" }, speak(problem, form)))));
 }
 
 function showReport(report, previews = []) {
@@ -101,6 +102,7 @@ function showReport(report, previews = []) {
   document.getElementById("report-problems").replaceChildren(problemsTable(report.problems));
   document.getElementById("report-classes").replaceChildren(...classBars(report));
   document.getElementById("report-previews").replaceChildren(...previews.map((item) => previewCard(item, report.classes)));
+  document.getElementById("report-pairs").hidden = !previews.length; // a refused create brings no pairs
   section.hidden = false;
   section.scrollIntoView({ behavior: "smooth", block: "start" });
 }

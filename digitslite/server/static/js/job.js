@@ -18,15 +18,18 @@ let source = null;
 let metricsSeen = 0;
 let pace = null; // {time, progress} when this page first saw the job running, for the ETA
 let sawItRun = ACTIVE.includes(status); // a page of a job that ran while open reloads at its end
+// False when the job failed on input that can never fit (the server says so): Resume would only fail again.
+let resumeHelps = !head.hasAttribute("data-resume-useless");
 
 function emit(name, detail) {
   jobEvents.dispatchEvent(new CustomEvent(name, { detail }));
 }
 
-// Abort while the job is active, Resume once it stopped short.
+// Abort while the job is active, Resume once it stopped short and running it again may help.
 function showActions() {
   head.querySelectorAll("[data-when]").forEach((button) => {
-    button.hidden = !(button.dataset.when === "active" ? ACTIVE : RESUMABLE).includes(status);
+    const active = button.dataset.when === "active";
+    button.hidden = !(active ? ACTIVE.includes(status) : RESUMABLE.includes(status) && resumeHelps);
   });
 }
 
@@ -35,6 +38,7 @@ function showStatus(state) {
   if (state.transitions < transitions) return false;
   transitions = state.transitions;
   status = state.status;
+  resumeHelps = state.error?.resumable !== false;
   const badge = head.querySelector("[data-status-badge] .status");
   badge.className = `status status-${status}`;
   badge.textContent = status;

@@ -18,6 +18,7 @@ const field = (name) => form.elements[name];
 const source = () => form.querySelector('[name="network_source"]:checked').value;
 const standard = () => choices.networks.find((network) => network.name === form.querySelector('[name="network"]:checked')?.value);
 const dataset = () => choices.datasets.find((item) => item.id === field("dataset")?.value);
+const previous = () => choices.models.find((model) => model.id === field("network_job")?.value);
 
 const editor = setupEditor({
   textarea: document.getElementById("prototxt"),
@@ -30,14 +31,31 @@ const editor = setupEditor({
   },
 });
 
-// The solver values a blank field stands for: the standard network's, else the server's defaults.
+// Where the run's solver starts ({solver, batch}): the standard network's, the previous model's (what it
+// ran with), else the server's defaults. A blank field stands for this solver's value.
+function startingPoint() {
+  if (source() === "standard" && standard()) return standard();
+  if (source() === "previous" && previous()) return previous();
+  return { solver: choices.default_solver, batch: null };
+}
+
 function defaults() {
-  return source() === "standard" && standard() ? standard().solver : choices.default_solver;
+  return startingPoint().solver;
 }
 
 function valueOf(name) {
   const value = field(name).value.trim();
   return value || String(defaults()[SOLVER_NAMES[name] || name] ?? "");
+}
+
+// Before queueing, the form says which label value the losses and Accuracy layers will skip.
+function showIgnoreValue() {
+  const note = document.getElementById("dataset-ignore");
+  const value = dataset()?.ignore;
+  if (!note) return;
+  note.textContent = value === null || value === undefined ? ""
+    : `Pixels labelled ${value} (this dataset's ignore value) are left out of the loss and accuracy: ` +
+      "a standard network takes it as {{ignore_label}}; a custom network must skip the same value.";
 }
 
 function showNetworkPanel() {
@@ -85,10 +103,10 @@ const list = (text) => text.split(",").map((item) => item.trim()).filter(Boolean
 function trainingIterations() {
   const length = Number(field("train_length").value);
   if (field("train_unit").value === "max_iter" && length) return { iterations: length, note: "" };
-  const network = source() === "standard" ? standard() : null;
-  const batch = Number(list(field("batch_size").value)[0]) || (network ? network.batch : 1);
+  const start = startingPoint();
+  const batch = Number(list(field("batch_size").value)[0]) || start.batch || 1;
   const perEpoch = Math.max(1, Math.ceil((dataset()?.train || 1) / (batch * (Number(field("iter_size").value) || 1))));
-  if (!length && network && network.solver.max_iter) return { iterations: network.solver.max_iter, note: " (the network's length)" };
+  if (!length && start.solver.max_iter) return { iterations: start.solver.max_iter, note: " (the network's length)" };
   const epochs = length || 30;
   return { iterations: epochs * perEpoch, note: ` (${epochs} epochs of ${perEpoch} iterations)` };
 }
@@ -167,19 +185,42 @@ form.addEventListener("submit", async (event) => {
     : `/?tab=models&group=${encodeURIComponent(jobs[0].group)}`);
 });
 
+// A custom network has no solver of its own: the standard network's solver moves into the fields, so
+// the one solver shown is the one that runs.
+function keepSolver(network) {
+  for (const name of SOLVER_FIELDS) {
+    const value = network.solver[SOLVER_NAMES[name] || name];
+    if (!field(name).value && value !== undefined) field(name).value = String(value);
+  }
+  if (!field("train_length").value && network.solver.max_iter) {
+    field("train_length").value = network.solver.max_iter;
+    field("train_unit").value = "max_iter";
+  }
+  if (!field("batch_size").value) field("batch_size").value = network.batch;
+}
+
 document.getElementById("customize").addEventListener("click", async () => {
-  const response = await fetch(`/pages-api/networks/${standard().name}/prototxt`);
+  const network = standard();
+  const response = await fetch(`/pages-api/networks/${network.name}/prototxt`);
   editor.setText(await response.text());
+  keepSolver(network);
   form.querySelector('[name="network_source"][value="custom"]').checked = true;
   showNetworkPanel();
   showSolverDefaults();
+  showSweep();
+  previewRates();
 });
 
 form.addEventListener("change", (event) => {
   const name = event.target.name;
   if (name === "network_source" || name === "network") showNetworkPanel();
-  if (name === "network_job") fillSnapshots();
+  if (name === "network_job") {
+    fillSnapshots();
+    const own = choices.datasets.find((item) => item.id === previous()?.dataset);
+    if (own) field("dataset").value = own.id; // a model trains further on its own dataset
+  }
   if (name === "dataset" && source() === "custom") editor.check();
+  if (name === "dataset" || name === "network_job") showIgnoreValue();
   showSolverDefaults();
   previewRates();
 });
@@ -191,6 +232,7 @@ form.addEventListener("input", (event) => {
 document.getElementById("graph-panel").addEventListener("toggle", refreshGraph);
 
 fillSnapshots();
+showIgnoreValue();
 showNetworkPanel();
 showSolverDefaults();
 showSweep();

@@ -47,8 +47,8 @@ jobEvents.addEventListener("metrics", (event) => {
   document.getElementById("no-metrics").hidden = true;
   const train = records.filter((record) => record.phase === "train").at(-1);
   const val = records.filter((record) => record.phase === "val").at(-1);
+  if (records.length) showIteration(Math.max(...records.map((record) => record.iteration)));
   if (train) {
-    setText("stat-iteration", train.iteration);
     if (typeof train.loss === "number") setText("stat-loss", train.loss.toPrecision(4));
     if (typeof train.images_per_s === "number") setText("stat-speed", train.images_per_s.toFixed(1));
   }
@@ -69,12 +69,41 @@ jobEvents.addEventListener("snapshot", (event) => {
   refreshSnapshots();
   document.querySelectorAll("[data-needs-snapshot]").forEach((node) => { node.hidden = false; });
   document.querySelectorAll("[data-needs-snapshot-enabled]").forEach((node) => { node.disabled = false; });
-  const select = document.querySelector('#publish-form [name="snapshot"]');
-  select.prepend(el("option", { selected: "" }, event.detail.iteration));
+  offerSnapshot(event.detail.iteration);
+  showIteration(event.detail.iteration);
 });
 
-jobEvents.addEventListener("status", (event) => { status = event.detail.status; });
-jobEvents.addEventListener("reset", () => charts.reset());
+// The publish form lists each snapshot once, newest first: the stream replays the snapshots the page
+// was rendered with on every (re)connect.
+function offerSnapshot(iteration) {
+  const select = document.querySelector('#publish-form [name="snapshot"]');
+  const options = [...select.options];
+  if (options.some((option) => Number(option.value) === iteration)) return;
+  const older = options.find((option) => Number(option.value) < iteration);
+  const option = el("option", {}, iteration);
+  select.insertBefore(option, older || null);
+  if (select.options[0] === option) select.value = String(iteration); // the newest is the one offered
+}
+
+// The job's iteration: the furthest any news of it reached (progress, a metrics record, a snapshot),
+// not only the display-interval points.
+const iterationCard = document.getElementById("stat-iteration");
+let iteration = -1;
+function showIteration(reached) {
+  if (!(reached > iteration)) return;
+  iteration = reached;
+  iterationCard.textContent = iteration;
+}
+
+jobEvents.addEventListener("status", (event) => {
+  status = event.detail.status;
+  const maxIter = Number(iterationCard.dataset.maxIter);
+  if (maxIter) showIteration(Math.round(event.detail.progress * maxIter));
+});
+jobEvents.addEventListener("reset", () => {
+  charts.reset();
+  iteration = -1; // a resumed run goes back to its snapshot: the replayed records tell where
+});
 jobEvents.addEventListener("end", refreshSnapshots);
 
 async function pollUsage() {

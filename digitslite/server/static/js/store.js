@@ -10,9 +10,32 @@ function size(bytes, exact) {
   return exact ? text : `about ${text}`;
 }
 
+// Each metric as its kind reads: a share (accuracy, IU) as a percentage, anything else (a loss) as the
+// number it is; the iteration is not a metric but when they were measured.
+function metricText(name, value) {
+  return /acc|(^|_)iu$/i.test(name) ? `${name} ${percent(value)}` : `${name} ${Number(value.toPrecision(4))}`;
+}
+
 function metrics(model) {
-  const shown = Object.entries(model.metrics || {}).filter(([, value]) => typeof value === "number");
-  return shown.map(([name, value]) => `${name} ${value <= 1 ? percent(value) : value}`).join(" · ");
+  const { iteration, ...measured } = model.metrics || {};
+  const shown = Object.entries(measured).filter(([, value]) => typeof value === "number");
+  const text = shown.map(([name, value]) => metricText(name, value)).join(" · ");
+  return typeof iteration === "number" && text ? `${text} (at iteration ${iteration.toLocaleString("en")})` : text;
+}
+
+// An import's outcome follows its job to the end: queued, running, then done or failed with why.
+function followImport(job, outcome) {
+  const badge = el("span", { class: "status status-queued" }, "queued");
+  const why = el("span", { class: "error-text small" });
+  outcome.replaceChildren(badge, " ", el("a", { href: `/pretrained/${job.id}` }, job.name), " ", why);
+  const source = new EventSource(`/api/v1/jobs/${job.id}/events`);
+  source.addEventListener("status", (event) => {
+    const state = JSON.parse(event.data);
+    badge.className = `status status-${state.status}`;
+    badge.textContent = state.status;
+    why.textContent = state.error ? state.error.message : "";
+  });
+  source.addEventListener("end", () => source.close());
 }
 
 function importButton(store, model) {
@@ -22,8 +45,7 @@ function importButton(store, model) {
     button.disabled = true;
     const result = await api("POST", "/api/v1/store/import", { store: store.url, name: model.id });
     if (result.ok) {
-      const job = result.data.jobs[0];
-      outcome.replaceChildren("Queued: ", el("a", { href: `/pretrained/${job.id}` }, job.name));
+      followImport(result.data.jobs[0], outcome);
     } else {
       outcome.replaceChildren(el("span", { class: "error-text" }, errorOf(result).message));
       button.disabled = false;
