@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.deploy import bind_data_sources
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
 from digitslite.cli._output import emit_json
 from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
@@ -21,7 +21,7 @@ from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.networks import load_network, load_solver
 
-NET_COPY, SOLVER_COPY = "train_val.prototxt", "solver.prototxt"
+NET_COPY, SOLVER_COPY, DEPLOY_COPY = "train_val.prototxt", "solver.prototxt", "deploy.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
 SOLVER_OPTIONS = {
     "base_lr": "base_lr", "lr_policy": "lr_policy", "gamma": "gamma", "power": "power",
@@ -65,18 +65,25 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], 
     return solver
 
 
-def _standard_network(name: str, dataset: str | None) -> tuple[caffe_pb2.NetParameter,
-                                                                 caffe_pb2.SolverParameter]:
-    """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
-    if dataset is None:
-        raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    info_file = Path(dataset) / "dataset.json"
-    try:
-        classes = read_json(info_file)["classes"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
-                        "`digitslite dataset create`") from None
-    return bind_data_sources(load_network(name, len(classes)), Path(dataset)), load_solver(name)
+class _StandardNetwork:
+    """A network of network_defs/ for a dataset's class count, reading its LMDBs, with its solver and
+    the deploy net that `digitslite infer` runs on the dataset's images."""
+
+    def __init__(self, name: str, dataset: str | None) -> None:
+        if dataset is None:
+            raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
+        info_file = Path(dataset) / "dataset.json"
+        try:
+            info = read_json(info_file)
+            classes = info["classes"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
+                            "`digitslite dataset create`") from None
+        net = load_network(name, len(classes))
+        # Absolute: the bound sources must not be resolved again against the dataset folder.
+        self.net = bind_data_sources(net, Path(dataset).resolve())
+        self.solver = load_solver(name)
+        self.deploy = dataset_deploy_net(net, info)
 
 
 def _net(net_file: str | None, batch_size: int | None,
@@ -179,7 +186,8 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
-    standard_net, standard_solver = _standard_network(network, dataset) if network else (None, None)
+    standard = _StandardNetwork(network, dataset) if network else None
+    standard_net, standard_solver = (standard.net, standard.solver) if standard else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
     solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
     net = _net(net_file, batch_size, standard_net)
@@ -195,6 +203,8 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     if env is None or env.rank == 0:    # under torchrun every rank runs this command
         if net is not None:
             write_net(net, job / NET_COPY)
+        if standard is not None:
+            write_net(standard.deploy, job / DEPLOY_COPY)
         write_solver(solver, job / SOLVER_COPY)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,

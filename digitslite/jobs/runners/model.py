@@ -13,7 +13,7 @@ from typing import Any
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
-from digitslite.caffe.deploy import bind_data_sources, deploy_net
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
@@ -135,10 +135,9 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
     bound = bind_data_sources(net, dataset_dir, batch)
     solver = build_solver(ctx.params["solver"], base_solver, info["counts"],
                           _train_batch_size(bound, "train"), _train_batch_size(bound, "test"))
-    width, height = info["image_size"]["train"]["max"]  # the deploy input; an FCN reshapes to any size
     write_net(net, ctx.job_dir / NETWORK_FILE)
     write_net(bound, ctx.job_dir / TRAIN_VAL_FILE)
-    write_net(deploy_net(net, [1, info.get("channels", 3), height, width]), ctx.job_dir / DEPLOY_FILE)
+    write_net(dataset_deploy_net(net, info), ctx.job_dir / DEPLOY_FILE)
     write_solver(solver, ctx.job_dir / SOLVER_FILE)
     shutil.copyfile(dataset_dir / DATASET_INFO_FILE, ctx.job_dir / DATASET_INFO_FILE)
     return weights
