@@ -7,7 +7,12 @@ setup(
     description="Caffe-format semantic segmentation training (FCN) on PyTorch, with a web job server",
     python_requires=">=3.11",
     packages=find_packages(include=["digitslite", "digitslite.*"]),
-    package_data={"digitslite.caffe": ["caffe.proto"]},
+    # Files the server and the commands read at run time, so that a wheel works as a checkout does.
+    package_data={
+        "digitslite": ["network_defs/**/*", "model_store/**/*"],
+        "digitslite.caffe": ["caffe.proto"],
+        "digitslite.server": ["templates/**/*", "static/**/*"],
+    },
     install_requires=[
         # torch is installed first by the Makefile (the local CPU wheel); ==2.13.0 is then satisfied
         # and pip never resolves another build with its CUDA packages.
@@ -21,6 +26,7 @@ setup(
         "plotly==7.1.0",
         "protobuf==7.36.2",
         "h5py==3.16.0",
+        "pydantic==2.13.5",
     ],
     extras_require={
         "test": [

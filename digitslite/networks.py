@@ -11,15 +11,14 @@ from pathlib import Path
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.prototxt import parse_net, parse_solver
+from digitslite.caffe.template import NUM_CLASSES_FIELD
 from digitslite.errors import UserError
-
-NUM_CLASSES_FIELD = "{{num_classes}}"
 
 
 def network_defs_dir() -> Path:
-    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the one in the checkout."""
+    """The folder of standard networks: $DIGITSLITE_NETWORK_DEFS, else the package's own network_defs/."""
     configured = os.environ.get("DIGITSLITE_NETWORK_DEFS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "network_defs"
+    return Path(configured) if configured else Path(__file__).resolve().parent / "network_defs"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """`digitslite net shapes | table | crops | check`, through the real command line group."""
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -162,13 +163,27 @@ def test_check_refuses_a_wrong_crop_offset(broken_fcn8s):
     assert "net crops" in line and "--fix" in line
 
 
-def test_check_refuses_a_solver_file_in_one_line(peer):
-    line = _one_line_error(_run("check", peer("fcn__voc-fcn8s__solver.prototxt")))
-    assert "solver" in line
+def test_check_takes_a_solver_file_as_a_solver_and_checks_the_nets_it_names(peer, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(peer("fcn__voc-fcn8s__solver.prototxt").read_text())
+    (tmp_path / "train.prototxt").write_text(peer("fcn__voc-fcn8s__train.prototxt").read_text())
+    result = _run("check", solver)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"OK: {solver}: solver SGD, lr_policy fixed, max_iter 100000; nets: ")
+    assert f"{tmp_path / 'train.prototxt'} (train) 50 layers" in result.stdout
+    assert "its net 'val.prototxt' is not found" in result.stderr
 
 
-# Every peer network file, with what `net check` must say about it. Data layers need the caller's
-# shape; DIGITS' standard networks leave num_output for DIGITS to fill; L1Loss is NVcaffe-only.
+def test_check_refuses_a_solver_field_out_of_range_by_its_name(peer, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "x.prototxt" base_lr: 0.01 lr_policy: "exp" gamma: -0.9')
+    line = _one_line_error(_run("check", solver))
+    assert f'{solver}: lr_policy "exp" needs gamma >= 0 (it is -0.9' in line
+
+
+# Every peer network file, with what `net check` must say about it. Data layers read their images at
+# run time: checked for structure, or with the caller's shape; DIGITS' standard networks leave
+# num_output for DIGITS to fill; L1Loss is NVcaffe-only.
 PEER_VERDICTS = {
     "caffe__bvlc_alexnet__deploy.prototxt": ((), "OK"),
     "caffe__bvlc_alexnet__train_val.prototxt": (("--input-shape", "3,256,256"), "OK"),
@@ -181,9 +196,9 @@ PEER_VERDICTS = {
     "digits__semantic-segmentation__fcn_alexnet.prototxt": (("--stage", "val", "--input-shape", "3,500,356"),
                                                             "OK"),
     "digits__standard-networks__caffe__alexnet.prototxt":
-        (("--stage", "val", "--input-shape", "3,256,256"), "'fc8' (InnerProduct): num_output is not set"),
+        (("--input-shape", "3,256,256", "--classes", "5"), "OK"),
     "digits__standard-networks__caffe__lenet.prototxt":
-        (("--stage", "val", "--input-shape", "1,28,28"), "'ip2' (InnerProduct): num_output is not set"),
+        (("--input-shape", "1,28,28", "--classes", "10"), "OK"),
     "fcn__voc-fcn-alexnet__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn-alexnet__val.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
     "fcn__voc-fcn16s__train.prototxt": (("--input-shape", "1,3,500,500"), "OK"),
@@ -208,12 +223,148 @@ def test_net_check_on_every_peer_network(peer, name):
     if verdict == "OK":
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith(f"OK: {peer(name)}: ")
+        assert "structure only" not in result.stdout
     else:
         assert verdict in _one_line_error(result)
 
 
+def test_every_peer_prototxt_checks_or_is_refused_for_a_named_layer(peer):
+    """Issue 12's acceptance: with no options at all, each file passes `net check` or is refused for a
+    named unsupported layer type (or a Python layer that is not a known data layer)."""
+    refusal = re.compile(r"layer '[^']+' (has type '[^']+', which digitslite does not (support|run)|"
+                         r"is a Python layer \([\w.]+\), which digitslite does not run)")
+    for path in sorted(peer("MANIFEST.md").parent.glob("*.prototxt")):
+        result = _run("check", path)
+        if result.exit_code == 0:
+            assert result.stdout.startswith(f"OK: {path}: "), result.output
+        else:
+            assert refusal.search(_one_line_error(result)), (path.name, result.output)
+
+
 @pytest.mark.parametrize("name", sorted(name for name in PEER_VERDICTS if name.startswith("fcn__")
                                         and "deploy" not in name))
-def test_fcn_python_data_layers_are_named_without_a_shape(peer, name):
-    line = _one_line_error(_run("check", peer(name)))
-    assert "layer 'data' (Python)" in line and "--input-shape" in line
+def test_fcn_python_data_layers_check_for_structure_with_a_note(peer, name):
+    result = _run("check", peer(name))
+    assert result.exit_code == 0, result.output
+    assert "structure only (shapes not checked)" in result.stdout
+    assert "layer 'data' (Python) reads its images when it runs" in result.stderr
+    assert "--input-shape" in result.stderr and "--dataset" in result.stderr
+
+
+# ---- nets Caffe runs that the coordinate map cannot align (RetinaFace's Crop with the default offset 0)
+
+HALF_PIXEL = """name: "halfpixel"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 100 dim: 100 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 1 kernel_size: 2 } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "up" type: "Deconvolution" bottom: "pool" top: "up"
+  convolution_param { num_output: 1 kernel_size: 4 stride: 2 } }
+layer { name: "crop" type: "Crop" bottom: "up" bottom: "data" top: "crop" }
+"""
+
+
+def test_a_crop_without_a_whole_derived_offset_is_a_warning_never_a_refusal(tmp_path):
+    path = tmp_path / "half.prototxt"
+    path.write_text(HALF_PIXEL)
+    result = _run("check", path)
+    assert result.exit_code == 0, result.output
+    # conv k2: 100 -> 99, pool: 50, deconv k4 s2: 102, cropped at Caffe's default offset 0 to 100
+    assert "outputs: crop 1x1x100x100" in result.stdout
+    assert "1 Crop offset(s) cannot be derived (warning)" in result.stdout
+    assert "warning:" in result.stderr
+    assert "layer 'crop' (Crop) crops at offset 0 (the default)" in result.stderr
+    assert "not a whole number" in result.stderr
+    crops = json.loads(_run("crops", path, "--json").stdout)["crops"]
+    assert [(crop["written"], crop["derived"], crop["ok"]) for crop in crops] == [(None, None, True)]
+    fixed = tmp_path / "fixed.prototxt"
+    assert _run("crops", path, "--fix", "-o", fixed).exit_code == 0
+    assert fixed.read_text() == HALF_PIXEL, "nothing is derived, so nothing is written"
+
+
+def test_crops_fix_keeps_comments_and_layout(broken_fcn8s, tmp_path):
+    text = "# my FCN-8s, with a comment the fix must keep\n" + broken_fcn8s.read_text()
+    broken_fcn8s.write_text(text)
+    out = tmp_path / "fixed.prototxt"
+    assert _run("crops", broken_fcn8s, "--fix", "-o", out).exit_code == 0
+    fixed = out.read_text()
+    assert fixed.startswith("# my FCN-8s, with a comment the fix must keep\n")
+    assert fixed.count("#") == text.count("#")
+    assert len(fixed.splitlines()) == len(text.splitlines()) + 1   # one offset line added, one replaced
+
+
+# ---- template fields, class counts and ignore values (issue 13 items 4, 15, 17)
+
+def test_a_template_field_names_the_flag_that_fills_it(repo_root):
+    standard = repo_root / "network_defs" / "fcn_alexnet" / "network.prototxt"
+    for command in ("check", "shapes", "table", "crops"):
+        line = _one_line_error(_run(command, standard))
+        assert "template field {{num_classes}}" in line and "--classes N or --dataset DIR" in line, command
+        assert f"{standard}:" in line
+    result = _run("check", standard, "--classes", "21", "--input-shape", "3,500,500")
+    assert result.exit_code == 0, result.output
+    assert "1 Crop offset(s) derived from the coordinate map when it trains" in result.stdout   # none written
+    shapes = json.loads(_run("shapes", standard, "--classes", "4", "--input-shape", "3,500,500",
+                             "--json").stdout)
+    assert shapes["blobs"]["score"] == [1, 4, 500, 500]
+
+
+def test_a_classifier_scoring_other_classes_than_the_dataset_is_refused_with_the_fix(peer):
+    line = _one_line_error(_run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "5"))
+    assert "layer 'loss' (SoftmaxWithLoss) gets scores for 21 classes but the dataset has 5" in line
+    # every per-pixel classifier layer of 21 outputs on the way to the loss
+    assert ("set num_output (and group, where it is 21) of 'score_fr', 'upscore' to 5, or write "
+            "{{num_classes}} there") in line
+    assert _run("check", peer(FCN_ALEXNET), "--input-shape", "3,500,356", "--classes", "21").exit_code == 0
+
+
+def _dataset_json(folder, classes: int, ignore: int):
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({
+        "classes": [f"c{index}" for index in range(classes)], "ignore_label": ignore,
+        "image_size": {"train": {"max": [356, 500]}}}))
+    return folder
+
+
+def test_a_dataset_gives_the_check_its_classes_shape_and_ignore_value(peer, tmp_path):
+    matching = _dataset_json(tmp_path / "voc", 21, 255)
+    result = _run("check", peer(FCN_ALEXNET), "--dataset", matching)
+    assert result.exit_code == 0, result.output
+    assert "outputs: accuracy scalar, loss scalar" in result.stdout      # shapes from the dataset's size
+    camvid = _dataset_json(tmp_path / "camvid", 21, 11)
+    line = _one_line_error(_run("check", peer(FCN_ALEXNET), "--dataset", camvid))
+    assert "layer 'loss' (SoftmaxWithLoss) ignores label 255 but the dataset marks void pixels with 11" \
+        in line
+    assert "set ignore_label: 11" in line
+
+
+def test_digits_standard_networks_check_as_digits_builds_them(peer):
+    lenet = peer("digits__standard-networks__caffe__lenet.prototxt")
+    result = _run("check", lenet, "--input-shape", "1,28,28", "--classes", "10")
+    assert result.exit_code == 0, result.output
+    # the val stage's Data layer (batch 32) and ip2's num_output filled with the class count
+    assert "DIGITS-style network, 11 layers (test, stage val)" in result.stdout
+    assert "DIGITS supplies: data 32x1x28x28, label 32" in result.stdout
+    assert "num_output of ip2 is the class count, as DIGITS fills it" in result.stderr
+    train = _run("shapes", lenet, "--phase", "train", "--input-shape", "1,28,28", "--classes", "10", "--json")
+    blobs = json.loads(train.stdout)["blobs"]
+    assert blobs["data"] == [64, 1, 28, 28] and blobs["ip2"] == [64, 10]   # stage train: batch 64
+
+
+def test_check_takes_the_nets_a_solver_holds(tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('base_lr: 0.01 lr_policy: "fixed" max_iter: 5 net_param { ' + HALF_PIXEL + " }")
+    result = _run("check", solver)
+    assert result.exit_code == 0, result.output
+    assert f"nets: {solver} net_param (train) 5 layers, {solver} net_param (test) 5 layers" in result.stdout
+    assert "layer 'crop' (Crop) crops at offset 0" in result.stderr
+
+
+def test_check_json_holds_the_report(tmp_path):
+    path = tmp_path / "half.prototxt"
+    path.write_text(HALF_PIXEL)
+    report = json.loads(_run("check", path, "--json").stdout)
+    assert (report["layers"], report["inputs"], report["outputs"]) == (5, ["data"], ["crop"])
+    assert report["blobs"]["up"] == [1, 1, 102, 102] and report["crops"][0]["derived"] is None
+    assert len(report["warnings"]) == 1 and report["digits_style"] is False

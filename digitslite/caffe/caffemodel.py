@@ -186,13 +186,9 @@ def write_caffemodel(
     write_net(model, path, binary=True)
 
 
-def legacy_shape_equals(blob: caffe_pb2.BlobProto, shape: Sequence[int]) -> bool:
+def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     """Caffe's Blob::ShapeEquals: a legacy blob (num/channels/height/width) matches a target of at
     most 4 axes left-padded with 1s; any other blob must have exactly the target's shape."""
-    return _shape_fits(blob_shape(blob), tuple(shape), legacy=is_legacy_blob(blob))
-
-
-def _shape_fits(source: Shape, target: Shape, legacy: bool) -> bool:
     padded = (1,) * (4 - len(target)) + target
     return source == target or (legacy and len(target) <= 4 and padded == source)
 

@@ -251,32 +251,23 @@ def _derive_crop(graph: _Graph, index: int) -> list[int]:
     return [int(-b) for b in found.offset]
 
 
-def _crop_index(graph: _Graph, crop_layer: str) -> int:
-    for index, layer in enumerate(graph.layers):
-        if layer.name == crop_layer and layer.type == "Crop":
-            return index
-    raise CoordMapError(f"the net has no Crop layer named '{crop_layer}'")
-
-
-def crop_offset_for(net: caffe_pb2.NetParameter, crop_layer: str,
-                    source_map: SourceMap | None = None) -> list[int]:
-    """The offset(s) Caffe's coord_map derives for a Crop layer: one value for all cropped axes,
-    or one per axis where the geometry differs between axes."""
-    graph = _Graph(net, source_map)
-    return _derive_crop(graph, _crop_index(graph, crop_layer))
-
-
 @dataclass(frozen=True)
 class CropCheck:
-    """A Crop layer's offset as written (None: not written, which Caffe reads as 0) and as derived."""
+    """A Crop layer's offset as written (None: not written, which Caffe reads as 0) and as derived.
+
+    `derived` is None where the coordinate map gives no whole offset (a half-pixel, a scale other
+    than 1, a layer without a map on the way); `note` says why. Caffe runs such a net with the
+    written offset, so it is a warning, never a refusal, and nothing is filled in.
+    """
 
     layer: str
     written: list[int] | None
-    derived: list[int]
+    derived: list[int] | None
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
-        return same_offsets(self.written or [0], self.derived)
+        return self.derived is None or same_offsets(self.written or [0], self.derived)
 
 
 def same_offsets(left: Sequence[int], right: Sequence[int]) -> bool:
@@ -300,7 +291,11 @@ def _checks(net: caffe_pb2.NetParameter, source_map: SourceMap | None) -> list[t
         if layer.type != "Crop":
             continue
         written = list(layer.crop_param.offset) or None
-        derived = _derive_crop(graph, index)
+        try:
+            derived = _derive_crop(graph, index)
+        except CoordMapError as exc:
+            checks.append((index, CropCheck(layer=layer.name, written=written, derived=None, note=str(exc))))
+            continue
         layer.crop_param.ClearField("offset")
         layer.crop_param.offset.extend(derived)
         checks.append((index, CropCheck(layer=layer.name, written=written, derived=derived)))
@@ -315,11 +310,11 @@ def crop_report(net: caffe_pb2.NetParameter, source_map: SourceMap | None = None
 def fill_crop_offsets(net: caffe_pb2.NetParameter, correct: bool = False,
                       source_map: SourceMap | None = None) -> caffe_pb2.NetParameter:
     """A copy of `net` whose Crop layers without an offset get the derived one; with `correct`,
-    wrong offsets are replaced too."""
+    wrong offsets are replaced too. A Crop the map gives no whole offset for keeps what is written."""
     fixed = caffe_pb2.NetParameter()
     fixed.CopyFrom(net)
     for index, check in _checks(net, source_map):
-        if check.written is None or (correct and not check.ok):
+        if check.derived is not None and (check.written is None or (correct and not check.ok)):
             offsets = fixed.layer[index].crop_param.offset
             del offsets[:]
             offsets.extend(check.derived)

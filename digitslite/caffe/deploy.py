@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.digitsnet import data_layer_phase
 from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.caffe.prototxt import filter_net
+from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
 DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.source is Source.DATASET)
@@ -51,21 +53,25 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
 
 def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
                       batch_size: int | None = None) -> caffe_pb2.NetParameter:
-    """A copy of `net` whose Data layers read the dataset's LMDBs (DIGITS layout).
+    """A copy of `net` whose Data layers (and FCN Python data layers, made Data layers) read the
+    dataset's LMDBs (DIGITS layout).
 
-    TRAIN-phase layers read `train_db/<features|labels>`, TEST-phase ones `val_db/...`; a top
+    TRAIN-phase (or stage "train") layers read `train_db/<features|labels>`, TEST-phase (stage
+    "val") ones `val_db/...`; a top
     named "label" reads the labels database, any other top the features.
     """
     bound = caffe_pb2.NetParameter()
     bound.CopyFrom(net)
     for layer in bound.layer:
+        if layer.type == "Python" and not layer.bottom:
+            layer.CopyFrom(as_data_layer(layer))
         if layer.type != "Data":
             continue
-        phases = {rule.phase for rule in layer.include if rule.HasField("phase")}
-        if len(phases) != 1:
-            raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST) "
-                            "so digitslite knows which split it reads")
-        stage_db = "train_db" if phases == {caffe_pb2.TRAIN} else "val_db"
+        phase = data_layer_phase(layer)
+        if phase is None:
+            raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST, or "
+                            "DIGITS' stage train or val) so digitslite knows which split it reads")
+        stage_db = "train_db" if phase == caffe_pb2.TRAIN else "val_db"
         part = "labels" if layer.top and layer.top[0] == "label" else "features"
         layer.data_param.source = str(Path(dataset_dir) / stage_db / part)
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB

@@ -149,13 +149,9 @@ def _normalise(net: caffe_pb2.NetParameter,
     return given
 
 
-def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 source_map: SourceMap | None = None) -> list[LayerShapes]:
-    """Bottom and top shapes of every layer of a filtered net, one entry per layer in order.
-
-    Raises ShapeError at the first layer of an unsupported type (checked before any shape, since
-    no input shape can fix it) or the first layer that breaks Caffe's rules.
-    """
+def refuse_unknown_types(net: caffe_pb2.NetParameter, source_map: SourceMap | None = None) -> None:
+    """Refuse the first layer whose type digitslite does not run, naming the fork or the alternative
+    for the types it knows of, and the supported types otherwise."""
     for layer in net.layer:
         if layer.type in REFUSED_TYPES:
             raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
@@ -164,6 +160,16 @@ def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequenc
             supported = ", ".join(sorted(LAYER_TYPES))
             raise ShapeError(f"{_where(source_map, layer)}layer '{layer.name}' has type '{layer.type}', "
                              f"which digitslite does not support (supported: {supported})")
+
+
+def infer_shapes(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 source_map: SourceMap | None = None) -> list[LayerShapes]:
+    """Bottom and top shapes of every layer of a filtered net, one entry per layer in order.
+
+    Raises ShapeError at the first layer of an unsupported type (checked before any shape, since
+    no input shape can fix it) or the first layer that breaks Caffe's rules.
+    """
+    refuse_unknown_types(net, source_map)
     given = _normalise(net, input_shapes)
     shapes: dict[str, Shape] = {}
     first_data: Shape | None = None

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import click
 import numpy as np
-import torch
 
 from digitslite.cli._output import emit_json
 from digitslite.datasets.colormap import read_class_names
-from digitslite.engine.infer import (
-    CHANNEL_ORDERS,
-    DEFAULT_MAX_TILE,
-    Predictor,
-    load_predictor,
-    read_image,
-    resize_image,
-)
+from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
 from digitslite.errors import UserError
 from digitslite.viz import (
     class_name,
@@ -127,12 +119,16 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
             save_dir: Path | None, opacity: float, max_tile: int, device: str, as_json: bool,
             images: tuple[Path, ...]) -> None:
     """Run a trained net on IMAGE files and report each output blob and its argmax class."""
+    import torch  # only when the command runs: `digitslite --help` must not wait for it
+
+    from digitslite.engine.infer import load_predictor, read_image, resize_image
+
     names, palette = read_dataset_classes(dataset_json) if dataset_json else ([], voc_palette())
     if labels_path is not None:
         names = read_class_names(labels_path)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor: Predictor = load_predictor(
+    predictor = load_predictor(
         net_path, weights_path, channels=channels, mean=mean, scale=scale, blobs=blobs, max_tile=max_tile,
         device=device, warn=lambda message: click.echo(f"warning: {message}", err=True))
     if save_dir is not None:

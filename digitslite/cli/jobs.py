@@ -17,8 +17,7 @@ import click
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
-from digitslite.server.app import INDEX_FILE
-from digitslite.server.config import ServerConfig
+from digitslite.server.config import INDEX_FILE, ServerConfig
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
 

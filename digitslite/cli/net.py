@@ -2,7 +2,10 @@
 
 `shapes` prints every blob's shape, `table` the stride / scale / offset table of DIGITS'
 segmentation post, `crops` the Crop offsets as written against those derived from the geometry
-(and writes a corrected copy), and `check` runs all of it and ends with a one-line verdict.
+(and writes a corrected copy, comments kept), and `check` runs all of it (or checks a solver file
+and the nets it names) and ends with a one-line verdict. All of them are the shared check of
+caffe.netcheck in the CLI's words; --classes or --dataset fill {{num_classes}}, and --dataset also
+gives the image shape and the values the net must agree with.
 """
 from fractions import Fraction
 from pathlib import Path
@@ -10,24 +13,36 @@ from pathlib import Path
 import click
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.coordmap import CropCheck, StrideRow, crop_report, fill_crop_offsets, stride_table
-from digitslite.caffe.prototxt import SourceMap, check_topology, filter_net, read_net_located, write_net
-from digitslite.caffe.shapes import Shape, blob_shapes, input_tops
+from digitslite.caffe.coordmap import CropCheck, StrideRow, stride_table
+from digitslite.caffe.netcheck import CheckOptions, NetReport, check_net_text, is_solver_text
+from digitslite.caffe.prototxt import net_to_text, parse_net_located, parse_solver, read_net
+from digitslite.caffe.shapes import Shape, input_tops
+from digitslite.caffe.sourcemap import SourceMap
+from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
+from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
+from digitslite.fileio import read_json, write_atomically
 
 NetFile = click.Path(exists=True, dir_okay=False, path_type=Path)
+ASK_CLASSES = "pass --classes N or --dataset DIR"
 
 
 _phase = click.option("--phase", type=click.Choice(["train", "test"]), default="test", show_default=True,
                       help="Keep the layers of this phase.")
 _stage = click.option("--stage", "stages", multiple=True, metavar="S",
-                      help="A stage of the net state, e.g. val or deploy (repeatable).")
+                      help="A stage of the net state, e.g. val or deploy (repeatable; default: DIGITS' "
+                           "stage of the phase, train or val, when the net uses them).")
 _input_shape = input_shape_option(
     "Shape of an input blob; without BLOB= the net's first input. Data layers also take C,H,W "
     "(N from batch_size; crop_size applies) (repeatable).")
 _as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_classes = click.option("--classes", type=click.IntRange(min=1), metavar="N",
+                        help="The class count for {{num_classes}} and for unset DIGITS outputs.")
+_dataset = click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        metavar="DIR", help="A dataset folder: its class count, image shape and ignore value "
+                        "(dataset.json) are checked against the net.")
 
 
 @click.group(name="net")
@@ -35,25 +50,61 @@ def command() -> None:
     """Inspect and check Caffe network files (prototxt)."""
 
 
-def _filtered(path: Path, phase: str, stages: tuple[str, ...]) -> tuple[caffe_pb2.NetParameter, SourceMap]:
-    """The net as Caffe would build it for this phase and stages, topology checked."""
-    net, source_map = read_net_located(path)
-    filtered = filter_net(net, phase=phase, stages=stages, source_map=source_map)
-    check_topology(filtered, source_map)
-    return filtered, source_map
+def _read_text(path: Path) -> str:
+    """The file's prototxt text; a binary NetParameter (a .caffemodel) as text without its weights, so
+    places in messages count lines of that text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        net = read_net(path)
+        for layer in net.layer:
+            del layer.blobs[:]
+        return net_to_text(net)
 
 
-def _inputs(net: caffe_pb2.NetParameter, given: list[tuple[str | None, list[int]]],
-            path: Path) -> dict[str, list[int]]:
-    inputs = input_tops(net)
-    shapes = {}
-    for name, dims in given:
-        if name is None:
-            if not inputs:
-                raise UserError(f"{path}: the net has no Input or data layer to give --input-shape to")
-            name = inputs[0]
-        shapes[name] = dims
-    return shapes
+def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
+    """The check options a dataset folder (dataset.json) gives; --classes wins over its class count."""
+    if dataset is None:
+        return {"num_classes": classes}
+    info_file = dataset / "dataset.json"
+    try:
+        info = read_json(info_file)
+        count = len(info["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{info_file}: cannot read the class list ({exc}); give --dataset a folder made by "
+                        "`digitslite dataset create`") from None
+    size = ((info.get("image_size") or {}).get("train") or {}).get("max")
+    shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(dataset / "train_db" /
+                                                                                     "features"))
+    return {"num_classes": classes or count, "image_shape": shape, "ignore_label": info.get("ignore_label")}
+
+
+def _record_shape(source: str) -> Shape | None:
+    """C, H, W of the first record of an LMDB data source, if it can be read from here."""
+    from digitslite.engine.data import first_record_shape  # the shared reader; only when a net names a source
+
+    return first_record_shape(Path(source).expanduser())
+
+
+def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,
+            classes: int | None, text: str | None = None, source: str | None = None) -> NetReport:
+    """The shared check of FILE (or of `text`, a net held in it) in the CLI's words. A template (with
+    {{num_classes}}) is trained by digitslite, which derives missing Crop offsets, as for
+    network_defs/; any other net crops as Caffe does."""
+    text = _read_text(path) if text is None else text
+    options = CheckOptions(phase=phase, stages=stages, input_shapes=input_shapes, record_shape=_record_shape,
+                           ask_classes=ASK_CLASSES,
+                           ask_shape="pass --input-shape [BLOB=]C,H,W or --dataset DIR",
+                           fix_crops="write the derived offset, or run: digitslite net crops "
+                                     f"{path} --fix -o OUT",
+                           fills_missing_crops=NUM_CLASSES_FIELD in text,
+                           **_dataset_options(dataset, classes))
+    return check_net_text(text, source or str(path), options)
+
+
+def _parsed(path: Path, classes: int | None) -> tuple[caffe_pb2.NetParameter, SourceMap]:
+    """The unfiltered net, its template fields filled with --classes."""
+    return parse_net_located(fill_template(_read_text(path), classes, str(path), ASK_CLASSES), str(path))
 
 
 def _shape_text(shape: Shape) -> str:
@@ -65,16 +116,22 @@ def _shape_text(shape: Shape) -> str:
 @_phase
 @_stage
 @_input_shape
+@_classes
+@_dataset
 @_as_json
-def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes, as_json: bool) -> None:
+def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
+           dataset: Path | None, as_json: bool) -> None:
     """Print the shape of every blob of FILE."""
-    net, source_map = _filtered(file, phase, stages)
-    found = blob_shapes(net, _inputs(net, input_shapes, file), source_map)
+    report = _report(file, phase, stages, input_shapes, dataset, classes)
+    if not report.blobs:
+        if report.error is not None:
+            raise report.error
+        raise UserError(f"{file}: {report.notes[-1]}")
     if as_json:
-        emit_json({"blobs": {name: list(shape) for name, shape in found.items()}})
+        emit_json({"blobs": {name: list(shape) for name, shape in report.blobs.items()}})
         return
-    width = max((len(name) for name in found), default=0)
-    for name, shape in found.items():
+    width = max((len(name) for name in report.blobs), default=0)
+    for name, shape in report.blobs.items():
         click.echo(f"{name:<{width}}  {_shape_text(shape)}")
 
 
@@ -110,13 +167,17 @@ def _cell(value) -> str:
               "size reference, or the first input).")
 @click.option("--to", "to_blob", metavar="BLOB", help="End of the path (default: the blob the last Crop "
               "crops).")
+@_classes
+@_dataset
 @_as_json
-def table(file: Path, from_blob: str | None, to_blob: str | None, as_json: bool) -> None:
+def table(file: Path, from_blob: str | None, to_blob: str | None, classes: int | None, dataset: Path | None,
+          as_json: bool) -> None:
     """Print stride, pad, kernel, scale and offset of each layer between two blobs of FILE.
 
-    The cumulative offset of the first row is the Crop offset that aligns the two blobs.
+    The cumulative offset of the first row is the Crop offset that aligns the two blobs: each
+    layer's offset is divided by its cumulative scale and summed from the output back to the input.
     """
-    net, source_map = read_net_located(file)
+    net, source_map = _parsed(file, _dataset_options(dataset, classes)["num_classes"])
     found = stride_table(net, from_blob, to_blob, source_map)
     rows = [_row_dict(row) for row in found.rows]
     crop_offset = _per_axis(found.crop_offset, int)
@@ -134,43 +195,100 @@ def table(file: Path, from_blob: str | None, to_blob: str | None, as_json: bool)
 
 
 def _check_dict(check: CropCheck) -> dict:
-    return {"layer": check.layer, "written": check.written, "derived": check.derived, "ok": check.ok}
+    return {"layer": check.layer, "written": check.written, "derived": check.derived, "ok": check.ok,
+            **({"note": check.note} if check.note else {})}
+
+
+def _verdict(check: CropCheck) -> str:
+    if check.derived is None:
+        return "no whole offset derivable: Caffe crops as written"
+    return "ok" if check.ok else "missing" if check.written is None else "WRONG"
 
 
 @command.command()
 @click.argument("file", type=NetFile)
-@click.option("--fix", is_flag=True, help="Write a copy with missing and wrong offsets replaced (needs -o).")
+@click.option("--fix", is_flag=True, help="Write a copy with missing and wrong offsets replaced (needs -o); "
+              "comments and layout are kept.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where --fix writes the corrected net.")
+@_classes
+@_dataset
 @_as_json
-def crops(file: Path, fix: bool, output: Path | None, as_json: bool) -> None:
+def crops(file: Path, fix: bool, output: Path | None, classes: int | None, dataset: Path | None,
+          as_json: bool) -> None:
     """Compare each Crop offset written in FILE with the one the coordinate map derives."""
     if fix != (output is not None):
         raise click.UsageError("--fix and -o OUT go together")
-    net, source_map = read_net_located(file)
-    checks = crop_report(net, source_map)
+    report = _report(file, "train", (), (), dataset, classes)
+    if report.net is None:
+        raise report.error
+    checks = report.crops
     if fix:
-        write_net(fill_crop_offsets(net, correct=True, source_map=source_map), output)
+        count = _dataset_options(dataset, classes)["num_classes"]
+        text, changed = fix_crop_offsets(_read_text(file), str(file), count)
+        write_atomically(output, text.encode("utf-8"))
     if as_json:
         emit_json({"crops": [_check_dict(check) for check in checks]})
         return
     width = max((len(check.layer) for check in checks), default=0)
     for check in checks:
-        verdict = "ok" if check.ok else "missing" if check.written is None else "WRONG"
         click.echo(f"{check.layer:<{width}}  written {_cell(check.written)}  derived "
-                   f"{_cell(check.derived)}  {verdict}")
+                   f"{_cell(check.derived)}  {_verdict(check)}")
     if fix:
-        changed = sum(not check.ok or check.written is None for check in checks)
         click.echo(f"wrote {output} ({changed} offset(s) filled or corrected)")
 
 
-def _outputs(net: caffe_pb2.NetParameter) -> list[str]:
-    """Blobs still available after the last layer, as Caffe lists the net's outputs."""
-    available: set[str] = set()
-    for layer in net.layer:
-        available.difference_update(layer.bottom)
-        available.update(layer.top)
-    return sorted(available)
+def _solver_nets(file: Path, solver: caffe_pb2.SolverParameter) -> list[tuple[str, str | None, str]]:
+    """(name, prototxt text or None when the file is not found, phase) of each net the solver names
+    (relative paths from here, as Caffe opens them, else beside the solver) or holds."""
+    named = [(solver.net, "train"), (solver.net, "test")] if solver.net else []
+    named += [(solver.train_net, "train")] if solver.train_net else []
+    named += [(name, "test") for name in solver.test_net]
+    nets = []
+    for name, phase in named:
+        found = next((path for path in (Path(name), file.parent / name) if path.is_file()), None)
+        nets.append((str(found or name), _read_text(found) if found else None, phase))
+    held = [("net_param", solver.net_param, phase) for phase in ("train", "test")
+            if solver.HasField("net_param")]
+    if solver.HasField("train_net_param"):
+        held.append(("train_net_param", solver.train_net_param, "train"))
+    held += [(f"test_net_param {index + 1}", net, "test") for index, net in enumerate(solver.test_net_param)]
+    return nets + [(f"{file} {label}", net_to_text(net), phase) for label, net, phase in held]
+
+
+def _check_solver_file(file: Path, text: str) -> None:
+    """A solver file: every field's range, then each net it names or holds that can be found."""
+    from digitslite.engine.solver import check_solver  # torch only for solver files
+
+    solver = parse_solver(text, str(file))
+    check_solver(solver, str(file))
+    checked, missing = [], []
+    for name, net_text, phase in _solver_nets(file, solver):
+        if net_text is None:
+            if name not in missing:
+                click.echo(f"note: {file}: its net '{name}' is not found here or beside it; its fields alone "
+                           "were checked", err=True)
+            missing.append(name)
+            continue
+        report = _report(file, phase, (), (), None, None, text=net_text, source=name)
+        if report.error is not None:
+            raise report.error
+        _print_notes(report)
+        checked.append(f"{name} ({report.state}) {report.layers} layers")
+    nets = f"; nets: {', '.join(checked)}" if checked else ""
+    click.echo(f"OK: {file}: solver {solver.type or 'SGD'}, lr_policy {solver.lr_policy or 'none'}, "
+               f"max_iter {solver.max_iter}{nets}")
+
+
+def _blob_text(report: NetReport, name: str) -> str:
+    return f"{name} {_shape_text(report.blobs[name])}" if name in report.blobs else name
+
+
+def _print_notes(report: NetReport) -> None:
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in report.notes:
+        click.echo(f"note: {report.source}: {line}", err=True)
 
 
 @command.command()
@@ -178,19 +296,40 @@ def _outputs(net: caffe_pb2.NetParameter) -> list[str]:
 @_phase
 @_stage
 @_input_shape
-def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes) -> None:
-    """Parse, upgrade, filter and check FILE: topology, shapes and Crop offsets; exit 1 on a problem."""
-    net, source_map = _filtered(file, phase, stages)
-    found = blob_shapes(net, _inputs(net, input_shapes, file), source_map)
-    checks = crop_report(net, source_map)
-    for crop in checks:
-        if not crop.ok:
-            written = _cell(crop.written) if crop.written is not None else "none (read as 0)"
-            raise UserError(f"{source_map.where(crop.layer)}: layer '{crop.layer}' (Crop) has offset "
-                            f"{written} but the coordinate map gives {_cell(crop.derived)}; write the "
-                            f"derived offset, or run: digitslite net crops {file} --fix -o OUT")
-    state = phase + "".join(f", stage {stage}" for stage in stages)
-    crop_text = f"{len(checks)} Crop offset(s) match the coordinate map" if checks else "no Crop layers"
-    outputs = ", ".join(f"{name} {_shape_text(found[name])}" for name in _outputs(net))
-    click.echo(f"OK: {file}: {len(net.layer)} layers ({state}), {len(found)} blobs, {crop_text}; "
-               f"outputs: {outputs or 'none'}")
+@_classes
+@_dataset
+@_as_json
+def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
+          dataset: Path | None, as_json: bool) -> None:
+    """Parse, upgrade, filter and check FILE (a network or a solver): topology, shapes, Crop offsets and,
+    with --dataset or --classes, the class count and ignore value; exit 1 on a problem."""
+    text = _read_text(file)
+    if is_solver_text(text):
+        _check_solver_file(file, text)
+        return
+    report = _report(file, phase, stages, input_shapes, dataset, classes)
+    if report.error is not None:
+        raise report.error
+    if as_json:
+        emit_json({"state": report.state, "digits_style": report.digits_style, "layers": report.layers,
+                   "inputs": input_tops(report.net), "outputs": report.outputs,
+                   "blobs": {name: list(shape) for name, shape in report.blobs.items()},
+                   "crops": [_check_dict(crop) for crop in report.crops],
+                   "warnings": report.warnings, "notes": report.notes})
+        return
+    _print_notes(report)
+    underived = sum(check.derived is None for check in report.crops)
+    derived = sum(check.written is None and check.derived is not None for check in report.crops)
+    matched = len(report.crops) - underived - derived
+    counts = [(matched, "match the coordinate map"),
+              (derived, "derived from the coordinate map when it trains"),
+              (underived, "cannot be derived (warning)")]
+    crop_text = (", ".join(f"{count} Crop offset(s) {what}" for count, what in counts if count)
+                 or "no Crop layers")
+    blob_text = f"{len(report.blobs)} blobs" if report.blobs else "structure only (shapes not checked)"
+    kind = "DIGITS-style network, " if report.digits_style else ""
+    supplied = ", ".join(_blob_text(report, name) for name in input_tops(report.net))
+    inputs = f"; DIGITS supplies: {supplied}" if report.digits_style else ""
+    shown = ", ".join(_blob_text(report, name) for name in report.outputs)
+    click.echo(f"OK: {file}: {kind}{report.layers} layers ({report.state}), {blob_text}, {crop_text}"
+               f"{inputs}; outputs: {shown or 'none'}")

@@ -5,12 +5,9 @@ import threading
 from pathlib import Path
 
 import click
-from werkzeug.serving import make_server
 
 from digitslite.errors import UserError
-from digitslite.server.app import USERS_FILE, create_app
-from digitslite.server.config import ServerConfig, is_loopback
-from digitslite.server.services import Services
+from digitslite.server.config import USERS_FILE, ServerConfig, is_loopback
 from digitslite.server.users import UserStore
 
 
@@ -38,6 +35,10 @@ def _refuse_open_without_users(config: ServerConfig) -> None:
 def command(host: str | None, port: int | None, jobs_dir: Path | None, data_roots: tuple[Path, ...],
             insecure: bool, quiet: bool) -> None:
     """Run the job server: scheduler, workers and the JSON API under /api/v1."""
+    from werkzeug.serving import make_server
+
+    from digitslite.server.app import create_app
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -46,7 +47,7 @@ def command(host: str | None, port: int | None, jobs_dir: Path | None, data_root
     _refuse_open_without_users(config)
     app = create_app(config)
     server = make_server(config.host, config.port, app, threaded=True)
-    services: Services = app.extensions["digitslite"]
+    services = app.extensions["digitslite"]
 
     def shut_down(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -5,21 +5,26 @@ docs/SCALING.md); started by torchrun or Slurm (RANK and WORLD_SIZE set) it is o
 """
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
-from digitslite.caffe.prototxt import parse_solver, read_net, write_net, write_solver
+from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
+from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
+from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._output import emit_json
-from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES
-from digitslite.engine.solver import RULES
-from digitslite.engine.train import TrainConfig, TrainResult, train
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
 from digitslite.networks import load_network, load_solver
+
+if TYPE_CHECKING:  # torch loads with the engine: only when a command runs, never for --help
+    from digitslite.engine.train import TrainConfig, TrainResult
 
 NET_COPY, SOLVER_COPY, DEPLOY_COPY = "train_val.prototxt", "solver.prototxt", "deploy.prototxt"
 # CLI option -> SolverParameter field, applied over --solver (or over the defaults without one).
@@ -30,8 +35,7 @@ SOLVER_OPTIONS = {
     "snapshot": "snapshot", "seed": "random_seed", "average_loss": "average_loss",
     "clip_gradients": "clip_gradients",
 }
-DEFAULT_SOLVER = {"base_lr": 0.01, "lr_policy": "fixed", "momentum": 0.9, "weight_decay": 0.0005,
-                  "max_iter": 1000, "display": 20}
+CLI_SOLVER = {**DEFAULT_SOLVER, "max_iter": 1000}  # without --solver or --network
 
 
 def _read_solver(path: str) -> caffe_pb2.SolverParameter:
@@ -47,10 +51,8 @@ def _read_solver(path: str) -> caffe_pb2.SolverParameter:
 def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], test_iter: int | None,
             standard: caffe_pb2.SolverParameter | None = None) -> caffe_pb2.SolverParameter:
     """The solver file, else the standard network's solver, else defaults; then the CLI's overrides."""
-    if solver_file:
-        solver = _read_solver(solver_file)
-    else:
-        solver = standard or caffe_pb2.SolverParameter(**DEFAULT_SOLVER)
+    from digitslite.engine.solver import check_solver  # torch: only when a command runs
+    solver = _read_solver(solver_file) if solver_file else standard or caffe_pb2.SolverParameter(**CLI_SOLVER)
     for option, name in SOLVER_OPTIONS.items():
         if options.get(option) is not None:
             setattr(solver, name, options[option])
@@ -62,39 +64,62 @@ def _solver(solver_file: str | None, options: dict, stepvalue: tuple[int, ...], 
         solver.test_iter.append(test_iter)
         if not solver.test_interval:
             raise UserError("--test-iter needs --test-interval (how many iterations between tests)")
+    check_solver(solver, solver_file or "the solver", _field_names(options))
     return solver
 
 
-class _StandardNetwork:
-    """A network of network_defs/ for a dataset's class count, reading its LMDBs, with its solver and
-    the deploy net that `digitslite infer` runs on the dataset's images."""
-
-    def __init__(self, name: str, dataset: str | None) -> None:
-        if dataset is None:
-            raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-        info_file = Path(dataset) / "dataset.json"
-        try:
-            info = read_json(info_file)
-            classes = info["classes"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
-                            "`digitslite dataset create`") from None
-        net = load_network(name, len(classes))
-        # Absolute: the bound sources must not be resolved again against the dataset folder.
-        self.net = bind_data_sources(net, Path(dataset).resolve())
-        self.solver = load_solver(name)
-        self.deploy = dataset_deploy_net(net, info)
+def _field_names(options: dict) -> Callable[[str], str]:
+    """A solver field as the user set it: the flag when an option gave it, else the field's name."""
+    given = {name: option for option, name in SOLVER_OPTIONS.items() if options.get(option) is not None}
+    return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
 
 
-def _net(net_file: str | None, batch_size: int | None,
+def _dataset_classes(dataset: Path) -> int:
+    """The class count of a dataset folder, from its dataset.json."""
+    info_file = dataset / "dataset.json"
+    try:
+        return len(read_json(info_file)["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
+                        "`digitslite dataset create`") from None
+
+
+def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
+                                                                  caffe_pb2.SolverParameter]:
+    """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
+    if dataset is None:
+        raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
+    return bind_data_sources(load_network(name, _dataset_classes(dataset)), dataset), load_solver(name)
+
+
+def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
+    """The --net file, its {{num_classes}} (if any) filled with the dataset's class count."""
+    try:
+        text = Path(net_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return read_net(net_file)   # a binary net, or its own error for an unreadable file
+    if NUM_CLASSES_FIELD not in text:
+        return read_net(net_file)
+    classes = _dataset_classes(dataset) if dataset is not None else None
+    filled = fill_template(text, classes, net_file, "give --dataset: its class count fills it")
+    return parse_net(filled, net_file)
+
+
+def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
          standard: caffe_pb2.NetParameter | None = None) -> caffe_pb2.NetParameter | None:
-    """The net to train (None: the solver names its nets), with --batch-size written into Data layers."""
+    """The net to train (None: the solver names its nets), completed as DIGITS completes its networks
+    (data layers it supplies, unset class outputs), with --batch-size written into Data layers."""
     if net_file is None and standard is None:
         if batch_size is not None:
             raise UserError("--batch-size rewrites the network's Data layers: give the network with --net "
                             "or --network")
         return None
-    net = standard if standard is not None else read_net(net_file)
+    net = standard if standard is not None else _read_net(net_file, dataset)
+    if standard is None and (supplied_inputs(net) or unset_class_outputs(net)):
+        if dataset is None:
+            raise UserError(f"{net_file} is a DIGITS-style network (its data, label or class count come from "
+                            "the dataset): give --dataset")
+        net = complete_digits_net(net, _dataset_classes(dataset))
     if batch_size is not None:
         for layer in net.layer:
             if layer.type == "Data":
@@ -108,8 +133,10 @@ def _progress(record: dict) -> None:
     click.echo(f"[{record['phase']}] iteration {record['iteration']}: {shown}", err=True)
 
 
-def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
+def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
     """Train with SIGTERM (and Ctrl-C) meaning: snapshot at the end of this iteration and stop."""
+    from digitslite.engine.train import train
+
     stop_requested = []
 
     def request_stop(signum, frame) -> None:
@@ -138,7 +165,7 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--stepvalue", type=int, multiple=True, help="Iteration of a multistep drop (repeatable).")
 @click.option("--momentum", type=float, help="Momentum (Adam's beta1, AdaDelta's decay).")
 @click.option("--weight-decay", type=float, help="Weight decay.")
-@click.option("--solver-type", type=click.Choice(list(RULES)), help="Update rule.")
+@click.option("--solver-type", type=click.Choice(SOLVER_TYPES), help="Update rule.")
 @click.option("--max-iter", type=int, help="Number of updates to train for.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size of every Data layer.")
 @click.option("--iter-size", type=click.IntRange(min=1), help="Batches accumulated per update.")
@@ -155,7 +182,7 @@ def _run(config: TrainConfig, job_dir: Path) -> TrainResult:
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from this .solverstate.")
 @click.option("--gpu/--cpu", "use_gpu", default=None,
               help="Train on the GPU or the CPU (default: the GPU if there is one).")
-@click.option("--amp", type=click.Choice(["bf16", "fp16"]), help="Mixed-precision forward pass.")
+@click.option("--amp", type=click.Choice(AMP_MODES), help="Mixed-precision forward pass.")
 @click.option("--channels-last", is_flag=True, help="Use the channels_last memory format.")
 @click.option("--compile", "use_compile", is_flag=True, help="Compile the train net with torch.compile.")
 @click.option("--cudnn-benchmark", is_flag=True, help="Let cuDNN pick algorithms (fixed input sizes).")
@@ -181,16 +208,19 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     SIGTERM or Ctrl-C snapshots and stops; --resume continues exactly where it stopped, with any
     number of ranks. If a rank dies, every rank is stopped and the command exits with code 75.
     """
+    from digitslite.engine.launch import EXIT_INTERRUPTED, RankEnvironment, RanksInterrupted
+    from digitslite.engine.train import TrainConfig
+
     job = Path(job_dir)
+    dataset_dir = Path(dataset).absolute() if dataset else None  # resolved once, from where the command runs
     if resume and not net_file and not solver_file and (job / SOLVER_COPY).is_file():
         net_file, solver_file = str(job / NET_COPY), str(job / SOLVER_COPY)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
-    standard = _StandardNetwork(network, dataset) if network else None
-    standard_net, standard_solver = (standard.net, standard.solver) if standard else (None, None)
+    standard_net, standard_solver = _standard_network(network, dataset_dir) if network else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
     solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
-    net = _net(net_file, batch_size, standard_net)
+    net = _net(net_file, batch_size, dataset_dir, standard_net)
     if net is None and not (solver.net or solver.HasField("net_param") or solver.train_net
                             or solver.HasField("train_net_param")):
         raise UserError("no network to train: give --network or --net (or a --solver that names its net)")
@@ -203,12 +233,12 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     if env is None or env.rank == 0:    # under torchrun every rank runs this command
         if net is not None:
             write_net(net, job / NET_COPY)
-        if standard is not None:
-            write_net(standard.deploy, job / DEPLOY_COPY)
+        if network:   # what `digitslite infer` runs on the dataset's images
+            write_net(dataset_deploy_net(net, read_json(dataset_dir / "dataset.json")), job / DEPLOY_COPY)
         write_solver(solver, job / SOLVER_COPY)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
-        dataset_root=Path(dataset) if dataset else None,
+        dataset_root=dataset_dir,
         device=None if use_gpu is None else ("cuda" if use_gpu else "cpu"),
         weights=[w for given in weights for w in given.split(",") if w], resume=resume, amp=amp,
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,

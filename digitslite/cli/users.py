@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 
 from digitslite.cli._output import emit_json
-from digitslite.server.app import USERS_FILE
-from digitslite.server.config import ServerConfig
+from digitslite.server.config import USERS_FILE, ServerConfig
 from digitslite.server.users import UserStore
 
 jobs_dir_option = click.option("--jobs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

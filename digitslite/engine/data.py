@@ -30,7 +30,7 @@ import lmdb
 import numpy as np
 import torch
 from torch.nn import functional
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from digitslite.caffe import caffe_pb2
 from digitslite.datasets.mean import read_mean_file
@@ -179,6 +179,15 @@ def close_lmdb_readers() -> None:
 os.register_at_fork(before=close_lmdb_readers)
 
 
+def first_record_shape(path: Path) -> tuple[int, ...] | None:
+    """C, H, W of the first Datum of an LMDB folder (None if it is not one, or empty)."""
+    if not (path / "data.mdb").is_file():
+        return None
+    with _reader(path).begin() as txn:
+        first = next(txn.cursor().iternext(keys=False, values=True), None)
+    return tuple(datum_array(first).shape) if first is not None else None
+
+
 def _lmdb_keys(path: Path) -> list[bytes]:
     with _reader(path).begin() as txn:
         return list(txn.cursor().iternext(keys=True, values=False))
@@ -239,16 +248,6 @@ class SegmentationLmdbDataset(Dataset):
                 torch.from_numpy(np.asarray(label, dtype=np.int64)))
 
 
-def collate_segmentation(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack samples into N x C x H x W and N x H x W; refuse mixed sizes with the fix."""
-    sizes = sorted({tuple(image.shape[1:]) for image, _ in batch})
-    if len(sizes) > 1:
-        shown = " and ".join(f"{width}x{height}" for height, width in sizes[:2])
-        raise UserError(f"a batch holds images of different sizes ({shown}); use batch_size 1 or set a "
-                        "crop_size so that every image is cropped to one size")
-    return torch.stack([image for image, _ in batch]), torch.stack([label for _, label in batch])
-
-
 @dataclass(frozen=True)
 class BoundDataLayer:
     """Data layers fed from one dataset: which item (image or label) each top receives."""
@@ -257,11 +256,6 @@ class BoundDataLayer:
     dataset: SegmentationLmdbDataset
     batch_size: int
     tops: dict[str, str]
-
-    def loader(self, num_workers: int = 0, shuffle: bool = False) -> DataLoader:
-        """Batches as Caffe's Data layer reads them (key order) unless `shuffle`."""
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=num_workers,
-                          collate_fn=collate_segmentation)
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
 Batch = dict[str, torch.Tensor]
@@ -203,9 +204,10 @@ class DatasetStream(BatchStream):
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
                       seed: int, workers: int = 0, pin_memory: bool = False,
                       shard: Shard = Shard()) -> BatchStream:
-    """Bind a filtered net's Data layers to their LMDBs (digitslite.engine.data) as one stream, or
-    its HDF5Data layers to their files (digitslite.engine.hdf5_stream)."""
-    layers = list(layers)
+    """Bind a filtered net's Data layers (and the FCN repository's Python data layers, as Data layers:
+    caffe.pythonlayers) to their LMDBs (digitslite.engine.data) as one stream, or its HDF5Data layers
+    to their files (digitslite.engine.hdf5_stream)."""
+    layers = [as_data_layer(layer) if layer.type == "Python" else layer for layer in layers]
     if layers and all(layer.type == "HDF5Data" for layer in layers):
         from digitslite.engine.hdf5_stream import HDF5Stream  # here: h5py only for HDF5 nets
 

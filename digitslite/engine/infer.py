@@ -30,12 +30,9 @@ from digitslite.caffe.geometry import RuleError
 from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.caffe.prototxt import read_net
 from digitslite.caffe.shapes import is_source
+from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
-
-CHANNEL_ORDERS = ("bgr", "rgb", "gray")
-DEFAULT_MAX_TILE = 1024
-
 
 # ----------------------------------------------------------------------------------------------
 # Images and preprocessing
@@ -119,10 +116,6 @@ class TileGeometry:
     before: tuple[int, int]
     after: tuple[int, int]
     align: tuple[int, int]
-
-    def min_tile(self, axis: int) -> int:
-        """The smallest tile side that still makes progress along `axis`."""
-        return self.before[axis] + self.after[axis] + self.align[axis]
 
 
 def tile_geometry(net: caffe_pb2.NetParameter, input_name: str,

@@ -5,26 +5,62 @@ The schedule is a function of the completed-update count `iter` and, for "multis
 advances at most one step per call, so the counter is state, not something derivable from iter.
 """
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from digitslite.caffe import caffe_pb2
 from digitslite.errors import UserError
 
-POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+# Each policy and the solver fields its formula reads, which Caffe gives no defaults.
+POLICY_FIELDS: dict[str, tuple[str, ...]] = {
+    "fixed": (), "step": ("gamma", "stepsize"), "exp": ("gamma",), "inv": ("gamma", "power"),
+    "multistep": ("gamma", "stepvalue"), "poly": ("power",), "sigmoid": ("gamma", "stepsize"),
+}
+POLICIES = tuple(POLICY_FIELDS)
 
 
-def check_policy(solver: caffe_pb2.SolverParameter, source: str = "solver") -> None:
-    """Refuse a schedule Caffe would abort on, before any training starts."""
+# Caffe's CHECKs in SGDSolver::GetLearningRate, per policy: (field, comparison, bound). poly's
+# max_iter is digitslite's own: the schedule divides by it.
+POLICY_LIMITS: dict[str, tuple[tuple[str, str, int], ...]] = {
+    "step": (("stepsize", ">", 0), ("gamma", ">=", 0)),
+    "exp": (("gamma", ">=", 0),),
+    "inv": (("gamma", ">=", 0),),
+    "multistep": (("gamma", ">=", 0),),
+    "poly": (("max_iter", ">", 0),),
+    "sigmoid": (("gamma", ">=", 0), ("stepsize", ">", 0)),
+}
+_HINTS = {"stepsize": "the number of iterations between rate drops",
+          "gamma": "a factor of 0 or more, e.g. 0.1", "max_iter": "the number of updates to train for"}
+
+
+class SolverFieldError(UserError):
+    """A solver setting Caffe refuses; `field` is the SolverParameter field, for forms and APIs."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self):
+        return type(self), (str(self), self.field)   # crosses process boundaries (rank workers)
+
+
+def check_policy(solver: caffe_pb2.SolverParameter, source: str = "solver",
+                 field_name: Callable[[str], str] = str) -> None:
+    """Refuse a schedule Caffe would abort on ("Check failed"), before any training starts.
+
+    `field_name` turns a SolverParameter field into the interface's word for it (a CLI flag).
+    """
     policy = solver.lr_policy
     if policy not in POLICIES:
         shown = repr(policy) if policy else "none"
-        raise UserError(f"{source}: lr_policy is {shown}; set lr_policy to one of {', '.join(POLICIES)}")
-    if policy == "step" and solver.stepsize <= 0:
-        raise UserError(f"{source}: lr_policy \"step\" needs stepsize > 0 (it is {solver.stepsize}); "
-                        "set stepsize to the number of iterations between rate drops")
-    if policy == "poly" and solver.max_iter <= 0:
-        raise UserError(f"{source}: lr_policy \"poly\" needs max_iter > 0; set max_iter")
+        raise SolverFieldError(f"{source}: {field_name('lr_policy')} is {shown}; set it to one of "
+                               f"{', '.join(POLICIES)}", "lr_policy")
+    for field, comparison, bound in POLICY_LIMITS.get(policy, ()):
+        value, name = getattr(solver, field), field_name(field)
+        if not (value > bound if comparison == ">" else value >= bound):
+            raise SolverFieldError(f"{source}: lr_policy \"{policy}\" needs {name} {comparison} {bound} (it "
+                                   f"is {value:g}; Caffe stops on it); set {name} to {_HINTS[field]}", field)
 
 
 def _multistep(solver: caffe_pb2.SolverParameter, iteration: int, current_step: int) -> int:

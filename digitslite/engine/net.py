@@ -231,12 +231,8 @@ class CaffeNet(nn.Module):
         blobs = self._run(inputs, protect=keep)
         return {name: blobs[name] for name in wanted}
 
-    def forward_all(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every blob name -> its final tensor (in-place layers rebind names), for visualisation."""
-        return self._run(inputs, protect=None)
-
-    def _run(self, inputs: Mapping[str, torch.Tensor], protect: set[str] | None) -> dict[str, torch.Tensor]:
-        """Run every layer; with `protect` given, blobs no later layer reads are dropped unless protected."""
+    def _run(self, inputs: Mapping[str, torch.Tensor], protect: set[str]) -> dict[str, torch.Tensor]:
+        """Run every layer; blobs no later layer reads are dropped unless protected."""
         blobs: dict[str, torch.Tensor] = {}
         for name in self.input_names:
             if name not in inputs:
@@ -260,10 +256,9 @@ class CaffeNet(nn.Module):
             else:   # called inline: a separate frame would make torch.compile recompile it per layer
                 tops = self.layers[step.module](*bottoms)
             blobs.update(zip(step.tops, tops, strict=False))
-            if protect is not None:
-                for name in self._release[index]:
-                    if name not in protect:
-                        blobs.pop(name, None)
+            for name in self._release[index]:
+                if name not in protect:
+                    blobs.pop(name, None)
         return blobs
 
     def _call_sharing(self, step: _Step, bottoms: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:

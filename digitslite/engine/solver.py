@@ -83,7 +83,7 @@ def _adam(g: torch.Tensor, hist: list[torch.Tensor], hp: Hyper, rate: float, t: 
     return g.copy_(m).div_(v.sqrt().add_(hp.delta)).mul_(f32(rate * correction))
 
 
-# Caffe type name -> (rule, history buffers per parameter).
+# Caffe type name (choices.SOLVER_TYPES) -> (rule, history buffers per parameter).
 RULES: dict[str, tuple[Rule, int]] = {
     "SGD": (_sgd, 1),
     "Nesterov": (_nesterov, 1),
@@ -102,23 +102,34 @@ class Learnable(Protocol):
     decay_mult: float
 
 
-def check_solver(solver: caffe_pb2.SolverParameter, source: str = "solver") -> None:
-    """Refuse settings Caffe aborts on, naming the field and the fix."""
+# Counts and factors that have no meaning below zero (Caffe reads them as unsigned or never checks).
+NON_NEGATIVE = ("base_lr", "max_iter", "display", "snapshot", "test_interval", "weight_decay", "momentum",
+                "momentum2")
+
+
+def check_solver(solver: caffe_pb2.SolverParameter, source: str = "solver",
+                 field_name: Callable[[str], str] = str) -> None:
+    """Refuse settings Caffe aborts on, naming the field (in the interface's words) and the fix."""
     if solver.type not in RULES:
-        raise UserError(f"{source}: solver type {solver.type!r} is unknown; use one of {', '.join(RULES)}")
+        raise UserError(f"{source}: solver {field_name('type')} {solver.type!r} is unknown; use one of "
+                        f"{', '.join(RULES)}")
     if solver.type in ("AdaGrad", "RMSProp") and solver.momentum != 0:
         raise UserError(f"{source}: {solver.type} does not use momentum (it is {solver.momentum}); "
-                        "remove momentum or set it to 0")
+                        f"remove {field_name('momentum')} or set it to 0")
     if solver.type == "RMSProp" and not 0 <= solver.rms_decay < 1:
         raise UserError(f"{source}: rms_decay must be in [0, 1) (it is {solver.rms_decay}); set e.g. 0.98")
     if solver.regularization_type not in ("L1", "L2"):
         raise UserError(f"{source}: regularization_type {solver.regularization_type!r} is unknown; "
                         "use \"L2\" or \"L1\"")
-    if solver.iter_size < 1:
-        raise UserError(f"{source}: iter_size must be at least 1 (it is {solver.iter_size})")
-    if solver.average_loss < 1:
-        raise UserError(f"{source}: average_loss must be at least 1 (it is {solver.average_loss})")
-    check_policy(solver, source)
+    for field in ("iter_size", "average_loss"):
+        value = getattr(solver, field)
+        if value < 1:
+            raise UserError(f"{source}: {field_name(field)} must be at least 1 (it is {value})")
+    for field in NON_NEGATIVE:
+        value = getattr(solver, field)
+        if solver.HasField(field) and value < 0:
+            raise UserError(f"{source}: {field_name(field)} must be 0 or more (it is {value:g})")
+    check_policy(solver, source, field_name)
 
 
 class Solver:

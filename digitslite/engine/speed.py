@@ -12,7 +12,7 @@ import torch
 
 from digitslite.errors import UserError
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # keyed by choices.AMP_MODES
 
 
 def resolve_device(name: str | None) -> torch.device:

@@ -8,13 +8,15 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from digitslite import __version__
 from digitslite.jobs.gpus import query_gpus
-from digitslite.jobs.index import MAX_PER_PAGE, JobFilter
-from digitslite.jobs.model import KINDS, Status
+from digitslite.jobs.index import JobFilter
+from digitslite.jobs.model import Status
 from digitslite.server.auth import current_identity, require_owner
 from digitslite.server.creators import clone_job
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.render import job_detail, job_summary
+from digitslite.server.schemas.openapi import operation
+from digitslite.server.schemas.requests import DeleteQuery, JobListQuery, LogQuery, RecordsQuery
+from digitslite.server.schemas.responses import Created, JobDetail, JobList, Records, System
 from digitslite.server.services import services
 
 api = Blueprint("api", __name__)
@@ -37,29 +39,30 @@ def _detail(job_id: str) -> dict[str, Any]:
 
 
 @api.get("/jobs")
+@operation({200: JobList}, errors=(401, 422), query=JobListQuery)
 def list_jobs():
-    fields = Fields(request.args)
-    fields.reject_unknown({"kind", "status", "owner", "text", "page", "per_page"})
-    where = JobFilter(kind=fields.choice("kind", KINDS),
-                      status=fields.choice("status", [str(status) for status in Status]),
-                      owner=fields.text("owner", max_length=64), text=fields.text("text", max_length=200))
-    page = fields.integer("page", 1, minimum=1)
-    per_page = fields.integer("per_page", 50, minimum=1, maximum=MAX_PER_PAGE)
+    """List jobs, newest first"""
+    query = JobListQuery.parse(request.args.to_dict())
+    where = JobFilter(kind=query.kind, status=query.status, owner=query.owner, text=query.text)
+    page, per_page = query.page, query.per_page
     rows, total = services().index.list(where, page=page, per_page=per_page)
     return jsonify({"jobs": [job_summary(row) for row in rows], "total": total, "page": page,
                     "per_page": per_page, "pages": (total + per_page - 1) // per_page})
 
 
 @api.get("/jobs/<job_id>")
+@operation({200: JobDetail}, errors=(401, 404))
 def get_job(job_id: str):
+    """One job in full"""
     return jsonify(_detail(job_id))
 
 
 @api.get("/jobs/<job_id>/metrics")
+@operation({200: Records}, errors=(401, 404, 422), query=RecordsQuery)
 def get_metrics(job_id: str):
-    """The metric records after the first `after` ones; `next` is the `after` of the following call."""
+    """Metric records (metrics.jsonl) after the first `after` ones"""
     _row(job_id)
-    after = Fields(request.args).integer("after", 0, minimum=0)
+    after = RecordsQuery.parse(request.args.to_dict()).after
     path = services().scheduler.folder(job_id).metrics_file
     records = []
     count = 0
@@ -75,10 +78,11 @@ def get_metrics(job_id: str):
 
 
 @api.get("/jobs/<job_id>/log")
+@operation({200: "text/plain"}, errors=(401, 404, 422), query=LogQuery)
 def get_log(job_id: str):
-    """The job's log from byte `offset` on, as plain text; X-Next-Offset says where to go on."""
+    """The job's log from byte `offset` on, as plain text (X-Next-Offset tells where to continue)"""
     _row(job_id)
-    offset = Fields(request.args).integer("offset", 0, minimum=0)
+    offset = LogQuery.parse(request.args.to_dict()).offset
     path = services().scheduler.folder(job_id).log_file
     data = b""
     if path.exists():
@@ -91,8 +95,9 @@ def get_log(job_id: str):
 
 
 @api.get("/jobs/<job_id>/files/<path:name>")
+@operation({200: "application/octet-stream"}, errors=(401, 404))
 def get_file(job_id: str, name: str):
-    """A file of the job's folder (inference outputs, a snapshot); nothing outside it."""
+    """A file of the job's folder (inference outputs, results.json, a snapshot); nothing outside it"""
     _row(job_id)
     root = services().scheduler.folder(job_id).path.resolve()
     target = (root / name).resolve()
@@ -102,22 +107,33 @@ def get_file(job_id: str, name: str):
 
 
 @api.post("/jobs/<job_id>/abort")
+@operation({202: JobDetail}, errors=(401, 403, 404, 409))
 def abort_job(job_id: str):
+    """Abort: SIGTERM (a model snapshots), SIGKILL after the grace period"""
     require_owner(_row(job_id)["owner"], "abort")
     services().scheduler.abort(job_id)
     return jsonify(_detail(job_id)), 202
 
 
 @api.post("/jobs/<job_id>/resume")
+@operation({202: JobDetail}, errors=(401, 403, 404, 409))
 def resume_job(job_id: str):
+    """Queue an aborted, failed or interrupted job again (models continue from a snapshot)"""
     require_owner(_row(job_id)["owner"], "resume")
     services().scheduler.resume(job_id)
     return jsonify(_detail(job_id)), 202
 
 
+CLONE_BODY = {"type": "object",
+              "description": "fields of the job kind's request (DatasetRequest, ModelRequest, "
+                             "InferenceRequest, PretrainedRequest...) that replace the old job's; null "
+                             "removes one"}
+
+
 @api.post("/jobs/<job_id>/clone")
+@operation({201: Created}, errors=(401, 403, 404, 422), body=CLONE_BODY)
 def clone(job_id: str):
-    """A new job with the old one's parameters, changed by the fields of the request body."""
+    """A new job with this one's parameters; the body's fields replace some of them"""
     _row(job_id)
     overrides = request.get_json(silent=True) if request.content_length else {}
     if not isinstance(overrides, dict):
@@ -127,9 +143,11 @@ def clone(job_id: str):
 
 
 @api.delete("/jobs/<job_id>")
+@operation({204: None}, errors=(401, 403, 404, 409), query=DeleteQuery)
 def delete_job(job_id: str):
+    """Delete a job and its folder"""
     require_owner(_row(job_id)["owner"], "delete")
-    force = Fields(request.args).boolean("force")
+    force = DeleteQuery.parse(request.args.to_dict()).force
     services().scheduler.delete(job_id, force=force)
     return "", 204
 
@@ -142,8 +160,9 @@ def _version(package: str) -> str | None:
 
 
 @api.get("/system")
+@operation({200: System}, errors=(401,))
 def system():
-    """GPUs (memory, utilisation, which job holds each), the queue, and versions."""
+    """GPUs (memory, utilisation, which job holds each), the queue, and versions"""
     svc = services()
     held = {gpu: job_id for job_id, gpus in svc.scheduler.running_gpus().items() for gpu in gpus}
     detected = {gpu.id: gpu for gpu in query_gpus()}

@@ -12,23 +12,21 @@ from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
-from digitslite.server.config import ServerConfig
+from digitslite.server.config import INDEX_FILE, USERS_FILE, ServerConfig
 from digitslite.server.create_dataset import datasets_api
 from digitslite.server.create_inference import inference_api
 from digitslite.server.create_model import models_api
 from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
-from digitslite.server.openapi import openapi_api
 from digitslite.server.pages import pages
+from digitslite.server.schemas.openapi import openapi_api
 from digitslite.server.services import Services
 from digitslite.server.sse import events_api
 from digitslite.server.store.routes import store_api
 from digitslite.server.store.tree import store_tree
 from digitslite.server.users import UserStore
 
-INDEX_FILE = "index.sqlite"
-USERS_FILE = "users.json"
 SECRET_FILE = ".secret_key"
 SERVER_LOCK_FILE = ".server.lock"
 

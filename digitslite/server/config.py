@@ -10,6 +10,9 @@ from digitslite.errors import UserError
 from digitslite.jobs.gpus import query_gpus
 
 DEFAULT_PORT = 5000
+# Files of the jobs directory beside the job folders: the job index and the accounts.
+INDEX_FILE = "index.sqlite"
+USERS_FILE = "users.json"
 DEFAULT_MAX_UPLOAD_MB = 2048
 
 

@@ -7,7 +7,7 @@ import contextlib
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,11 @@ from digitslite.jobs.scheduler import Prepare
 from digitslite.server.auth import Identity
 from digitslite.server.config import ServerConfig
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
+from digitslite.server.schemas.requests import GpuFields, JobFields, StoreImportRequest
 from digitslite.server.services import services
 
 INPUTS = INPUTS_DIR
-COMMON_FIELDS = ("name", "group", "notes", "priority")
-GPU_FIELDS = ("gpus", "gpu_ids")
+COMMON_FIELDS = tuple(JobFields.model_fields)
 
 
 @dataclass
@@ -37,42 +36,39 @@ class CreateContext:
     move_inputs: bool = False  # an upload is moved; a clone's inputs are copied
 
 
-def request_fields() -> Fields:
+def request_values() -> Mapping[str, Any]:
     """The request's fields: a JSON object body, or the form fields of a multipart request."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise ApiError(400, "the body is not a JSON object")
-        return Fields(body)
-    return Fields(request.form.to_dict())
+        return body
+    return request.form.to_dict()
 
 
-def new_spec(kind: str, fields: Fields, ctx: CreateContext, params: dict[str, Any], *, default_name: str,
+def new_spec(kind: str, job: JobFields | StoreImportRequest, ctx: CreateContext, params: dict[str, Any], *,
+             default_name: str, name: str | None = None, group: str | None = None,
              depends_on: list[str] | None = None, waits_for: list[str] | None = None,
              gpus: int | list[str] = 0) -> JobSpec:
+    """The job's spec; `name` and `group` replace the request's (a sweep names each of its jobs)."""
     return JobSpec(
         id=new_job_id(), kind=kind, owner=ctx.identity.name, created=time.time(), params=params,
-        name=fields.text("name", default_name, max_length=200),
-        group=fields.text("group", "", max_length=200),
-        notes=fields.text("notes", "", max_length=10_000),
-        priority=fields.integer("priority", 0, minimum=-100, maximum=100),
+        name=name or job.name or default_name, group=group or job.group or "", notes=job.notes or "",
+        priority=job.priority or 0,
         depends_on=sorted(set(depends_on or [])), waits_for=sorted(set(waits_for or [])), gpus=gpus)
 
 
-def gpu_request(fields: Fields, config: ServerConfig) -> int | list[str]:
+def gpu_request(body: GpuFields, config: ServerConfig) -> int | list[str]:
     """`gpus`: how many (any free ones), or `gpu_ids`: exactly these; checked against this machine."""
     available = list(config.gpus or [])
-    if fields.has("gpus") and fields.has("gpu_ids"):
-        raise ApiError(422, "give either gpus (a count) or gpu_ids (a list), not both", "gpu_ids")
-    if fields.has("gpu_ids"):
-        raw = fields.raw("gpu_ids")
-        ids = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else [str(i) for i in raw]
+    if body.gpu_ids is not None:
+        ids = [gpu.strip() for gpu in body.gpu_ids]
         unknown = [gpu for gpu in ids if gpu not in available]
         if unknown or not ids:
             raise ApiError(422, f"gpu_ids: {', '.join(unknown) or 'empty'} not among this machine's GPUs "
                                 f"({', '.join(available) or 'none'})", "gpu_ids")
         return sorted(set(ids), key=ids.index)
-    count = fields.integer("gpus", 0, minimum=0)
+    count = body.gpus or 0
     if count > len(available):
         raise ApiError(422, f"gpus: {count} asked for but this machine has {len(available)}", "gpus")
     return count

@@ -3,6 +3,7 @@
 The folders are checked before the job is queued (the datasets package's dry run), so a dataset
 with bad labels is refused at once with the whole validation report (422) rather than failing later.
 """
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,20 @@ from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
-    COMMON_FIELDS,
     INPUTS,
     CreateContext,
     copy_inputs,
     new_spec,
-    request_fields,
+    request_values,
     upload_folder,
     uploaded_files,
 )
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
+from digitslite.server.schemas.openapi import operation
+from digitslite.server.schemas.requests import DatasetRequest
+from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
 
 datasets_api = Blueprint("datasets_api", __name__)
@@ -36,30 +38,13 @@ ARCHIVE_DEFAULTS = {"images": "images", "labels": "labels", "val_images": "val_i
                     "val_labels": "val_labels", "colormap": "colormap.txt", "classes": "classes.txt"}
 OPTION_FIELDS = ("val_percent", "label_mode", "nearest", "ignore_label", "encoding", "resize", "width",
                  "height", "seed", "allow_empty_classes")
-KNOWN_FIELDS = (*COMMON_FIELDS, *FOLDER_FIELDS, *FILE_FIELDS, *OPTION_FIELDS, "check")
 
 
-def _option_values(fields: Fields) -> dict[str, Any]:
-    """The creation options other than paths, typed (form fields arrive as strings)."""
-    return {
-        "val_percent": fields.integer("val_percent"),
-        "label_mode": fields.text("label_mode", "palette"),
-        "nearest": fields.boolean("nearest"),
-        "ignore_label": fields.integer("ignore_label", 255),
-        "encoding": fields.text("encoding", "png"),
-        "resize": fields.text("resize", "none"),
-        "width": fields.integer("width"),
-        "height": fields.integer("height"),
-        "seed": fields.integer("seed"),
-        "allow_empty_classes": fields.boolean("allow_empty_classes"),
-    }
-
-
-def _upload_paths(fields: Fields, root: Path) -> dict[str, str | None]:
+def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
     """Paths inside the unpacked archive, relative to it; given ones must exist, defaults may not."""
     paths: dict[str, str | None] = {}
     for name in (*FOLDER_FIELDS, *FILE_FIELDS):
-        given = fields.text(name)
+        given = getattr(body, name)
         relative = given or ARCHIVE_DEFAULTS[name]
         target = (root / relative).resolve()
         if not target.is_relative_to(root.resolve()):
@@ -74,24 +59,26 @@ def _upload_paths(fields: Fields, root: Path) -> dict[str, str | None]:
     return paths
 
 
-def _server_paths(fields: Fields, roots: tuple[Path, ...]) -> dict[str, str | None]:
-    fields.required("images")
-    fields.required("labels")
+def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
+    for name in ("images", "labels"):
+        if getattr(body, name) is None:
+            raise ApiError(422, f"{name} is required", name)
     paths: dict[str, str | None] = {}
     for name in (*FOLDER_FIELDS, *FILE_FIELDS):
-        raw = fields.text(name)
+        raw = getattr(body, name)
         paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
                                                                      folder=name in FOLDER_FIELDS))
     return paths
 
 
-def plan_dataset(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
-    fields.reject_unknown(KNOWN_FIELDS)
+def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+    body = DatasetRequest.parse(values)
     from_upload = ctx.inputs is not None
-    paths = _upload_paths(fields, ctx.inputs) if from_upload else _server_paths(fields, ctx.config.data_roots)
-    options = _option_values(fields)
-    check = fields.boolean("check", True)
-    request = {name: fields.raw(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {"check": check}
+    paths = _upload_paths(body, ctx.inputs) if from_upload else _server_paths(body, ctx.config.data_roots)
+    options = {name: getattr(body, name) for name in OPTION_FIELDS}
+    check = body.check
+    request = {name: body.given().get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {
+        "check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
               "options": options}
     if check:
@@ -100,17 +87,22 @@ def plan_dataset(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]
             raise ApiError(422, f"the dataset has errors: {report.summary_line()}", None,
                            report=report.to_dict())
     default_name = Path(paths["images"]).parent.name if not from_upload else "uploaded dataset"
-    return [(new_spec("dataset", fields, ctx, params, default_name=default_name), copy_inputs(ctx))]
+    return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]
 
 
 @datasets_api.post("/datasets")
+@operation({201: Created}, errors=(401, 403, 413, 422), body=DatasetRequest, files=("archive",))
 def create_dataset_job():
-    """Server-side folders (JSON or form fields), or a zip/tar upload in the `archive` field."""
-    fields = request_fields()
+    """Create a dataset from server folders or an uploaded archive (field `archive`)
+
+    The folders are validated first: a dataset with problems is refused (422) with error.report,
+    the whole validation report.
+    """
+    values = request_values()
     archives = uploaded_files("archive")
     config = services().config
     if not archives:
-        jobs = plan_dataset(fields, CreateContext(current_identity(), config))
+        jobs = plan_dataset(values, CreateContext(current_identity(), config))
         folders = services().scheduler.submit(jobs)
     else:
         if len(archives) > 1:
@@ -122,6 +114,6 @@ def create_dataset_job():
             content.mkdir()
             extract_archive(archive_file, content, max_bytes=config.max_upload_bytes * 4, field="archive")
             archive_file.unlink()
-            jobs = plan_dataset(fields, CreateContext(current_identity(), config, content, move_inputs=True))
+            jobs = plan_dataset(values, CreateContext(current_identity(), config, content, move_inputs=True))
             folders = services().scheduler.submit(jobs)
     return jsonify({"jobs": [job_summary(services().index.get(folder.id)) for folder in folders]}), 201

@@ -7,6 +7,7 @@ deploy network before anything can use them. Pretrained jobs made from a model s
 convolutionalize: digitslite.server.store) are planned again here when cloned.
 """
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,21 @@ from digitslite.server.create_common import (
     CreateContext,
     copy_inputs,
     new_spec,
-    request_fields,
+    request_values,
     upload_folder,
     uploaded_files,
 )
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.render import job_summary
+from digitslite.server.schemas.openapi import operation
+from digitslite.server.schemas.requests import PretrainedRequest
+from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
 from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
 
 pretrained_api = Blueprint("pretrained_api", __name__)
 
-KNOWN_FIELDS = (*COMMON_FIELDS, *FILE_ROLES)
 REQUIRED_ROLES = ("deploy", "weights")
 # What an unpacked model archive calls each file: ours first, then DIGITS' info.json keys.
 ARCHIVE_NAMES = {"deploy": ("deploy.prototxt",), "network": ("network.prototxt",),
@@ -61,9 +63,9 @@ def _archive_files(inputs: Path) -> dict[str, str | None]:
     return found
 
 
-def _upload_path(fields: Fields, role: str, inputs: Path) -> str | None:
+def _upload_path(body: PretrainedRequest, role: str, inputs: Path) -> str | None:
     """A file of the upload, named relative to it; nothing outside it."""
-    relative = fields.text(role)
+    relative = getattr(body, role)
     if relative is None:
         return None
     target = (inputs / relative).resolve()
@@ -72,47 +74,49 @@ def _upload_path(fields: Fields, role: str, inputs: Path) -> str | None:
     return relative
 
 
-def plan_pretrained(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+def plan_pretrained(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     """Any pretrained job's request, told apart by its fields: what cloning plans again."""
-    if fields.has("store"):
-        return plan_store_import(fields, ctx)
-    if fields.has("classifier"):
-        return plan_convolutionalize(fields, ctx)
-    return plan_files(fields, ctx)
+    if values.get("store"):
+        return plan_store_import(values, ctx)
+    if values.get("classifier"):
+        return plan_convolutionalize(values, ctx)
+    return plan_files(values, ctx)
 
 
-def plan_files(fields: Fields, ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
+def plan_files(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     """Weights and deploy network (and the optional files) uploaded or named on the server."""
-    fields.reject_unknown(KNOWN_FIELDS)
+    body = PretrainedRequest.parse(values)
     if ctx.inputs is not None:
-        files = {role: _upload_path(fields, role, ctx.inputs) for role in FILE_ROLES}
+        files = {role: _upload_path(body, role, ctx.inputs) for role in FILE_ROLES}
         source = "upload"
     else:
-        files = {role: None if not fields.has(role) else str(resolve_data_path(
-            fields.text(role), ctx.config.data_roots, role, folder=False)) for role in FILE_ROLES}
+        files = {role: None if getattr(body, role) is None else str(resolve_data_path(
+            getattr(body, role), ctx.config.data_roots, role, folder=False)) for role in FILE_ROLES}
         source = "server"
     for role in REQUIRED_ROLES:
         if files[role] is None:
             what = "the deploy prototxt" if role == "deploy" else "the .caffemodel"
             raise ApiError(422, f"{role} is required ({what})", role)
-    params = {"request": {role: fields.raw(role) for role in FILE_ROLES if fields.raw(role) is not None},
-              "source": source, "files": files}
-    spec = new_spec("pretrained", fields, ctx, params, default_name=Path(files["weights"]).stem)
+    params = {"request": body.given(exclude=COMMON_FIELDS), "source": source, "files": files}
+    spec = new_spec("pretrained", body, ctx, params, default_name=Path(files["weights"]).stem)
     return [(spec, copy_inputs(ctx))]
 
 
 @pretrained_api.post("/pretrained")
+@operation({201: Created}, errors=(401, 403, 413, 422), body=PretrainedRequest,
+           files=("archive", *FILE_ROLES))
 def create_pretrained_job():
-    fields = request_fields()
+    """Import weights with their deploy network (uploads, an archive, or server paths)"""
+    given = request_values()
     config = services().config
     archives = uploaded_files("archive")
     singles = {role: uploaded_files(role) for role in FILE_ROLES}
     if not archives and not any(singles.values()):
-        return submitted(plan_files(fields, CreateContext(current_identity(), config)))
+        return submitted(plan_files(given, CreateContext(current_identity(), config)))
     with upload_folder(config) as scratch:
         inputs = scratch / INPUTS
         inputs.mkdir()
-        values = {key: fields.raw(key) for key in COMMON_FIELDS if fields.has(key)}
+        values = {key: given[key] for key in COMMON_FIELDS if given.get(key) not in (None, "")}
         if archives:
             archive = scratch / "archive"
             archives[0].save(archive)
@@ -125,7 +129,7 @@ def create_pretrained_job():
                 uploads[0].save(inputs / role / name)
                 values[role] = f"{role}/{name}"
         ctx = CreateContext(current_identity(), config, inputs, move_inputs=True)
-        return submitted(plan_files(Fields(values), ctx))
+        return submitted(plan_files(values, ctx))
 
 
 def submitted(jobs: list[tuple[JobSpec, Any]]):

@@ -1,5 +1,5 @@
 """Which request planner makes each kind of job, and cloning: the old request, changed, planned again."""
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from digitslite.jobs.folder import JobFolder
@@ -12,10 +12,9 @@ from digitslite.server.create_inference import plan_inference
 from digitslite.server.create_model import plan_model
 from digitslite.server.create_pretrained import plan_pretrained
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.services import services
 
-Planner = Callable[[Fields, CreateContext], list[tuple[JobSpec, Prepare | None]]]
+Planner = Callable[[Mapping[str, Any], CreateContext], list[tuple[JobSpec, Prepare | None]]]
 PLANNERS: dict[str, Planner] = {"dataset": plan_dataset, "model": plan_model, "inference": plan_inference,
                                  "pretrained": plan_pretrained}
 
@@ -29,4 +28,4 @@ def clone_job(folder: JobFolder, overrides: dict[str, Any], identity: Identity) 
     request = {**common, **spec.params.get("request", {}), **overrides}
     inputs = folder.inputs_dir if folder.inputs_dir.is_dir() else None
     ctx = CreateContext(identity, services().config, inputs, move_inputs=False)
-    return services().scheduler.submit(PLANNERS[spec.kind](Fields(request), ctx))
+    return services().scheduler.submit(PLANNERS[spec.kind](request, ctx))

@@ -23,7 +23,8 @@ from digitslite.jobs.runners.names import (
     TRAIN_VAL_FILE,
 )
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
+from digitslite.server.schemas.openapi import operation
+from digitslite.server.schemas.requests import SnapshotQuery
 from digitslite.server.services import services
 
 download_api = Blueprint("download_api", __name__)
@@ -51,13 +52,15 @@ def _info(folder: JobFolder, weights_name: str, iteration: int, files: list[str]
 
 
 @download_api.get("/models/<job_id>/download")
+@operation({200: "application/gzip"}, errors=(401, 404, 422), query=SnapshotQuery)
 def download_model(job_id: str):
+    """The model as tar.gz: prototxts, caffemodel, dataset.json, info.json"""
     row = services().index.get(job_id)
     if row is None or row["kind"] != "model":
         raise ApiError(404, f"no model job with id {job_id!r}")
     folder = services().scheduler.folder(job_id)
     snapshots = folder.snapshots()
-    iteration = Fields(request.args).integer("snapshot", minimum=0)
+    iteration = SnapshotQuery.parse(request.args.to_dict()).snapshot
     chosen = [snap for snap in snapshots if iteration is None or snap.iteration == iteration]
     if not chosen:
         have = ", ".join(str(snap.iteration) for snap in snapshots) or "none yet"

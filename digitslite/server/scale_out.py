@@ -11,25 +11,24 @@ from typing import Any
 from digitslite.engine.launch import parse_master
 from digitslite.errors import UserError
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
-
-SCALE_OUT_FIELDS = ("ranks", "nnodes", "node_rank", "master", "sync_batchnorm")
+from digitslite.server.schemas.requests import ModelRequest
 
 
-def scale_out_request(fields: Fields, gpus: int | list[str]) -> dict[str, Any]:
+def scale_out_request(body: ModelRequest, gpus: int | list[str]) -> dict[str, Any]:
     """The checked fields, as the model runner passes them to TrainConfig."""
     gpu_count = len(gpus) if isinstance(gpus, list) else gpus
     cores = os.cpu_count() or 1
-    if gpu_count:
-        ranks = fields.integer("ranks", gpu_count, minimum=1)
-        if ranks != gpu_count:
-            raise ApiError(422, f"ranks: a GPU job trains one rank per GPU; leave ranks out or make it "
-                                f"{gpu_count}", "ranks")
-    else:
-        ranks = fields.integer("ranks", 1, minimum=1, maximum=cores)
-    nnodes = fields.integer("nnodes", 1, minimum=1)
-    node_rank = fields.integer("node_rank", 0, minimum=0, maximum=nnodes - 1)
-    master = fields.text("master", max_length=300)
+    ranks = body.ranks or gpu_count or 1
+    if gpu_count and ranks != gpu_count:
+        raise ApiError(422, f"ranks: a GPU job trains one rank per GPU; leave ranks out or make it "
+                            f"{gpu_count}", "ranks")
+    if not gpu_count and ranks > cores:
+        raise ApiError(422, f"ranks must be at most {cores} (this machine's cores), got {ranks}", "ranks")
+    nnodes = body.nnodes or 1
+    node_rank = body.node_rank or 0
+    if node_rank > nnodes - 1:
+        raise ApiError(422, f"node_rank must be at most {nnodes - 1}, got {node_rank}", "node_rank")
+    master = body.master
     if nnodes > 1 and master is None:
         raise ApiError(422, "master: with several nodes, give node 0's address and a free port on it "
                             "as ADDR:PORT, e.g. 10.0.0.1:29500", "master")
@@ -43,4 +42,4 @@ def scale_out_request(fields: Fields, gpus: int | list[str]) -> dict[str, Any]:
             raise ApiError(422, f"master: {master!r} is not ADDR:PORT; give node 0's address and a free "
                                 "port on it, e.g. 10.0.0.1:29500", "master") from exc
     return {"ranks": ranks, "nnodes": nnodes, "node_rank": node_rank, "master": master,
-            "sync_batchnorm": fields.boolean("sync_batchnorm")}
+            "sync_batchnorm": body.sync_batchnorm}

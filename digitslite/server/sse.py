@@ -21,6 +21,7 @@ from flask import Blueprint, Response, request
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.model import TERMINAL
 from digitslite.server.errors import ApiError
+from digitslite.server.schemas.openapi import operation
 from digitslite.server.services import services
 
 events_api = Blueprint("events_api", __name__)
@@ -128,7 +129,11 @@ def job_events(folder: JobFolder, after: int, file_id: int | None = None) -> Ite
 
 
 @events_api.get("/jobs/<job_id>/events")
+@operation({200: "text/event-stream"}, errors=(401, 404, 422), extra_query={"after": {
+    "type": "string", "description": "records already seen: a count, or a metrics event's id FILE:COUNT "
+                                     "(as Last-Event-ID)"}})
 def events(job_id: str):
+    """Server-Sent Events: status, metrics, reset, snapshot, end"""
     if services().index.get(job_id) is None:
         raise ApiError(404, f"no job with id {job_id!r}; list the jobs with GET /api/v1/jobs")
     file_id, after = _resume_point(request.headers.get("Last-Event-ID") or request.args.get("after"))

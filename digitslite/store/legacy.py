@@ -22,7 +22,7 @@ def derive_missing_crop_offsets(net: caffe_pb2.NetParameter) -> tuple[caffe_pb2.
     if all(layer.crop_param.offset for layer in net.layer if layer.type == "Crop"):
         return net, []
     notes = [f"Crop layer '{check.layer}': offset {_offsets_text(check.derived)} derived (none was written)"
-             for check in crop_report(net) if check.written is None]
+             for check in crop_report(net) if check.written is None and check.derived is not None]
     return fill_crop_offsets(net), notes
 
 

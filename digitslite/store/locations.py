@@ -12,9 +12,9 @@ EMBEDDED_STORE_VARIABLE = "DIGITSLITE_MODEL_STORE"
 
 
 def embedded_store_dir() -> Path:
-    """The embedded store folder: $DIGITSLITE_MODEL_STORE, else model_store/ of the checkout."""
+    """The embedded store folder: $DIGITSLITE_MODEL_STORE, else the package's own model_store/."""
     configured = os.environ.get(EMBEDDED_STORE_VARIABLE)
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "model_store"
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "model_store"
 
 
 def configured_store_urls() -> list[str]:

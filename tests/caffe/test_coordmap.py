@@ -10,7 +10,6 @@ from digitslite.caffe.coordmap import (
     CoordMap,
     CoordMapError,
     coord_map_from_to,
-    crop_offset_for,
     crop_report,
     fill_crop_offsets,
     layer_map,
@@ -115,15 +114,15 @@ def test_crop_of_a_crop_adds_its_offset():
     assert coord_map_from_to(net, "crop", "data") == _map(1, 1, -1 + 3)
 
 
-def test_crop_offset_for_derives_and_refuses():
+def test_crop_offsets_are_derived_or_refused():
     crop = 'name: "crop" type: "Crop" bottom: "deconv" bottom: "data" top: "crop"'
-    assert crop_offset_for(_conv_pool_deconv("kernel_size: 3", 4, 4, 0, crop), "crop") == [1]
+    assert crop_report(_conv_pool_deconv("kernel_size: 3", 4, 4, 0, crop))[0].derived == [1]
     with pytest.raises(CoordMapError, match=r"layer 'crop' \(Crop\).*scale 3/2.*scale 1"):
-        crop_offset_for(_conv_pool_deconv("kernel_size: 3", 3, 2, 0, crop), "crop")
+        crop_report(_conv_pool_deconv("kernel_size: 3", 3, 2, 0, crop))
     with pytest.raises(CoordMapError, match=r"offset 10.*negative"):
-        crop_offset_for(_conv_pool_deconv("kernel_size: 3", 2, 2, 10, crop), "crop")
+        crop_report(_conv_pool_deconv("kernel_size: 3", 2, 2, 10, crop))
     with pytest.raises(CoordMapError, match=r"offset -1/2.*not a whole number"):
-        crop_offset_for(_conv_pool_deconv("kernel_size: 2", 2, 2, 0, crop), "crop")
+        crop_report(_conv_pool_deconv("kernel_size: 2", 2, 2, 0, crop))
 
 
 def test_inner_product_on_the_way_stops_the_walk():

@@ -10,10 +10,10 @@ from digitslite.engine.data import (
     SegmentationLmdbDataset,
     SegmentationTransform,
     bind_data_layers,
-    collate_segmentation,
     dataset_from_data_layer,
     load_mean,
 )
+from digitslite.engine.feeds import data_layer_stream
 from digitslite.errors import UserError
 from tests.datasets.helpers import make_folders, save_image, save_palette_label, sources_by_key
 
@@ -252,16 +252,19 @@ def variable_size_dataset(root):
 
 def test_variable_sizes_batch_one_at_a_time_or_with_a_crop(tmp_path):
     dataset_dir = variable_size_dataset(tmp_path)
-    plain = SegmentationLmdbDataset(dataset_dir / "train_db")
-    cropped = SegmentationLmdbDataset(dataset_dir / "train_db", SegmentationTransform(crop_size=8))
 
-    with pytest.raises(UserError, match=r"different sizes \(.*\); use batch_size 1 or set a crop_size"):
-        collate_segmentation([plain[0], plain[1]])
-    images, labels = collate_segmentation([cropped[0], cropped[1]])
-    single, _ = collate_segmentation([plain[1]])
+    def first_batch(batch_size: int, transform: str = "") -> dict[str, torch.Tensor]:
+        source = dataset_dir / "train_db" / "features"
+        layer, = layers(f'layer {{ name: "data" type: "Data" top: "data" top: "label" {transform} '
+                        f'data_param {{ source: "{source}" batch_size: {batch_size} }} }}')
+        return data_layer_stream([layer], caffe_pb2.TRAIN, None, seed=1).next()
 
-    assert images.shape == (2, 3, 8, 8) and labels.shape == (2, 8, 8)
-    assert single.shape[0] == 1
+    with pytest.raises(UserError, match=r"layer 'data': one batch holds records of sizes .*; use "
+                                        "batch_size 1 or a crop_size"):
+        first_batch(2)
+    cropped = first_batch(2, "transform_param { crop_size: 8 }")
+    assert cropped["data"].shape == (2, 3, 8, 8) and cropped["label"].shape == (2, 1, 8, 8)
+    assert first_batch(1)["data"].shape[0] == 1
 
 
 def test_loader_workers_read_after_the_parent_has_read(tmp_path):
@@ -269,11 +272,10 @@ def test_loader_workers_read_after_the_parent_has_read(tmp_path):
     dataset_dir = build(tmp_path)
     layer, = layers(f'layer {{ name: "data" type: "Data" top: "data" top: "label" '
                     f'data_param {{ source: "{dataset_dir}/train_db/features" batch_size: 2 }} }}')
-    bound = dataset_from_data_layer(layer, caffe_pb2.TRAIN)
-    bound.dataset[0]  # the parent process opens the environment first
+    dataset_from_data_layer(layer, caffe_pb2.TRAIN).dataset[0]  # the parent opens the environment first
 
-    batches = list(bound.loader(num_workers=2))
-
-    labels = torch.cat([label for _, label in batches])
+    stream = data_layer_stream([layer], caffe_pb2.TRAIN, None, seed=1, workers=2)
+    labels = torch.cat([stream.next()["label"][:, 0].long() for _ in range(2)])
+    stream.close()
     expected = [written[name][1].astype(np.int64) for name in source_of(dataset_dir)]
     assert np.array_equal(labels.numpy(), np.stack(expected))

@@ -6,6 +6,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from digitslite.networks import get_network
+from tests.server.harness import created_id, dataset_request
 
 TINY = get_network("fcn_tiny").network_file.read_text()
 TYPO_LINE = TINY[:TINY.index('bottom: "pool1"')].count("\n") + 1
@@ -46,6 +47,25 @@ def test_a_bad_prototxt_shows_its_line_before_submission(site, page: Page, shots
     page.locator("#graph-panel summary").click()
     expect(page.locator("#graph svg .layer")).to_have_count(21)
     shots(page, "fixed-prototxt")
+    assert site.job_count() == jobs
+
+
+def test_a_pasted_network_for_other_classes_is_flagged_with_its_fix(site, page: Page, shots):
+    dataset_id = created_id(site.client.post("/api/v1/datasets", dataset_request(site.demo, name="classes")))
+    assert site.client.wait_status(dataset_id)["status"] == "done"
+    classes = 10    # the demo's classes
+    jobs = site.job_count()
+    _open(page, "/models/new")
+    page.get_by_label("Train on").select_option(dataset_id)
+    page.get_by_text("Custom prototxt", exact=True).click()
+    editor = page.get_by_label("Network prototxt")
+    editor.fill(TINY.replace("{{num_classes}}", "21"))     # as one pastes a VOC network
+    status = page.locator("#check-status")
+    expect(status).to_contain_text(f"gets scores for 21 classes but the dataset has {classes}")
+    page.get_by_role("button", name=f"Set num_output to {classes}").click()
+    expect(status).to_contain_text("✓ 28 layers")
+    assert f"num_output: {classes}" in editor.input_value() and "num_output: 21" not in editor.input_value()
+    shots(page, "classes-fixed")
     assert site.job_count() == jobs
 
 

@@ -81,3 +81,20 @@ def test_rate_is_rounded_to_float32_like_caffes_dtype():
 def test_unusable_policies_are_refused_with_the_fix(fields, message):
     with pytest.raises(UserError, match=message):
         learning_rate(solver(base_lr=0.1, **fields), 0, 0)
+
+
+@pytest.mark.parametrize(("fields", "message"), [   # Caffe's CHECK_GE(gamma, 0) / CHECK_GT(stepsize, 0)
+    ({"lr_policy": "exp", "gamma": -0.1}, 'lr_policy "exp" needs gamma >= 0'),
+    ({"lr_policy": "inv", "gamma": -0.1, "power": 1.0}, 'lr_policy "inv" needs gamma >= 0'),
+    ({"lr_policy": "multistep", "gamma": -0.1}, 'lr_policy "multistep" needs gamma >= 0'),
+    ({"lr_policy": "step", "gamma": -0.1, "stepsize": 5}, 'lr_policy "step" needs gamma >= 0'),
+    ({"lr_policy": "sigmoid", "gamma": -0.1, "stepsize": 5}, 'lr_policy "sigmoid" needs gamma >= 0'),
+    ({"lr_policy": "sigmoid", "gamma": 0.1}, 'lr_policy "sigmoid" needs stepsize > 0'),
+])
+def test_values_caffe_stops_on_are_refused_naming_the_field(fields, message):
+    with pytest.raises(UserError, match=message):
+        learning_rate(solver(base_lr=0.1, **fields), 0, 0)
+
+
+def test_a_gamma_of_zero_is_what_caffe_accepts():
+    assert rate_at(solver(lr_policy="exp", base_lr=0.1, gamma=0.0), 0) == pytest.approx(0.1)

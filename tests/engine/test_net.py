@@ -49,7 +49,7 @@ def test_in_place_layers_rebind_the_blob_name_to_the_new_value():
     net = build(ip("ip", "data", "ip") + 'layer { name: "relu" type: "ReLU" bottom: "ip" top: "ip" }\n'
                 + euclidean("loss", "ip"))
     inputs = batch()
-    blobs = net.forward_all(inputs)
+    blobs = net.forward(inputs, keep=["ip"])
     w, b = weight(net, "ip", 0), weight(net, "ip", 1)
     expected = np.maximum(inputs["data"].numpy() @ w.T + b, 0)
     np.testing.assert_allclose(blobs["ip"].detach().numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -67,7 +67,7 @@ def test_outputs_are_unconsumed_blobs_sorted_by_name():
 
 def test_split_layers_are_inserted_with_caffes_names_and_alias_their_bottom():
     net = build(ip("ip", "data", "ip") + euclidean("loss_a", "ip") + euclidean("loss_b", "ip"))
-    blobs = net.forward_all(batch())
+    blobs = net.forward(batch(), keep=["ip_ip_0_split_0", "ip"])
     assert torch.equal(blobs["ip_ip_0_split_0"], blobs["ip"])
     assert "ip_ip_0_split" in [layer.name for layer in net.net_param.layer]
 
@@ -111,7 +111,7 @@ def test_strict_sharing_refuses_a_different_shape_and_permissive_reshapes_the_sa
     owner = weight(net, "ip1", 0)
     np.testing.assert_array_equal(weight(net, "ip2", 0), owner.reshape(6, 2))
     narrow = torch.randn(2, 2)
-    out = net.forward_all({**batch(), "narrow": narrow})["out2"]
+    out = net.forward({**batch(), "narrow": narrow}, keep=["out2"])["out2"]
     expected = narrow.numpy() @ owner.reshape(6, 2).T + weight(net, "ip2", 1)
     np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
 
@@ -156,7 +156,7 @@ def test_loss_weight_scales_the_loss_and_every_gradient(scale):
 def test_loss_weight_on_a_plain_layer_adds_its_weighted_sum_and_zero_weight_removes_a_loss():
     net = build(ip("ip", "data", "ip", extra="loss_weight: 0.5") + euclidean("loss", "ip", "loss_weight: 0"))
     assert net.loss_weights == {"ip_ip_0_split_0": 0.5}
-    out = net.forward_all(batch())
+    out = net.forward(batch(), keep=["ip"])
     torch.testing.assert_close(net.loss(out), 0.5 * out["ip"].sum())
 
 
@@ -204,7 +204,7 @@ def test_a_layers_own_phase_wins_over_the_nets():
     body = ip("ip", "data", "ip") + \
         'layer { name: "drop" type: "Dropout" bottom: "ip" top: "dropped" phase: TEST }\n'
     net = build(body)
-    blobs = net.forward_all(batch())
+    blobs = net.forward(batch(), keep=["dropped", "ip"])
     assert torch.equal(blobs["dropped"], blobs["ip"])
 
 

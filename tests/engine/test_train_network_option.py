@@ -1,5 +1,9 @@
 """`digitslite train --network NAME`: a standard network sized from the dataset, with its solver."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -52,3 +56,47 @@ def test_network_and_net_are_exclusive(tmp_path):
                                        "-o", str(tmp_path / "job")])
     assert result.exit_code == 2
     assert "give --network or --net, not both" in result.output
+
+
+def test_a_relative_dataset_folder_resolves_once_from_where_the_command_runs(dataset, tmp_path):
+    # `train --dataset ds` once wrote ds/train_db/... into the net and then joined ds to it again
+    dataset_dir, _ = dataset
+    (tmp_path / "ds").symlink_to(dataset_dir, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-m", "digitslite", "train", "--dataset", "ds", "--network", "fcn_tiny",
+         "--max-iter", "1", "--batch-size", "1", "--test-interval", "1", "--test-iter", "1", "--cpu",
+         "-o", "job", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["iterations"] == 1
+    sources = {layer.data_param.source for layer in read_net(tmp_path / "job" / "train_val.prototxt").layer
+               if layer.type == "Data"}
+    assert sources == {str(tmp_path / "ds" / db / part) for db in ("train_db", "val_db")
+                       for part in ("features", "labels")}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--lr-policy", "exp", "--gamma", "-0.5"), 'lr_policy "exp" needs --gamma >= 0 (it is -0.5'),
+    (("--lr-policy", "sigmoid", "--gamma", "-0.1", "--stepsize", "5"),
+     'lr_policy "sigmoid" needs --gamma >= 0'),
+    (("--lr-policy", "sigmoid", "--gamma", "0.1", "--stepsize", "0"),
+     'lr_policy "sigmoid" needs --stepsize > 0'),
+])
+def test_solver_values_caffe_refuses_are_refused_by_their_flag(dataset, tmp_path, options, message):
+    dataset_dir, _ = dataset
+    result = CliRunner().invoke(main, ["train", "--dataset", str(dataset_dir), "--network", "fcn_tiny",
+                                       *options, "--cpu", "-o", str(tmp_path / "job")])
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert not (tmp_path / "job").exists(), "refused before anything is written"
+
+
+def test_a_solver_file_value_caffe_refuses_is_named_by_its_field(dataset, tmp_path):
+    dataset_dir, _ = dataset
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('base_lr: 0.01 lr_policy: "sigmoid" gamma: 0.1 max_iter: 10')
+    result = CliRunner().invoke(main, ["train", "--dataset", str(dataset_dir), "--network", "fcn_tiny",
+                                       "--solver", str(solver), "--cpu", "-o", str(tmp_path / "job")])
+    assert result.exit_code == 1
+    assert f'{solver}: lr_policy "sigmoid" needs stepsize > 0 (it is 0' in result.stderr

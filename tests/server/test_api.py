@@ -8,10 +8,12 @@ import zipfile
 import pytest
 from PIL import Image
 
+from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
+from digitslite.engine.lr_policy import POLICIES
 from digitslite.networks import get_network
 from digitslite.server.app import create_app
 from digitslite.server.config import ServerConfig
-from digitslite.server.openapi import OPERATIONS
 from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
 
 
@@ -85,6 +87,22 @@ def test_a_dataset_from_an_uploaded_zip(world):
     job = client.wait_status(job_id)
     assert job["status"] == "done" and job["params"]["source"] == "upload"
     assert client.get(f"/api/v1/jobs/{job_id}/files/dataset/dataset.json").json()["counts"]["val"] == 4
+
+
+def test_a_digits_style_network_trains_as_a_custom_network(world):
+    """A network without data layers, whose data and label DIGITS supplies from the dataset."""
+    _, client, _, dataset_id, _ = world
+    text = get_network("fcn_tiny").network_file.read_text()
+    first, body = text.index("layer {"), text.index('layer {\n  name: "scale"')
+    request = model_request(dataset_id, max_iter=2, snapshot_interval=2, test_interval=2,
+                            network_prototxt=text[:first] + text[body:])
+    del request["network"]
+    model_id = created_id(client.post("/api/v1/models", request))
+    assert client.wait_status(model_id, timeout=120)["status"] == "done", client.job(model_id)
+    assert [snapshot["iteration"] for snapshot in client.job(model_id)["snapshots"]] == [2]
+    train_val = client.get(f"/api/v1/jobs/{model_id}/files/train_val.prototxt").body.decode()
+    for name in ("train-data", "train-label", "val-data", "val-label"):   # added as DIGITS adds them
+        assert f'name: "{name}"' in train_val
 
 
 def test_errors_are_json_never_html(world):
@@ -181,8 +199,13 @@ def test_system_reports_the_queue_and_versions(world):
     assert system["queue"]["done"] >= 2 and system["versions"]["digitslite"] == system["version"]
 
 
+def _enum(schema: dict) -> list:
+    """The choices of a (possibly nullable) property."""
+    return next(option["enum"] for option in [schema, *schema.get("anyOf", [])] if "enum" in option)
+
+
 def test_openapi_describes_exactly_the_routes_of_the_api(tmp_path, world):
-    _, client, _, _, _ = world
+    _, client, _, _, model_id = world
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1") and "JobDetail" in document["components"]["schemas"]
     app = create_app(ServerConfig(jobs_dir=tmp_path, scheduler=False, gpus=[]))
@@ -190,8 +213,48 @@ def test_openapi_describes_exactly_the_routes_of_the_api(tmp_path, world):
                method.lower())
               for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")
               for method in rule.methods - {"HEAD", "OPTIONS"}}
-    assert routes == set(OPERATIONS)
     assert {(path, method) for path, methods in document["paths"].items() for method in methods} == routes
+    detail = document["components"]["schemas"]["JobDetail"]["properties"]
+    assert set(client.job(model_id)) <= set(detail)
+
+
+def test_openapi_request_bodies_are_the_fields_the_server_reads(world):
+    _, client, _, dataset_id, model_id = world
+    document = client.get("/api/v1/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    def body(path: str) -> dict:
+        operation = document["paths"][path]["post"]
+        reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[reference.rsplit("/", 1)[1]]
+
+    without_body = {path for path, methods in document["paths"].items()
+                    if "post" in methods and "requestBody" not in methods["post"]}
+    assert without_body == {"/jobs/{job_id}/abort", "/jobs/{job_id}/resume"}
+    # Each body's documented fields are exactly those the server takes: its refusal of an unknown
+    # field lists the known ones.
+    posted = {"/datasets": "/api/v1/datasets", "/models": "/api/v1/models",
+              "/models/{job_id}/infer": f"/api/v1/models/{model_id}/infer",
+              "/pretrained": "/api/v1/pretrained",
+              "/store/import": "/api/v1/store/import",
+              "/pretrained/{job_id}/convolutionalize": f"/api/v1/pretrained/{model_id}/convolutionalize",
+              "/models/{job_id}/publish": f"/api/v1/models/{model_id}/publish"}
+    for path, url in posted.items():
+        message = _error(client.post(url, {"colour": "red"}), 422, "colour")
+        assert message.split("the known fields are ")[1].split(", ") == sorted(body(path)["properties"]), path
+    # The choices are the engine's and the datasets' own, and the bounds those the server enforces.
+    model = body("/models")["properties"]
+    assert _enum(model["solver_type"]) == list(SOLVER_TYPES) and _enum(model["lr_policy"]) == list(POLICIES)
+    assert _enum(model["amp"]) == ["none", *AMP_MODES] and "dataset" in body("/models")["required"]
+    dataset = body("/datasets")["properties"]
+    assert (_enum(dataset["label_mode"]), _enum(dataset["encoding"]), _enum(dataset["resize"])) == (
+        list(LABEL_MODES), list(ENCODINGS), list(RESIZE_MODES))
+    priority = next(option for option in model["priority"]["anyOf"] if option.get("type") == "integer")
+    assert (priority["minimum"], priority["maximum"]) == (-100, 100)
+    refused = client.post("/api/v1/models", model_request(dataset_id, priority=priority["maximum"] + 1))
+    assert "at most 100" in _error(refused, 422, "priority")
+    form = document["paths"]["/datasets"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["allOf"][1]["properties"]["archive"]["items"]["format"] == "binary"
 
 
 def test_jobs_command_against_the_server(world):

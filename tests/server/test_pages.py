@@ -103,6 +103,42 @@ def test_the_crop_fix_writes_the_derived_offsets_and_keeps_the_rest(world):
     assert all(crop["ok"] and crop["written"] for crop in _check(client, fixed)["crops"])
 
 
+def test_a_classifier_for_other_classes_than_the_dataset_is_flagged_with_both_fixes(world):
+    _, client, _, dataset_id = world      # the demo dataset has 10 classes
+    pasted = TINY.replace("{{num_classes}}", "21")   # as one pastes a VOC net
+    flagged = _check(client, pasted, dataset_id)
+    assert "gets scores for 21 classes but the dataset has 10" in flagged["error"]["message"]
+    assert flagged["class_fixes"] == ["score_fr", "upscore2", "score_pool2", "upscore4"]
+    assert flagged["dataset_classes"] == 10
+    assert _check(client, pasted)["error"] is None, "without a dataset there is nothing to compare"
+    fields = {"text": pasted, "dataset": dataset_id}
+    counted = client.post_form("/pages-api/net-fix-classes", fields | {"to": "count"}).json()["text"]
+    assert _check(client, counted, dataset_id)["error"] is None
+    assert counted.count("num_output: 10") == 4 and "num_output: 21" not in counted
+    assert counted.splitlines()[:14] == TINY.splitlines()[:14]   # the comments stay
+    templated = client.post_form("/pages-api/net-fix-classes", fields | {"to": "template"}).json()["text"]
+    assert templated == TINY
+
+
+def test_a_crop_caffe_runs_without_a_whole_offset_is_a_warning_with_its_line(world):
+    _, client, _, _ = world
+    # an even kernel in conv1_1 (2, pad 1) shifts the map by half a pixel: offset (1 - 1/2) / 1
+    text = TINY.replace("kernel_size: 3", "kernel_size: 2", 1)
+    result = _check(client, text)
+    assert result["error"] is None, result["error"]
+    (warning,) = result["warnings"]
+    assert "crops at offset 0 (the default), as Caffe does" in warning["message"]
+    assert warning["line"] == TINY[:TINY.index('name: "score"\n  type: "Crop"')].count("\n")
+    assert [crop["derived"] for crop in result["crops"]][-1] is None
+
+
+def test_a_loss_ignoring_another_value_than_the_dataset_is_flagged(world):
+    _, client, _, dataset_id = world      # the demo dataset marks void pixels with 255
+    other = TINY.replace("ignore_label: 255", "ignore_label: 11")
+    message = _check(client, other, dataset_id)["error"]["message"]
+    assert "ignores label 11 but the dataset marks void pixels with 255: set ignore_label: 255" in message
+
+
 def test_network_graphs_are_svg_of_the_training_net(world):
     _, client, _, _ = world
     standard = client.get("/pages-api/networks/fcn_tiny/graph.svg")
@@ -144,6 +180,9 @@ def test_the_learning_rate_preview_is_the_engine_schedule(world):
     assert curves[0]["iterations"][0] == 0 and curves[0]["iterations"][-1] == 1000
     refused = client.get("/pages-api/lr-curve", max_iter=100, lr_policy="step")
     assert refused.status == 422 and "stepsize" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["field"] == "stepsize"
+    sigmoid = client.get("/pages-api/lr-curve", max_iter=100, lr_policy="sigmoid", gamma=0.1, stepsize=0)
+    assert sigmoid.status == 422 and sigmoid.json()["error"]["field"] == "stepsize"   # Caffe's CHECK_GT
 
 
 def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):

@@ -259,7 +259,7 @@ def test_convolutionalize_through_the_api_makes_fc6_a_convolution(tmp_path, peer
     head.load_weights(classifier_weights)
     image = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (1, 3, 227, 227)).astype(np.float32))
     with torch.no_grad():
-        blobs = fcn.forward_all({"data": image})
+        blobs = fcn.forward({"data": image}, keep=["pool5", "fc6"])
         pool5, conv6 = blobs["pool5"], blobs["fc6"]
         row, column = conv6.shape[2] - 1, conv6.shape[3] - 1
         window = pool5[:, :, row:row + 6, column:column + 6].contiguous()

@@ -84,7 +84,7 @@ def test_convolutionalized_fc6_computes_the_classifiers_fc6(store, tmp_path):
     head.load_weights(classifier.weights)
     image = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (1, 3, 227, 227)).astype(np.float32))
     with torch.no_grad():
-        blobs = fcn.forward_all({"data": image})
+        blobs = fcn.forward({"data": image}, keep=["pool5", "fc6"])
         pool5, conv6 = blobs["pool5"], blobs["fc6"]
         assert conv6.shape[2:] == (pool5.shape[2] - 5, pool5.shape[3] - 5)
         for row, column in [(0, 0), (3, 5), (conv6.shape[2] - 1, conv6.shape[3] - 1)]:

@@ -14,7 +14,9 @@ from typing import Any
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
 from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
+from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
+from digitslite.engine.choices import DEFAULT_SOLVER
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
@@ -72,7 +74,7 @@ def _network(ctx: RunContext, num_classes: int) -> tuple[caffe_pb2.NetParameter,
         net, solver = load_network(source["name"], num_classes), load_solver(source["name"])
     elif source["kind"] == "prototxt":
         text = fill_num_classes(source["text"], num_classes)
-        net = fill_crop_offsets(parse_net(text, source="network_prototxt"))
+        net = fill_crop_offsets(complete_digits_net(parse_net(text, source="network_prototxt"), num_classes))
     else:
         other = ctx.other_job(source["job"], "network")
         if not (other.path / NETWORK_FILE).is_file():
@@ -101,8 +103,7 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
     if base is not None:
         solver.CopyFrom(base)
     else:
-        solver.type, solver.base_lr, solver.lr_policy, solver.momentum = "SGD", 0.01, "fixed", 0.9
-        solver.weight_decay, solver.display = 0.0005, 20
+        solver.MergeFrom(caffe_pb2.SolverParameter(**DEFAULT_SOLVER))
     for name in SOLVER_SCALARS:
         if fields.get(name) is not None:
             setattr(solver, name, fields[name])

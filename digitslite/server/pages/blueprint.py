@@ -1,10 +1,10 @@
-"""The `pages` blueprint (HTML, templates in the top-level templates/ folder) and, nested in it,
+"""The `pages` blueprint (HTML, templates in digitslite/server/templates/) and, nested in it,
 `pages_api` under /pages-api: small JSON and image helpers that only the pages call."""
 from pathlib import Path
 
 from flask import Blueprint
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 pages = Blueprint("pages", __name__, template_folder=str(TEMPLATES_DIR))
 pages_api = Blueprint("pages_api", __name__)

@@ -10,7 +10,6 @@ from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
 from digitslite.server.create_dataset import plan_dataset
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.completion import complete_path
 from digitslite.server.pages.dataset_preview import check_with_previews
@@ -83,7 +82,7 @@ def dataset_check():
     The fields are read and refused exactly as POST /api/v1/datasets reads them; nothing is created.
     """
     values = request.form.to_dict() | {"check": "false"}
-    [(spec, _)] = plan_dataset(Fields(values), CreateContext(current_identity(), services().config))
+    [(spec, _)] = plan_dataset(values, CreateContext(current_identity(), services().config))
     return jsonify(check_with_previews(dataset_options(spec.params, Path())))
 
 

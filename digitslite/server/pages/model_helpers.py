@@ -1,46 +1,69 @@
 """The JSON and SVG helpers of the model pages: the custom-network editor's check, Crop fix and graph,
 the standard networks' graphs and texts, the learning-rate preview, and a running job's usage."""
+from typing import Literal
+
 from flask import Response, jsonify, request
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net
+from digitslite.caffe.template import fill_template
+from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.errors import UserError
 from digitslite.jobs.model import Status
 from digitslite.jobs.runners.names import NETWORK_FILE
 from digitslite.networks import StandardNetwork, get_network, load_network
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.pages.blueprint import pages_api
 from digitslite.server.pages.lrcurve import lr_curves
 from digitslite.server.pages.models import DEFAULT_CLASSES, dataset_facts
-from digitslite.server.pages.netcheck import SOURCE, check_network, fill_classes, fix_crop_offsets
+from digitslite.server.pages.netcheck import SOURCE, check_network, fix_classes
 from digitslite.server.pages.netgraph import network_svg
 from digitslite.server.pages.usage import worker_usage
 from digitslite.server.pages.view import page_job
+from digitslite.server.schemas.body import Query
+from digitslite.server.schemas.types import text
 from digitslite.server.services import services
 
 GRAPH_CACHE_S = 3600
 
 
-def _editor_fields() -> tuple[str, int, tuple[int, int, int] | None]:
-    """The editor's text, and the class count and image shape of the chosen dataset (if any)."""
-    text = Fields(request.form).text("text", "", max_length=5_000_000)
+Prototxt = text(5_000_000)
+
+
+class EditorText(Query):
+    text: Prototxt = ""
+
+
+class ClassFix(Query):
+    to: Literal["count", "template"] = "count"
+
+
+def _editor_fields() -> tuple[str, int, dict | None]:
+    """The editor's text, the class count it is read with, and the chosen dataset's facts (if any)."""
+    text = EditorText.parse(request.form.to_dict()).text
     row = services().index.get(request.form.get("dataset", ""))
-    dataset = dataset_facts(row) if row and row["kind"] == "dataset" else {}
-    shape = tuple(dataset["shape"]) if dataset.get("shape") else None
-    return text, dataset.get("classes") or DEFAULT_CLASSES, shape
+    dataset = dataset_facts(row) if row and row["kind"] == "dataset" else None
+    return text, (dataset or {}).get("classes") or DEFAULT_CLASSES, dataset
 
 
 @pages_api.post("/net-check")
 def net_check():
-    text, classes, shape = _editor_fields()
-    return jsonify(check_network(text, classes, shape))
+    text, classes, dataset = _editor_fields()
+    return jsonify(check_network(text, classes, dataset))
 
 
 @pages_api.post("/net-fix")
 def net_fix():
     text, classes, _ = _editor_fields()
-    return jsonify({"text": fix_crop_offsets(text, classes)})
+    return jsonify({"text": fix_crop_offsets(text, SOURCE, classes)[0]})
+
+
+@pages_api.post("/net-fix-classes")
+def net_fix_classes():
+    """Set the flagged classifier layers' num_output to the dataset's class count, or {{num_classes}}."""
+    text, classes, dataset = _editor_fields()
+    to = ClassFix.parse(request.form.to_dict()).to
+    return jsonify({"text": fix_classes(text, classes, dataset, to == "template")})
 
 
 def _svg(net: caffe_pb2.NetParameter) -> Response:
@@ -51,7 +74,7 @@ def _svg(net: caffe_pb2.NetParameter) -> Response:
 def net_graph():
     """The graph of the editor's text (TRAIN phase)."""
     text, classes, _ = _editor_fields()
-    return _svg(parse_net(fill_classes(text, classes), SOURCE))
+    return _svg(parse_net(fill_template(text, classes, SOURCE), SOURCE))
 
 
 def _standard(name: str) -> StandardNetwork:
@@ -84,7 +107,7 @@ def model_graph(job_id: str):
 
 @pages_api.get("/lr-curve")
 def lr_curve():
-    return jsonify({"curves": lr_curves(Fields(request.args))})
+    return jsonify({"curves": lr_curves(request.args.to_dict())})
 
 
 @pages_api.get("/jobs/<job_id>/usage")

@@ -8,15 +8,18 @@ from typing import Any
 from flask import render_template, request
 
 from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.launch import RANKS_FILE
+from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
 from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
 from digitslite.networks import list_networks, load_network, load_solver
-from digitslite.server.create_model import AMP_MODES, LR_POLICIES, SOLVER_TYPES
+from digitslite.server.create_model import SOLVER_NAMES
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_json_if_present
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
+from digitslite.server.schemas.requests import NO_AMP
 from digitslite.server.services import services
 
 CHOICES_SHOWN = 100  # datasets, models and pretrained jobs offered by the form
@@ -37,7 +40,8 @@ def dataset_facts(row: dict[str, Any]) -> dict[str, Any]:
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
     return {"id": row["id"], "name": row["name"], "status": row["status"],
             "classes": len(info.get("classes", [])) or None, "train": info.get("counts", {}).get("train"),
-            "shape": [info.get("channels", 3), size[1], size[0]] if size else None}
+            "shape": [info.get("channels", 3), size[1], size[0]] if size else None,
+            "ignore": info.get("ignore_label")}
 
 
 def _dataset_choices() -> list[dict[str, Any]]:
@@ -95,9 +99,14 @@ def new_model():
     choices = {"datasets": _dataset_choices(), "networks": _network_choices(),
                "models": _snapshot_choices(),
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
-               "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1}
+               "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1,
+               "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER}
+    # Which policies read each policy-specific field: the form shows a field only for them.
+    policies_using = {field: " ".join(policy for policy, needed in POLICY_FIELDS.items() if field in needed)
+                      for field in ("gamma", "power", "stepsize", "stepvalue")}
     return render_template("models/new.html", values=values, choices=choices, solver_types=SOLVER_TYPES,
-                           lr_policies=LR_POLICIES, amp_modes=AMP_MODES)
+                           lr_policies=POLICIES, policies_using=policies_using,
+                           amp_modes=(NO_AMP, *AMP_MODES))
 
 
 def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.model import RESUMABLE, TERMINAL, Status
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
 
@@ -40,6 +41,14 @@ def gpu_badge() -> dict[str, int]:
 def _navigation() -> dict[str, Any]:
     """`identity` is None on the login page of a multi-user server."""
     return {"identity": g.get("identity"), "multi_user": services().users.has_users(), "gpu_badge": gpu_badge}
+
+
+@pages.app_template_global()
+def status_groups() -> dict[str, str]:
+    """The job model's status groups, space-separated, for the pages' scripts (which actions a status
+    allows); a global, so that macros see it too."""
+    return {"active": " ".join(status for status in Status if status not in TERMINAL),
+            "resumable": " ".join(status for status in Status if status in RESUMABLE)}
 
 
 def page_job(job_id: str, kind: str | None = None) -> tuple[dict[str, Any], JobFolder]:

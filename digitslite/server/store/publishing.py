@@ -11,13 +11,11 @@ from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
 from digitslite.server.auth import require_owner
 from digitslite.server.create_common import job_of_kind
 from digitslite.server.errors import ApiError
-from digitslite.server.fields import Fields
 from digitslite.server.paths import resolve_data_path
+from digitslite.server.schemas.requests import PublishRequest
 from digitslite.server.services import services
 from digitslite.store.format import ModelInfo, is_plain_name
 from digitslite.store.publish import publish_job
-
-PUBLISH_FIELDS = ("store_dir", "name", "snapshot", "title", "note", "license", "source")
 
 
 def _store_folder(raw: str, roots: tuple[Path, ...]) -> Path:
@@ -41,18 +39,16 @@ def _dataset(model_id: str) -> Path:
     return dataset if dataset.is_dir() else model.path / DATASET_INFO_FILE
 
 
-def publish_model(job_id: str, fields: Fields) -> tuple[Path, ModelInfo]:
+def publish_model(job_id: str, body: PublishRequest) -> tuple[Path, ModelInfo]:
     """Publish model job `job_id` as entry `name` of `store_dir`; returns the entry folder and its info."""
-    fields.reject_unknown(PUBLISH_FIELDS)
     model = job_of_kind(job_id, "model", "job_id")
     require_owner(model.spec().owner, "publish")
-    store = _store_folder(fields.text("store_dir", required=True), services().config.data_roots)
-    name = fields.text("name", required=True, max_length=200)
+    store = _store_folder(body.store_dir, services().config.data_roots)
+    name = body.name
     if not is_plain_name(name):
         raise ApiError(422, f"name: {name!r} cannot name a store entry; use letters, digits, '.', '_', '+' "
                             "or '-'", "name")
     info = publish_job(model.path, store, name, dataset=_dataset(job_id),
-                       iteration=fields.integer("snapshot", minimum=0),
-                       title=fields.text("title", max_length=200), note=fields.text("note"),
-                       license=fields.text("license", max_length=200), source=fields.text("source"))
+                       iteration=body.snapshot, title=body.title, note=body.note, license=body.license,
+                       source=body.source)
     return store / name, info

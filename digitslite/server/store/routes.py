@@ -3,11 +3,13 @@
 from flask import Blueprint, jsonify
 
 from digitslite.server.auth import current_identity
-from digitslite.server.create_common import COMMON_FIELDS, CreateContext, request_fields
+from digitslite.server.create_common import CreateContext, request_values
 from digitslite.server.create_pretrained import submitted
-from digitslite.server.fields import Fields
+from digitslite.server.schemas.openapi import operation
+from digitslite.server.schemas.requests import ConvolutionalizeRequest, PublishRequest, StoreImportRequest
+from digitslite.server.schemas.responses import Created, Published, StoreList
 from digitslite.server.services import services
-from digitslite.server.store.plans import SURGERY_FIELDS, plan_convolutionalize, plan_store_import
+from digitslite.server.store.plans import plan_convolutionalize, plan_store_import
 from digitslite.server.store.publishing import publish_model
 from digitslite.store.listing import list_stores
 from digitslite.store.locations import store_locations
@@ -20,26 +22,35 @@ def _context() -> CreateContext:
 
 
 @store_api.get("/store/models")
+@operation({200: StoreList}, errors=(401,))
 def list_store_models():
-    """Every store's models; a store that cannot be read is listed with its error (short timeouts)."""
+    """The models of every store (the embedded one and DIGITSLITE_STORE_URLS)
+
+    A store that cannot be read is listed with its error (short timeouts).
+    """
     return jsonify({"stores": [listing.to_dict() for listing in list_stores(store_locations())]})
 
 
 @store_api.post("/store/import")
+@operation({201: Created}, errors=(401, 403, 422), body=StoreImportRequest)
 def import_store_model():
-    return submitted(plan_store_import(request_fields(), _context()))
+    """Import a store entry as a pretrained job (every file's checksum verified; progress, log in the job)"""
+    return submitted(plan_store_import(request_values(), _context()))
 
 
 @store_api.post("/pretrained/<job_id>/convolutionalize")
+@operation({201: Created}, errors=(401, 422), body=ConvolutionalizeRequest)
 def convolutionalize_pretrained(job_id: str):
-    fields = request_fields()
-    known = (*COMMON_FIELDS, *SURGERY_FIELDS)
-    fields.reject_unknown(known)
-    values = {name: fields.raw(name) for name in known if fields.raw(name) is not None}
-    return submitted(plan_convolutionalize(Fields({**values, "classifier": job_id}), _context()))
+    """A new pretrained job with FCN initial weights made by net surgery from this pretrained classifier
+
+    For example bvlc_alexnet into fcn_alexnet.
+    """
+    return submitted(plan_convolutionalize({**request_values(), "classifier": job_id}, _context()))
 
 
 @store_api.post("/models/<job_id>/publish")
+@operation({201: Published}, errors=(401, 403, 422), body=PublishRequest)
 def publish(job_id: str):
-    entry, info = publish_model(job_id, request_fields())
+    """Publish a snapshot of this model job as an entry of a store folder on the server"""
+    entry, info = publish_model(job_id, PublishRequest.parse(request_values()))
     return jsonify({"store_dir": str(entry.parent), "name": entry.name, "info": info.to_dict()}), 201

@@ -40,8 +40,9 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
   function showCrops(crops) {
     const panel = document.getElementById("crops-panel");
     panel.hidden = !crops.length;
-    const state = (crop) => crop.ok && crop.written ? "ok" : crop.written ? "wrong" : "missing (derived when training starts)";
-    const needsFix = crops.some((crop) => !crop.ok || !crop.written);
+    const state = (crop) => !crop.derived ? "kept (no whole offset to derive; Caffe crops as written)"
+      : crop.ok && crop.written ? "ok" : crop.written ? "wrong" : "missing (derived when training starts)";
+    const needsFix = crops.some((crop) => crop.derived && (!crop.ok || !crop.written));
     const fix = needsFix ? el("button", { type: "button", class: "small primary", id: "fix-crops" }, "Write the derived offsets") : null;
     if (fix) fix.addEventListener("click", fixCrops);
     document.getElementById("crops").replaceChildren(el("div", {},
@@ -63,12 +64,26 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
         jump.addEventListener("click", () => goToLine(error.line));
         status.append(" ", jump);
       }
+      if ((result.class_fixes || []).length) {
+        const count = el("button", { type: "button", class: "small primary", id: "fix-classes" },
+          `Set num_output to ${result.dataset_classes}`);
+        count.addEventListener("click", () => fixClasses("count"));
+        const field = el("button", { type: "button", class: "small", id: "fix-classes-template" },
+          "Write {{num_classes}}");
+        field.addEventListener("click", () => fixClasses("template"));
+        status.append(el("p", {}, count, " ", field));
+      }
     } else {
       const [channels, height, width] = result.image_shape;
       const input = result.from_dataset ? "the dataset's" : "a default input, until a dataset is chosen:";
       status.append(`✓ ${result.layers} layers in the training net, ${result.blobs.length} blobs ` +
         `(for ${input} ${width}×${height}, ${channels} channels)`);
     }
+    for (const warning of result.warnings || []) {
+      const place = warning.line ? `Line ${warning.line}: ` : "";
+      status.append(el("p", { class: "check-warning small" }, el("strong", {}, `Warning. ${place}`), warning.message));
+    }
+    for (const note of result.notes || []) status.append(el("p", { class: "small muted" }, note));
     numberLines(error ? error.line : null);
     showCrops(result.crops);
     document.getElementById("blobs-summary").textContent = result.blobs.length ? `(${result.blobs.length})` : "";
@@ -108,7 +123,17 @@ export function setupEditor({ textarea, gutter, status, dataset, graph, onChecke
   }
 
   async function fixCrops() {
-    const result = await api("POST", "/pages-api/net-fix", form());
+    await applyFix("/pages-api/net-fix", form());
+  }
+
+  async function fixClasses(to) {
+    const data = form();
+    data.set("to", to);
+    await applyFix("/pages-api/net-fix-classes", data);
+  }
+
+  async function applyFix(path, data) {
+    const result = await api("POST", path, data);
     if (!result.ok) {
       showResult({ error: errorOf(result), crops: [], blobs: [], strides: null });
       return;

@@ -5,8 +5,8 @@ import { api, duration, errorOf, percent } from "./common.js";
 const head = document.getElementById("job");
 export const jobId = head.dataset.jobId;
 export const jobEvents = new EventTarget();
-const ACTIVE = ["queued", "starting", "running"];
-const RESUMABLE = ["failed", "aborted", "interrupted"];
+const ACTIVE = head.dataset.activeStatuses.split(" "); // the server's status groups
+const RESUMABLE = head.dataset.resumableStatuses.split(" ");
 const RESUME_LOOK_MS = 5000;
 const errorBox = document.getElementById("job-error");
 const log = document.getElementById("log");

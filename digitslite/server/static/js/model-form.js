@@ -12,8 +12,7 @@ const NETWORK_FIELDS = { standard: ["network", "weights_job"], custom: ["network
 const ALL_NETWORK_FIELDS = [...new Set(Object.values(NETWORK_FIELDS).flat())];
 const SOLVER_FIELDS = ["solver_type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "stepvalue", "momentum",
   "weight_decay", "test_interval", "snapshot_interval", "display"];
-const SOLVER_NAMES = { solver_type: "type", snapshot_interval: "snapshot" }; // form field -> solver field
-const FALLBACK_SOLVER = { type: "SGD", base_lr: 0.01, lr_policy: "fixed", momentum: 0.9, weight_decay: 0.0005 };
+const SOLVER_NAMES = choices.solver_names; // form field -> solver field, as the server maps them
 
 const field = (name) => form.elements[name];
 const source = () => form.querySelector('[name="network_source"]:checked').value;
@@ -33,7 +32,7 @@ const editor = setupEditor({
 
 // The solver values a blank field stands for: the standard network's, else the server's defaults.
 function defaults() {
-  return source() === "standard" && standard() ? standard().solver : FALLBACK_SOLVER;
+  return source() === "standard" && standard() ? standard().solver : choices.default_solver;
 }
 
 function valueOf(name) {

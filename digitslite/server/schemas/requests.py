@@ -1,0 +1,245 @@
+"""Every request the JSON API reads, declared once: the fields, their types, bounds and choices, and
+the rules between fields. Validation (Body.parse) and the OpenAPI document both come from these.
+
+Choices come from the tables of the code that acts on them (the engine's solver types and rate
+policies, the datasets' label, encoding and resize modes, the job kinds and statuses), never from a
+copy. What needs the server's state (does that job exist, is that path inside the data roots, has
+this machine that many GPUs) is checked by the planners in digitslite.server.create_*.
+"""
+from typing import Literal, Self
+
+from pydantic import ConfigDict, model_validator
+
+from digitslite.datasets.colormap import MAX_CLASSES
+from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
+from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
+from digitslite.jobs.index import MAX_PER_PAGE
+from digitslite.jobs.model import KINDS, Status
+from digitslite.server.schemas.body import Body, Query, rule_broken
+from digitslite.server.schemas.types import Flag, GpuIds, number, sweep, text, whole
+
+Name = text(200)
+Notes = text(10_000)
+Path = text(4096)
+JobId = text(100)
+# The network sources of a model request; exactly one is given.
+NETWORK_SOURCES = ("network", "network_prototxt", "network_job", "pretrained")
+NO_AMP = "none"
+Prototxt = text(5_000_000, "an all-in-one prototxt, {{num_classes}} for the class count")
+StepValues = sweep(whole(1), "iterations of the multistep drops: a list or a comma-separated string")
+Search = text(200, "a substring of the id, name, group or notes")
+
+
+class JobFields(Body):
+    """What every job-creating request may give."""
+
+    name: Name | None = None
+    group: Name | None = None
+    """jobs of one group are listed together (a sweep's jobs share one)"""
+    notes: Notes | None = None
+    priority: whole(-100, 100, "higher runs first") | None = None
+
+
+class GpuFields(Body):
+    gpus: whole(0, description="how many GPUs (any free ones); 0: a CPU slot") | None = None
+    gpu_ids: GpuIds | None = None
+
+    @model_validator(mode="after")
+    def one_gpu_request(self) -> Self:
+        if self.gpus is not None and self.gpu_ids is not None:
+            raise rule_broken("gpu_ids", "give either gpus (a count) or gpu_ids (a list), not both")
+        return self
+
+
+class DatasetRequest(JobFields):
+    """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
+    field `archive`), where the paths are relative to the archive and default to images/, labels/..."""
+
+    images: Path | None = None
+    labels: Path | None = None
+    val_images: Path | None = None
+    val_labels: Path | None = None
+    colormap: Path | None = None
+    """the RGB colour of each class (label_mode rgb)"""
+    classes: Path | None = None
+    """class names, one per line"""
+    val_percent: whole(0, 100) | None = None
+    label_mode: Literal[LABEL_MODES] = "palette"
+    nearest: Flag = False
+    """map colours missing from the colour map to the nearest one"""
+    ignore_label: whole(0, 255) = 255
+    encoding: Literal[ENCODINGS] = "png"
+    resize: Literal[RESIZE_MODES] = "none"
+    width: whole(1) | None = None
+    height: whole(1) | None = None
+    seed: whole(0) | None = None
+    allow_empty_classes: Flag = False
+    check: Flag = True
+    """validate every pair before queueing (a dataset with errors is refused with its report)"""
+
+
+class ModelRequest(JobFields, GpuFields):
+    """Training; lists in base_lr or batch_size make a sweep of jobs. The network comes from exactly one
+    of network, network_prototxt, network_job and pretrained."""
+
+    dataset: JobId
+    network: text(200, "a standard network (digitslite/network_defs)") | None = None
+    network_prototxt: Prototxt | None = None
+    network_job: JobId | None = None
+    """a model job whose network and snapshot to continue from"""
+    network_snapshot: whole(0) | None = None
+    pretrained: JobId | None = None
+    weights_job: JobId | None = None
+    """initial weights (with network or network_prototxt): a model or pretrained job"""
+    weights_snapshot: whole(0) | None = None
+    solver_type: Literal[SOLVER_TYPES] | None = None
+    base_lr: sweep(number(positive=True)) | None = None
+    lr_policy: Literal[POLICIES] | None = None
+    gamma: number(positive=True) | None = None
+    power: number(0) | None = None
+    stepsize: whole(1) | None = None
+    stepvalue: StepValues | None = None
+    momentum: number(0, 1) | None = None
+    momentum2: number(0, 1) | None = None
+    delta: number(positive=True) | None = None
+    rms_decay: number(0, 1) | None = None
+    weight_decay: number(0) | None = None
+    max_iter: whole(1) | None = None
+    epochs: whole(1) | None = None
+    batch_size: sweep(whole(1)) | None = None
+    iter_size: whole(1) | None = None
+    test_interval: whole(1) | None = None
+    snapshot_interval: whole(1) | None = None
+    display: whole(0) | None = None
+    seed: whole(0) | None = None
+    amp: Literal[(NO_AMP, *AMP_MODES)] = NO_AMP
+    channels_last: Flag = False
+    compile: Flag = False
+    ranks: whole(1, description="data-parallel ranks on this node: the GPU count for a GPU job, CPU "
+                                "processes (gloo) otherwise") | None = None
+    nnodes: whole(1, description="nodes taking part (docs/SCALING.md)") | None = None
+    node_rank: whole(0, description="this node's number, 0 to nnodes-1") | None = None
+    master: text(300, "ADDR:PORT of node 0, required with several nodes") | None = None
+    sync_batchnorm: Flag = False
+
+    @model_validator(mode="after")
+    def rules_between_fields(self) -> Self:
+        sources = [name for name in NETWORK_SOURCES if getattr(self, name) is not None]
+        if len(sources) != 1:
+            raise rule_broken("network", "give exactly one network source: network (a standard network), "
+                                         f"network_prototxt, network_job or pretrained (got "
+                                         f"{', '.join(sources) or 'none'})")
+        if self.weights_job is not None and sources[0] not in ("network", "network_prototxt"):
+            raise rule_broken("weights_job", "weights_job goes with network or network_prototxt; network_job "
+                                             "and pretrained bring their own weights")
+        for needed in POLICY_FIELDS.get(self.lr_policy, ()):
+            if getattr(self, needed) is None:
+                raise rule_broken(needed, f"{needed} is required with lr_policy {self.lr_policy}")
+        if self.max_iter is not None and self.epochs is not None:
+            raise rule_broken("epochs", "give either max_iter or epochs, not both")
+        return self
+
+
+class InferenceRequest(JobFields, GpuFields):
+    """Images from exactly one of: uploaded files (multipart field `images`, repeatable), a server
+    folder, or a dataset job's validation split."""
+
+    model: JobId
+    """the model or pretrained job (the path's job_id)"""
+    snapshot: whole(0, description="iteration; default the newest") | None = None
+    folder: Path | None = None
+    dataset: JobId | None = None
+    limit: whole(1, description="at most this many images") | None = None
+
+
+class PretrainedRequest(JobFields):
+    """Weights with their deploy network: uploaded files (one multipart field per role, or one
+    `archive`: a model download of digitslite or DIGITS), or server paths inside the data roots."""
+
+    deploy: Path | None = None
+    weights: Path | None = None
+    network: Path | None = None
+    """the training network (train_val)"""
+    dataset_info: Path | None = None
+    """a dataset.json: class names and palette"""
+    classes: Path | None = None
+    colormap: Path | None = None
+
+
+class StoreImportRequest(Body):
+    """An entry of a model store as a pretrained job; every file's checksum is verified."""
+
+    store: Path
+    """a store GET /store/models lists, or a store folder inside the data roots"""
+    name: Name
+    """the entry to import (a model's id in the listing)"""
+    group_upscores: Flag = False
+    """make ungrouped diagonal upsampling layers (fcn.berkeleyvision.org) grouped, as in DIGITS' FCNs"""
+    weights_file: Path | None = None
+    """a copy of the weights on the server, inside the data roots, used instead of downloading them"""
+    job_name: Name | None = None
+    """the pretrained job's name (default: the entry)"""
+    group: Name | None = None
+    notes: Notes | None = None
+    priority: whole(-100, 100, "higher runs first") | None = None
+
+
+class ConvolutionalizeRequest(JobFields):
+    """FCN initial weights made by net surgery from a pretrained classifier."""
+
+    classifier: JobId
+    """the pretrained classifier job (the path's job_id)"""
+    num_classes: whole(1, MAX_CLASSES, "the FCN's classes") = 21
+    network: Name = "fcn_alexnet"
+    """the standard FCN to make"""
+
+
+class PublishRequest(Body):
+    """A model job's snapshot as an entry of a store folder on the server."""
+
+    store_dir: Path
+    """the store folder, inside the data roots (made if new)"""
+    name: Name
+    """the entry's folder name"""
+    snapshot: whole(0, description="iteration; default the newest") | None = None
+    title: Name | None = None
+    """display name; default the job's name"""
+    note: Notes | None = None
+    license: Name | None = None
+    source: Notes | None = None
+    """where the model comes from; default the job"""
+
+
+class JobListQuery(Query):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[KINDS] | None = None
+    status: Literal[tuple(str(status) for status in Status)] | None = None
+    owner: text(64) | None = None
+    text: Search | None = None
+    page: whole(1) = 1
+    per_page: whole(1, MAX_PER_PAGE) = 50
+
+
+class RecordsQuery(Query):
+    after: whole(0, description="records already read") = 0
+
+
+class LogQuery(Query):
+    offset: whole(0, description="bytes already read") = 0
+
+
+class DeleteQuery(Query):
+    force: Flag = False
+    """also when other jobs use it, or it runs"""
+
+
+class SnapshotQuery(Query):
+    snapshot: whole(0, description="iteration; default the newest") | None = None
+
+
+# The body that creates each kind of job (pretrained jobs are also made by StoreImportRequest and
+# ConvolutionalizeRequest, which their own routes read).
+REQUEST_SCHEMAS: dict[str, type[Body]] = {"dataset": DatasetRequest, "model": ModelRequest,
+                                          "inference": InferenceRequest, "pretrained": PretrainedRequest}
