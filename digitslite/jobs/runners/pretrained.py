@@ -38,7 +38,7 @@ from digitslite.store.listing import summarise
 
 FILE_ROLES = ("deploy", "weights", "network", "dataset_info", "classes", "colormap")
 ENTRY_DIR = "entry"  # an imported store entry or a surgery result, as digitslite.store wrote it
-API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
+WEIGHTS_UPLOAD_DIR = "weights"  # inputs/weights/NAME: the copy of a store entry's weights a user uploaded
 
 
 def input_path(params: dict[str, Any], role: str, job_dir: Path) -> Path | None:
@@ -140,13 +140,19 @@ def _import_entry(ctx: RunContext, dest: Path) -> None:
         raise UserError(f'{info_location}: the entry brings no weights (no "snapshot file"), so it cannot be '
                         "a pretrained job; give its network as a prototxt when you create a model")
     weights_file = ctx.params.get("weights_file")
+    if ctx.params.get("weights_upload"):
+        weights_file = str(ctx.job_dir / INPUTS_DIR / ctx.params["weights_upload"])
     print(f"importing {name} from {store}", flush=True)
     try:
         imported = import_model(store, name, dest, _Downloads(ctx, summarise(name, info).size),
                                 local_files={"snapshot file": weights_file} if weights_file else None,
                                 group_upscores=ctx.params.get("group_upscores", False))
     except client.StoreUnreachable as exc:
-        raise client.StoreUnreachable(f"{exc}; {API_WEIGHTS_HINT}") from None
+        if exc.local_file is None:
+            raise
+        # In the words of no one interface: the page offers the copy with its own controls.
+        raise UserError(f"{exc.reason}, or import it again with a copy of {exc.local_file} that you already "
+                        "have (its checksum is checked against the store's)") from None
     for note in imported.conversions:
         print(f"converted: {note}", flush=True)
     print(f"checksums verified: {', '.join(imported.info.files)}", flush=True)

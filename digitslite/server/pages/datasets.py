@@ -27,12 +27,27 @@ from digitslite.server.services import services
 GALLERY_PER_PAGE = 12
 STAGES = ("train", "val")
 RECORD_CACHE_S = 86_400  # records never change once written
+DEMO_FOLDER = "demo"  # where `make run` writes the demo scenes, inside the first data root
+
+
+def demo_folders() -> dict[str, str] | None:
+    """The demo scenes' folders in a data root (as `make run` writes them), as the form's fields."""
+    for root in services().config.data_roots:
+        demo = root / DEMO_FOLDER
+        if (demo / "images").is_dir() and (demo / "labels").is_dir():
+            fields = {name: str(demo / name) for name in ("images", "labels", "val_images", "val_labels")
+                      if (demo / name).is_dir()}
+            classes = demo / "classes.txt"
+            return fields | ({"classes": str(classes)} if classes.is_file() else {})
+    return None
 
 
 @pages.get("/datasets/new")
 def new_dataset():
-    """The form; ?clone=ID fills it with that dataset job's request."""
+    """The form; ?clone=ID fills it with that dataset job's request, ?demo=1 with the demo folders."""
     values, uploaded = {}, False
+    if request.args.get("demo"):
+        values = {"name": "demo scenes", **(demo_folders() or {})}
     if request.args.get("clone"):
         _, folder = page_job(request.args["clone"], "dataset")
         spec = folder.spec()

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 from digitslite.jobs.index import SORT_COLUMNS, JobFilter
 from digitslite.jobs.model import Status
 from digitslite.server.pages.blueprint import pages
+from digitslite.server.pages.datasets import demo_folders
 from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
 from digitslite.server.services import services
 
@@ -82,7 +83,8 @@ def home():
                            total=total, pages_count=pages_count, active=active_jobs(),
                            groups=index.groups_of(TABS[tab]), owners=index.owners_of(TABS[tab]),
                            statuses=[str(status) for status in Status], per_page_choices=PER_PAGE_CHOICES,
-                           page_of_kind=PAGE_OF_KIND)
+                           page_of_kind=PAGE_OF_KIND, demo=None if counts else demo_folders(),
+                           roots=[str(root) for root in services().config.data_roots])
 
 
 @pages.get("/home/active")

@@ -145,6 +145,10 @@ def pretrained(job_id: str):
                    if path.suffix in PRETRAINED_SUFFIXES and path.name not in JOB_FILES and path.is_file())
     deploy = folder.path / DEPLOY_FILE
     classifier = deploy.is_file() and any(layer.type == "InnerProduct" for layer in read_net(deploy).layer)
-    return render_template("models/pretrained.html", row=row, spec=folder.spec(), state=folder.state(),
+    spec, state = folder.spec(), folder.state()
+    # A store import that failed may succeed from a copy of the weights the user has (no internet).
+    local_copy = spec.params.get("source") == "store" and state.status == Status.FAILED
+    return render_template("models/pretrained.html", row=row, spec=spec, state=state,
                            info=_class_info(folder.path, None), files=files, log=log, log_end=log_end,
-                           classifier=classifier, networks=[network.name for network in list_networks()])
+                           classifier=classifier, networks=[network.name for network in list_networks()],
+                           local_copy=local_copy, roots=[str(root) for root in services().config.data_roots])
