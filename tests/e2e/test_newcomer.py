@@ -1,0 +1,136 @@
+"""What a new user meets first: the empty home page pointing at the demo folders, the badge of a
+server without GPUs, a store import that fails for want of internet and succeeds from a copy of the
+weights given in the page, and an Abort that asks first.
+
+These run against a server of their own, which starts with no job."""
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
+
+from digitslite.store.entries import add_to_master
+from tests.e2e.conftest import Site, check_watched, open_page
+from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
+from tests.store.helpers import CLASSES, closed_port_url, write_tiny_entry
+
+
+@pytest.fixture(scope="module")
+def own_site(tmp_path_factory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("newcomer")
+    demo = make_demo(root / "data", count=4, val_count=2)
+    with running_server(root / "jobs", [root / "data"], env={"DIGITSLITE_CPU_SLOTS": "3"}) as server:
+        yield Site(server.url, server.client(), demo, root / "jobs")
+
+
+@pytest.fixture
+def own_page(browser: Browser, own_site: Site) -> Iterator[Page]:
+    opened, watched = open_page(browser, own_site.url)
+    yield opened
+    check_watched(opened, watched)
+
+
+def _offline_store(data: Path) -> tuple[Path, Path]:
+    """A store in the data root whose entry's weights live on a host nobody answers at, and a copy of
+    those weights elsewhere in the data root (as a user who downloaded them by hand has)."""
+    store = data / "offline-store"
+    entry = write_tiny_entry(store / "remote-tiny")
+    add_to_master(store, "remote-tiny")
+    copy = data / "copies" / "weights.caffemodel"
+    copy.parent.mkdir()
+    shutil.move(entry / "weights.caffemodel", copy)
+    info = json.loads((entry / "info.json").read_text())
+    info["files"]["weights.caffemodel"]["url"] = f"{closed_port_url()}/weights.caffemodel"
+    (entry / "info.json").write_text(json.dumps(info))
+    return store, copy
+
+
+def test_the_empty_home_page_points_to_the_demo_folders_and_the_badge_says_cpu_only(own_site: Site,
+                                                                                    own_page: Page):
+    page = own_page
+    page.goto("/")
+    expect(page.locator(".gpu-badge")).to_have_text("CPU only, 3 slots")
+    start = page.locator("#getting-started")
+    expect(start).to_contain_text(str(own_site.demo / "images"))
+    start.get_by_role("link", name="New dataset from the demo folders").click()
+    expect(page).to_have_url(re.compile(r"/datasets/new\?demo=1$"))
+    expect(page.get_by_label("Images folder")).to_have_value(str(own_site.demo / "images"))
+    expect(page.get_by_label("Validation labels")).to_have_value(str(own_site.demo / "val_labels"))
+    expect(page.get_by_label("Validation labels")).to_be_visible()  # the separate folders are ticked
+
+
+def test_a_failed_store_import_is_imported_again_from_an_uploaded_copy_of_the_weights(own_site: Site,
+                                                                                       own_page: Page):
+    client, page = own_site.client, own_page
+    store, copy = _offline_store(own_site.demo.parent)
+    failed = created_id(client.post("/api/v1/store/import", {"store": str(store), "name": "remote-tiny"}))
+    assert client.wait_status(failed)["status"] == "failed"
+
+    page.goto(f"/pretrained/{failed}")
+    expect(page.locator("[data-status-badge]")).to_have_text("failed")
+    expect(page.locator("[data-message]")).to_have_text("")  # not the step it was at ("started")
+    expect(page.locator("#job-error")).to_contain_text("a copy of weights.caffemodel that you already have")
+    expect(page.locator("#job-error")).not_to_contain_text("weights-file")
+    expect(page.get_by_text("VOC palette")).to_have_count(0)  # no classes card for weights never imported
+
+    form = page.locator("#local-copy-form")
+    form.get_by_label("Upload the .caffemodel").set_input_files(str(copy))
+    form.get_by_role("button", name="Import again").click()
+    expect(page).not_to_have_url(re.compile(failed))
+    expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
+    for name in CLASSES:
+        expect(page.locator("main")).to_contain_text(name)
+    expect(page.get_by_role("link", name="Infer")).to_be_visible()
+
+
+def test_a_failed_store_import_takes_a_copy_from_the_data_folders_and_names_a_wrong_one(own_site: Site,
+                                                                                        own_page: Page):
+    client, page = own_site.client, own_page
+    store = own_site.demo.parent / "offline-store"
+    if not store.exists():
+        _offline_store(own_site.demo.parent)
+    wrong = own_site.demo.parent / "copies" / "other.caffemodel"
+    wrong.write_bytes(b"not these weights")
+    failed = created_id(client.post("/api/v1/store/import", {"store": str(store), "name": "remote-tiny"}))
+    assert client.wait_status(failed)["status"] == "failed"
+
+    page.goto(f"/pretrained/{failed}")
+    form = page.locator("#local-copy-form")
+    form.get_by_label(re.compile("a file in the data folders")).fill(str(wrong))
+    form.get_by_role("button", name="Import again").click()
+    expect(page.locator("[data-status-badge]")).to_have_text("failed", timeout=60_000)
+    expect(page.locator("#job-error")).to_contain_text("checksum mismatch")
+
+    form = page.locator("#local-copy-form")  # the new failed job offers the form again
+    right = wrong.with_name("weights.caffemodel")
+    form.get_by_label(re.compile("a file in the data folders")).fill(str(right))
+    form.get_by_role("button", name="Import again").click()
+    expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
+
+
+def test_abort_asks_first_and_a_no_leaves_the_job_running(own_site: Site, own_page: Page):
+    client, page = own_site.client, own_page
+    dataset = created_id(client.post("/api/v1/datasets", dataset_request(own_site.demo, name="for abort")))
+    assert client.wait_status(dataset)["status"] == "done"
+    model = created_id(client.post("/api/v1/models", model_request(dataset, max_iter=100_000)))
+    aborts: list[str] = []
+
+    def count(route: Route) -> None:
+        aborts.append(route.request.url)
+        route.continue_()
+
+    page.route(f"**/api/v1/jobs/{model}/abort", count)
+    page.goto(f"/models/{model}")
+    questions: list[str] = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Abort").click()
+    expect(page.get_by_role("button", name="Abort")).to_be_enabled()  # the click was handled
+    assert questions == ["Abort this job? It stops now."] and aborts == []
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Abort").click()
+    expect(page.locator("[data-status-badge]")).to_have_text("aborted", timeout=60_000)
+    assert len(aborts) == 1
