@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from digitslite.caffe.caffemodel import match_weights, read_caffemodel
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.caffemodel import MatchReport, match_weights, read_caffemodel
+from digitslite.caffe.netcheck import CheckOptions, check_net_text
 from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.colormap import default_palette, read_class_names, read_colormap
@@ -74,18 +76,37 @@ def _class_info(params: dict[str, Any], job_dir: Path) -> dict[str, Any] | None:
     return _class_record(names, colormap.colours if colormap else None)
 
 
-def _install_files(ctx: RunContext) -> None:
-    deploy_file = input_path(ctx.params, "deploy", ctx.job_dir)
-    weights_file = input_path(ctx.params, "weights", ctx.job_dir)
-    deploy = read_net(deploy_file)
-    ctx.report(0.2, "reading the weights")
+def checked_deploy(deploy_file: Path) -> caffe_pb2.NetParameter:
+    """The deploy network, refused (UserError) unless `net check` finds it builds for inference."""
+    try:
+        text = deploy_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{deploy_file.name}: not a readable prototxt ({exc})") from None
+    report = check_net_text(text, deploy_file.name, CheckOptions(phase="test"))
+    if report.error is not None:
+        raise report.error
+    return read_net(deploy_file)
+
+
+def checked_weights(deploy: caffe_pb2.NetParameter, deploy_name: str, weights_file: Path) -> MatchReport:
+    """How the .caffemodel fits the deploy network, refused (UserError) unless it gives every layer
+    with parameters its weights."""
     report = match_weights(read_caffemodel(weights_file), param_shapes(deploy), source_name=weights_file.name)
     if report.missing:
         raise UserError(f"{weights_file.name} has no weights for the deploy network's layers "
                         f"{', '.join(report.missing)}; import the weights trained with this network")
     if not report.weights:
-        raise UserError(f"{weights_file.name} shares no layer name with {deploy_file.name}; import the "
+        raise UserError(f"{weights_file.name} shares no layer name with {deploy_name}; import the "
                         "weights trained with this network")
+    return report
+
+
+def _install_files(ctx: RunContext) -> None:
+    deploy_file = input_path(ctx.params, "deploy", ctx.job_dir)
+    weights_file = input_path(ctx.params, "weights", ctx.job_dir)
+    deploy = read_net(deploy_file)
+    ctx.report(0.2, "reading the weights")
+    report = checked_weights(deploy, deploy_file.name, weights_file)
     ctx.report(0.8, "installing the files")
     shutil.copyfile(deploy_file, ctx.job_dir / DEPLOY_FILE)
     shutil.copyfile(weights_file, ctx.job_dir / PRETRAINED_WEIGHTS)

@@ -137,6 +137,12 @@ def snapshots_fragment(job_id: str):
     return render_template("models/_snapshots.html", row=row, snapshots=folder.snapshots())
 
 
+@pages.get("/pretrained/new")
+def new_pretrained():
+    """Upload a trained model: deploy prototxt, .caffemodel and class names (checked before queueing)."""
+    return render_template("models/pretrained_new.html")
+
+
 @pages.get("/pretrained/<job_id>")
 def pretrained(job_id: str):
     row, folder = page_job(job_id, "pretrained")
