@@ -134,3 +134,49 @@ def test_abort_asks_first_and_a_no_leaves_the_job_running(own_site: Site, own_pa
     page.get_by_role("button", name="Abort").click()
     expect(page.locator("[data-status-badge]")).to_have_text("aborted", timeout=60_000)
     assert len(aborts) == 1
+
+
+def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: Site, own_page: Page,
+                                                                     tmp_path: Path):
+    page = own_page
+    model = write_tiny_entry(tmp_path / "trained-elsewhere")
+    page.goto("/store")
+    page.get_by_role("link", name="Upload a pretrained model").click()
+    form = page.locator("#pretrained-form")
+
+    # A net that does not build, and weights of another net, are refused before any job exists, each
+    # next to its file chooser.
+    broken = tmp_path / "broken.prototxt"
+    deploy = (model / "deploy.prototxt").read_text()
+    broken.write_text(deploy.replace('bottom: "data"', 'bottom: "nothing"', 1))
+    other = write_tiny_entry(tmp_path / "other", grouped=False) / "weights.caffemodel"
+    other = other.rename(tmp_path / "other.caffemodel")
+    jobs_before = own_site.job_count()
+    form.get_by_label("Deploy network (.prototxt)").set_input_files(str(broken))
+    form.get_by_label("Weights (.caffemodel)").set_input_files(str(model / "weights.caffemodel"))
+    form.get_by_role("button", name="Upload model").click()
+    expect(form.locator('[data-error-for="deploy"]')).to_contain_text("Deploy network: broken.prototxt")
+    expect(form.locator('[data-error-for="deploy"]')).to_contain_text("nothing")
+    form.get_by_label("Deploy network (.prototxt)").set_input_files(str(model / "deploy.prototxt"))
+    form.get_by_label("Weights (.caffemodel)").set_input_files(str(other))
+    form.get_by_role("button", name="Upload model").click()
+    expect(form.locator('[data-error-for="weights"]')).to_contain_text("Weights: other.caffemodel")
+    expect(form.locator('[data-error-for="deploy"]')).to_be_hidden()
+    assert own_site.job_count() == jobs_before
+
+    form.get_by_label("Deploy network (.prototxt)").set_input_files(str(model / "deploy.prototxt"))
+    form.get_by_label("Weights (.caffemodel)").set_input_files(str(model / "weights.caffemodel"))
+    form.get_by_label(re.compile("Class names")).set_input_files(str(model / "labels.txt"))
+    form.get_by_label("Name", exact=True).fill("trained elsewhere")
+    form.get_by_role("button", name="Upload model").click()
+    expect(page).to_have_url(re.compile(r"/pretrained/[\w-]+$"))
+    expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
+    expect(page.locator("main")).to_contain_text(CLASSES[-1])
+
+    page.locator(".job-actions").get_by_role("link", name="Infer").click()
+    image = sorted((own_site.demo / "val_images").iterdir())[0]
+    page.get_by_label("Images", exact=True).set_input_files(image)
+    page.get_by_role("button", name="Run inference").click()
+    expect(page).to_have_url(re.compile(r"/inference/[\w-]+$"))
+    expect(page.locator("canvas.overlay[data-ready]")).to_have_count(1, timeout=60_000)
+    expect(page.locator("#legend")).to_contain_text(CLASSES[-1])
