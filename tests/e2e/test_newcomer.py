@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
+from digitslite.networks import get_network
 from digitslite.store.entries import add_to_master
 from tests.e2e.conftest import Site, check_watched, open_page
 from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
@@ -180,3 +181,19 @@ def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: S
     expect(page).to_have_url(re.compile(r"/inference/[\w-]+$"))
     expect(page.locator("canvas.overlay[data-ready]")).to_have_count(1, timeout=60_000)
     expect(page.locator("#legend")).to_contain_text(CLASSES[-1])
+
+
+def test_the_stride_table_explains_its_cumulative_offset(own_page: Page):
+    page = own_page
+    page.goto("/models/new")
+    page.get_by_text("Custom prototxt", exact=True).click()
+    page.get_by_label("Network prototxt").fill(get_network("fcn_tiny").network_file.read_text())
+    expect(page.locator("#check-status")).to_contain_text("✓")
+    page.locator("#strides-panel summary").click()
+    explained = page.locator("#strides-explained")
+    expect(explained).to_be_visible()
+    expect(explained).to_contain_text("accumulated from the output back to the input")
+    # What it says holds for the table shown: the first row's cumulative offset is the Crop offset.
+    first = page.locator("#strides tbody tr").first.locator("td").last.inner_text()
+    crop = f"Crop offset that aligns the output with the input: {first}"
+    expect(page.locator("#strides")).to_contain_text(crop)
