@@ -170,7 +170,7 @@ def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: S
     form.get_by_label(re.compile("Class names")).set_input_files(str(model / "labels.txt"))
     form.get_by_label("Name", exact=True).fill("trained elsewhere")
     form.get_by_role("button", name="Upload model").click()
-    expect(page).to_have_url(re.compile(r"/pretrained/[\w-]+$"))
+    expect(page).to_have_url(re.compile(r"/pretrained/\d[\w-]+$"))
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
     expect(page.locator("main")).to_contain_text(CLASSES[-1])
 
@@ -178,7 +178,7 @@ def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: S
     image = sorted((own_site.demo / "val_images").iterdir())[0]
     page.get_by_label("Images", exact=True).set_input_files(image)
     page.get_by_role("button", name="Run inference").click()
-    expect(page).to_have_url(re.compile(r"/inference/[\w-]+$"))
+    expect(page).to_have_url(re.compile(r"/inference/\d[\w-]+$"))
     expect(page.locator("canvas.overlay[data-ready]")).to_have_count(1, timeout=60_000)
     expect(page.locator("#legend")).to_contain_text(CLASSES[-1])
 
@@ -197,3 +197,25 @@ def test_the_stride_table_explains_its_cumulative_offset(own_page: Page):
     first = page.locator("#strides tbody tr").first.locator("td").last.inner_text()
     crop = f"Crop offset that aligns the output with the input: {first}"
     expect(page.locator("#strides")).to_contain_text(crop)
+
+
+def test_check_and_create_split_with_the_same_seed_when_none_is_given(own_site: Site, own_page: Page):
+    page = own_page
+    page.goto("/datasets/new")
+    page.get_by_label("Images folder").fill(str(own_site.demo / "images"))
+    page.get_by_label("Labels folder").fill(str(own_site.demo / "labels"))
+    page.get_by_label("Validation share (%)").fill("25")
+    page.get_by_label("Name", exact=True).fill("seeded by the check")
+    seed = page.get_by_label("Split seed")
+    expect(seed).to_have_value("")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#report-verdict")).to_contain_text("Ready")
+    expect(seed).not_to_have_value("")
+    expect(page.locator("#seed-note")).to_be_visible()
+    drawn = int(seed.input_value())
+    page.get_by_role("button", name="Create dataset").click()
+    expect(page).to_have_url(re.compile(r"/datasets/\d[\w-]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    assert own_site.client.wait_status(job_id)["status"] == "done"
+    (info,) = (own_site.jobs_dir / job_id).rglob("dataset.json")
+    assert json.loads(info.read_text())["seed"] == drawn

@@ -115,9 +115,21 @@ checkButton.addEventListener("click", async () => {
   busy("Checking every image and label…");
   const result = await api("POST", "/pages-api/dataset-check", fields());
   busy("");
-  if (result.ok) showReport(result.data.report, result.data.previews);
-  else showError(errorOf(result), formError, form);
+  if (result.ok) {
+    keepDrawnSeed(result.data.report.seed);
+    showReport(result.data.report, result.data.previews);
+  } else {
+    showError(errorOf(result), formError, form);
+  }
 });
+
+// A check with no seed draws one; Create must split the same way, so the form keeps it.
+function keepDrawnSeed(seed) {
+  const input = form.elements.seed;
+  if (input.value !== "" || seed === undefined) return;
+  input.value = seed;
+  document.getElementById("seed-note").hidden = false;
+}
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
