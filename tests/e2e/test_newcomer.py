@@ -112,11 +112,16 @@ def test_a_failed_store_import_takes_a_copy_from_the_data_folders_and_names_a_wr
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
 
 
-def test_abort_asks_first_and_a_no_leaves_the_job_running(own_site: Site, own_page: Page):
+def test_abort_asks_first_and_the_model_page_shows_its_solver_and_timeline(own_site: Site, own_page: Page):
     client, page = own_site.client, own_page
     dataset = created_id(client.post("/api/v1/datasets", dataset_request(own_site.demo, name="for abort")))
     assert client.wait_status(dataset)["status"] == "done"
-    model = created_id(client.post("/api/v1/models", model_request(dataset, max_iter=100_000)))
+    # Posted as a form posts it: every value a string. The API's params carry them typed.
+    asked = model_request(dataset, max_iter=100_000, base_lr=0.005)
+    fields = {key: str(value) for key, value in asked.items()}
+    model = created_id(client.post_form("/api/v1/models", fields))
+    request = client.job(model)["params"]["request"]
+    assert (request["max_iter"], request["base_lr"], request["batch_size"]) == (100_000, 0.005, 2)
     aborts: list[str] = []
 
     def count(route: Route) -> None:
@@ -135,6 +140,17 @@ def test_abort_asks_first_and_a_no_leaves_the_job_running(own_site: Site, own_pa
     page.get_by_role("button", name="Abort").click()
     expect(page.locator("[data-status-badge]")).to_have_text("aborted", timeout=60_000)
     assert len(aborts) == 1
+
+    # Settings list the solver the job trained with: fcn_tiny's Adam with the rate this request set.
+    page.reload()
+    solver = page.locator("#effective-solver")
+    for name, value in (("type", "Adam"), ("base lr", "0.005"), ("momentum2", "0.999"),
+                        ("lr policy", "fixed"), ("max iter", "100000"), ("snapshot", "20")):
+        expect(solver.locator(f'dt:text-is("{name}") + dd')).to_have_text(value)
+    statuses = page.locator("#timeline .status")
+    expect(statuses.last).to_have_text("aborted")
+    assert "running" in [text.strip() for text in statuses.all_text_contents()]
+    expect(page.locator("#elapsed")).to_have_text(re.compile(r"^\d+ (s|min)"))
 
 
 def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: Site, own_page: Page,

@@ -2,22 +2,25 @@
 learning-rate preview), a model's page (live charts over SSE, per-class IoU, usage, snapshots,
 publishing, log) and a pretrained model's page. Their JSON and SVG helpers are in model_helpers."""
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import render_template, request
 
-from digitslite.caffe.prototxt import filter_net, read_net
+from digitslite.caffe import caffe_pb2
+from digitslite.caffe.prototxt import filter_net, read_net, read_solver
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.launch import RANKS_FILE
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import RESUMABLE, Status
-from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE
+from digitslite.jobs.runners.names import DATASET_INFO_FILE, DEPLOY_FILE, NETWORK_FILE, SOLVER_FILE
 from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import SOLVER_NAMES
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_json_if_present
+from digitslite.server.pages.timeline import job_timeline
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.schemas.requests import NO_AMP
 from digitslite.server.services import services
@@ -78,12 +81,18 @@ def _snapshot_choices() -> list[dict[str, Any]]:
     return models
 
 
+def form_values(request: dict[str, Any]) -> dict[str, Any]:
+    """A saved request as the form's inputs show it: a list (a sweep, step values) as "a,b"."""
+    return {key: ",".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in request.items()}
+
+
 def _clone_values(job_id: str) -> dict[str, Any]:
     _, folder = page_job(job_id, "model")
     spec = folder.spec()
     network = spec.params.get("network", {})
-    values = {**spec.params.get("request", {}), "name": f"{spec.name} (clone)", "group": spec.group,
-              "notes": spec.notes}
+    values = {**form_values(spec.params.get("request", {})), "name": f"{spec.name} (clone)",
+              "group": spec.group, "notes": spec.notes}
     if network.get("kind") == "prototxt":
         values["network_prototxt"] = network["text"]
     return values
@@ -117,13 +126,44 @@ def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | N
     return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
 
 
+EFFECTIVE_SOLVER = ("type", "base_lr", "lr_policy", "momentum", "momentum2", "weight_decay", "max_iter",
+                    "iter_size", "test_interval", "test_iter", "snapshot", "display", "average_loss",
+                    "clip_gradients", "random_seed")
+UNSET_MEANS_OFF = ("clip_gradients", "random_seed")  # Caffe's -1: no clipping, a random seed
+
+
+def effective_solver(solver_file: Path) -> list[tuple[str, Any]] | None:
+    """The solver the job trains with (written before its first iteration), every field that shapes
+    the run with its value, defaults included; None before the job wrote it."""
+    if not solver_file.is_file():
+        return None
+    solver = read_solver(solver_file)
+    names = []
+    for name in EFFECTIVE_SOLVER:
+        if (name == "momentum2" and solver.type != "Adam") or (name in UNSET_MEANS_OFF
+                                                              and not solver.HasField(name)):
+            continue
+        names.append(name)
+        if name == "lr_policy":
+            names.extend(POLICY_FIELDS.get(solver.lr_policy, ()))
+    return [(name, _field_text(solver, name)) for name in names]
+
+
+def _field_text(solver: caffe_pb2.SolverParameter, name: str) -> Any:
+    value = getattr(solver, name)
+    return ", ".join(map(str, value)) if name in ("test_iter", "stepvalue") else _shown(value)
+
+
 @pages.get("/models/<job_id>")
 def model(job_id: str):
     row, folder = page_job(job_id, "model")
     spec = folder.spec()
+    state = folder.state()
     dataset_id = spec.params.get("dataset")
     log, log_end = log_tail(folder)
-    return render_template("models/model.html", row=row, spec=spec, state=folder.state(),
+    return render_template("models/model.html", row=row, spec=spec, state=state,
+                           solver=effective_solver(folder.path / SOLVER_FILE),
+                           timeline=job_timeline(state, time.time()),
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=(folder.path / NETWORK_FILE).is_file(),
