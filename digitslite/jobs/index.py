@@ -56,7 +56,7 @@ _SUMMARY_COLUMNS = _COLUMNS[:13]
 MAX_PER_PAGE = 500
 # The orders a listing may ask for, by name; ties always fall back to newest first.
 SORT_COLUMNS = {"created": "created", "name": "name COLLATE NOCASE", "status": "status",
-                "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated"}
+                "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated", "progress": "progress"}
 
 
 @dataclass(frozen=True)

@@ -112,10 +112,17 @@ def test_a_failed_store_import_takes_a_copy_from_the_data_folders_and_names_a_wr
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=60_000)
 
 
-def test_abort_asks_first_and_the_model_page_shows_its_solver_and_timeline(own_site: Site, own_page: Page):
-    client, page = own_site.client, own_page
-    dataset = created_id(client.post("/api/v1/datasets", dataset_request(own_site.demo, name="for abort")))
-    assert client.wait_status(dataset)["status"] == "done"
+@pytest.fixture(scope="module")
+def dataset_id(own_site: Site) -> str:
+    request = dataset_request(own_site.demo, name="scenes")
+    created = created_id(own_site.client.post("/api/v1/datasets", request))
+    assert own_site.client.wait_status(created)["status"] == "done"
+    return created
+
+
+def test_abort_asks_first_and_the_model_page_shows_its_solver_and_timeline(own_site: Site, own_page: Page,
+                                                                          dataset_id: str):
+    client, page, dataset = own_site.client, own_page, dataset_id
     # Posted as a form posts it: every value a string. The API's params carry them typed.
     asked = model_request(dataset, max_iter=100_000, base_lr=0.005)
     fields = {key: str(value) for key, value in asked.items()}
@@ -235,3 +242,44 @@ def test_check_and_create_split_with_the_same_seed_when_none_is_given(own_site: 
     assert own_site.client.wait_status(job_id)["status"] == "done"
     (info,) = (own_site.jobs_dir / job_id).rglob("dataset.json")
     assert json.loads(info.read_text())["seed"] == drawn
+
+
+def _best_mean_iu(jobs_dir: Path, job_id: str) -> float:
+    records = [json.loads(line) for line in (jobs_dir / job_id / "metrics.jsonl").read_text().splitlines()]
+    return max(record["mean_iu"] for record in records if record["phase"] == "val")
+
+
+def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and_elapsed(
+        own_site: Site, own_page: Page, dataset_id: str):
+    client, page = own_site.client, own_page
+    models = [created_id(client.post("/api/v1/models", model_request(
+        dataset_id, name=f"table {rate}", base_lr=rate, max_iter=4, test_interval=2, snapshot_interval=4)))
+        for rate in (0.01, 0.0001)]
+    for model in models:
+        assert client.wait_status(model, timeout=300)["status"] == "done"
+    best = {model: _best_mean_iu(own_site.jobs_dir, model) for model in models}
+    assert best[models[0]] != best[models[1]]
+
+    page.goto("/?tab=models&q=table")
+    head = page.locator("#jobs-table thead")
+    for title in ("Dataset", "Network", "Best val mean IU", "Progress", "Elapsed"):
+        expect(head).to_contain_text(title)
+    rows = page.locator("#jobs-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator('[data-column="dataset"]')).to_have_text("scenes")
+    expect(rows.first.locator('[data-column="network"]')).to_have_text("fcn_tiny")
+    expect(rows.first.locator('[data-column="progress"]')).to_have_text("100 %")
+    expect(rows.first.locator('[data-column="elapsed"]')).to_have_text(re.compile(r"^\d+ (s|min)"))
+
+    head.get_by_role("link", name="Best val mean IU").click()
+    expect(page).to_have_url(re.compile(r"sort=mean_iu&order=desc"))
+    ranked = sorted(models, key=best.get, reverse=True)
+    shown = [f"{100 * best[model]:.1f} %" for model in ranked]
+    expect(page.locator('#jobs-table tbody [data-column="mean_iu"]')).to_have_text(shown)
+    expect(rows.first).to_contain_text(ranked[0])
+    head.get_by_role("link", name=re.compile("Best val mean IU")).click()
+    expect(page).to_have_url(re.compile(r"sort=mean_iu&order=asc"))
+    expect(rows.first).to_contain_text(ranked[1])
+    head.get_by_role("link", name="Elapsed").click()
+    expect(page).to_have_url(re.compile(r"sort=elapsed&order=desc"))
+    expect(rows).to_have_count(2)
