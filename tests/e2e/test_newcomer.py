@@ -3,13 +3,16 @@ server without GPUs, a store import that fails for want of internet and succeeds
 weights given in the page, and an Abort that asks first.
 
 These run against a server of their own, which starts with no job."""
+import io
 import json
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect
 
 from digitslite.networks import get_network
@@ -198,12 +201,26 @@ def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: S
     expect(page.locator("main")).to_contain_text(CLASSES[-1])
 
     page.locator(".job-actions").get_by_role("link", name="Infer").click()
-    image = sorted((own_site.demo / "val_images").iterdir())[0]
-    page.get_by_label("Images", exact=True).set_input_files(image)
+    images = sorted((own_site.demo / "val_images").iterdir())[:2]
+    page.get_by_label("Images", exact=True).set_input_files(images)
     page.get_by_role("button", name="Run inference").click()
     expect(page).to_have_url(re.compile(r"/inference/\d[\w-]+$"))
-    expect(page.locator("canvas.overlay[data-ready]")).to_have_count(1, timeout=60_000)
+    expect(page.locator("canvas.overlay[data-ready]")).to_have_count(2, timeout=60_000)
     expect(page.locator("#legend")).to_contain_text(CLASSES[-1])
+
+    # Shown at the images' own ratio (the demo's 64x48), and downloadable: one PNG each, or one zip.
+    width, height = Image.open(images[0]).size
+    shown = page.locator("article.result img.input").first.bounding_box()
+    assert abs(shown["height"] / shown["width"] - height / width) < 0.02
+    mask = page.request.get(page.get_by_role("link", name="mask (PNG)").first.get_attribute("href"))
+    assert mask.ok and Image.open(io.BytesIO(mask.body())).size == (width, height)
+    zipped = page.request.get(page.locator("#download-all").get_attribute("href"))
+    assert zipped.ok and zipped.headers["content-type"] == "application/zip"
+    names = sorted(zipfile.ZipFile(io.BytesIO(zipped.body())).namelist())
+    for kind in ("masks", "overlays"):  # one of each per image, named after it
+        found = [name for name in names if name.startswith(f"{kind}/")]
+        assert len(found) == 2 and all(any(name.endswith(f"{image.stem}.png") for name in found)
+                                       for image in images), names
 
 
 def test_the_stride_table_explains_its_cumulative_offset(own_page: Page):
