@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect
@@ -300,3 +301,26 @@ def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and
     head.get_by_role("link", name="Elapsed").click()
     expect(page).to_have_url(re.compile(r"sort=elapsed&order=desc"))
     expect(rows).to_have_count(2)
+
+
+def test_the_gallery_names_files_and_opens_a_record_large_with_its_classes(own_site: Site, own_page: Page,
+                                                                          dataset_id: str):
+    page = own_page
+    page.goto(f"/datasets/{dataset_id}?stage=val#explore")
+    shown = page.locator("#gallery .record-name").all_text_contents()
+    val_images = sorted(path.name for path in (own_site.demo / "val_images").iterdir())
+    assert sorted(shown) == val_images  # file names, not LMDB keys
+
+    first = shown[0]
+    page.get_by_role("button", name=f"Open {first} large").click()
+    dialog = page.locator("#record-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#record-title")).to_have_text(first)
+    label = own_site.demo / "val_labels" / f"{Path(first).stem}.png"
+    present = np.unique(np.asarray(Image.open(label))).tolist()
+    expect(dialog.locator("#record-legend li")).to_have_count(len(present))
+    for index in present:
+        expect(dialog.locator(f'#record-legend li[data-class="{index}"]')).to_contain_text(f"class {index}")
+    expect(dialog.locator("#record-image")).to_have_js_property("naturalWidth", Image.open(label).size[0])
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
