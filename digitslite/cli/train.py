@@ -18,6 +18,7 @@ from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_n
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.cli._output import emit_json
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
+from digitslite.engine.logline import log_line
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
@@ -128,9 +129,7 @@ def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
 
 
 def _progress(record: dict) -> None:
-    shown = ", ".join(f"{key} {value:.4g}" for key, value in record.items()
-                      if key not in ("iteration", "phase") and isinstance(value, float))
-    click.echo(f"[{record['phase']}] iteration {record['iteration']}: {shown}", err=True)
+    click.echo(log_line(record), err=True)
 
 
 def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":

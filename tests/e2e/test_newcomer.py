@@ -302,6 +302,19 @@ def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and
     expect(page).to_have_url(re.compile(r"sort=elapsed&order=desc"))
     expect(rows).to_have_count(2)
 
+    # Each finished model's page logs as Caffe does: a line per display interval, a line per test pass.
+    model = models[0]
+    lines = (own_site.jobs_dir / model / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    train = next(record for record in records if record["phase"] == "train")
+    tested = [record for record in records if record["phase"] == "val"][-1]
+    page.goto(f"/models/{model}")
+    log = page.locator("#log")
+    expect(log).to_contain_text(
+        f"Iteration {train['iteration']}, loss = {train['loss']:.4g}, lr = {train['lr']:.4g}")
+    expect(log).to_contain_text(f"Iteration {tested['iteration']}, Testing net (val): ")
+    expect(log).to_contain_text(f"mean_iu = {tested['mean_iu']:.4g}")
+
 
 def test_the_gallery_names_files_and_opens_a_record_large_with_its_classes(own_site: Site, own_page: Page,
                                                                           dataset_id: str):

@@ -17,6 +17,7 @@ from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
 from digitslite.engine.choices import DEFAULT_SOLVER
+from digitslite.engine.logline import log_line
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
@@ -168,6 +169,7 @@ def run(ctx: RunContext) -> None:
                          compile=bool(speed.get("compile")), **scale_out)
 
     def report(record: dict[str, Any]) -> None:
+        print(log_line(record), flush=True)
         iteration = record["iteration"]
         ctx.report(iteration / solver.max_iter, f"iteration {iteration}/{solver.max_iter}")
 
