@@ -297,7 +297,7 @@ def test_crops_fix_keeps_comments_and_layout(broken_fcn8s, tmp_path):
 # ---- template fields, class counts and ignore values (issue 13 items 4, 15, 17)
 
 def test_a_template_field_names_the_flag_that_fills_it(repo_root):
-    standard = repo_root / "network_defs" / "fcn_alexnet" / "network.prototxt"
+    standard = repo_root / "digitslite" / "network_defs" / "fcn_alexnet" / "network.prototxt"
     for command in ("check", "shapes", "table", "crops"):
         line = _one_line_error(_run(command, standard))
         assert "template field {{num_classes}}" in line and "--classes N or --dataset DIR" in line, command
