@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
 from digitslite.jobs.model import JobSpec
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS, dataset_options
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
@@ -56,15 +56,23 @@ def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
     if paths["images"] is None or paths["labels"] is None:
         raise ApiError(422, "the archive must hold the folders images/ and labels/ (or name them with the "
                             "images and labels fields)", "archive")
+    for name in LIST_FIELDS:
+        if getattr(body, name) is not None:
+            raise ApiError(422, f"{name}: a list names files on the server; give it with server folders, "
+                                "not with an archive", name)
     return paths
 
 
 def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
-    for name in ("images", "labels"):
-        if getattr(body, name) is None:
-            raise ApiError(422, f"{name} is required", name)
+    if body.train_list is None:
+        for name in ("images", "labels"):
+            if getattr(body, name) is None:
+                raise ApiError(422, f"{name} is required (or train_list: a list of image/label pairs)", name)
+    elif body.images is not None or body.labels is not None:
+        raise ApiError(422, "train_list: give either images and labels (folders) or train_list, not both",
+                       "train_list")
     paths: dict[str, str | None] = {}
-    for name in (*FOLDER_FIELDS, *FILE_FIELDS):
+    for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS):
         raw = getattr(body, name)
         paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
                                                                      folder=name in FOLDER_FIELDS))
@@ -77,7 +85,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     paths = _upload_paths(body, ctx.inputs) if from_upload else _server_paths(body, ctx.config.data_roots)
     options = {name: getattr(body, name) for name in OPTION_FIELDS}
     check = body.check
-    request = {name: body.given().get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {
+    given = body.given()
+    request = {name: given.get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)} | options | {
         "check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
               "options": options}
@@ -86,7 +95,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
         if not report.ok:
             raise ApiError(422, f"the dataset has errors: {report.summary_line()}", None,
                            report=report.to_dict())
-    default_name = Path(paths["images"]).parent.name if not from_upload else "uploaded dataset"
+    source = None if from_upload else Path(paths["images"] or paths["train_list"])
+    default_name = "uploaded dataset" if source is None else source.parent.name
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]
 
 

@@ -9,17 +9,18 @@ from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
 
 FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
 FILE_FIELDS = ("colormap", "classes")
+LIST_FIELDS = ("train_list", "val_list")  # server files only: their lines name server paths
 
 
 def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
     """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
     def path(name: str) -> Path | None:
-        value = params["paths"][name]
+        value = params["paths"].get(name)  # jobs from before the list fields have none
         if value is None:
             return None
         return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
-    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
+    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)}
     return DatasetOptions(**paths, **params["options"])
 
 
