@@ -337,3 +337,31 @@ def test_the_gallery_names_files_and_opens_a_record_large_with_its_classes(own_s
     expect(dialog.locator("#record-image")).to_have_js_property("naturalWidth", Image.open(label).size[0])
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
+
+
+def test_a_dataset_from_text_file_lists_in_the_form(own_site: Site, own_page: Page):
+    page, demo = own_page, own_site.demo
+    lists = demo.parent / "lists"
+    lists.mkdir(exist_ok=True)
+    images = sorted(path.stem for path in (demo / "images").iterdir())
+    (lists / "train.txt").write_text("".join(f"../demo/images/{name}.jpg ../demo/labels/{name}.png\n"
+                                             for name in images))
+    (lists / "val.txt").write_text("../demo/val_images/0000.jpg ../demo/val_labels/0000.png\n"
+                                   "../demo/val_images/nope.jpg ../demo/val_labels/nope.png\n")
+    page.goto("/datasets/new")
+    page.get_by_text("Text-file lists", exact=True).click()
+    page.get_by_label("Training list").fill(str(lists / "train.txt"))
+    page.get_by_label("Validation list, optional").fill(str(lists / "val.txt"))
+    page.get_by_label("Name", exact=True).fill("from lists")
+    page.get_by_role("button", name="Check").click()
+    problems = page.locator("#report-problems")
+    expect(problems).to_contain_text("listed files that do not exist")
+    expect(problems).to_contain_text(f"{lists / 'val.txt'}:2")
+
+    (lists / "val.txt").write_text("../demo/val_images/0000.jpg ../demo/val_labels/0000.png\n")
+    page.get_by_role("button", name="Check").click()
+    expect(page.locator("#report-verdict")).to_contain_text(f"Ready: {len(images)} training and 1 validation")
+    page.get_by_role("button", name="Create dataset").click()
+    expect(page).to_have_url(re.compile(r"/datasets/\d[\w-]+$"))
+    job = own_site.client.wait_status(page.url.rsplit("/", 1)[1])
+    assert job["status"] == "done" and job["params"]["request"]["train_list"] == str(lists / "train.txt")
