@@ -54,12 +54,13 @@ def _offline_store(data: Path) -> tuple[Path, Path]:
 
 
 def test_the_empty_home_page_points_to_the_demo_folders_and_the_badge_says_cpu_only(own_site: Site,
-                                                                                    own_page: Page):
+                                                                                    own_page: Page, shots):
     page = own_page
     page.goto("/")
     expect(page.locator(".gpu-badge")).to_have_text("CPU only, 3 slots")
     start = page.locator("#getting-started")
     expect(start).to_contain_text(str(own_site.demo / "images"))
+    shots(page, "getting-started")
     start.get_by_role("link", name="New dataset from the demo folders").click()
     expect(page).to_have_url(re.compile(r"/datasets/new\?demo=1$"))
     expect(page.get_by_label("Images folder")).to_have_value(str(own_site.demo / "images"))
@@ -68,7 +69,7 @@ def test_the_empty_home_page_points_to_the_demo_folders_and_the_badge_says_cpu_o
 
 
 def test_a_failed_store_import_is_imported_again_from_an_uploaded_copy_of_the_weights(own_site: Site,
-                                                                                       own_page: Page):
+                                                                                       own_page: Page, shots):
     client, page = own_site.client, own_page
     store, copy = _offline_store(own_site.demo.parent)
     failed = created_id(client.post("/api/v1/store/import", {"store": str(store), "name": "remote-tiny"}))
@@ -81,6 +82,7 @@ def test_a_failed_store_import_is_imported_again_from_an_uploaded_copy_of_the_we
     expect(page.locator("#job-error")).not_to_contain_text("weights-file")
     expect(page.get_by_text("VOC palette")).to_have_count(0)  # no classes card for weights never imported
 
+    shots(page, "failed-import")
     form = page.locator("#local-copy-form")
     form.get_by_label("Upload the .caffemodel").set_input_files(str(copy))
     form.get_by_role("button", name="Import again").click()
@@ -165,12 +167,13 @@ def test_abort_asks_first_and_the_model_page_shows_its_solver_and_timeline(own_s
 
 
 def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: Site, own_page: Page,
-                                                                     tmp_path: Path):
+                                                                     tmp_path: Path, shots):
     page = own_page
     model = write_tiny_entry(tmp_path / "trained-elsewhere")
     page.goto("/store")
     page.get_by_role("link", name="Upload a pretrained model").click()
     form = page.locator("#pretrained-form")
+    shots(page, "pretrained-upload")
 
     # A net that does not build, and weights of another net, are refused before any job exists, each
     # next to its file chooser.
@@ -268,7 +271,7 @@ def _best_mean_iu(jobs_dir: Path, job_id: str) -> float:
 
 
 def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and_elapsed(
-        own_site: Site, own_page: Page, dataset_id: str):
+        own_site: Site, own_page: Page, dataset_id: str, shots):
     client, page = own_site.client, own_page
     models = [created_id(client.post("/api/v1/models", model_request(
         dataset_id, name=f"table {rate}", base_lr=rate, max_iter=4, test_interval=2, snapshot_interval=4)))
@@ -289,6 +292,7 @@ def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and
     expect(rows.first.locator('[data-column="progress"]')).to_have_text("100 %")
     expect(rows.first.locator('[data-column="elapsed"]')).to_have_text(re.compile(r"^\d+ (s|min)"))
 
+    shots(page, "model-table")
     head.get_by_role("link", name="Best val mean IU").click()
     expect(page).to_have_url(re.compile(r"sort=mean_iu&order=desc"))
     ranked = sorted(models, key=best.get, reverse=True)
@@ -317,7 +321,7 @@ def test_the_model_table_shows_and_sorts_by_dataset_network_mean_iu_progress_and
 
 
 def test_the_gallery_names_files_and_opens_a_record_large_with_its_classes(own_site: Site, own_page: Page,
-                                                                          dataset_id: str):
+                                                                          dataset_id: str, shots):
     page = own_page
     page.goto(f"/datasets/{dataset_id}?stage=val#explore")
     shown = page.locator("#gallery .record-name").all_text_contents()
@@ -335,6 +339,7 @@ def test_the_gallery_names_files_and_opens_a_record_large_with_its_classes(own_s
     for index in present:
         expect(dialog.locator(f'#record-legend li[data-class="{index}"]')).to_contain_text(f"class {index}")
     expect(dialog.locator("#record-image")).to_have_js_property("naturalWidth", Image.open(label).size[0])
+    shots(page, "record-large")
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
 
