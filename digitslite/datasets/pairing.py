@@ -24,14 +24,49 @@ class Pair:
     label: Path
 
 
-def find_images(folder: Path, problems: ProblemLog) -> dict[str, Path]:
-    """Relative name (posix path without extension) -> file, for every image file under `folder`."""
+def _inside(path: Path, within: tuple[Path, ...] | None) -> bool:
+    if within is None:
+        return True
+    real = path.resolve()
+    return any(real == root or real.is_relative_to(root) for root in within)
+
+
+def _unvisited(root: str, dirs: list[str], seen: set[tuple[int, int]], problems: ProblemLog) -> list[str]:
+    """The subfolders of `root` not walked yet; one reached again through a link is reported."""
+    kept = []
+    for name in sorted(dirs):
+        try:
+            info = os.stat(os.path.join(root, name))
+        except OSError:
+            continue  # a dangling link: no folder to walk
+        if (info.st_dev, info.st_ino) in seen:
+            problems.add("link_loop", os.path.join(root, name))
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        kept.append(name)
+    return kept
+
+
+def find_images(folder: Path, problems: ProblemLog,
+                within: tuple[Path, ...] | None = None) -> dict[str, Path]:
+    """Relative name (posix path without extension) -> file, for every image file under `folder`.
+
+    Links are followed, each folder walked once; with `within`, a file whose real path lies outside
+    those (resolved) folders is reported instead of read."""
     found: dict[str, Path] = {}
+    start = os.stat(folder)
+    seen = {(start.st_dev, start.st_ino)}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
+        dirs[:] = _unvisited(root, dirs, seen, problems)
         for file_name in sorted(files):
             path = Path(root) / file_name
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if not _inside(path, within):
+                problems.add("outside_roots", f"{path} -> {path.resolve()}")
+                continue
+            if not path.is_file():  # a pipe or device would block or never end its reading
+                problems.add("unreadable", f"{path} (not a regular file)")
                 continue
             name = path.relative_to(folder).with_suffix("").as_posix()
             if name in found:
@@ -41,10 +76,11 @@ def find_images(folder: Path, problems: ProblemLog) -> dict[str, Path]:
     return found
 
 
-def pair_folders(images: Path, labels: Path, problems: ProblemLog) -> list[Pair]:
+def pair_folders(images: Path, labels: Path, problems: ProblemLog,
+                 within: tuple[Path, ...] | None = None) -> list[Pair]:
     """Pairs sorted by name; unpaired files in either folder go to `problems`."""
-    image_files = find_images(images, problems)
-    label_files = find_images(labels, problems)
+    image_files = find_images(images, problems, within)
+    label_files = find_images(labels, problems, within)
     for name in sorted(image_files.keys() - label_files.keys()):
         problems.add("unpaired_image", f"{image_files[name]} (no {labels / name}.*)")
     for name in sorted(label_files.keys() - image_files.keys()):
@@ -58,8 +94,9 @@ def _listed(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def pair_list(list_file: Path, problems: ProblemLog) -> list[Pair]:
-    """Pairs in the list's order; blank lines and # comments are skipped, bad lines go to `problems`."""
+def pair_list(list_file: Path, problems: ProblemLog, within: tuple[Path, ...] | None = None) -> list[Pair]:
+    """Pairs in the list's order; blank lines and # comments are skipped, bad lines go to `problems`.
+    With `within`, a listed file whose real path lies outside those folders is refused as well."""
     base = list_file.parent
     pairs, seen = [], set()
     for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
@@ -75,6 +112,10 @@ def pair_list(list_file: Path, problems: ProblemLog) -> list[Pair]:
         missing = [str(path) for path in (image, label) if not path.is_file()]
         if missing:
             problems.add("listed_missing", f"{where}: {', '.join(missing)}")
+            continue
+        outside = [f"{path} -> {path.resolve()}" for path in (image, label) if not _inside(path, within)]
+        if outside:
+            problems.add("outside_roots", f"{where}: {', '.join(outside)}")
             continue
         name = (image.relative_to(base) if image.is_relative_to(base) else image).with_suffix("").as_posix()
         if name in seen:

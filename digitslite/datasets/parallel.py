@@ -12,6 +12,7 @@ from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.worker import ItemResult, WorkerConfig, WorkItem
 
 MAX_CHUNK = 4
+WAIT_S = 0.5  # longest the parent waits for a result without looking up
 
 
 def chunked(items: list[WorkItem], workers: int) -> list[list[WorkItem]]:
@@ -52,10 +53,20 @@ class WorkerPool:
             self._local = worker.WorkerState(self._config, self._stop_encoding)
         return self
 
-    def results(self, chunks: Iterable[list[WorkItem]]) -> Iterator[list[ItemResult]]:
-        if self._pool is not None:
-            return self._pool.imap(worker.process_pool_chunk, chunks)
-        return (worker.process_chunk(chunk, self._local) for chunk in chunks)
+    def results(self, chunks: Iterable[list[WorkItem]]) -> Iterator[list[ItemResult] | None]:
+        """Each chunk's results in order; with a pool also None whenever WAIT_S pass without one, so
+        that the caller can look at its stop flag while an encoder is stuck on a slow file."""
+        if self._pool is None:
+            yield from (worker.process_chunk(chunk, self._local) for chunk in chunks)
+            return
+        results = self._pool.imap(worker.process_pool_chunk, chunks)
+        while True:
+            try:
+                yield results.next(timeout=WAIT_S)
+            except multiprocessing.TimeoutError:
+                yield None
+            except StopIteration:
+                return
 
     def stop_encoding(self) -> None:
         """Workers skip encoding and writing from now on (the dataset will not be published)."""

@@ -32,6 +32,12 @@ KINDS: dict[str, ProblemKind] = {
     "listed_missing": ProblemKind(
         ERROR, "listed files that do not exist",
         "fix the path (a relative one is read from the list's folder) or remove the line"),
+    "outside_roots": ProblemKind(
+        ERROR, "files that link to a place outside the folders this server may read",
+        "copy the file into the data root instead of linking to it"),
+    "link_loop": ProblemKind(
+        ERROR, "folders reached a second time through a link (a loop, or two links to one folder)",
+        "remove the link"),
     "duplicate_name": ProblemKind(
         ERROR, "files sharing one relative name with different extensions",
         "keep one file per name in each folder"),

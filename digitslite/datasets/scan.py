@@ -57,16 +57,16 @@ def make_plan(options: DatasetOptions) -> Plan:
     resolved = resolve_options(options)
     problems = ProblemLog()
     if resolved.train_list is not None:
-        pairs = pair_list(resolved.train_list, problems)
+        pairs = pair_list(resolved.train_list, problems, options.within)
         train_source = str(resolved.train_list)
     else:
-        pairs = pair_folders(resolved.images, resolved.labels, problems)
+        pairs = pair_folders(resolved.images, resolved.labels, problems, options.within)
         train_source = f"{resolved.images} and {resolved.labels}"
     val_pairs, val_source = None, None
     if resolved.val_list is not None:
-        val_pairs, val_source = pair_list(resolved.val_list, problems), resolved.val_list
+        val_pairs, val_source = pair_list(resolved.val_list, problems, options.within), resolved.val_list
     elif resolved.val_images is not None:
-        val_pairs = pair_folders(resolved.val_images, resolved.val_labels, problems)
+        val_pairs = pair_folders(resolved.val_images, resolved.val_labels, problems, options.within)
         val_source = resolved.val_images
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     stages = split_pairs(pairs, val_pairs, resolved.val_percent, seed)
@@ -103,6 +103,10 @@ def scan(plan: Plan, out_dir: Path | None, progress: Progress | None = None) -> 
         progress(0, len(items))
     with WorkerPool(config, plan.resolved.workers) as pool:
         for chunk in pool.results(chunked(items, plan.resolved.workers)):
+            if chunk is None:  # none ready yet: a chance to stop
+                if progress:
+                    progress(done, len(items))
+                continue
             for result in chunk:
                 plan.problems.extend(result.found)
                 stats[result.item.stage].add(result)

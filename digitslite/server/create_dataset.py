@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.datasets.options import MAX_PIXELS
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS, dataset_options
 from digitslite.server.archives import extract_archive
@@ -84,12 +85,15 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     from_upload = ctx.inputs is not None
     paths = _upload_paths(body, ctx.inputs) if from_upload else _server_paths(body, ctx.config.data_roots)
     options = {name: getattr(body, name) for name in OPTION_FIELDS}
+    if options["width"] and options["height"] and options["width"] * options["height"] > MAX_PIXELS:
+        raise ApiError(422, f"width x height: {options['width']} x {options['height']} is more than "
+                            f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
     check = body.check
     given = body.given()
     request = {name: given.get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)} | options | {
         "check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
-              "options": options}
+              "options": options, "within": [str(root) for root in ctx.config.data_roots]}
     if check:
         report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
         if not report.ok:
@@ -122,7 +126,8 @@ def create_dataset_job():
             archives[0].save(archive_file)
             content = scratch / INPUTS
             content.mkdir()
-            extract_archive(archive_file, content, max_bytes=config.max_upload_bytes * 4, field="archive")
+            extract_archive(archive_file, content, max_bytes=config.max_unpack_bytes, field="archive",
+                            max_members=config.max_archive_members)
             archive_file.unlink()
             jobs = plan_dataset(values, CreateContext(current_identity(), config, content, move_inputs=True))
             folders = services().scheduler.submit(jobs)

@@ -74,3 +74,17 @@ def test_the_cli_takes_lists(tmp_path):
                            "-o", str(tmp_path / "ds")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(read_lmdb(tmp_path / "ds" / "train_db" / "features")) == 3
+
+
+def test_a_list_cannot_reach_files_outside_the_server_data_roots(tmp_path):
+    root = tmp_path / "root"
+    lists = _lists(root, make_folders(root, 3))
+    outside = make_folders(tmp_path / "elsewhere", 1)
+    with open(lists / "train.txt", "a") as listing:
+        listing.write(f"{tmp_path}/elsewhere/images/000.png {tmp_path}/elsewhere/labels/000.png\n")
+    report = check_dataset(DatasetOptions(train_list=lists / "train.txt", val_percent=0, workers=1,
+                                          within=(root.resolve(),)))
+    problems = {problem.kind: problem.examples for problem in report.problems}
+    assert list(problems) == ["outside_roots"] and len(outside) == 1
+    where = f"{lists / 'train.txt'}:5: {tmp_path}/elsewhere/images/000.png"
+    assert problems["outside_roots"][0].startswith(where)

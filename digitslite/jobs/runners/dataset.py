@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import Any
 
-from digitslite.datasets import DatasetOptions, create_dataset
+from digitslite.datasets import DatasetOptions, create_dataset, remove_partials
 from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
@@ -21,7 +21,11 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
         return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
     paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)}
-    return DatasetOptions(**paths, **params["options"])
+    if params["source"] == "upload":
+        within = ((job_dir / INPUTS_DIR).resolve(),)
+    else:
+        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
+    return DatasetOptions(**paths, **params["options"], within=within)
 
 
 def dataset_path(job_dir: Path) -> Path:
@@ -34,6 +38,8 @@ def run(ctx: RunContext) -> None:
         ctx.report(done / total if total else 0.0, f"{done}/{total} images")
 
     out = dataset_path(ctx.job_dir)
+    for stale in remove_partials(out):  # this worker holds the job's lock: no other run writes them
+        print(f"removed {stale.name}, left by an earlier run that was killed", flush=True)
     if (out / DATASET_INFO_FILE).is_file():
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)
