@@ -22,12 +22,17 @@ from tests.e2e.conftest import Site, check_watched, open_page
 from tests.server.harness import created_id, dataset_request, make_demo, model_request, running_server
 from tests.store.helpers import CLASSES, closed_port_url, write_tiny_entry
 
+# Where the offline store's weights are said to be: a host the server may fetch from, where nothing
+# answers (as a machine without internet meets the publisher's host).
+WEIGHTS_HOST = closed_port_url()
+
 
 @pytest.fixture(scope="module")
 def own_site(tmp_path_factory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("newcomer")
     demo = make_demo(root / "data", count=4, val_count=2)
-    with running_server(root / "jobs", [root / "data"], env={"DIGITSLITE_CPU_SLOTS": "3"}) as server:
+    env = {"DIGITSLITE_CPU_SLOTS": "3", "DIGITSLITE_STORE_FETCH_HOSTS": WEIGHTS_HOST.removeprefix("http://")}
+    with running_server(root / "jobs", [root / "data"], env=env) as server:
         yield Site(server.url, server.client(), demo, root / "jobs")
 
 
@@ -48,7 +53,7 @@ def _offline_store(data: Path) -> tuple[Path, Path]:
     copy.parent.mkdir()
     shutil.move(entry / "weights.caffemodel", copy)
     info = json.loads((entry / "info.json").read_text())
-    info["files"]["weights.caffemodel"]["url"] = f"{closed_port_url()}/weights.caffemodel"
+    info["files"]["weights.caffemodel"]["url"] = f"{WEIGHTS_HOST}/weights.caffemodel"
     (entry / "info.json").write_text(json.dumps(info))
     return store, copy
 
