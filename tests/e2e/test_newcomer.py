@@ -221,6 +221,8 @@ def test_a_pretrained_model_uploaded_from_the_browser_runs_inference(own_site: S
     width, height = Image.open(images[0]).size
     shown = page.locator("article.result img.input").first.bounding_box()
     assert abs(shown["height"] / shown["width"] - height / width) < 0.02
+    served = own_site.client.get(page.url.removeprefix(own_site.url)).body.decode()  # as served
+    assert served.count(f'width="{width}" height="{height}"') == 4  # each input and prediction
     mask = page.request.get(page.get_by_role("link", name="mask (PNG)").first.get_attribute("href"))
     assert mask.ok and Image.open(io.BytesIO(mask.body())).size == (width, height)
     zipped = page.request.get(page.locator("#download-all").get_attribute("href"))
