@@ -18,6 +18,13 @@ DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.so
 """The layer types that read a dataset, which the deploy net replaces by one Input layer."""
 
 
+def dataset_deploy_net(net: caffe_pb2.NetParameter, info: dict) -> caffe_pb2.NetParameter:
+    """The deploy net for a dataset's images (`info` is its dataset.json): one image of the largest
+    training size, since an FCN reshapes to any size."""
+    width, height = info["image_size"]["train"]["max"]
+    return deploy_net(net, [1, info.get("channels", 3), height, width])
+
+
 def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
                input_name: str = "data") -> caffe_pb2.NetParameter:
     """The deploy net: TEST phase with stage "deploy", its data layers replaced by one Input layer.

@@ -41,8 +41,11 @@ def command() -> None:
 
 
 @command.command("create")
-@click.option("--images", required=True, help="Folder of images (searched recursively).")
-@click.option("--labels", required=True, help="Folder of labels, paired by relative path and name.")
+@click.option("--images", help="Folder of images (searched recursively).")
+@click.option("--labels", help="Folder of labels, paired by relative path and name.")
+@click.option("--train-list", help="Instead of --images/--labels: a text file of 'image_path label_path' "
+              "lines (relative paths are read from the file's folder), as DIGITS and SegNet use.")
+@click.option("--val-list", help="Validation pairs as such a list (instead of --val-images/--val-labels).")
 @click.option("--val-images", help="Separate validation images (with --val-labels).")
 @click.option("--val-labels", help="Separate validation labels (with --val-images).")
 @click.option("--val-percent", type=int,
@@ -66,12 +69,14 @@ def command() -> None:
 @click.option("--dry-run", is_flag=True, help="Only check: print the report and class statistics.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the report) as JSON.")
 @click.option("-o", "--out", help="Output folder of the dataset (must not exist).")
-def create(images, labels, val_images, val_labels, val_percent, label_mode, colormap, classes, nearest,
-           ignore_value, encoding, resize, width, height, seed, workers, allow_empty_classes, dry_run,
-           as_json, out) -> None:
-    """Validate image/label folders and write train_db/ and val_db/ LMDBs, mean and dataset.json."""
+def create(images, labels, train_list, val_list, val_images, val_labels, val_percent, label_mode, colormap,
+           classes, nearest, ignore_value, encoding, resize, width, height, seed, workers,
+           allow_empty_classes, dry_run, as_json, out) -> None:
+    """Validate image/label folders (or text-file lists of pairs) and write train_db/ and val_db/ LMDBs,
+    mean and dataset.json."""
     options = DatasetOptions(
-        images=Path(images), labels=Path(labels), val_images=_path(val_images), val_labels=_path(val_labels),
+        images=_path(images), labels=_path(labels), train_list=_path(train_list), val_list=_path(val_list),
+        val_images=_path(val_images), val_labels=_path(val_labels),
         val_percent=val_percent, label_mode=label_mode, colormap=_path(colormap), classes=_path(classes),
         nearest=nearest,
         ignore_label=ignore_value, encoding=encoding, resize=resize, width=width, height=height, seed=seed,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.deploy import bind_data_sources
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
 from digitslite.caffe.template import (
@@ -24,6 +24,7 @@ from digitslite.caffe.template import (
 )
 from digitslite.cli._output import emit_json
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, PIPELINE_SCHEDULES, SOLVER_TYPES
+from digitslite.engine.logline import log_line
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
@@ -137,9 +138,7 @@ def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
 
 
 def _progress(record: dict) -> None:
-    shown = ", ".join(f"{key} {value:.4g}" for key, value in record.items()
-                      if key not in ("iteration", "phase") and isinstance(value, float))
-    click.echo(f"[{record['phase']}] iteration {record['iteration']}: {shown}", err=True)
+    click.echo(log_line(record), err=True)
 
 
 def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
@@ -256,6 +255,9 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     if env is None or env.rank == 0:    # under torchrun every rank runs this command
         if net is not None:
             write_net(net, files.train_val_file)
+        if network:   # what `digitslite infer` runs on the dataset's images
+            info = read_json(DatasetFiles(dataset_dir).info_file)
+            write_net(dataset_deploy_net(net, info), files.deploy_file)
         write_solver(solver, files.solver_file)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,

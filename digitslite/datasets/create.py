@@ -161,10 +161,11 @@ def _dataset_info(plan: Plan, outcome: ScanOutcome) -> dict:
         "mean_file": MEAN_FILE if outcome.mean_bgr is not None else None,
         "databases": {stage: {part: db_name(stage, part) for part in DB_PARTS}
                       for stage in stages},
-        "sources": {"images": str(resolved.images), "labels": str(resolved.labels),
-                    "val_images": None if resolved.val_images is None else str(resolved.val_images),
-                    "val_labels": None if resolved.val_labels is None else str(resolved.val_labels),
-                    "colormap": recorded["colormap"], "classes": recorded["classes"]},
+        "sources": {name: None if path is None else str(path) for name, path in (
+                        ("images", resolved.images), ("labels", resolved.labels),
+                        ("val_images", resolved.val_images), ("val_labels", resolved.val_labels),
+                        ("train_list", resolved.train_list), ("val_list", resolved.val_list))}
+                   | {"colormap": recorded["colormap"], "classes": recorded["classes"]},
         "seed": plan.seed,
         "options": recorded,
         "warnings": [problem.to_dict() for problem in report.warnings],

@@ -25,8 +25,10 @@ MAX_PIXELS = 4096 * 4096
 class DatasetOptions:
     """Everything `dataset create` accepts. Paths may be str or Path; None means not given."""
 
-    images: Path
-    labels: Path
+    images: Path | None = None
+    labels: Path | None = None
+    train_list: Path | None = None  # instead of images/labels: `image label` lines, as DIGITS reads
+    val_list: Path | None = None
     val_images: Path | None = None
     val_labels: Path | None = None
     val_percent: int | None = None
@@ -68,13 +70,15 @@ class ClassSpec:
 @dataclass(frozen=True)
 class ResolvedOptions:
     options: DatasetOptions
-    images: Path
-    labels: Path
+    images: Path | None       # None: the training pairs come from train_list
+    labels: Path | None
     val_images: Path | None
     val_labels: Path | None
     val_percent: int
     class_spec: ClassSpec
     workers: int
+    train_list: Path | None = None
+    val_list: Path | None = None
 
 
 def _folder(path: Path | str, flag: str) -> Path:
@@ -89,9 +93,32 @@ def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
         raise UserError(f"{flag} {value!r} is not one of {', '.join(choices)}")
 
 
+def _list_file(path: Path | str, flag: str) -> Path:
+    listing = Path(path).expanduser().absolute()
+    if not listing.is_file():
+        raise UserError(f"{listing}: {flag} must be an existing text file ('image label' per line)")
+    return listing
+
+
+def _resolve_sources(options: DatasetOptions) -> tuple[Path | None, Path | None, Path | None]:
+    """(images, labels, train_list): the training pairs come from two folders or from one list."""
+    if options.train_list is not None:
+        if options.images is not None or options.labels is not None:
+            raise UserError("give either --images/--labels or --train-list, not both")
+        return None, None, _list_file(options.train_list, "--train-list")
+    if options.images is None or options.labels is None:
+        raise UserError("give the training pairs: --images and --labels (folders), or --train-list FILE")
+    return _folder(options.images, "--images"), _folder(options.labels, "--labels"), None
+
+
 def _resolve_val(options: DatasetOptions) -> tuple[Path | None, Path | None, int]:
     if (options.val_images is None) != (options.val_labels is None):
         raise UserError("--val-images and --val-labels go together: give both folders or neither")
+    if options.val_list is not None:
+        if options.val_images is not None or options.val_percent is not None:
+            raise UserError("give one source of validation pairs: --val-list, --val-images/--val-labels "
+                            "or --val-percent")
+        return None, None, 0
     if options.val_images is not None:
         if options.val_percent is not None:
             raise UserError("give either --val-images/--val-labels or --val-percent, not both")
@@ -141,9 +168,9 @@ def _class_spec(options: DatasetOptions) -> ClassSpec:
 
 def resolve_options(options: DatasetOptions) -> ResolvedOptions:
     """Check the options against each other and the file system; raise UserError naming the flag."""
-    images = _folder(options.images, "--images")
-    labels = _folder(options.labels, "--labels")
+    images, labels, train_list = _resolve_sources(options)
     val_images, val_labels, val_percent = _resolve_val(options)
+    val_list = None if options.val_list is None else _list_file(options.val_list, "--val-list")
     _check_choice(options.label_mode, LABEL_MODES, "--label-mode")
     _check_choice(options.encoding, ENCODINGS, "--encoding")
     _check_resize(options)
@@ -158,4 +185,5 @@ def resolve_options(options: DatasetOptions) -> ResolvedOptions:
     if spec.count is not None and spec.count > options.ignore_label:
         raise OptionError(f"{spec.count} classes but the ignore value is {options.ignore_label}; class "
                           "indices must stay below it: give a larger [[ignore_label]] or list fewer classes")
-    return ResolvedOptions(options, images, labels, val_images, val_labels, val_percent, spec, workers)
+    return ResolvedOptions(options, images, labels, val_images, val_labels, val_percent, spec, workers,
+                           train_list, val_list)

@@ -1,8 +1,10 @@
-"""Match image files to label files by relative path and stem (extensions may differ).
+"""Match image files to label files by relative path and stem (extensions may differ), or read
+the pairs from a text-file list.
 
 `a/b/0001.jpg` in the image folder pairs with `a/b/0001.png` in the label folder. Files are
 found recursively (symlinks followed, like DIGITS); anything unmatched, in either direction, is
-reported rather than dropped.
+reported rather than dropped. A list (as DIGITS and SegNet's CamVid ship them) holds one
+`image_path label_path` line per pair; relative paths are read from the list's folder.
 """
 import os
 from dataclasses import dataclass
@@ -85,3 +87,40 @@ def pair_folders(images: Path, labels: Path, problems: ProblemLog,
         problems.add("unpaired_label", f"{label_files[name]} (no {images / name}.*)")
     return [Pair(name, image_files[name], label_files[name])
             for name in sorted(image_files.keys() & label_files.keys())]
+
+
+def _listed(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def pair_list(list_file: Path, problems: ProblemLog, within: tuple[Path, ...] | None = None) -> list[Pair]:
+    """Pairs in the list's order; blank lines and # comments are skipped, bad lines go to `problems`.
+    With `within`, a listed file whose real path lies outside those folders is refused as well."""
+    base = list_file.parent
+    pairs, seen = [], set()
+    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = text.split()
+        where = f"{list_file}:{number}"
+        if len(fields) != 2:
+            problems.add("list_line", f"{where}: {text}")
+            continue
+        image, label = (_listed(base, field) for field in fields)
+        missing = [str(path) for path in (image, label) if not path.is_file()]
+        if missing:
+            problems.add("listed_missing", f"{where}: {', '.join(missing)}")
+            continue
+        outside = [f"{path} -> {path.resolve()}" for path in (image, label) if not _inside(path, within)]
+        if outside:
+            problems.add("outside_roots", f"{where}: {', '.join(outside)}")
+            continue
+        name = (image.relative_to(base) if image.is_relative_to(base) else image).with_suffix("").as_posix()
+        if name in seen:
+            problems.add("duplicate_name", f"{where}: {image} is listed twice")
+            continue
+        seen.add(name)
+        pairs.append(Pair(name, image, label))
+    return pairs

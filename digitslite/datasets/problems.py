@@ -29,6 +29,12 @@ KINDS: dict[str, ProblemKind] = {
     "unpaired_label": ProblemKind(
         ERROR, "labels without an image",
         "add the image with the same relative path and name (any extension) or remove the label"),
+    "list_line": ProblemKind(
+        ERROR, "list lines that are not one image path and one label path",
+        "write each line as `image_path label_path` (relative paths are read from the list's folder)"),
+    "listed_missing": ProblemKind(
+        ERROR, "listed files that do not exist",
+        "fix the path (a relative one is read from the list's folder) or remove the line"),
     "outside_roots": ProblemKind(
         ERROR, "files that link to a place outside the folders this server may read",
         "copy the file into the data root instead of linking to it"),

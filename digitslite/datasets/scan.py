@@ -17,7 +17,7 @@ from digitslite.datasets.encoder import EncoderConfig, WorkItem
 from digitslite.datasets.labels import LabelDecoder, find_reference_palette, make_label_decoder
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.options import DatasetOptions, ResolvedOptions, resolve_options
-from digitslite.datasets.pairing import Pair, pair_folders
+from digitslite.datasets.pairing import Pair, pair_folders, pair_list
 from digitslite.datasets.parallel import WorkerPool, chunked
 from digitslite.datasets.problems import ProblemLog
 from digitslite.datasets.report import STAGES, StageStats, ValidationReport, class_stats
@@ -56,17 +56,25 @@ def make_plan(options: DatasetOptions) -> Plan:
     """Resolve the options, pair the folders and split them; pairing problems go in plan.problems."""
     resolved = resolve_options(options)
     problems = ProblemLog()
-    pairs = pair_folders(resolved.images, resolved.labels, problems, options.within)
-    val_pairs = None
-    if resolved.val_images is not None:
+    if resolved.train_list is not None:
+        pairs = pair_list(resolved.train_list, problems, options.within)
+        train_source = str(resolved.train_list)
+    else:
+        pairs = pair_folders(resolved.images, resolved.labels, problems, options.within)
+        train_source = f"{resolved.images} and {resolved.labels}"
+    val_pairs, val_source = None, None
+    if resolved.val_list is not None:
+        val_pairs, val_source = pair_list(resolved.val_list, problems, options.within), resolved.val_list
+    elif resolved.val_images is not None:
         val_pairs = pair_folders(resolved.val_images, resolved.val_labels, problems, options.within)
+        val_source = resolved.val_images
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     stages = split_pairs(pairs, val_pairs, resolved.val_percent, seed)
     if not stages["train"]:
-        problems.add("empty_split", f"train: no image/label pairs in {resolved.images} and {resolved.labels}")
+        problems.add("empty_split", f"train: no image/label pairs in {train_source}")
     val_asked = val_pairs is not None or options.val_percent
     if val_asked and not stages["val"]:
-        source = resolved.val_images if val_pairs is not None else f"{resolved.val_percent}% of {len(pairs)}"
+        source = val_source if val_pairs is not None else f"{resolved.val_percent}% of {len(pairs)}"
         problems.add("empty_split", f"val: no image/label pairs from {source}")
     reference = None
     if options.label_mode == "palette":

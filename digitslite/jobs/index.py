@@ -57,7 +57,7 @@ MAX_PER_PAGE = 500
 MAX_PAGE = 10**9  # far past any listing, and (page - 1) * per_page stays a SQLite integer
 # The orders a listing may ask for, by name; ties always fall back to newest first.
 SORT_COLUMNS = {"created": "created", "name": "name COLLATE NOCASE", "status": "status",
-                "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated"}
+                "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated", "progress": "progress"}
 
 
 @dataclass(frozen=True)

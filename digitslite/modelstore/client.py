@@ -34,7 +34,18 @@ _LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES
 
 
 class StoreUnreachable(UserError):  # noqa: N818 - reads as what happened
-    """A store or file host that cannot be reached or does not answer."""
+    """A store or file host that cannot be reached or does not answer.
+
+    `local_file` names the file that a copy the user already has could stand in for; `reason` is the
+    message without that way round, for the front ends that offer it with their own controls (the
+    message itself names the command line's --weights-file).
+    """
+
+    def __init__(self, reason: str, local_file: str | None = None) -> None:
+        self.reason, self.local_file = reason, local_file
+        way_round = "" if local_file is None else (
+            ", or give a copy you already have with --weights-file LOCAL (its checksum is still verified)")
+        super().__init__(reason + way_round)
 
 
 class StoreNotFound(UserError):  # noqa: N818
@@ -83,8 +94,7 @@ def unreachable_hint(file: str | None = None) -> str:
                 f"server you can reach, e.g. `digitslite store serve DIR`) and list it in "
                 f"{STORE_URLS_VARIABLE}")
     return (f"if this machine has no internet access, put {file} beside info.json in a copy of the store (a "
-            f"folder or a web server you can reach, listed in {STORE_URLS_VARIABLE}) and import from there, "
-            "or give a copy you already have with --weights-file LOCAL (its checksum is still verified)")
+            f"folder or a web server you can reach, listed in {STORE_URLS_VARIABLE}) and import from there")
 
 
 class _Interrupted(Exception):  # noqa: N818 - internal signal
@@ -246,14 +256,14 @@ def download(location: str, target: Path, *, progress: Progress | None = None,
             reached = reached or progressed or isinstance(exc, _Interrupted)
             if isinstance(exc, _NoAnswer) and not reached:
                 raise StoreUnreachable(f"cannot download {location}: {exc}; "
-                                       f"{unreachable_hint(target.name)}") from None
+                                       f"{unreachable_hint(target.name)}", target.name) from None
             failures = 0 if progressed else failures + 1
             if failures > policy.retries:
                 raise StoreUnreachable(
                     f"downloading {location} failed {failures} times in a row ({exc}); the "
                     f"{partial.stat().st_size if partial.exists() else 0} bytes received are kept in "
-                    f"{partial}, so running the import again resumes; or {unreachable_hint(target.name)}"
-                ) from None
+                    f"{partial}, so running the import again resumes; or {unreachable_hint(target.name)}",
+                    target.name) from None
             time.sleep(policy.backoff * 2 ** failures)
 
 

@@ -13,7 +13,7 @@ from digitslite.datasets import check_dataset
 from digitslite.datasets.controls import as_fields
 from digitslite.datasets.options import MAX_PIXELS
 from digitslite.jobs.job import JobSpec
-from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS, dataset_options
 from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
@@ -59,18 +59,25 @@ def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
     if paths["images"] is None or paths["labels"] is None:
         raise ApiError(422, "the archive must hold the folders images/ and labels/ (or name them with the "
                             "images and labels fields)", "archive")
+    for name in LIST_FIELDS:
+        if getattr(body, name) is not None:
+            raise ApiError(422, f"{name}: a list names files on the server; give it with server folders, "
+                                "not with an archive", name)
     return paths
 
 
 def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
     """Every path resolved; the problems of all fields at once (a form shows each by its field)."""
+    if body.train_list is not None and (body.images is not None or body.labels is not None):
+        raise ApiError(422, "train_list: give either images and labels (folders) or train_list, not both",
+                       "train_list")
     paths: dict[str, str | None] = {}
     problems: list[ApiError] = []
-    for name in (*FOLDER_FIELDS, *FILE_FIELDS):
+    for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS):
         raw = getattr(body, name)
         try:
-            if raw is None and name in ("images", "labels"):
-                raise ApiError(422, f"{name} is required", name)
+            if raw is None and name in ("images", "labels") and body.train_list is None:
+                raise ApiError(422, f"{name} is required (or train_list: a list of image/label pairs)", name)
             paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
                                                                          folder=name in FOLDER_FIELDS))
         except ApiError as exc:
@@ -91,7 +98,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
         raise ApiError(422, f"width x height: {options['width']} x {options['height']} is more than "
                             f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
     check = body.check
-    request = {name: body.given().get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {
+    given = body.given()
+    request = {name: given.get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)} | options | {
         "check": check}
     params = {"request": request, "task": DEFAULT_TASK.name, "source": "upload" if from_upload else "server",
               "paths": paths, "options": options, "within": [str(root) for root in ctx.config.data_roots]}
@@ -101,7 +109,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
             raise ApiError(422, f"the dataset has errors: {report.summary_line(as_fields)}", None,
                            template=f"the dataset has errors: {report.summary_line(str)}",
                            report=report.to_dict())
-    default_name = Path(paths["images"]).parent.name if not from_upload else "uploaded dataset"
+    source = None if from_upload else Path(paths["images"] or paths["train_list"])
+    default_name = "uploaded dataset" if source is None else source.parent.name
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
+from digitslite.errors import UserError
 from digitslite.jobs.job import JobSpec
-from digitslite.jobs.kinds.pretrained import FILE_ROLES
+from digitslite.jobs.kinds.pretrained import FILE_ROLES, checked_deploy, checked_weights
 from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
@@ -74,6 +75,19 @@ def _upload_path(body: PretrainedRequest, role: str, inputs: Path) -> str | None
     return relative
 
 
+def _check_files(deploy_file: Path, weights_file: Path) -> None:
+    """Refuse, before any job exists, a deploy net that `net check` rejects and weights that do not
+    fit it (the job checks them again when it installs them)."""
+    try:
+        deploy = checked_deploy(deploy_file)
+    except UserError as exc:
+        raise ApiError(422, f"deploy: {exc}", "deploy") from None
+    try:
+        checked_weights(deploy, deploy_file.name, weights_file)
+    except UserError as exc:
+        raise ApiError(422, f"weights: {exc}", "weights") from None
+
+
 def plan_pretrained(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     """Any pretrained job's request, told apart by its fields: what cloning plans again."""
     if values.get("store"):
@@ -97,6 +111,8 @@ def plan_files(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
         if files[role] is None:
             what = "the deploy prototxt" if role == "deploy" else "the .caffemodel"
             raise ApiError(422, f"{role} is required ({what})", role)
+    _check_files(*(Path(files[role]) if ctx.inputs is None else ctx.inputs / files[role]
+                   for role in REQUIRED_ROLES))
     params = {"request": body.given(exclude=COMMON_FIELDS), "source": source, "files": files}
     spec = new_spec("pretrained", body, ctx, params, default_name=Path(files["weights"]).stem)
     return [(spec, copy_inputs(ctx))]

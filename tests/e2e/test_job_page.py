@@ -61,6 +61,7 @@ def test_a_late_abort_reply_does_not_undo_the_stop_the_stream_showed(own_site: S
     page.goto(f"/models/{model_id}")
     badge = page.locator("[data-status-badge]")
     expect(badge).to_have_text("running")
+    page.once("dialog", lambda dialog: dialog.accept())  # Abort asks first
     page.get_by_role("button", name="Abort").click()
     expect(badge).to_have_text("aborted", timeout=60_000)  # from the stream, the reply still held
 

@@ -95,6 +95,7 @@ def _train_abort_resume(page: Page, site, dataset_id: str, shots) -> None:
     expect(page.locator("[data-message]")).to_contain_text(re.compile(r"iteration \d+/5000"))
     shots(page, "model-running")
 
+    page.once("dialog", lambda dialog: dialog.accept())  # Abort asks first
     page.get_by_role("button", name="Abort").click()
     expect(badge).to_have_text("aborted", timeout=TRAINING_S)
     expect(page.locator("#snapshots")).to_contain_text("Download")
@@ -103,6 +104,7 @@ def _train_abort_resume(page: Page, site, dataset_id: str, shots) -> None:
     expect(badge).to_have_text(re.compile("queued|starting|running"))
     _wait_for_more_points(page, stopped)
     expect(page.locator(".log")).to_contain_text("resuming from snapshot_iter_", timeout=TRAINING_S)
+    page.once("dialog", lambda dialog: dialog.accept())  # Abort asks first
     page.get_by_role("button", name="Abort").click()
     expect(badge).to_have_text("aborted", timeout=TRAINING_S)
     page.get_by_label("log scale").first.check()

@@ -41,10 +41,12 @@ def test_zip_upload_sweep_bulk_abort_and_clone(site, page: Page, tmp_path, shots
 
     active = page.locator("#active tbody tr")
     expect(active).to_have_count(2)
+    page.once("dialog", lambda dialog: dialog.accept())  # Abort asks first
     active.first.get_by_role("button", name="Abort").click()
     expect(active).to_have_count(1, timeout=60_000)  # the table refreshes itself as the worker stops
     shots(page, "sweep")
     page.get_by_label("Select all on this page").check()
+    page.once("dialog", lambda dialog: dialog.accept())  # Abort asks first
     page.get_by_role("button", name="Abort selected").click()
     wait_for(lambda: all(job["status"] in ("aborted", "done") for job in
                          site.client.get("/api/v1/jobs", text="rates").json()["jobs"]),

@@ -36,7 +36,8 @@ def test_train_writes_the_job_folder_and_reports_json(tmp_path):
     assert [(line["phase"], line["iteration"]) for line in lines] == [
         ("val", 0), ("train", 0), ("train", 2), ("train", 4), ("val", 4)]
     assert [line["lr"] for line in lines if line["phase"] == "train"] == pytest.approx([0.01, 0.005, 0.0025])
-    assert "[train] iteration 2" in result.stderr
+    assert "Iteration 2, loss = " in result.stderr and ", lr = 0.005" in result.stderr  # as Caffe logs it
+    assert "Iteration 4, Testing net (val): " in result.stderr
 
 
 def test_train_without_a_network_is_a_one_line_error(tmp_path):

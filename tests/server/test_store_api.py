@@ -165,7 +165,21 @@ def test_unreachable_stores_and_hosts_fail_fast_with_the_way_round(tmp_path):
         message = _failure(client, failed)
         assert time.monotonic() - started < 20
         assert "cannot download" in message and "DIGITSLITE_STORE_URLS" in message
-        assert "weights_file" in message
+        # In no one interface's words: the page offers the copy with its own form, the API its fields.
+        assert "a copy of weights.caffemodel that you already have" in message
+        assert "--weights-file" not in message and "weights_file" not in message
+
+        fields = {"store": str(store), "name": "remote-tiny"}
+        wrong = created_id(client.post_form("/api/v1/store/import", fields,
+                                            [("weights", "mine.caffemodel", b"not the weights")]))
+        assert "checksum mismatch" in _failure(client, wrong)
+        uploaded = created_id(client.post_form("/api/v1/store/import", fields,
+                                               [("weights", "mine.caffemodel", weights.read_bytes())]))
+        assert client.wait_status(uploaded)["status"] == "done"
+        assert (server.jobs_dir / uploaded / "weights.caffemodel").read_bytes() == weights.read_bytes()
+        both = client.post_form("/api/v1/store/import", {**fields, "weights_file": str(weights)},
+                                [("weights", "mine.caffemodel", weights.read_bytes())])
+        assert both.status == 422 and both.json()["error"]["field"] == "weights_file"
 
         local = created_id(client.post("/api/v1/store/import", {"store": str(store), "name": "remote-tiny",
                                                                "weights_file": str(weights)}))

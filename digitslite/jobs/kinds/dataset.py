@@ -16,17 +16,18 @@ KIND = JobKind(name="dataset", title="Dataset", tab="datasets", tab_title="Datas
 
 FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
 FILE_FIELDS = ("colormap", "classes")
+LIST_FIELDS = ("train_list", "val_list")  # server files only: their lines name server paths
 
 
 def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
     """The DatasetOptions a dataset job's parameters stand for; upload paths lie in its inputs/."""
     def path(name: str) -> Path | None:
-        value = params["paths"][name]
+        value = params["paths"].get(name)  # jobs from before the list fields have none
         if value is None:
             return None
         return JobFiles(job_dir).input(value) if params["source"] == "upload" else Path(value)
 
-    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)}
+    paths = {name: path(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)}
     if params["source"] == "upload":
         within = (JobFiles(job_dir).inputs_dir.resolve(),)
     else:

@@ -13,11 +13,12 @@ from typing import Any
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.coordmap import fill_crop_offsets
-from digitslite.caffe.deploy import bind_data_sources, deploy_net
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net
 from digitslite.caffe.prototxt import filter_net, parse_net, read_net, read_solver, write_net, write_solver
 from digitslite.caffe.template import DEFAULT_IGNORE_LABEL, fill_template
 from digitslite.engine.choices import DEFAULT_SOLVER
+from digitslite.engine.logline import log_line
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.runners.context import JobStopped, RunContext
@@ -134,10 +135,9 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
     bound = bind_data_sources(net, dataset_dir, batch)
     solver = build_solver(ctx.params["solver"], base_solver, info["counts"],
                           _train_batch_size(bound, "train"), _train_batch_size(bound, "test"))
-    width, height = info["image_size"]["train"]["max"]  # the deploy input; an FCN reshapes to any size
     write_net(net, ctx.folder.network_file)
     write_net(bound, ctx.folder.train_val_file)
-    write_net(deploy_net(net, [1, info.get("channels", 3), height, width]), ctx.folder.deploy_file)
+    write_net(dataset_deploy_net(net, info), ctx.folder.deploy_file)
     write_solver(solver, ctx.folder.solver_file)
     shutil.copyfile(dataset_dir / DATASET_INFO_FILE, ctx.folder.dataset_info_file)
     return weights
@@ -167,6 +167,7 @@ def run(ctx: RunContext) -> None:
                          compile=bool(speed.get("compile")), **scale_out)
 
     def report(record: dict[str, Any]) -> None:
+        print(log_line(record), flush=True)
         iteration = record["iteration"]
         ctx.report(iteration / solver.max_iter, f"iteration {iteration}/{solver.max_iter}")
 

@@ -15,13 +15,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from digitslite.caffe.caffemodel import match_weights, read_caffemodel
-from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.colormap import default_palette, read_class_names, read_colormap
 from digitslite.errors import UserError
 from digitslite.fileio import read_json, write_json_atomically
-from digitslite.jobs.kinds.pretrained import input_path
+from digitslite.jobs.kinds.pretrained import checked_weights, input_path
 from digitslite.jobs.runners.context import RunContext
 from digitslite.layout import (
     DATASET_INFO_FILE,
@@ -35,8 +33,6 @@ from digitslite.modelstore.convolutionalize import convolutionalize
 from digitslite.modelstore.format import INFO_FILE, ModelInfo, parse_info
 from digitslite.modelstore.importer import import_model
 from digitslite.modelstore.listing import summarise
-
-API_WEIGHTS_HINT = "through the API, that copy is weights_file: a path on the server, inside the data roots"
 
 
 def _class_record(names: list[str], palette: list | None) -> dict[str, Any]:
@@ -69,13 +65,7 @@ def _install_files(ctx: RunContext) -> None:
     weights_file = input_path(ctx.params, "weights", ctx.job_dir)
     deploy = read_net(deploy_file)
     ctx.report(0.2, "reading the weights")
-    report = match_weights(read_caffemodel(weights_file), param_shapes(deploy), source_name=weights_file.name)
-    if report.missing:
-        raise UserError(f"{weights_file.name} has no weights for the deploy network's layers "
-                        f"{', '.join(report.missing)}; import the weights trained with this network")
-    if not report.weights:
-        raise UserError(f"{weights_file.name} shares no layer name with {deploy_file.name}; import the "
-                        "weights trained with this network")
+    report = checked_weights(deploy, deploy_file.name, weights_file)
     ctx.report(0.8, "installing the files")
     shutil.copyfile(deploy_file, ctx.folder.deploy_file)
     shutil.copyfile(weights_file, ctx.folder.pretrained_weights)
@@ -137,6 +127,8 @@ def _import_entry(ctx: RunContext, dest: Path) -> None:
         raise UserError(f'{info_location}: the entry brings no weights (no "snapshot file"), so it cannot be '
                         "a pretrained job; give its network as a prototxt when you create a model")
     weights_file = ctx.params.get("weights_file")
+    if ctx.params.get("weights_upload"):
+        weights_file = str(ctx.folder.input(ctx.params["weights_upload"]))
     print(f"importing {name} from {store}", flush=True)
     try:
         imported = import_model(store, name, dest, _Downloads(ctx, summarise(name, info).size),
@@ -144,7 +136,11 @@ def _import_entry(ctx: RunContext, dest: Path) -> None:
                                 group_upscores=ctx.params.get("group_upscores", False),
                                 policy=server_fetch_policy())
     except client.StoreUnreachable as exc:
-        raise client.StoreUnreachable(f"{exc}; {API_WEIGHTS_HINT}") from None
+        if exc.local_file is None:
+            raise
+        # In the words of no one interface: the page offers the copy with its own controls.
+        raise UserError(f"{exc.reason}, or import it again with a copy of {exc.local_file} that you already "
+                        "have (its checksum is checked against the store's)") from None
     for note in imported.conversions:
         print(f"converted: {note}", flush=True)
     print(f"checksums verified: {', '.join(imported.info.files)}", flush=True)

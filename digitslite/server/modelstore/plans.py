@@ -11,12 +11,13 @@ from typing import Any
 
 from digitslite.errors import UserError
 from digitslite.jobs.job import RESUMABLE, JobSpec, Status
+from digitslite.jobs.kinds.pretrained import WEIGHTS_UPLOAD_DIR
 from digitslite.modelstore.client import is_http
 from digitslite.modelstore.convolutionalize import check_convolutionalize
 from digitslite.modelstore.format import is_plain_name
 from digitslite.modelstore.locations import STORE_URLS_VARIABLE, store_locations
 from digitslite.networks import list_networks
-from digitslite.server.create_common import COMMON_FIELDS, CreateContext, job_of_kind, new_spec
+from digitslite.server.create_common import COMMON_FIELDS, CreateContext, copy_inputs, job_of_kind, new_spec
 from digitslite.server.errors import ApiError
 from digitslite.server.paths import resolve_data_path
 from digitslite.server.schemas.requests import ConvolutionalizeRequest, StoreImportRequest
@@ -37,9 +38,17 @@ def store_location(raw: str, ctx: CreateContext) -> str:
     return str(resolve_data_path(raw, ctx.config.data_roots, "store"))
 
 
-def plan_store_import(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, None]]:
+def _weights_upload(ctx: CreateContext) -> str | None:
+    """The uploaded copy of the weights (inputs/weights/NAME, of this request or of the cloned job)."""
+    folder = None if ctx.inputs is None else ctx.inputs / WEIGHTS_UPLOAD_DIR
+    uploaded = sorted(folder.iterdir()) if folder is not None and folder.is_dir() else []
+    return f"{WEIGHTS_UPLOAD_DIR}/{uploaded[0].name}" if uploaded else None
+
+
+def plan_store_import(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     """A pretrained job importing entry `name` of `store`; `weights_file` (a server path inside the
-    data roots) stands in for weights the machine cannot download, and is verified all the same."""
+    data roots) or an uploaded `weights` file stands in for weights the machine cannot download, and
+    is verified against the entry's checksum all the same."""
     body = StoreImportRequest.parse(values)
     store = store_location(body.store, ctx)
     entry = body.name
@@ -50,11 +59,15 @@ def plan_store_import(values: Mapping[str, Any], ctx: CreateContext) -> list[tup
     if weights_file is not None:
         weights_file = str(resolve_data_path(weights_file, ctx.config.data_roots, "weights_file",
                                              folder=False))
+    weights_upload = _weights_upload(ctx)
+    if weights_upload is not None and weights_file is not None:
+        raise ApiError(422, "weights_file: give the copy of the weights as an upload or as a server path, "
+                            "not both", "weights_file")
     params = {"request": body.given(exclude=("group", "notes", "priority")), "source": "store",
               "store": store, "entry": entry, "group_upscores": body.group_upscores,
-              "weights_file": weights_file}
+              "weights_file": weights_file, "weights_upload": weights_upload}
     spec = new_spec("pretrained", body, ctx, params, default_name=entry, name=body.job_name or entry)
-    return [(spec, None)]
+    return [(spec, copy_inputs(ctx) if weights_upload else None)]
 
 
 def plan_convolutionalize(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, None]]:

@@ -1,11 +1,19 @@
 """The model store in the JSON API: list the stores, import an entry or convolutionalize a classifier
 (both as pretrained jobs, answered at once), publish a model job into a store folder."""
 from flask import Blueprint, jsonify
+from werkzeug.utils import secure_filename
 
+from digitslite.jobs.kinds.pretrained import WEIGHTS_UPLOAD_DIR
+from digitslite.layout import INPUTS_DIR
 from digitslite.modelstore.listing import list_stores
 from digitslite.modelstore.locations import store_locations
 from digitslite.server.auth import current_identity
-from digitslite.server.create_common import CreateContext, request_values
+from digitslite.server.create_common import (
+    CreateContext,
+    request_values,
+    upload_folder,
+    uploaded_files,
+)
 from digitslite.server.create_pretrained import submitted
 from digitslite.server.modelstore.plans import plan_convolutionalize, plan_store_import
 from digitslite.server.modelstore.publishing import publish_model
@@ -32,10 +40,23 @@ def list_store_models():
 
 
 @store_api.post("/store/import")
-@operation({201: Created}, errors=(401, 403, 422), body=StoreImportRequest)
+@operation({201: Created}, errors=(401, 403, 413, 422), body=StoreImportRequest, files=(WEIGHTS_UPLOAD_DIR,))
 def import_store_model():
-    """Import a store entry as a pretrained job (every file's checksum verified; progress, log in the job)"""
-    return submitted(plan_store_import(request_values(), _context()))
+    """Import a store entry as a pretrained job (every file's checksum verified; progress, log in the job)
+
+    An uploaded `weights` file stands in for weights this machine cannot download; it is checked
+    against the entry's checksum like a download.
+    """
+    uploads = uploaded_files(WEIGHTS_UPLOAD_DIR)
+    if not uploads:
+        return submitted(plan_store_import(request_values(), _context()))
+    config = services().config
+    with upload_folder(config) as scratch:
+        folder = scratch / INPUTS_DIR / WEIGHTS_UPLOAD_DIR
+        folder.mkdir(parents=True)
+        uploads[0].save(folder / (secure_filename(uploads[0].filename) or "weights.caffemodel"))
+        ctx = CreateContext(current_identity(), config, scratch / INPUTS_DIR, move_inputs=True)
+        return submitted(plan_store_import(request_values(), ctx))
 
 
 @store_api.post("/pretrained/<job_id>/convolutionalize")

@@ -2,6 +2,7 @@
 (summary, classes, the explore gallery of its LMDB records, the creation log, models trained on it)."""
 from pathlib import Path
 
+import numpy as np
 from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
@@ -18,6 +19,7 @@ from digitslite.server.pages.jobfiles import dataset_job_info, log_tail
 from digitslite.server.pages.records import (
     image_bytes,
     image_mimetype,
+    label_indices,
     label_png,
     painting_palette,
 )
@@ -27,12 +29,27 @@ from digitslite.server.services import services
 GALLERY_PER_PAGE = 12
 STAGES = ("train", "val")
 RECORD_CACHE_S = 86_400  # records never change once written
+DEMO_FOLDER = "demo"  # where `make run` writes the demo scenes, inside the first data root
+
+
+def demo_folders() -> dict[str, str] | None:
+    """The demo scenes' folders in a data root (as `make run` writes them), as the form's fields."""
+    for root in services().config.data_roots:
+        demo = root / DEMO_FOLDER
+        if (demo / "images").is_dir() and (demo / "labels").is_dir():
+            fields = {name: str(demo / name) for name in ("images", "labels", "val_images", "val_labels")
+                      if (demo / name).is_dir()}
+            classes = demo / "classes.txt"
+            return fields | ({"classes": str(classes)} if classes.is_file() else {})
+    return None
 
 
 @pages.get("/datasets/new")
 def new_dataset():
-    """The form; ?clone=ID fills it with that dataset job's request."""
+    """The form; ?clone=ID fills it with that dataset job's request, ?demo=1 with the demo folders."""
     values, uploaded = {}, False
+    if request.args.get("demo"):
+        values = {"name": "demo scenes", **(demo_folders() or {})}
     if request.args.get("clone"):
         _, folder = page_job(request.args["clone"], "dataset")
         spec = folder.spec()
@@ -61,10 +78,44 @@ def dataset(job_id: str):
     models = [model for model in map(index.get, index.dependents(job_id))
               if model and model["kind"] == "model"]
     log, log_end = log_tail(folder)
+    names = record_names(folder.dataset.path, stage, positions, info)
     return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
-                           info=info, stage=stage, positions=positions,
+                           info=info, stage=stage, positions=positions, names=names,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
                            log_end=log_end, page_of_kind=PAGE_OF_KIND)
+
+
+def record_names(dataset_dir: Path, stage: str, positions: range, info: dict | None) -> dict[int, str]:
+    """The image file each record of `positions` was made from (the split's list, <stage>.txt:
+    key, image, label per line), relative to its images folder where it lies inside it."""
+    listing = dataset_dir / f"{stage}.txt"
+    if info is None or not positions or not listing.is_file():
+        return {}
+    sources = info.get("sources") or {}
+    folders = [Path(sources[key]) for key in ("images", "val_images") if sources.get(key)]
+    names = {}
+    with open(listing, encoding="utf-8") as lines:
+        for position, line in enumerate(lines):
+            if position >= positions.stop:
+                break
+            if position >= positions.start:
+                image = Path(line.rstrip("\n").split("\t")[1])
+                inside = next((image.relative_to(folder) for folder in folders
+                               if image.is_relative_to(folder)), None)
+                names[position] = str(inside or image.name)
+    return names
+
+
+@pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/classes.json")
+def dataset_record_classes(job_id: str, stage: str, position: int):
+    """The class values a label record holds, for the legend of the record's large view."""
+    _, folder = page_job(job_id, "dataset")
+    serialized = None
+    if stage in STAGES:
+        serialized = read_record(folder.dataset.path, stage, "labels", position)
+    if serialized is None:
+        raise ApiError(404, f"dataset {job_id} has no {stage} label record {position}")
+    return jsonify({"classes": np.unique(label_indices(serialized)).tolist()})
 
 
 @pages_api.get("/paths")

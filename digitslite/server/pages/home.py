@@ -7,10 +7,12 @@ from typing import Any
 from flask import redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from digitslite.jobs.index import SORT_COLUMNS, JobFilter
+from digitslite.jobs.index import MAX_PER_PAGE, SORT_COLUMNS, JobFilter
 from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KINDS
 from digitslite.server.pages.blueprint import pages
+from digitslite.server.pages.datasets import demo_folders
+from digitslite.server.pages.model_table import DETAIL_SORTS, sorted_by_detail, with_details
 from digitslite.server.pages.view import PAGE_OF_KIND, eta_seconds, page_job, whole_arg
 from digitslite.server.services import services
 
@@ -34,15 +36,30 @@ class JobQuery:
     per_page: int = 25
 
     def run(self) -> tuple[list[dict[str, Any]], int]:
+        """One page of rows and the number of all matches; model rows carry their details."""
         where = JobFilter(kind=self.kind, status=self.status, owner=self.owner, group=self.group,
                           text=self.text)
-        return services().index.list(where, page=self.page, per_page=self.per_page, sort=self.sort,
+        index = services().index
+        if self.sort not in DETAIL_SORTS:
+            rows, total = index.list(where, page=self.page, per_page=self.per_page, sort=self.sort,
                                      descending=self.descending)
+            return (with_details(rows) if self.kind == "model" else rows), total
+        everything, total, page = [], None, 1
+        while total is None or len(everything) < total:
+            rows, total = index.list(where, page=page, per_page=MAX_PER_PAGE)
+            if not rows:
+                break
+            everything += rows
+            page += 1
+        ordered = sorted_by_detail(with_details(everything), self.sort, self.descending)
+        first = (self.page - 1) * self.per_page
+        return ordered[first:first + self.per_page], total
 
 
 def table_query(args: MultiDict, kind: str) -> JobQuery:
     statuses = [str(status) for status in Status]
-    sort = args.get("sort") if args.get("sort") in SORT_COLUMNS else "created"
+    sorts = (*SORT_COLUMNS, *(DETAIL_SORTS if kind == "model" else ()))
+    sort = args.get("sort") if args.get("sort") in sorts else "created"
     return JobQuery(kind=kind, status=args.get("status") if args.get("status") in statuses else None,
                     owner=args.get("owner") or None, group=args.get("group") or None,
                     text=(args.get("q") or "").strip()[:200] or None, sort=sort,
@@ -83,7 +100,8 @@ def home():
                            total=total, pages_count=pages_count, active=active_jobs(),
                            groups=index.groups_of(TABS[tab].name), owners=index.owners_of(TABS[tab].name),
                            statuses=[str(status) for status in Status], per_page_choices=PER_PAGE_CHOICES,
-                           page_of_kind=PAGE_OF_KIND)
+                           page_of_kind=PAGE_OF_KIND, demo=None if counts else demo_folders(),
+                           roots=[str(root) for root in services().config.data_roots])
 
 
 @pages.get("/home/active")

@@ -1,6 +1,8 @@
 """Inference pages: the form that queues an inference job (uploaded images, a server folder or a
 dataset's validation images), and an inference job's page, where each result shows input, overlay
 and ground truth side by side, composited in the browser (overlay.js) from class-index images."""
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +96,11 @@ def inference(job_id: str):
         for number, entry in enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first):
             truth = _truth(folder, entry)
             scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
+            with Image.open(folder.path / entry["prediction"]) as prediction:
+                size = prediction.size  # the input's: the page keeps each image's ratio before it loads
             images.append({"number": number, "name": entry["input"], "truth": truth is not None,
-                           "scores": scores})
+                           "scores": scores, "size": size, "mask": entry["prediction"],
+                           "overlay": entry["overlay"]})
     model = services().index.get(spec.params["model"]["job"])
     # The model's task; a deleted model's is unknown, and a pretrained job's is the default.
     task = task_of(services().scheduler.folder(model["id"]).spec().params if model else {})
@@ -142,3 +147,25 @@ def inference_image(job_id: str, number: int, part: str):
     if indices is None:
         abort(404, f"image {number} of inference job {job_id} has no ground truth")
     return Response(png(indices.astype(np.uint8)), mimetype="image/png")
+
+
+def _archive_name(entry: dict[str, Any], kind: str) -> str:
+    """Where a result's file goes in the zip: masks/ or overlays/, named after its input."""
+    return f"{kind}/{Path(entry['input']).with_suffix('.png')}"
+
+
+@pages_api.get("/inference/<job_id>/download.zip")
+def inference_download(job_id: str):
+    """Every predicted mask (class colours) and overlay of an inference job, as one zip."""
+    _, folder = page_job(job_id, "inference")
+    results = read_json_if_present(folder.results_file)
+    if results is None:
+        abort(404, f"inference job {job_id} has no results yet")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:  # PNGs are compressed already
+        for entry in results["images"]:
+            zipped.write(folder.path / entry["prediction"], _archive_name(entry, "masks"))
+            zipped.write(folder.path / entry["overlay"], _archive_name(entry, "overlays"))
+    archive.seek(0)
+    return send_file(archive, mimetype="application/zip", as_attachment=True,
+                     download_name=f"{job_id}-predictions.zip")

@@ -2,6 +2,8 @@
 learning-rate preview), a model's page (live charts over SSE, per-class IoU, usage, snapshots,
 publishing, log) and a pretrained model's page. Their JSON and SVG helpers are in model_helpers."""
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from flask import render_template, request
@@ -18,6 +20,7 @@ from digitslite.networks import list_networks, load_network, load_solver
 from digitslite.server.create_model import SOLVER_NAMES
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.jobfiles import dataset_job_info, log_tail, read_json_if_present
+from digitslite.server.pages.timeline import job_timeline
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.schemas.requests import NO_AMP
 from digitslite.server.services import services
@@ -97,12 +100,18 @@ def _snapshot_choices() -> list[dict[str, Any]]:
     return models
 
 
+def form_values(request: dict[str, Any]) -> dict[str, Any]:
+    """A saved request as the form's inputs show it: a list (a sweep, step values) as "a,b"."""
+    return {key: ",".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in request.items()}
+
+
 def _clone_values(job_id: str) -> dict[str, Any]:
     _, folder = page_job(job_id, "model")
     spec = folder.spec()
     network = spec.params.get("network", {})
-    values = {**spec.params.get("request", {}), "name": f"{spec.name} (clone)", "group": spec.group,
-              "notes": spec.notes}
+    values = {**form_values(spec.params.get("request", {})), "name": f"{spec.name} (clone)",
+              "group": spec.group, "notes": spec.notes}
     if network.get("kind") == "prototxt":
         values["network_prototxt"] = network["text"]
     return values
@@ -145,13 +154,44 @@ def _max_iter(folder: JobFolder) -> int | None:
     return read_solver(solver).max_iter if solver.is_file() else None
 
 
+EFFECTIVE_SOLVER = ("type", "base_lr", "lr_policy", "momentum", "momentum2", "weight_decay", "max_iter",
+                    "iter_size", "test_interval", "test_iter", "snapshot", "display", "average_loss",
+                    "clip_gradients", "random_seed")
+UNSET_MEANS_OFF = ("clip_gradients", "random_seed")  # Caffe's -1: no clipping, a random seed
+
+
+def effective_solver(solver_file: Path) -> list[tuple[str, Any]] | None:
+    """The solver the job trains with (written before its first iteration), every field that shapes
+    the run with its value, defaults included; None before the job wrote it."""
+    if not solver_file.is_file():
+        return None
+    solver = read_solver(solver_file)
+    names = []
+    for name in EFFECTIVE_SOLVER:
+        if (name == "momentum2" and solver.type != "Adam") or (name in UNSET_MEANS_OFF
+                                                              and not solver.HasField(name)):
+            continue
+        names.append(name)
+        if name == "lr_policy":
+            names.extend(POLICY_FIELDS.get(solver.lr_policy, ()))
+    return [(name, _field_text(solver, name)) for name in names]
+
+
+def _field_text(solver: caffe_pb2.SolverParameter, name: str) -> Any:
+    value = getattr(solver, name)
+    return ", ".join(map(str, value)) if name in ("test_iter", "stepvalue") else _shown(value)
+
+
 @pages.get("/models/<job_id>")
 def model(job_id: str):
     row, folder = page_job(job_id, "model")
     spec = folder.spec()
+    state = folder.state()
     dataset_id = spec.params.get("dataset")
     log, log_end = log_tail(folder)
-    return render_template("models/model.html", row=row, spec=spec, state=folder.state(),
+    return render_template("models/model.html", row=row, spec=spec, state=state,
+                           solver=effective_solver(folder.solver_file),
+                           timeline=job_timeline(state, time.time()),
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=folder.network_file.is_file(),
@@ -167,6 +207,12 @@ def snapshots_fragment(job_id: str):
     return render_template("models/_snapshots.html", row=row, snapshots=folder.snapshots())
 
 
+@pages.get("/pretrained/new")
+def new_pretrained():
+    """Upload a trained model: deploy prototxt, .caffemodel and class names (checked before queueing)."""
+    return render_template("models/pretrained_new.html")
+
+
 @pages.get("/pretrained/<job_id>")
 def pretrained(job_id: str):
     row, folder = page_job(job_id, "pretrained")
@@ -175,6 +221,10 @@ def pretrained(job_id: str):
                    if path.suffix in PRETRAINED_SUFFIXES and path.name not in JOB_FILES and path.is_file())
     deploy = folder.deploy_file
     classifier = deploy.is_file() and any(layer.type == "InnerProduct" for layer in read_net(deploy).layer)
-    return render_template("models/pretrained.html", row=row, spec=folder.spec(), state=folder.state(),
+    spec, state = folder.spec(), folder.state()
+    # A store import that failed may succeed from a copy of the weights the user has (no internet).
+    local_copy = spec.params.get("source") == "store" and state.status == Status.FAILED
+    return render_template("models/pretrained.html", row=row, spec=spec, state=state,
                            info=_class_info(folder, None), files=files, log=log, log_end=log_end,
-                           classifier=classifier, networks=[network.name for network in list_networks()])
+                           classifier=classifier, networks=[network.name for network in list_networks()],
+                           local_copy=local_copy, roots=[str(root) for root in services().config.data_roots])

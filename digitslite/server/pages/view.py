@@ -32,11 +32,12 @@ pages.after_request(add_security_headers)
 
 
 def gpu_badge() -> dict[str, int]:
-    """Free and total GPUs of this server, as the navigation bar shows them."""
+    """Free and total GPUs of this server, as the navigation bar shows them, and the jobs without a GPU
+    that run at once (what a server without GPUs offers instead)."""
     svc = services()
     total = len(svc.config.gpus or [])
     busy = {gpu for gpus in svc.scheduler.running_gpus().values() for gpu in gpus}
-    return {"free": total - len(busy), "total": total}
+    return {"free": total - len(busy), "total": total, "cpu_slots": svc.config.cpu_slots}
 
 
 @pages.app_context_processor

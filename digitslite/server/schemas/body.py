@@ -2,8 +2,10 @@
 error, a 422 {"error": {"message", "field"}} whose message names the field as the client wrote it.
 
 A blank value (null, or an empty form field) counts as not given, so that a cleared form field and
-a left-out JSON key mean the same. The values as given are kept beside the parsed ones: a job saves
-them as its request, so that a clone (and the New form filled from it) sees what the user typed.
+a left-out JSON key mean the same. Which fields were given is kept beside the parsed values: a job
+saves those fields as its request, typed as the schema reads them (a form's "0.01" is the number
+0.01, "100,200" the list [100, 200]), so that the API shows numbers as numbers and a clone reads
+the same request again.
 """
 from collections.abc import Mapping
 from typing import Any, Self
@@ -73,8 +75,8 @@ class Body(BaseModel):
         return body
 
     def given(self, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The fields the request gave, as it gave them."""
-        return {name: value for name, value in self._given.items() if name not in exclude}
+        """The fields the request gave, as JSON values of their parsed types."""
+        return self.model_dump(mode="json", include={name for name in self._given if name not in exclude})
 
     def has(self, name: str) -> bool:
         return name in self._given

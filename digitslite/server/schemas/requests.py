@@ -64,6 +64,11 @@ class DatasetRequest(JobFields):
 
     images: Path | None = None
     labels: Path | None = None
+    train_list: Path | None = None
+    """instead of images and labels: a text file of `image_path label_path` lines on the server
+    (relative paths are read from its folder)"""
+    val_list: Path | None = None
+    """validation pairs as such a list"""
     val_images: Path | None = None
     val_labels: Path | None = None
     colormap: Path | None = None

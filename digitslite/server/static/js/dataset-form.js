@@ -25,15 +25,18 @@ function showApplicable() {
 // The fields the API reads: only those that apply, and none left empty.
 function fields() {
   const data = new FormData(form);
-  const upload = value("source") === "upload";
-  const drop = ["csrf_token", "source"];
-  if (upload) drop.push("images", "labels", "val_images", "val_labels", "val_percent");
-  else drop.push("archive");
-  if (separateVal()) drop.push("val_percent");
-  else drop.push("val_images", "val_labels");
+  const source = value("source");
+  const drop = ["csrf_token", "source", "list_val_percent"];
+  if (source !== "folders") drop.push("images", "labels", "val_images", "val_labels", "val_percent");
+  if (source !== "upload") drop.push("archive");
+  if (source !== "lists") drop.push("train_list", "val_list");
+  if (source === "folders") drop.push(...(separateVal() ? ["val_percent"] : ["val_images", "val_labels"]));
   if (value("label_mode") !== "rgb") drop.push("colormap", "nearest");
   if (form.elements.resize.value === "none") drop.push("width", "height");
   drop.forEach((name) => data.delete(name));
+  if (source === "lists" && !form.elements.val_list.value && form.elements.list_val_percent.value) {
+    data.set("val_percent", form.elements.list_val_percent.value);
+  }
   for (const [name, item] of [...data.entries()]) {
     if (item === "" || (item instanceof File && !item.name)) data.delete(name);
   }
@@ -117,9 +120,21 @@ checkButton.addEventListener("click", async () => {
   busy("Checking every image and label…");
   const result = await api("POST", "/pages-api/dataset-check", fields());
   busy("");
-  if (result.ok) showReport(result.data.report, result.data.previews);
-  else showError(errorOf(result), formError, form);
+  if (result.ok) {
+    keepDrawnSeed(result.data.report.seed);
+    showReport(result.data.report, result.data.previews);
+  } else {
+    showError(errorOf(result), formError, form);
+  }
 });
+
+// A check with no seed draws one; Create must split the same way, so the form keeps it.
+function keepDrawnSeed(seed) {
+  const input = form.elements.seed;
+  if (input.value !== "" || seed === undefined) return;
+  input.value = seed;
+  document.getElementById("seed-note").hidden = false;
+}
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();

@@ -46,7 +46,9 @@ function showStatus(state) {
   fill.style.width = `${(100 * state.progress).toFixed(1)}%`;
   fill.className = `progress-fill status-${status}`;
   head.querySelector("[data-progress-text]").textContent = percent(state.progress, 0);
-  head.querySelector("[data-message]").textContent = state.message === status ? "" : state.message || "";
+  // The message tells the step a job is at: an ended job shows only its status (and its error).
+  head.querySelector("[data-message]").textContent =
+    !ACTIVE.includes(status) || state.message === status ? "" : state.message || "";
   head.dataset.status = status;
   showActions();
   if (state.error) {
@@ -147,6 +149,7 @@ async function perform(action) {
       return;
     }
   } else {
+    if (action === "abort" && !window.confirm("Abort this job? It stops now.")) return;
     result = await api("POST", `/api/v1/jobs/${jobId}/${action}`);
     if (result.ok) {
       if (action === "resume") {

@@ -14,7 +14,7 @@ async function refreshActive() {
 
 active.addEventListener("click", async (event) => {
   const id = event.target.dataset.abort;
-  if (!id) return;
+  if (!id || !window.confirm("Abort this job? It stops now.")) return;
   event.target.disabled = true;
   await api("POST", `/api/v1/jobs/${id}/abort`);
   refreshActive();
@@ -36,7 +36,9 @@ bulk.addEventListener("click", async (event) => {
   const action = event.target.dataset.bulk;
   if (!action) return;
   const ids = ticked();
-  if (action === "delete" && !window.confirm(`Delete ${ids.length} job(s) and all their files?`)) return;
+  const question = action === "delete" ? `Delete ${ids.length} job(s) and all their files?` :
+    `Abort ${ids.length} job(s)? Those still queued or running stop now.`;
+  if (!window.confirm(question)) return;
   const failures = [];
   for (const id of ids) {
     const result = action === "delete" ? await api("DELETE", `/api/v1/jobs/${id}`) : await api("POST", `/api/v1/jobs/${id}/abort`);
