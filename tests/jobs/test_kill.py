@@ -133,7 +133,8 @@ def _rank_pids(job_dir: Path) -> list[int]:
 
 def test_a_killed_rank_interrupts_a_two_rank_job_which_resumes_on_two_ranks(site):
     jobs_dir, roots, demo = site
-    server = Server(jobs_dir, roots).start()
+    # A grace long enough for two busy ranks to snapshot: this test follows the clean stop, not the kill.
+    server = Server(jobs_dir, roots, env={"DIGITSLITE_ABORT_GRACE_S": "300"}).start()
     client = server.client()
     model_id = created_id(client.post("/api/v1/models", model_request(
         _dataset(client, demo), ranks=2, max_iter=100000, snapshot_interval=10, display=2, batch_size=1)))
