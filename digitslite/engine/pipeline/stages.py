@@ -115,6 +115,7 @@ class StageModule(nn.Module):
         blobs = self.net.run_steps(dict(zip(self.plan.receives, tensors, strict=True)), self.plan.start,
                                    self.plan.stop, protect=set(self.plan.sends))
         if not self.plan.is_last:
-            return tuple(blobs[name] for name in self.plan.sends)
+            # gloo sends dense row-major tensors only; a convolution may have answered channels_last
+            return tuple(blobs[name].contiguous() for name in self.plan.sends)
         self.outputs.append({name: blobs[name].detach() for name in self.net.output_names if name in blobs})
         return self.net.loss(blobs)
