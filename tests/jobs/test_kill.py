@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from digitslite.caffe.caffemodel import read_weights
 from digitslite.jobs.index import JobFilter, JobIndex
@@ -19,19 +18,9 @@ from tests.server.harness import (
     Server,
     created_id,
     dataset_request,
-    kill_workers,
-    make_demo,
     model_request,
     wait_for,
 )
-
-
-@pytest.fixture
-def site(tmp_path):
-    """A data root with demo data and a jobs directory; every worker is killed at the end."""
-    demo = make_demo(tmp_path / "data", count=8, val_count=4)
-    yield tmp_path / "jobs", [tmp_path / "data"], demo
-    kill_workers(tmp_path / "jobs")
 
 
 def _dataset(client, demo) -> str:

@@ -2,7 +2,6 @@
 shows the stages and the bubble, abort snapshots, and the snapshot resumes on one process."""
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from digitslite.cli import main
@@ -10,18 +9,9 @@ from tests.server.harness import (
     Server,
     created_id,
     dataset_request,
-    kill_workers,
-    make_demo,
     model_request,
     wait_for,
 )
-
-
-@pytest.fixture
-def site(tmp_path):
-    demo = make_demo(tmp_path / "data", count=8, val_count=4)
-    yield tmp_path / "jobs", [tmp_path / "data"], demo
-    kill_workers(tmp_path / "jobs")
 
 
 def test_a_pipelined_job_runs_aborts_with_a_snapshot_and_resumes_on_one_process(site):
