@@ -47,6 +47,14 @@ _dataset = click.option("--dataset", type=click.Path(exists=True, file_okay=Fals
                         "(dataset.json) are checked against the net.")
 
 
+def _shape_options(command):
+    """The options of every command that builds the net's shapes: phase, stages, input shapes, the
+    class count or dataset that fills a template, and --json."""
+    for option in reversed((_phase, _stage, _input_shape, _classes, _dataset, _as_json)):
+        command = option(command)
+    return command
+
+
 @click.group(name="net")
 def command() -> None:
     """Inspect and check Caffe network files (prototxt)."""
@@ -116,12 +124,7 @@ def _shape_text(shape: Shape) -> str:
 
 @command.command()
 @click.argument("file", type=NetFile)
-@_phase
-@_stage
-@_input_shape
-@_classes
-@_dataset
-@_as_json
+@_shape_options
 def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
            dataset: Path | None, as_json: bool) -> None:
     """Print the shape of every blob of FILE."""
@@ -296,12 +299,7 @@ def _print_notes(report: NetReport) -> None:
 
 @command.command()
 @click.argument("file", type=NetFile)
-@_phase
-@_stage
-@_input_shape
-@_classes
-@_dataset
-@_as_json
+@_shape_options
 def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
           dataset: Path | None, as_json: bool) -> None:
     """Parse, upgrade, filter and check FILE (a network or a solver): topology, shapes, Crop offsets and,
@@ -352,12 +350,7 @@ def _stage_dict(stage: Stage) -> dict:
               help="Cut after these blobs instead (e.g. pool2,pool4), as train --pipeline-cuts does.")
 @click.option("--balance", type=click.Choice(BALANCES), default="flops", show_default=True,
               help="What the stages are balanced by.")
-@_phase
-@_stage
-@_input_shape
-@_classes
-@_dataset
-@_as_json
+@_shape_options
 def partition_command(file: Path, stage_count: int | None, cuts: str | None, balance: str, phase: str,
                       stages: tuple[str, ...], input_shapes, classes: int | None, dataset: Path | None,
                       as_json: bool) -> None:
