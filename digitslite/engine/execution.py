@@ -16,6 +16,10 @@ new key (geometry, input shape and layout, device, dtype, threads, autocast, whe
 flow) times each candidate on the real input, interleaved, and keeps the fastest for the life of
 the process; layers under MEASURE_MACS multiply-adds, and calls while torch.compile traces, run
 plain. `DIGITSLITE_CONV_EXECUTION=plain` (or another name) forces one execution where it applies.
+The layers around a convolution keep its layout: `keep_layout` hands each gradient back in the
+layout of the tensor it belongs to, because torch's CPU pooling backward on a gradient of the other
+layout (or of channels_last with odd strides on a size-1 axis, as oneDNN gives them for a batch
+of 1) copies its input-sized gradient twice through a transposition (FCN-8s: 1.1 s of 14 s).
 """
 import os
 import time
@@ -97,6 +101,45 @@ def _gemm(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
     if call.bias is not None:
         out = out + call.bias.view(1, -1, 1)
     return out.view(n, out_channels, out_h, out_w)
+
+
+def keep_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` (a view of it when a graph is recorded) whose gradient arrives in its own layout."""
+    if tensor.dim() != 4 or not (torch.is_grad_enabled() and tensor.requires_grad):
+        return tensor
+    return _KeepLayout.apply(tensor)
+
+
+def is_channels_last(tensor: torch.Tensor) -> bool:
+    """Laid out channels_last and not also row-major (a 4-D tensor with C or H·W of 1 is both)."""
+    return (tensor.dim() == 4 and not tensor.is_contiguous()
+            and tensor.is_contiguous(memory_format=torch.channels_last))
+
+
+def in_layout(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """`tensor` with the canonical strides of that layout: a free view when only the strides of
+    size-1 axes differ, else a copy."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if not tensor.is_contiguous(memory_format=layout):
+        return tensor.contiguous(memory_format=layout)
+    _, c, h, w = tensor.shape
+    strides = (h * w * c, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
+    if tensor.stride() == strides:
+        return tensor
+    return tensor.as_strided(tensor.shape, strides, tensor.storage_offset())
+
+
+class _KeepLayout(torch.autograd.Function):
+    """Identity forward; the backward returns the gradient in the forward tensor's layout."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.channels_last = is_channels_last(tensor)
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return in_layout(grad, ctx.channels_last)
 
 
 def convolve(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 and SegNet's Upsample (unpooling by the MAX mask).
 
 torch's own ceil_mode clips even without padding and refuses pad > kernel/2, so the layer pads
-explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding. The
+explicitly to exactly the extent Caffe's windows cover and pools with no implicit padding, unless
+the layer has no pad and torch's ceil_mode gives Caffe's windows (it then reads only the image, as
+the -FLT_MAX or zero padding would let it): that saves a padded copy and its gradient. The
 window and the output size come from the layer's record (digitslite.caffe.layers.pooling).
 """
 import torch
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import pooled_size
 from digitslite.caffe.layers.pooling import spp_level, upsample_size
+from digitslite.engine.execution import keep_layout
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 Pool = caffe_pb2.PoolingParameter
@@ -50,16 +53,19 @@ class Pooling(CaffeLayer):
                        for d in range(2))
         # Pad left by `pad` and right so that exactly `pooled` windows fit (a negative amount trims).
         right = [(pooled[d] - 1) * self.stride[d] + kernel[d] - size[d] - self.pad[d] for d in range(2)]
-        padding = (self.pad[1], right[1], self.pad[0], right[0])
+        ceil = not any(self.pad) and all(
+            pooled[d] == pooled_size(size[d], kernel[d], self.stride[d], 0, True, True) for d in range(2))
+        padding = (0, 0, 0, 0) if ceil else (self.pad[1], right[1], self.pad[0], right[0])
         if self.method == Pool.MAX:
-            return self._max(bottom, kernel, padding, size)
-        return (self._average(bottom, kernel, padding, size, pooled),)
+            return self._max(bottom, kernel, padding, size, ceil)
+        return (keep_layout(self._average(bottom, kernel, padding, size, pooled, ceil)),)
 
-    def _max(self, bottom, kernel, padding, size) -> tuple[torch.Tensor, ...]:
+    def _max(self, bottom, kernel, padding, size, ceil: bool) -> tuple[torch.Tensor, ...]:
         # The padding value is -FLT_MAX (Caffe's initial maximum), so padded cells never beat real
         # ones and a window lying wholly outside the image yields -FLT_MAX as in Caffe.
         padded = F.pad(bottom, padding, value=torch.finfo(bottom.dtype).min) if any(padding) else bottom
-        top, flat = F.max_pool2d(padded, kernel, self.stride, return_indices=True)
+        top, flat = F.max_pool2d(padded, kernel, self.stride, ceil_mode=ceil, return_indices=True)
+        top = keep_layout(top)
         if self.top_count < 2:
             return (top,)
         padded_width = padded.shape[3]
@@ -68,9 +74,9 @@ class Pooling(CaffeLayer):
         mask = torch.where(outside, -1, row * size[1] + col)
         return top, mask.to(bottom.dtype)
 
-    def _average(self, bottom, kernel, padding, size, pooled) -> torch.Tensor:
+    def _average(self, bottom, kernel, padding, size, pooled, ceil: bool) -> torch.Tensor:
         padded = F.pad(bottom, padding) if any(padding) else bottom
-        sums = F.avg_pool2d(padded, kernel, self.stride, divisor_override=1)
+        sums = F.avg_pool2d(padded, kernel, self.stride, ceil_mode=ceil, divisor_override=1)
         rows = ave_divisors(size[0], pooled[0], kernel[0], self.stride[0], self.pad[0])
         cols = ave_divisors(size[1], pooled[1], kernel[1], self.stride[1], self.pad[1])
         divisor = torch.outer(rows, cols).to(device=bottom.device, dtype=bottom.dtype)

@@ -8,6 +8,7 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import canonical_axis, crop_offsets
 from digitslite.caffe.layers.structure import permute_order
+from digitslite.engine.execution import is_channels_last
 from digitslite.engine.layers.base import CaffeLayer, Shape, register
 
 
@@ -37,11 +38,28 @@ class Crop(CaffeLayer):
 
     def forward(self, bottom: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor]:
         self._check(tuple(bottom.shape), tuple(reference.shape))
-        top = bottom
-        for index, offset in enumerate(self.offsets):
-            axis = self.start + index
-            top = top.narrow(axis, offset, reference.shape[axis])
-        return (top,)
+        window = (slice(None),) * self.start + tuple(
+            slice(offset, offset + reference.shape[self.start + index])
+            for index, offset in enumerate(self.offsets))
+        return (_CropFunction.apply(bottom, window),)
+
+
+class _CropFunction(torch.autograd.Function):
+    """A view of the window. The backward writes the gradient into zeros laid out like the bottom
+    (one fill, one copy), where autograd of one slice per axis would pad the gradient once per
+    cropped axis, in row-major order, and the channels_last layer below would convert it again."""
+
+    @staticmethod
+    def forward(ctx, bottom: torch.Tensor, window: tuple[slice, ...]) -> torch.Tensor:
+        ctx.window, ctx.shape = window, bottom.shape
+        ctx.layout = torch.channels_last if is_channels_last(bottom) else torch.contiguous_format
+        return bottom[window]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        full = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.layout).zero_()
+        full[ctx.window] = grad
+        return full, None
 
 
 class _AlongAxis(CaffeLayer):
