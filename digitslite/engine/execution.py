@@ -3,12 +3,16 @@
 Every execution computes the same float32 convolution (they differ only in summation order):
   plain          torch's default kernels (oneDNN on the CPU, cuDNN on CUDA) on NCHW tensors;
   channels_last  the same kernels on NHWC tensors, oneDNN's and cuDNN's preferred layout;
-  gemm           im2col (`F.unfold`, skipped for 1x1) and one matrix product, without oneDNN.
+  gemm           im2col (`F.unfold`, skipped for 1x1) and one matrix product, without oneDNN;
+  image          channels_last, except the weight gradient: im2col and one matrix product.
 CPU rule (per-layer numbers in docs/PERFORMANCE.md): a convolution that is a large matrix
 product on a small image (fewer output pixels than a quarter of its filter length, like FCN's
 fc6, fc7 and score layers) runs as gemm, 1.5-7x faster than oneDNN forward and backward; every
 other 2-D convolution and deconvolution runs channels_last, 2.5-6.6x faster forward than NCHW on
-FCN's conv1 and its k63/s32 grouped upsampling, and level or a little faster elsewhere. A rule,
+FCN's conv1 and its k63/s32 grouped upsampling, and level or a little faster elsewhere; when it
+trains a filter over at most IMAGE_CHANNELS input channels (a net's first layer, on the image),
+it runs as image: oneDNN's weight gradient over 3 channels is 1.4x (FCN-AlexNet's conv1) to 10x
+(FCN-8s' conv1_1) slower than im2col and a matrix product, as Caffe computes it. A rule,
 not a measurement, on the CPU: timings on a shared machine flip from run to run, and a choice
 that changed between a run and its resume would change the numbers.
 On CUDA the winner depends on the GPU, the dtype and cuDNN, so the first call of a layer with a
@@ -29,11 +33,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-PLAIN, CHANNELS_LAST, GEMM = "plain", "channels_last", "gemm"
-EXECUTIONS = (PLAIN, CHANNELS_LAST, GEMM)
+PLAIN, CHANNELS_LAST, GEMM, IMAGE = "plain", "channels_last", "gemm", "image"
+EXECUTIONS = (PLAIN, CHANNELS_LAST, GEMM, IMAGE)
 FORCE_VARIABLE = "DIGITSLITE_CONV_EXECUTION"
 MEASURE_MACS = 100_000_000      # below this a measured choice cannot pay back its measurement
 GEMM_PIXELS_PER_TAP = 0.25      # CPU rule: gemm when output pixels <= this x filter length
+IMAGE_CHANNELS = 4              # CPU rule: image when training a filter over at most this many channels
 _ROUNDS = 2                     # timed calls per candidate, after one warm-up call each
 
 _choices: dict[tuple, str] = {}
@@ -66,7 +71,8 @@ class ConvCall:
 
 
 def candidates(call: ConvCall, batch: torch.Tensor) -> tuple[str, ...]:
-    """The executions that apply to this call: gemm only for an ungrouped forward conv on the CPU."""
+    """The executions that apply to this call: gemm and image only for an ungrouped forward conv
+    on the CPU."""
     if batch.dim() != 4:
         return (PLAIN,)
     if not call.transposed and call.groups == 1 and batch.device.type == "cpu":
@@ -80,6 +86,8 @@ def run(execution: str, call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
     function = F.conv_transpose2d if call.transposed else F.conv2d
     if execution == GEMM:
         return _gemm(call, batch)
+    if execution == IMAGE:
+        return _ImageConvolution.apply(batch, call.weight, call.bias, call)
     if execution == CHANNELS_LAST:
         layout = torch.channels_last
         return function(batch.contiguous(memory_format=layout), call.weight.contiguous(memory_format=layout),
@@ -101,6 +109,38 @@ def _gemm(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
     if call.bias is not None:
         out = out + call.bias.view(1, -1, 1)
     return out.view(n, out_channels, out_h, out_w)
+
+
+class _ImageConvolution(torch.autograd.Function):
+    """channels_last forward and input gradient; the weight gradient as Caffe computes it: the
+    output gradient, (L, O) in channels_last, times the im2col columns (C·kh·kw, L)."""
+
+    @staticmethod
+    def forward(ctx, batch: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                call: ConvCall) -> torch.Tensor:
+        ctx.save_for_backward(batch, weight)
+        ctx.geometry = (call.stride, call.padding, call.dilation)
+        ctx.has_bias = bias is not None
+        return run(CHANNELS_LAST, call, batch)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        batch, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        grad = in_layout(grad, channels_last=True)
+        grad_batch = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            layout = torch.channels_last
+            grad_batch = torch.ops.aten.convolution_backward(
+                grad, batch.contiguous(memory_format=layout), weight.contiguous(memory_format=layout), None,
+                list(stride), list(padding), list(dilation), False, [0, 0], 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            columns = F.unfold(batch, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)
+            by_pixel = grad.permute(0, 2, 3, 1).reshape(grad.shape[0], -1, grad.shape[1])   # (N, L, O) view
+            grad_weight = torch.bmm(columns, by_pixel).sum(0).t().reshape(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 2, 3))
+        return grad_batch, grad_weight, grad_bias, None
 
 
 def keep_layout(tensor: torch.Tensor) -> torch.Tensor:
@@ -166,11 +206,14 @@ def choose(call: ConvCall, batch: torch.Tensor) -> str:
 
 
 def _cpu_rule(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> str:
-    """gemm for a matrix product on a small image, channels_last for everything else."""
+    """gemm for a matrix product on a small image, image for training a filter on few channels,
+    channels_last for everything else."""
     if GEMM in options:
         height, width = call.out_size(batch)
         if batch.shape[0] * height * width <= GEMM_PIXELS_PER_TAP * call.weight[0].numel():
             return GEMM
+        if call.weight.shape[1] <= IMAGE_CHANNELS and torch.is_grad_enabled() and call.weight.requires_grad:
+            return IMAGE
     return CHANNELS_LAST
 
 

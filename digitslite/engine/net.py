@@ -24,6 +24,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.caffemodel import MatchReport, match_weights, read_caffemodel
 from digitslite.caffe.prototxt import check_topology, filter_net, insert_splits
 from digitslite.caffe.shapes import LayerShapes, infer_shapes, is_source
+from digitslite.engine.host_memory import retain_freed_memory
 from digitslite.engine.layers.base import LAYERS, CaffeLayer
 from digitslite.errors import UserError
 
@@ -248,6 +249,8 @@ class CaffeNet(nn.Module):
                     and blob.is_leaf and not blob.requires_grad):
                 blob.requires_grad_(True)
             blobs[name] = blob
+            if torch.is_grad_enabled() and blob.device.type == "cpu" and not torch.compiler.is_compiling():
+                retain_freed_memory()
         return self.run_steps(blobs, 0, len(self._steps), protect)
 
     def run_steps(self, blobs: Mapping[str, torch.Tensor], start: int, stop: int,

@@ -92,6 +92,20 @@ def test_cpu_rule(weight, bottom, groups, transposed, geometry, expected, monkey
     assert execution.choose(_call(weight, groups, transposed, **geometry), torch.empty(bottom)) == expected
 
 
+def test_cpu_rule_trains_a_filter_on_few_channels_as_image(monkeypatch) -> None:
+    """Training FCN-AlexNet's conv1 (3 channels) runs image; its inference, and training a filter
+    on 48 channels, run channels_last."""
+    monkeypatch.delenv(execution.FORCE_VARIABLE, raising=False)
+    image = execution.ConvCall(False, torch.zeros(96, 3, 11, 11, requires_grad=True), None, 1, (4, 4),
+                               (100, 100), (1, 1))
+    wide = execution.ConvCall(False, torch.zeros(256, 48, 5, 5, requires_grad=True), None, 1, (1, 1),
+                              (2, 2), (1, 1))
+    assert execution.choose(image, torch.empty(1, 3, 500, 500)) == execution.IMAGE
+    assert execution.choose(wide, torch.empty(1, 48, 86, 86)) == execution.CHANNELS_LAST
+    with torch.no_grad():
+        assert execution.choose(image, torch.empty(1, 3, 500, 500)) == execution.CHANNELS_LAST
+
+
 def test_measurement_times_candidates_without_touching_the_layer() -> None:
     """The CUDA path's measurement, run on the CPU: it picks a candidate and leaves no gradient behind."""
     weight = torch.randn(8, 4, 3, 3, requires_grad=True)
