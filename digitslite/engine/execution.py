@@ -212,9 +212,15 @@ def _cpu_rule(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> 
         height, width = call.out_size(batch)
         if batch.shape[0] * height * width <= GEMM_PIXELS_PER_TAP * call.weight[0].numel():
             return GEMM
-        if call.weight.shape[1] <= IMAGE_CHANNELS and torch.is_grad_enabled() and call.weight.requires_grad:
+        if call.weight.shape[1] <= IMAGE_CHANNELS and _trains_in_float32(call, batch):
             return IMAGE
     return CHANNELS_LAST
+
+
+def _trains_in_float32(call: ConvCall, batch: torch.Tensor) -> bool:
+    """The weight learns, in float32 and without autocast (what image's weight gradient computes)."""
+    return (torch.is_grad_enabled() and call.weight.requires_grad and call.weight.dtype == torch.float32
+            and batch.dtype == torch.float32 and not torch.is_autocast_enabled(batch.device.type))
 
 
 def _training(call: ConvCall, batch: torch.Tensor) -> bool:

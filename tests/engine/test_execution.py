@@ -93,8 +93,8 @@ def test_cpu_rule(weight, bottom, groups, transposed, geometry, expected, monkey
 
 
 def test_cpu_rule_trains_a_filter_on_few_channels_as_image(monkeypatch) -> None:
-    """Training FCN-AlexNet's conv1 (3 channels) runs image; its inference, and training a filter
-    on 48 channels, run channels_last."""
+    """Training FCN-AlexNet's conv1 (3 channels) runs image; its inference, its training under
+    autocast, and training a filter on 48 channels run channels_last."""
     monkeypatch.delenv(execution.FORCE_VARIABLE, raising=False)
     image = execution.ConvCall(False, torch.zeros(96, 3, 11, 11, requires_grad=True), None, 1, (4, 4),
                                (100, 100), (1, 1))
@@ -103,6 +103,8 @@ def test_cpu_rule_trains_a_filter_on_few_channels_as_image(monkeypatch) -> None:
     assert execution.choose(image, torch.empty(1, 3, 500, 500)) == execution.IMAGE
     assert execution.choose(wide, torch.empty(1, 48, 86, 86)) == execution.CHANNELS_LAST
     with torch.no_grad():
+        assert execution.choose(image, torch.empty(1, 3, 500, 500)) == execution.CHANNELS_LAST
+    with torch.autocast("cpu", dtype=torch.bfloat16):
         assert execution.choose(image, torch.empty(1, 3, 500, 500)) == execution.CHANNELS_LAST
 
 
