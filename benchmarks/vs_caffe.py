@@ -248,6 +248,7 @@ def measure(name: str, case: Case, args: argparse.Namespace, workdir: Path) -> d
     if name == "lenet":
         size = case.default_size
     prepare(name, case, batch, size, workdir)
+    start_load = os.getloadavg()[:1]
     ours = Ours(workdir, torch.device(args.device))
     found = ours.results()
     workers: dict[str, Worker] = {}
@@ -284,7 +285,8 @@ def measure(name: str, case: Case, args: argparse.Namespace, workdir: Path) -> d
         for worker in workers.values():
             worker.close()
     medians = {key: statistics.median(values) * 1e3 for key, values in times.items()}
-    return {"net": name, "input": [batch, case.channels, size, size], "ms": medians, "notes": notes}
+    return {"net": name, "input": [batch, case.channels, size, size], "ms": medians, "notes": notes,
+            "load": [round(load, 1) for load in (*start_load, os.getloadavg()[0])]}
 
 
 def report(result: dict) -> list[str]:
@@ -326,6 +328,7 @@ def main() -> None:
             results.append(measure(name, CASES[name], args, Path(folder)))
         for note in results[-1]["notes"]:
             print(f"  note: {note}")
+        print("  load average (1 min) at the start and the end: {} and {}".format(*results[-1]["load"]))
         print("\n".join(f"  {row}" for row in report(results[-1])), flush=True)
     print("| net | pass | digitslite ms | baseline ms | ratio |")
     print("| --- | --- | --- | --- | --- |")
