@@ -69,3 +69,16 @@ def test_an_encoder_process_whose_parent_is_gone_ends_without_a_traceback():
             "os.write(write, b'result')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == -13 and out.stderr == ""  # SIGPIPE
+
+
+def test_the_dataset_request_decodes_no_pixel(client, demo, tmp_path, monkeypatch):
+    """Item 2: the request only reads fields and resolves paths; the check is the job's first phase,
+    which runs in a worker process. Scanning in this (the server's) process fails the test."""
+    def scan_in_the_server(*args, **kwargs):
+        raise AssertionError("the dataset request scanned the folders in the server process")
+    monkeypatch.setattr("digitslite.datasets.create.scan", scan_in_the_server)
+    monkeypatch.setattr("digitslite.datasets.create.make_plan", scan_in_the_server)
+    response = client.post("/api/v1/datasets", json=dataset_body(demo))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    [job] = response.get_json()["jobs"]
+    assert job["status"] == "queued" and job_folders(tmp_path / "jobs") == [job["id"]]

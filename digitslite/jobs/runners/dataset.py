@@ -1,11 +1,16 @@
-"""Dataset jobs: build the LMDB dataset into <job>/dataset with the datasets package."""
+"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset.
+
+The check is the job's first phase, never the request's (pixel work stays out of the server): a
+dataset with errors ends the job as failed, its whole report in <job>/check-report.json.
+"""
 from pathlib import Path
 from typing import Any
 
-from digitslite.datasets import DatasetOptions, create_dataset, remove_partials
+from digitslite.datasets import DatasetInvalidError, DatasetOptions, create_dataset, remove_partials
+from digitslite.fileio import read_json, write_json_atomically
 from digitslite.jobs.folder import INPUTS_DIR
 from digitslite.jobs.runners.context import RunContext
-from digitslite.jobs.runners.names import DATASET_DIR, DATASET_INFO_FILE
+from digitslite.jobs.runners.names import CHECK_REPORT_FILE, DATASET_DIR, DATASET_INFO_FILE
 
 FOLDER_FIELDS = ("images", "labels", "val_images", "val_labels")
 FILE_FIELDS = ("colormap", "classes")
@@ -31,6 +36,14 @@ def dataset_path(job_dir: Path) -> Path:
     return job_dir / DATASET_DIR
 
 
+def check_report(job_dir: Path) -> dict[str, Any] | None:
+    """The validation report of the job's last run, when its check found errors."""
+    try:
+        return read_json(job_dir / CHECK_REPORT_FILE)
+    except FileNotFoundError:
+        return None
+
+
 def run(ctx: RunContext) -> None:
     def progress(done: int, total: int) -> None:
         ctx.check_stop()  # raising here makes create_dataset remove its partial output
@@ -43,6 +56,12 @@ def run(ctx: RunContext) -> None:
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)
         return
-    summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+    report_file = ctx.job_dir / CHECK_REPORT_FILE
+    report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
+    try:
+        summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+    except DatasetInvalidError as exc:
+        write_json_atomically(report_file, exc.report.to_dict())
+        raise
     counts = ", ".join(f"{stage} {count}" for stage, count in summary.info["counts"].items())
     print(f"dataset created in {summary.path}: {counts}", flush=True)

@@ -5,7 +5,13 @@ from pathlib import Path
 from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options, dataset_path
+from digitslite.jobs.runners.dataset import (
+    FILE_FIELDS,
+    FOLDER_FIELDS,
+    check_report,
+    dataset_options,
+    dataset_path,
+)
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
 from digitslite.server.create_dataset import plan_dataset
@@ -62,7 +68,8 @@ def dataset(job_id: str):
               if model and model["kind"] == "model"]
     log, log_end = log_tail(folder)
     return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
-                           info=info, stage=stage, positions=positions,
+                           info=info, check_report=check_report(folder.path), stage=stage,
+                           positions=positions,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
                            log_end=log_end, page_of_kind=PAGE_OF_KIND)
 
@@ -81,7 +88,7 @@ def dataset_check():
 
     The fields are read and refused exactly as POST /api/v1/datasets reads them; nothing is created.
     """
-    values = request.form.to_dict() | {"check": "false"}
+    values = request.form.to_dict()
     [(spec, _)] = plan_dataset(values, CreateContext(current_identity(), services().config))
     return jsonify(check_with_previews(dataset_options(spec.params, Path())))
 

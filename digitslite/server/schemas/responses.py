@@ -16,8 +16,7 @@ class ErrorDetail(BaseModel):
 
 
 class Error(BaseModel):
-    """Every refusal: the message says why and what to change. A dataset refused for its contents also
-    carries error.report, the validation report."""
+    """Every refusal: the message says why and what to change."""
 
     error: ErrorDetail
 
@@ -61,6 +60,8 @@ class JobDetail(JobSummary):
     history: list[StatusChange] = []
     transitions: int = 0
     snapshots: list[Snapshot] = []
+    check_report: dict[str, Any] | None = None
+    """a dataset job whose check found errors: the whole validation report (problems, fixes, counts)"""
 
 
 class JobList(BaseModel):

@@ -122,16 +122,14 @@ checkButton.addEventListener("click", async () => {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
-  busy("Checking and queueing the dataset…");
+  busy("Queueing the dataset…");
   const result = await api("POST", "/api/v1/datasets", fields());
   busy("");
   if (result.ok) {
     window.location.assign(`/datasets/${result.data.jobs[0].id}`);
     return;
   }
-  const error = errorOf(result);
-  if (error.report) showReport(error.report);
-  showError(error, formError, form);
+  showError(errorOf(result), formError, form);
 });
 
 form.addEventListener("change", showApplicable);
