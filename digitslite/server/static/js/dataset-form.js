@@ -110,10 +110,23 @@ function busy(text) {
   form.querySelectorAll("button").forEach((button) => { button.disabled = Boolean(text); });
 }
 
+const CHECK_POLL_MS = 400;
+
+// The check runs on the server in its own process: start it, then ask for its result until it is there.
+async function runCheck() {
+  const started = await api("POST", "/pages-api/dataset-check", fields());
+  if (!started.ok) return started;
+  for (;;) {
+    await new Promise((resolve) => { setTimeout(resolve, CHECK_POLL_MS); });
+    const result = await api("GET", started.data.poll);
+    if (result.status !== 202) return result;
+  }
+}
+
 checkButton.addEventListener("click", async () => {
   clearErrors(form);
   busy("Checking every image and label…");
-  const result = await api("POST", "/pages-api/dataset-check", fields());
+  const result = await runCheck();
   busy("");
   if (result.ok) showReport(result.data.report, result.data.previews);
   else showError(errorOf(result), formError, form);
