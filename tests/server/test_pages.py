@@ -185,7 +185,7 @@ def test_the_learning_rate_preview_is_the_engine_schedule(world):
     assert sigmoid.status == 422 and sigmoid.json()["error"]["field"] == "stepsize"   # Caffe's CHECK_GT
 
 
-def _check(client, fields: dict):
+def _dataset_check(client, fields: dict):
     """Start the form's Check, then ask for its result until the check process has finished."""
     started = client.post_form("/pages-api/dataset-check", fields)
     if started.status != 202:
@@ -199,7 +199,7 @@ def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):
     before = client.get("/api/v1/jobs").json()["total"]
     fields = {"images": str(demo / "images"), "labels": str(demo / "labels"), "val_percent": "25",
               "classes": str(demo / "classes.txt")}
-    checked = _check(client, fields).json()
+    checked = _dataset_check(client, fields).json()
     assert checked["report"]["ok"] and checked["report"]["counts"] == {"train": 3, "val": 1}
     assert [stat["name"] for stat in checked["report"]["classes"]][:3] == ["sky", "building", "road"]
     preview = checked["previews"][0]
@@ -210,10 +210,10 @@ def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):
     (demo / "short_colormap.txt").write_text("\n".join(colours[:-1]) + "\n")  # the last colour is unknown
     rgb = {"images": str(demo / "images"), "labels": str(demo / "labels_rgb"), "label_mode": "rgb",
            "colormap": str(demo / "short_colormap.txt"), "val_percent": "25"}
-    bad = _check(client, rgb).json()
+    bad = _dataset_check(client, rgb).json()
     assert not bad["report"]["ok"] and bad["report"]["problems"][0]["kind"] == "unknown_colour"
     assert "label colours that are not in the colour map" in bad["previews"][0]["problems"]
-    outside = _check(client, fields | {"images": "/etc"})
+    outside = _dataset_check(client, fields | {"images": "/etc"})
     assert outside.status == 403 and "outside the data roots" in outside.json()["error"]["message"]
     assert client.get("/api/v1/jobs").json()["total"] == before
     gone = client.get("/pages-api/dataset-check/0123456789abcdef")
