@@ -98,9 +98,9 @@ def test_a_label_with_an_unknown_colour_shows_the_report_and_creates_no_dataset(
     page.wait_for_url(re.compile(r"/datasets/\d"))
     job_id = page.url.rsplit("/", 1)[1]
     assert site.client.wait_status(job_id)["status"] == "failed"
-    page.reload()
+    report = page.locator("#check-report table.problems")  # the page reloads itself when the job ends
+    expect(report).to_be_visible(timeout=30_000)
     expect(page.locator("#job-error")).to_contain_text("dataset not created")
-    report = page.locator("#check-report table.problems")
     expect(report).to_contain_text("label colours that are not in the colour map")
     expect(report).to_contain_text("add the colour to the colour map")
     expect(report).to_contain_text("(250, 220, 0)")
