@@ -20,6 +20,7 @@ from digitslite.fileio import read_json, write_json_atomically
 from digitslite.jobs.folder import NEW_PREFIX
 
 MAX_RUNNING = 2  # each check has its own pool of encoder processes
+UNCOLLECTED_S = 600  # a finished check nobody asked for in this long (the page was closed) is dropped
 PARENT_POLL_S = 1.0
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
@@ -33,6 +34,7 @@ class ChecksBusyError(Exception):
 class _Check:
     folder: Path
     process: subprocess.Popen
+    started: float
 
 
 @dataclass
@@ -45,6 +47,7 @@ class CheckTasks:
     def start(self, params: dict[str, Any], jobs_dir: Path) -> str:
         """Start checking the folders a dataset job's `params` name; return the check's id."""
         with self.lock:
+            self._drop_uncollected()
             if sum(check.process.poll() is None for check in self.running.values()) >= MAX_RUNNING:
                 raise ChecksBusyError()
             check_id = secrets.token_hex(8)
@@ -54,8 +57,15 @@ class CheckTasks:
             process = subprocess.Popen([sys.executable, "-m", __name__, str(folder), str(os.getpid())],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        start_new_session=True)
-            self.running[check_id] = _Check(folder, process)
+            self.running[check_id] = _Check(folder, process, time.monotonic())
             return check_id
+
+    def _drop_uncollected(self) -> None:
+        now = time.monotonic()
+        for check_id, check in list(self.running.items()):
+            if now - check.started > UNCOLLECTED_S and check.process.poll() is not None:
+                del self.running[check_id]
+                shutil.rmtree(check.folder, ignore_errors=True)
 
     def result(self, check_id: str) -> dict[str, Any] | None:
         """The finished check's result (handed back once), None while it runs; KeyError if unknown."""
