@@ -31,7 +31,7 @@ class ChecksBusyError(Exception):
 
 
 @dataclass
-class _Check:
+class RunningCheck:
     folder: Path
     process: subprocess.Popen
     started: float
@@ -41,7 +41,7 @@ class _Check:
 class CheckTasks:
     """The checks this server started and has not yet handed back, by id."""
 
-    running: dict[str, _Check] = field(default_factory=dict)
+    running: dict[str, RunningCheck] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, params: dict[str, Any], jobs_dir: Path) -> str:
@@ -57,7 +57,7 @@ class CheckTasks:
             process = subprocess.Popen([sys.executable, "-m", __name__, str(folder), str(os.getpid())],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                        start_new_session=True)
-            self.running[check_id] = _Check(folder, process, time.monotonic())
+            self.running[check_id] = RunningCheck(folder, process, time.monotonic())
             return check_id
 
     def _drop_uncollected(self) -> None:
