@@ -9,6 +9,7 @@ from digitslite.datasets.create import (
     DatasetSummary,
     check_dataset,
     create_dataset,
+    new_partial,
     remove_partials,
 )
 from digitslite.datasets.options import DatasetOptions
@@ -16,4 +17,4 @@ from digitslite.datasets.report import ValidationReport
 
 __all__ = ["DatasetAbortedError", "DatasetInvalidError", "DatasetOptions", "DatasetSummary",
            "ValidationReport", "check_dataset", "create_dataset",
-           "remove_partials"]
+           "new_partial", "remove_partials"]

@@ -71,6 +71,14 @@ def remove_partials(out_dir: Path | str) -> list[Path]:
     return stale
 
 
+def new_partial(out: Path) -> Path:
+    """A new hidden sibling of `out` to build it in, then rename; remove_partials finds it when the
+    run that made it was killed."""
+    partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
+    partial.mkdir()
+    return partial
+
+
 def _refuse_existing(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: the output folder already exists; choose a new folder or delete it")
@@ -104,8 +112,7 @@ def create_dataset(options: DatasetOptions, out_dir: Path | str,
     _refuse_existing(out)
     plan = make_plan(options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
-    partial.mkdir()
+    partial = new_partial(out)
     try:
         with _sigterm_raises():
             outcome = scan(plan, partial, progress)
