@@ -1,5 +1,6 @@
-"""Faults against real servers on loopback: server kills at random moments while dataset and model
-jobs are created, worker kills during dataset creation, and a full small filesystem.
+"""Faults against real servers on loopback: server kills at random moments while dataset (from
+folders and from an uploaded zip) and model jobs are created, worker kills during dataset creation,
+and a full small filesystem.
 
 At the end, with every job finished and no server running, it counts what must be zero: job
 folders that cannot be read, index rows that disagree with their folders, processes the run
@@ -10,6 +11,7 @@ root (it mounts a small tmpfs) and is skipped otherwise.
 """
 import argparse
 import contextlib
+import io
 import json
 import os
 import random
@@ -23,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +58,20 @@ class Server:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
+        return self._send(method, path, data, {"Content-Type": "application/json"} if data else {})
+
+    def upload(self, path: str, fields: dict[str, str], archive: bytes) -> tuple[int, Any]:
+        """A multipart POST of `fields` and `archive` (as the field `archive`)."""
+        boundary = secrets.token_hex(8)
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                 for name, value in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; filename="demo.zip"'
+                     f'\r\nContent-Type: application/zip\r\n\r\n'.encode() + archive + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self._send("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 raw = response.read()
@@ -92,8 +107,19 @@ def model_body(dataset_id: str, name: str) -> dict[str, Any]:
             "snapshot_interval": 10, "test_interval": 20, "seed": 1}
 
 
+def demo_zip(demo: Path) -> bytes:
+    """The demo's images and labels as an upload."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for folder in ("images", "labels"):
+            for path in sorted((demo / folder).iterdir()):
+                archive.write(path, f"{folder}/{path.name}")
+    return data.getvalue()
+
+
 def server_kills(jobs_dir: Path, data: Path, demo: Path, mark: str, count: int, rng: random.Random) -> int:
     """`count` servers, each SIGKILLed at a random moment while jobs are being created."""
+    archive = demo_zip(demo)
     server = Server(jobs_dir, data, mark)
     _, created = server.call("POST", "/datasets", dataset_body(demo, "base"))
     base = created["jobs"][0]["id"]
@@ -107,6 +133,7 @@ def server_kills(jobs_dir: Path, data: Path, demo: Path, mark: str, count: int, 
             with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
                 while True:
                     server.call("POST", "/datasets", dataset_body(demo, f"d{tag}"))
+                    server.upload("/datasets", {"name": f"u{tag}", "val_percent": "25"}, archive)
                     server.call("POST", "/models", model_body(base, f"m{tag}"))
         threads = [threading.Thread(target=create, daemon=True) for _ in range(2)]
         for thread in threads:

@@ -176,3 +176,12 @@ def test_a_clone_gets_the_archive_or_the_unpacked_inputs(client, demo):
     assert not second.upload_dir.exists() and "archive" not in second.spec().params
     assert sorted(path.name for path in (second.inputs_dir / "labels").iterdir()) == \
         sorted(path.name for path in (demo / "labels").iterdir())
+
+
+@pytest.mark.parametrize(("filename", "stored"), [
+    ("../../evil.zip", "evil.zip"), ("x" * 300 + ".zip", "x" * 96 + ".zip"), ("\u00e9t\u00e9.zip", "ete.zip"),
+    ("\u4e2d\u6587", "archive")])
+def test_the_upload_is_kept_under_a_safe_name(client, demo, filename, stored):
+    folder = _created(client, _demo_zip(demo), filename)
+    assert [path.name for path in folder.upload_dir.iterdir()] == [stored]
+    assert folder.spec().params["archive"]["name"] == stored
