@@ -195,20 +195,26 @@ def _tar_members(archive: tarfile.TarFile, budget: _Budget, max_members: int,
         yield _Member(member.name, relative, lambda member=member: archive.extractfile(member))
 
 
-def _distinct(members: Iterator[_Member], field: str) -> Iterator[_Member]:
-    """Refuse a path given twice, or a file where a folder must be: unpacking could not place both."""
-    files: set[PurePosixPath] = set()
-    folders: set[PurePosixPath] = set()
-    for member in members:
-        clash = member.relative in files or (member.open is not None and member.relative in folders)
-        parent_file = next((parent for parent in member.relative.parents if parent in files), None)
-        if clash or parent_file is not None:
-            what = f"the file {str(parent_file)!r}" if parent_file is not None else "another member"
-            raise UnsafeArchiveError(f"{field}: member {member.name!r} has the same path as {what}; "
-                                     "pack each file once", field)
-        (folders if member.open is None else files).add(member.relative)
-        folders.update(member.relative.parents)
-        yield member
+class _Paths:
+    """The paths the members take, so far. A path given twice, or a file where a folder must be, is
+    refused: unpacking could not place both."""
+
+    def __init__(self) -> None:
+        self.files: set[PurePosixPath] = set()
+        self.folders: set[PurePosixPath] = set()
+
+    def placed(self, members: Iterator[_Member], field: str) -> Iterator[_Member]:
+        for member in members:
+            clash = member.relative in self.files or (
+                member.open is not None and member.relative in self.folders)
+            parent_file = next((parent for parent in member.relative.parents if parent in self.files), None)
+            if clash or parent_file is not None:
+                what = f"the file {str(parent_file)!r}" if parent_file is not None else "another member"
+                raise UnsafeArchiveError(f"{field}: member {member.name!r} has the same path as {what}; "
+                                         "pack each file once", field)
+            (self.folders if member.open is None else self.files).add(member.relative)
+            self.folders.update(member.relative.parents)
+            yield member
 
 
 def _size_of(source: Source) -> int:
@@ -220,7 +226,8 @@ def _size_of(source: Source) -> int:
 
 
 @contextmanager
-def _members(source: Source, budget: _Budget, max_members: int, field: str) -> Iterator[Iterator[_Member]]:
+def _members(source: Source, budget: _Budget, max_members: int, field: str,
+             paths: _Paths) -> Iterator[Iterator[_Member]]:
     """The archive's checked members, a zip or a tar told apart by content, not by name."""
     if zipfile.is_zipfile(source):
         try:
@@ -228,7 +235,7 @@ def _members(source: Source, budget: _Budget, max_members: int, field: str) -> I
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise UnsafeArchiveError(f"{field}: not a readable zip archive ({exc})", field) from None
         with archive:
-            yield _distinct(_zip_members(archive, budget, max_members, field), field)
+            yield paths.placed(_zip_members(archive, budget, max_members, field), field)
         return
     if not isinstance(source, Path):
         source.seek(0)
@@ -238,7 +245,7 @@ def _members(source: Source, budget: _Budget, max_members: int, field: str) -> I
     except _READ_ERRORS:
         raise UnsafeArchiveError(f"{field}: the upload is neither a zip nor a tar archive", field) from None
     with tar:
-        yield _distinct(_tar_members(tar, budget, max_members, field), field)
+        yield paths.placed(_tar_members(tar, budget, max_members, field), field)
 
 
 def list_archive(source: Source, *, max_bytes: int, field: str, max_members: int = MAX_MEMBERS,
@@ -248,14 +255,12 @@ def list_archive(source: Source, *, max_bytes: int, field: str, max_members: int
     A zip is judged from its central directory alone; a compressed tar is read through once (its
     headers are spread over the stream), never further than the limits allow."""
     budget = _Budget(max_bytes, _size_of(source), max_ratio, field)
-    files: set[PurePosixPath] = set()
-    folders: set[PurePosixPath] = set()
-    with _members(source, budget, max_members, field) as members:
-        for member in members:
-            (folders if member.open is None else files).add(member.relative)
-            folders.update(member.relative.parents)
-    folders.discard(PurePosixPath())
-    return ArchiveListing(frozenset(files), frozenset(folders), budget.declared)
+    paths = _Paths()
+    with _members(source, budget, max_members, field, paths) as members:
+        for _ in members:
+            pass
+    folders = frozenset(paths.folders - {PurePosixPath()})
+    return ArchiveListing(frozenset(paths.files), folders, budget.declared)
 
 
 def extract_archive(source: Source, target: Path, *, max_bytes: int, field: str,
@@ -265,7 +270,7 @@ def extract_archive(source: Source, target: Path, *, max_bytes: int, field: str,
     actually written against the limits (declared sizes can lie). The caller removes `target` when
     this raises: it may hold part of the archive."""
     budget = _Budget(max_bytes, _size_of(source), max_ratio, field)
-    with _members(source, budget, max_members, field) as members:
+    with _members(source, budget, max_members, field, _Paths()) as members:
         for member in members:
             path = target / member.relative
             if member.open is None:
