@@ -23,6 +23,8 @@ from digitslite.errors import UserError
 MAX_MEMBERS = 10_000
 MAX_RATIO = 100  # unpacked bytes per archive byte; images barely compress, zip bombs a million-fold
 RATIO_FLOOR = 1 << 20
+MAX_NAME_BYTES = 255  # a file name on Linux file systems
+MAX_PATH_BYTES = 1024  # a member's whole path: well inside PATH_MAX below a job folder
 _CHUNK = 1 << 20
 _ENCRYPTED = 0x1  # general purpose flag bit 0 of a zip member
 _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
@@ -69,6 +71,10 @@ def folder_listing(root: Path) -> ArchiveListing:
     return ArchiveListing(frozenset(files), frozenset(folders), size)
 
 
+def _bytes(name: str) -> int:
+    return len(name.encode("utf-8", "surrogatepass"))  # a tar's undecodable bytes are surrogates
+
+
 def _safe_relative(name: str, field: str) -> PurePosixPath | None:
     """The member's path relative to the target, None for the archive root entry, or a refusal."""
     if "\x00" in name or "\\" in name:
@@ -80,6 +86,11 @@ def _safe_relative(name: str, field: str) -> PurePosixPath | None:
     if ".." in path.parts:
         raise UnsafeArchiveError(f"{field}: member {name!r} climbs out of the archive with '..'", field)
     parts = [part for part in path.parts if part not in ("", ".")]
+    longest = max((_bytes(part) for part in parts), default=0)
+    if longest > MAX_NAME_BYTES or _bytes(name) > MAX_PATH_BYTES:
+        raise UnsafeArchiveError(f"{field}: member {name[:60]!r}... has a name longer than file systems "
+                                 f"allow ({MAX_NAME_BYTES} bytes a part, {MAX_PATH_BYTES} in all); "
+                                 "shorten it", field)
     return PurePosixPath(*parts) if parts else None
 
 

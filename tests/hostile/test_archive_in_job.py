@@ -5,10 +5,13 @@ import io
 import random
 import struct
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from digitslite.archives import UnsafeArchiveError, list_archive
 from digitslite.jobs.folder import JobFolder
@@ -185,3 +188,58 @@ def test_the_upload_is_kept_under_a_safe_name(client, demo, filename, stored):
     folder = _created(client, _demo_zip(demo), filename)
     assert [path.name for path in folder.upload_dir.iterdir()] == [stored]
     assert folder.spec().params["archive"]["name"] == stored
+
+
+MEMBER_NAMES = ["images/a.png", "labels/a.png", "images/", "labels/", "./images/b.png", "images//c.png",
+                "../x.png", "/etc/x", "C:/x", "a\\b", "images/a.png/x", "images", "x" * 300,
+                "\u00e9/\u00e8.png", "images/" + "y" * 250 + ".png", ".", "", " ", "images/\x7f.png",
+                "labels/.."]
+
+
+@st.composite
+def archives(draw) -> bytes:
+    """A small zip or tar.gz: an image and its label, with hostile and ordinary member names around
+    them (duplicates included)."""
+    names = draw(st.lists(st.one_of(st.sampled_from(MEMBER_NAMES), st.text(max_size=12)), max_size=4))
+    names[draw(st.integers(0, len(names))):0] = ["images/a.png", "labels/a.png"]
+    data = io.BytesIO()
+    if draw(st.booleans()):
+        with warnings.catch_warnings(), zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+            warnings.simplefilter("ignore")  # duplicate names are the point
+            for name in names:
+                archive.writestr(name or "_", b"\x89PNG" * draw(st.integers(0, 3)))
+    else:
+        with tarfile.open(fileobj=data, mode="w:gz") as archive:
+            for name in names:
+                member = tarfile.TarInfo(name)
+                member.type = draw(st.sampled_from([tarfile.REGTYPE, tarfile.REGTYPE, tarfile.DIRTYPE]))
+                content = b"\x89PNG" * draw(st.integers(0, 3)) if member.isfile() else b""
+                member.size = len(content)
+                archive.addfile(member, io.BytesIO(content))
+    return data.getvalue()
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(archive=archives(), fields=st.dictionaries(st.sampled_from(["images", "labels", "classes"]),
+                                                   st.sampled_from(MEMBER_NAMES), max_size=2))
+def test_any_archive_is_refused_in_the_request_or_unpacked_whole_by_the_job(client, tmp_path, archive,
+                                                                            fields):
+    """Bounded: the request never answers 5xx and a refusal leaves nothing; an accepted archive is
+    unpacked by its job whole, or refused by name with nothing left behind."""
+    jobs_dir = tmp_path / "jobs"
+    before = set(job_folders(jobs_dir))
+    response = _post(client, archive, **fields)
+    assert response.status_code < 500, response.get_data(as_text=True)
+    if response.status_code != 201:
+        assert set(job_folders(jobs_dir)) == before and response.get_json()["error"]["message"]
+        return
+    folder = _folder_of(client, response)
+    event("accepted")
+    try:
+        _unpack(folder)
+    except UnsafeArchiveError as exc:
+        assert exc.field == "archive" and not folder.inputs_dir.exists()
+    else:
+        assert (folder.inputs_dir / folder.spec().params["paths"]["images"]).is_dir()
+    assert not list(folder.path.glob(".inputs.partial-*"))
