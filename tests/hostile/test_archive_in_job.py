@@ -243,3 +243,10 @@ def test_any_archive_is_refused_in_the_request_or_unpacked_whole_by_the_job(clie
     else:
         assert (folder.inputs_dir / folder.spec().params["paths"]["images"]).is_dir()
     assert not list(folder.path.glob(".inputs.partial-*"))
+
+
+def test_a_member_name_too_long_for_a_file_system_is_refused_in_the_request(client, demo, tmp_path):
+    response = _post(client, _demo_zip(demo, extra={"images/" + "y" * 252 + ".png": b"x"}))
+    assert response.status_code == 422 and "longer than file systems allow" in \
+        response.get_json()["error"]["message"]
+    assert job_folders(tmp_path / "jobs") == []
