@@ -97,7 +97,7 @@ def _archive_params(archive: Path, ctx: CreateContext) -> tuple[ArchiveListing, 
     (the same limits, and the declared size, for progress)."""
     limits = {"max_bytes": ctx.config.max_unpack_bytes, "max_members": ctx.config.max_archive_members}
     listing = list_archive(archive, field="archive", **limits)
-    return listing, {"name": archive.name, "bytes": listing.declared_bytes, **limits}
+    return listing, {"name": archive.name, "declared_bytes": listing.declared_bytes, **limits}
 
 
 def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
@@ -131,8 +131,9 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
 def create_dataset_job():
     """Create a dataset from server folders or an uploaded archive (field `archive`)
 
-    The job checks the folders first: a dataset with problems ends the job as failed, the whole
-    validation report in the job's check_report.
+    The request checks an archive's member list without unpacking it; the job unpacks it, then
+    checks the folders: a dataset with problems ends the job as failed, the whole validation report
+    in the job's check_report.
     """
     values = request_values()
     archives = uploaded_files("archive")

@@ -70,7 +70,7 @@ def test_the_request_lists_the_archive_and_the_job_unpacks_it(client, demo, tmp_
     assert job_folders(tmp_path / "jobs") == [folder.id]  # the request's scratch folder is gone too
     params = folder.spec().params
     assert params["paths"]["images"] == "upload/images" and params["paths"]["val_images"] is None
-    assert params["archive"]["bytes"] == sum(path.stat().st_size for name in ("images", "labels")
+    assert params["archive"]["declared_bytes"] == sum(path.stat().st_size for name in ("images", "labels")
                                              for path in (demo / name).iterdir())
 
     _unpack(folder)

@@ -32,7 +32,7 @@ def unpack_upload(ctx: RunContext) -> None:
     if not source.is_file():
         raise UserError(f"the uploaded archive {archive['name']} is gone from {source.parent}; upload it "
                         "again as a new dataset")
-    total_mib = max(archive["bytes"], 1) / MIB
+    total_mib = max(archive["declared_bytes"], 1) / MIB
 
     def written(size: int) -> None:
         ctx.check_stop()  # raising here removes the partial folder below
