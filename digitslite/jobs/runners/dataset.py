@@ -10,6 +10,7 @@ import shutil
 
 from digitslite.archives import UnsafeArchiveError, extract_archive
 from digitslite.datasets import DatasetInvalidError, create_dataset, new_partial, remove_partials
+from digitslite.datasets.controls import as_fields
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
@@ -74,6 +75,7 @@ def run(ctx: RunContext) -> None:
         summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
-        raise
+        # the job's error is read through the API and the pages: options as fields, not flags
+        raise UserError(f"dataset not created: {exc.report.summary_line(as_fields)}") from None
     counts = ", ".join(f"{stage} {count}" for stage, count in summary.info["counts"].items())
     print(f"dataset created in {summary.path}: {counts}", flush=True)
