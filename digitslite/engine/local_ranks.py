@@ -3,7 +3,7 @@
 `torch.distributed.elastic.multiprocessing.start_processes` spawns one process per local rank
 running a function, gives each its variables, returns what each function returned, records the
 exception a rank ended with (its error file) and, when one rank fails, stops the others (SIGTERM,
-then SIGKILL after its grace period). Ours, on top (docs/DESIGN-NOTES.md, "Ranks are started by
+then SIGKILL after its grace period). Ours, on top (docs/DESIGN-NOTES.md, "... ranks are started by
 torch's elastic launcher"): each rank leads its own process group, so that a kill takes its data
 loader workers and a Ctrl-C at the terminal reaches only the launcher, which turns it into a stop
 request; a rank whose launcher is gone ends, even when it was SIGKILLed; a stop request reaches
