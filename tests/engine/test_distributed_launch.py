@@ -56,10 +56,21 @@ def started(tmp_path: Path) -> bool:
     return all((tmp_path / f"ready-{local}").exists() for local in range(2))
 
 
+def stop_request(signum, frame) -> None:
+    """The caller's own SIGTERM handler (the CLI's, the worker's)."""
+
+
 def test_ranks_get_torchruns_variables_and_their_results_come_back(tmp_path):
     rendezvous = Rendezvous(2, nnodes=3, node_rank=1, master_addr="10.0.0.1", master_port=29511)
-    with LocalRanks(rank, (tmp_path, "return"), rendezvous, [{"EXTRA": "a"}, {"EXTRA": "b"}]) as ranks:
-        reports = ranks.wait()
+    previous = signal.signal(signal.SIGTERM, stop_request)
+    try:
+        with LocalRanks(rank, (tmp_path, "return"), rendezvous, [{"EXTRA": "a"}, {"EXTRA": "b"}]) as ranks:
+            # torch's start_processes installs its own handler: the caller's must be back, unblocked.
+            assert signal.getsignal(signal.SIGTERM) is stop_request
+            assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            reports = ranks.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert [report["env"] for report in reports] == [
         {"RANK": str(2 + local), "WORLD_SIZE": "6", "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": "2",
          "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29511", "EXTRA": extra}
