@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, start_processes
 
 from digitslite.engine.launch import RanksInterrupted, Rendezvous, describe_exit
@@ -30,12 +31,16 @@ _CALLERS_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT
 def _rank_process(entry: Callable[..., Any], launcher_pid: int, args: tuple) -> Any:
     """What every rank runs first. torch's spawn asks the kernel for SIGINT when the launcher dies;
     with SIGINT's default action that ends the rank even inside a collective. A launcher gone before
-    that request was made is seen here."""
+    that request was made is seen here. The rank's variables are set after torch was imported, too
+    late for its thread count: OMP_NUM_THREADS is applied here."""
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CALLERS_SIGNALS)
     if os.getppid() != launcher_pid:
         os._exit(1)
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
     return entry(*args)
 
 
@@ -61,7 +66,8 @@ class LocalRanks:
             raise
         finally:
             for sig, handler in callers.items():
-                signal.signal(sig, handler)
+                if signal.getsignal(sig) is not handler:     # torch replaces them in the main thread only
+                    signal.signal(sig, handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __enter__(self) -> "LocalRanks":

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from digitslite.engine.launch import RankEnvironment, RanksInterrupted, Rendezvous, parse_master
 from digitslite.engine.local_ranks import LocalRanks
@@ -30,7 +31,7 @@ def rank(folder: Path, mode: str) -> dict:
         raise UserError(f"local rank {local} refuses")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     variables = {name: os.environ.get(name) for name in VARIABLES}
-    report = {"pid": os.getpid(), "child": child.pid, "env": variables}
+    report = {"pid": os.getpid(), "child": child.pid, "env": variables, "threads": torch.get_num_threads()}
     Path(folder, f".ready-{local}").write_text(json.dumps(report))
     os.replace(Path(folder, f".ready-{local}"), Path(folder, f"ready-{local}"))
     if mode == "return":
@@ -64,7 +65,8 @@ def test_ranks_get_torchruns_variables_and_their_results_come_back(tmp_path):
     rendezvous = Rendezvous(2, nnodes=3, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     previous = signal.signal(signal.SIGTERM, stop_request)
     try:
-        with LocalRanks(rank, (tmp_path, "return"), rendezvous, [{"EXTRA": "a"}, {"EXTRA": "b"}]) as ranks:
+        extra = [{"EXTRA": "a", "OMP_NUM_THREADS": "1"}, {"EXTRA": "b", "OMP_NUM_THREADS": "3"}]
+        with LocalRanks(rank, (tmp_path, "return"), rendezvous, extra) as ranks:
             # torch's start_processes installs its own handler: the caller's must be back, unblocked.
             assert signal.getsignal(signal.SIGTERM) is stop_request
             assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -75,6 +77,8 @@ def test_ranks_get_torchruns_variables_and_their_results_come_back(tmp_path):
         {"RANK": str(2 + local), "WORLD_SIZE": "6", "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": "2",
          "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29511", "EXTRA": extra}
         for local, extra in enumerate("ab")]
+    # torch sets the variables after its import in the rank: the thread count must still take effect.
+    assert [report["threads"] for report in reports] == [1, 3]
     assert [report["pid"] for report in reports] == ranks.pids
 
 
