@@ -11,7 +11,6 @@ from typing import Any
 
 from digitslite.engine.distributed import Ranks, rank_device
 from digitslite.engine.launch import RankEnvironment
-from digitslite.engine.pipeline.training import PipelinedTraining
 from digitslite.engine.rank_training import train_on_local_ranks
 from digitslite.engine.speed import resolve_device
 from digitslite.engine.train import Feeds, TrainConfig, TrainResult, _Training
@@ -54,7 +53,11 @@ def _train_here(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = Non
     else:
         _single_rank(config, env)
         ranks = Ranks.join(env, rank_device(config.device, env))
-    session_type = PipelinedTraining if config.pipeline_stages > 1 else _Training
+    session_type = _Training
+    if config.pipeline_stages > 1:   # torch's pipelining takes seconds to import: only for a pipeline
+        from digitslite.engine.pipeline.training import PipelinedTraining
+
+        session_type = PipelinedTraining
     result = session_type(config, job_dir, feeds, progress, ranks).run(should_stop)
     # Only after success: a failed rank ends its process instead, since leaving the group politely could
     # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
