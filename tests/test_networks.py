@@ -19,7 +19,8 @@ def crop_offsets(net: caffe_pb2.NetParameter) -> dict[str, list[int]]:
 
 def test_every_standard_network_is_listed_with_a_solver():
     names = {network.name for network in list_networks()}
-    assert names == {"fcn_tiny", "fcn_alexnet", "fcn8s", "fcn16s", "fcn32s", "sugnet"}
+    assert names == {"fcn_tiny", "fcn_alexnet", "fcn8s", "fcn16s", "fcn32s", "sugnet", "colorize_classes",
+                     "colorize_classes_full", "colorize_hypercolumns", "colorize_hypercolumns_tiny"}
     for network in list_networks():
         assert network.solver_file.is_file()
         assert load_solver(network.name).type in {"SGD", "Adam"}
