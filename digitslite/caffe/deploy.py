@@ -51,13 +51,17 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
 
     TRAIN-phase (or stage "train") layers read `train_db/<features|labels>`, TEST-phase (stage
     "val") ones `val_db/...`; a top
-    named "label" reads the labels database, any other top the features.
+    named "label" reads the labels database, any other top the features. An InfogainLoss whose
+    matrix `source` is a relative path reads that file of the dataset (a colorization dataset's H).
     """
     bound = caffe_pb2.NetParameter()
     bound.CopyFrom(net)
     for layer in bound.layer:
         if layer.type == "Python" and not layer.bottom:
             layer.CopyFrom(as_data_layer(layer))
+        source = layer.infogain_loss_param.source
+        if layer.type == "InfogainLoss" and source and not Path(source).is_absolute():
+            layer.infogain_loss_param.source = str(Path(dataset_dir) / source)
         if layer.type != "Data":
             continue
         phase = data_layer_phase(layer)

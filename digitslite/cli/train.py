@@ -84,6 +84,14 @@ def _dataset_classes(dataset: Path) -> int:
                         "`digitslite dataset create`") from None
 
 
+def _colours(dataset: Path | None):
+    """A colorization dataset's colour coding (its runs are scored in colour), else None."""
+    from digitslite.engine.colorization.coding import stored_colours
+
+    info_file = None if dataset is None else dataset / "dataset.json"
+    return stored_colours(read_json(info_file)) if info_file is not None and info_file.is_file() else None
+
+
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
                                                                   caffe_pb2.SolverParameter]:
     """A network of network_defs/ for the dataset's class count, reading its LMDBs, and its solver."""
@@ -242,6 +250,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         channels_last=channels_last, compile=use_compile, cudnn_benchmark=cudnn_benchmark,
         data_workers=workers, ranks=ranks, gpus=[gpu for gpu in (gpus or "").split(",") if gpu],
         nnodes=nnodes, node_rank=node_rank, master=master, sync_batchnorm=sync_batchnorm,
+        colorization=_colours(dataset_dir),
     )
     try:
         result = _run(config, job)

@@ -32,3 +32,10 @@ def annealed_mean(probabilities: np.ndarray, centres: np.ndarray,
                          f"{centres.shape[0]} bin centres")
     weights = annealed_distribution(probabilities, temperature, axis=0)
     return np.tensordot(centres.T, weights, axes=(1, 0)).astype(np.float32)
+
+
+def softmax(scores: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The distribution a net's bin scores stand for (what its Softmax layer outputs)."""
+    shifted = np.asarray(scores, dtype=np.float64) - np.max(scores, axis=axis, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=axis, keepdims=True)

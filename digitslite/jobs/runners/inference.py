@@ -123,20 +123,45 @@ class _Scores:
                 "mean_iu": float(iu[present].mean()), "per_class_iu": [float(value) for value in iu]}
 
 
+def _progress(ctx: RunContext, done: int) -> None:
+    total = ctx.params.get("count") or 0
+    ctx.report(done / total if total else 0.0, f"{done} images")
+
+
+def _colourise(ctx: RunContext, predictor, coding, outputs: Path) -> None:
+    """A colorization model's run: colourised pictures instead of class maps."""
+    from digitslite.jobs.runners.colorize_inference import colourise
+
+    def progress(done: int) -> None:
+        ctx.check_stop()
+        _progress(ctx, done)
+
+    items = ((name, pixels) for name, pixels, _ in _items(ctx))
+    results = colourise(coding, predictor.predict, items, outputs, progress)
+    if not results["images"]:
+        raise UserError("there were no images to run the model on")
+    write_json_atomically(ctx.job_dir / RESULTS_FILE, results)
+    print(f"colourised {len(results['images'])} images", flush=True)
+
+
 def run(ctx: RunContext) -> None:
+    from digitslite.engine.colorization.coding import stored_colours
     from digitslite.engine.infer import load_predictor
 
     deploy, weights, info_file = _model_files(ctx)
     names: list[str] = []
     palette = voc_palette()
-    if info_file is not None:
-        info = json.loads(info_file.read_text())
+    info = json.loads(info_file.read_text()) if info_file is not None else {}
+    coding = stored_colours(info)
+    if info and coding is None:
         names, palette = info["classes"], extend_palette(info["palette"])
     device = "cuda" if ctx.spec.gpu_count else "cpu"
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
     outputs = ctx.job_dir / OUTPUTS_DIR
     outputs.mkdir(exist_ok=True)
-    total = ctx.params.get("count") or 0
+    if coding is not None:
+        _colourise(ctx, predictor, coding, outputs)
+        return
     results, scores = [], _Scores()
     for number, (name, pixels, truth) in enumerate(_items(ctx)):
         ctx.check_stop()
@@ -152,7 +177,7 @@ def run(ctx: RunContext) -> None:
                                     zip(found.tolist(), pixels_per_class.tolist(), strict=True)}})
         if truth is not None:
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
-        ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
+        _progress(ctx, number + 1)
     if not results:
         raise UserError("there were no images to run the model on")
     used_palette = palette[:max(len(names), 1)].tolist()

@@ -146,6 +146,7 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
 
 
 def run(ctx: RunContext) -> None:
+    from digitslite.engine.colorization.coding import stored_colours
     from digitslite.engine.train import TrainConfig, train  # torch: only in the worker
 
     dataset_dir = dataset_path(ctx.other_job(ctx.params["dataset"], "dataset").path)
@@ -164,6 +165,7 @@ def run(ctx: RunContext) -> None:
     # from before these fields train one rank per GPU, or one process on the CPU.
     scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
     config = TrainConfig(solver=solver, net=read_net(ctx.job_dir / TRAIN_VAL_FILE), solver_dir=ctx.job_dir,
+                         colorization=stored_colours(info),
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
                          compile=bool(speed.get("compile")), **scale_out)
