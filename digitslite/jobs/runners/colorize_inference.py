@@ -34,9 +34,10 @@ def recolour(coding: StoredColours, lightness: np.ndarray, distribution: np.ndar
 
 
 def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndarray]], outputs: Path,
-              progress) -> dict[str, Any]:
-    """Run `predict` (stored lightness -> {blob: array}) over `items` (name, pixels); write outputs/ and
-    return results.json's content. `progress(count)` is called after each image."""
+              progress, named: str = OUTPUTS_DIR) -> dict[str, Any]:
+    """Run `predict` (stored lightness -> {blob: array}) over `items` (name, pixels); write the files
+    into `outputs` and return results.json's content, whose paths start with `named` (the folder as
+    the reader knows it). `progress(count)` is called after each image."""
     method = "classes" if coding.centres is not None else "regression"
     results, scores = [], ColorizationScores()
     for number, (name, pixels) in enumerate(items):
@@ -52,16 +53,16 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
             chroma = coding.from_unit(output[None])[0]
         colour = coding.rgb(plane, chroma[None])[0]
         grey = coding.rgb(plane, np.zeros((1, 2, *lightness.shape)))[0]
-        entry: dict[str, Any] = {"input": name, "grey": f"{OUTPUTS_DIR}/{stem}_grey.png",
-                                 "colourised": f"{OUTPUTS_DIR}/{stem}_colour.png"}
+        entry: dict[str, Any] = {"input": name, "grey": f"{named}/{stem}_grey.png",
+                                 "colourised": f"{named}/{stem}_colour.png"}
         write_rgb_png(outputs / f"{stem}_grey.png", grey)
         write_rgb_png(outputs / f"{stem}_colour.png", colour)
         if method == "classes":
-            entry.update(distribution=f"{OUTPUTS_DIR}/{stem}_distribution.npy",
-                         lightness=f"{OUTPUTS_DIR}/{stem}_lightness.png")
+            entry.update(distribution=f"{named}/{stem}_distribution.npy",
+                         lightness=f"{named}/{stem}_lightness.png")
         if original is not None:
             write_rgb_png(outputs / f"{stem}_original.png", original)
-            entry.update(original=f"{OUTPUTS_DIR}/{stem}_original.png", psnr=_finite(psnr(colour, original)))
+            entry.update(original=f"{named}/{stem}_original.png", psnr=_finite(psnr(colour, original)))
             truth = coding.space.from_rgb(original)[..., 1:].transpose(2, 0, 1)
             scores.update(chroma[None], truth[None], colour[None], original[None])
         results.append(entry)
