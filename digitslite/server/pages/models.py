@@ -109,12 +109,17 @@ def new_model():
                            amp_modes=(NO_AMP, *AMP_MODES))
 
 
-def _class_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | None:
-    """Class names and palette: the job's own dataset.json copy, else its dataset job's."""
+def _dataset_info(folder_path: Path, dataset_id: str | None) -> dict[str, Any] | None:
+    """The job's own dataset.json copy, else its dataset job's."""
     info = read_json_if_present(folder_path / DATASET_INFO_FILE)
     if info is None and dataset_id and services().index.get(dataset_id):
         info = dataset_job_info(services().scheduler.folder(dataset_id))
-    return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
+    return info
+
+
+def _class_info(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Class names and palette (a colorization dataset has none)."""
+    return None if info is None else {"classes": info.get("classes", []), "palette": info.get("palette", [])}
 
 
 @pages.get("/models/<job_id>")
@@ -123,11 +128,12 @@ def model(job_id: str):
     spec = folder.spec()
     dataset_id = spec.params.get("dataset")
     log, log_end = log_tail(folder)
+    info = _dataset_info(folder.path, dataset_id)
     return render_template("models/model.html", row=row, spec=spec, state=folder.state(),
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=(folder.path / NETWORK_FILE).is_file(),
-                           class_info=_class_info(folder.path, dataset_id),
+                           class_info=_class_info(info), task=(info or {}).get("task", "segmentation"),
                            ranks=read_json_if_present(folder.path / RANKS_FILE))
 
 
@@ -146,5 +152,6 @@ def pretrained(job_id: str):
     deploy = folder.path / DEPLOY_FILE
     classifier = deploy.is_file() and any(layer.type == "InnerProduct" for layer in read_net(deploy).layer)
     return render_template("models/pretrained.html", row=row, spec=folder.spec(), state=folder.state(),
-                           info=_class_info(folder.path, None), files=files, log=log, log_end=log_end,
+                           info=_class_info(_dataset_info(folder.path, None)), files=files, log=log,
+                           log_end=log_end,
                            classifier=classifier, networks=[network.name for network in list_networks()])
