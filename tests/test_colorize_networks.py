@@ -44,16 +44,16 @@ def _blur_transposed(planes: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def test_hypercolumn_loss_is_the_mean_of_plain_and_blurred_euclidean_distances(name):
     batch, height, width = 2, 16, 24
     net = CaffeNet(load_network(name, 1), "train", stages=("train",), seed=3,
-                   input_shapes={"data": (batch, 1, height, width), "label": (batch, 2, height, width)})
+                   input_shapes={"data": (batch, 1, height, width), "chroma": (batch, 2, height, width)})
     rng = np.random.default_rng(0)
     data = torch.from_numpy(rng.uniform(0, 255, (batch, 1, height, width)).astype(np.float32))
-    label = torch.from_numpy(rng.integers(0, 256, (batch, 2, height, width)).astype(np.float32))
-    outputs = net({"data": data, "label": label}, keep=("chroma",))
+    stored = torch.from_numpy(rng.integers(0, 256, (batch, 2, height, width)).astype(np.float32))
+    outputs = net({"data": data, "chroma": stored}, keep=("prediction",))
     loss = net.loss(outputs)
-    chroma = outputs["chroma"]
-    (gradient,) = torch.autograd.grad(loss, chroma)
+    prediction = outputs["prediction"]
+    (gradient,) = torch.autograd.grad(loss, prediction)
 
-    predicted, target = chroma.detach().double().numpy(), label.double().numpy() / 255
+    predicted, target = prediction.detach().double().numpy(), stored.double().numpy() / 255
     assert predicted.shape == (batch, 2, height, width) and predicted.min() > 0 and predicted.max() < 1
     expected_loss, expected_gradient = 0.0, np.zeros_like(predicted)
     for taps in (1, 3, 5):
@@ -71,7 +71,7 @@ def test_hypercolumn_encoder_is_frozen_and_blurs_are_fixed_but_the_head_learns()
     net = load_network("colorize_hypercolumns", 1)
     rates = {layer.name: [spec.lr_mult for spec in layer.param] for layer in net.layer if layer.param}
     assert rates["conv1_1"] == rates["conv4_3"] == [0, 0]
-    assert rates["up4"] == [0] and rates["chroma_blur1"] == [0]
+    assert rates["up4"] == [0] and rates["prediction_blur1"] == [0]
     assert rates["head1"] == [1] and rates["chroma_score"] == [1, 2]
     head = next(layer for layer in net.layer if layer.name == "head2")
     assert not head.convolution_param.bias_term
@@ -84,7 +84,7 @@ def test_hypercolumn_encoder_is_frozen_and_blurs_are_fixed_but_the_head_learns()
 def test_hypercolumns_hold_every_stage_at_the_input_size(name, channels):
     shapes = blob_shapes(deploy_net(load_network(name, 1), (1, 1, 40, 56)))
     assert shapes["hypercolumns"] == (1, channels, 40, 56)
-    assert shapes["chroma"] == (1, 2, 40, 56)
+    assert shapes["prediction"] == (1, 2, 40, 56)
 
 
 @pytest.mark.parametrize("name", ["colorize_classes", "colorize_classes_full"])

@@ -13,6 +13,10 @@ from digitslite.caffe.prototxt import filter_net
 from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 
+LABEL_DATABASES = {"label": "labels", "chroma": "chroma"}
+"""A Data layer top that reads a label database, and that database: class (or ab bin) maps, or a
+colorization dataset's two chroma planes. Any other top reads `features`."""
+
 DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.source is Source.DATASET)
 """The layer types that read a dataset, which the deploy net replaces by one Input layer."""
 
@@ -50,9 +54,9 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
     dataset's LMDBs (DIGITS layout).
 
     TRAIN-phase (or stage "train") layers read `train_db/<features|labels>`, TEST-phase (stage
-    "val") ones `val_db/...`; a top
-    named "label" reads the labels database, any other top the features. An InfogainLoss whose
-    matrix `source` is a relative path reads that file of the dataset (a colorization dataset's H).
+    "val") ones `val_db/...`; a top named "label" reads the labels database, "chroma" the chroma
+    one, any other top the features. An InfogainLoss whose matrix `source` is a relative path
+    reads that file of the dataset (a colorization dataset's H).
     """
     bound = caffe_pb2.NetParameter()
     bound.CopyFrom(net)
@@ -69,7 +73,7 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
             raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST, or "
                             "DIGITS' stage train or val) so digitslite knows which split it reads")
         stage_db = "train_db" if phase == caffe_pb2.TRAIN else "val_db"
-        part = "labels" if layer.top and layer.top[0] == "label" else "features"
+        part = LABEL_DATABASES.get(layer.top[0], "features") if layer.top else "features"
         layer.data_param.source = str(Path(dataset_dir) / stage_db / part)
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         if batch_size is not None:
