@@ -75,7 +75,7 @@ class WorkerState:
             self.writers.close(commit=False)
 
 
-def _open(path: Path) -> tuple[Image.Image | None, bool, str]:
+def open_image(path: Path) -> tuple[Image.Image | None, bool, str]:
     """(loaded image or None, whether the file is 16-bit, why it could not be read)."""
     try:
         image = Image.open(path)
@@ -95,8 +95,8 @@ def process_item(item: WorkItem, config: WorkerConfig,
 
     Problems go in `result.found`; the Datum records are written only when `writers` is given.
     """
-    image, _, image_error = _open(item.image)
-    label, label_16bit, label_error = _open(item.label)
+    image, _, image_error = open_image(item.image)
+    label, label_16bit, label_error = open_image(item.label)
     if image is None or label is None:
         errors = [("unreadable", error) for error in (image_error, label_error) if error]
         return ItemResult(item, errors), None
