@@ -80,30 +80,39 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@contextmanager
+def publishing(out_dir: Path | str) -> Iterator[Path]:
+    """A hidden partial folder beside `out_dir` to write into, renamed to `out_dir` when the block
+    ends normally and removed when it raises (SIGTERM included)."""
+    out = Path(out_dir).expanduser().absolute()
+    _refuse_existing(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    partial.mkdir()
+    try:
+        with _sigterm_raises():
+            yield partial
+        _refuse_existing(out)
+        os.rename(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def create_dataset(options: DatasetOptions, out_dir: Path | str,
                    progress: Progress | None = None) -> DatasetSummary:
     """Validate and write the dataset to `out_dir`; raise DatasetInvalidError (with the report) on errors.
 
     `progress(done, total)` is called from this process as pairs complete.
     """
-    out = Path(out_dir).expanduser().absolute()
-    _refuse_existing(out)
+    _refuse_existing(Path(out_dir).expanduser().absolute())
     plan = make_plan(options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
-    partial.mkdir()
-    try:
-        with _sigterm_raises():
-            outcome = scan(plan, partial, progress)
-            if not outcome.report.ok:
-                raise DatasetInvalidError(outcome.report)
-            info = _write_extras(partial, plan, outcome)
-        _refuse_existing(out)
-        os.rename(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return DatasetSummary(out, info, outcome.report)
+    with publishing(out_dir) as partial:
+        outcome = scan(plan, partial, progress)
+        if not outcome.report.ok:
+            raise DatasetInvalidError(outcome.report)
+        info = _write_extras(partial, plan, outcome)
+    return DatasetSummary(Path(out_dir).expanduser().absolute(), info, outcome.report)
 
 
 def _write_extras(folder: Path, plan: Plan, outcome: ScanOutcome) -> dict:

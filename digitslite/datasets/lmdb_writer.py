@@ -12,7 +12,6 @@ import lmdb
 
 INITIAL_MAP_SIZE = 64 << 20
 BATCH_BYTES = 32 << 20
-DATABASES = ("features", "labels")
 
 
 class LmdbWriter:
@@ -70,8 +69,9 @@ class SplitWriters:
         self._out_dir = out_dir
         self._writers: dict[tuple[str, str], LmdbWriter] = {}
 
-    def put(self, split: str, key: bytes, feature: bytes, label: bytes) -> None:
-        for database, value in zip(DATABASES, (feature, label), strict=True):
+    def put(self, split: str, key: bytes, records: dict[str, bytes]) -> None:
+        """One record per database (`features`, `labels`, ...) under `key`."""
+        for database, value in records.items():
             writer = self._writers.get((split, database))
             if writer is None:
                 writer = self._writers[split, database] = LmdbWriter(self._out_dir / f"{split}_db" / database)
