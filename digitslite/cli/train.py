@@ -77,8 +77,10 @@ def _field_names(options: dict) -> Callable[[str], str]:
 def _dataset_classes(dataset: Path) -> int:
     """The class count of a dataset folder, from its dataset.json."""
     info_file = dataset / "dataset.json"
+    from digitslite.engine.colorization.coding import network_classes
+
     try:
-        return len(read_json(info_file)["classes"])
+        return network_classes(read_json(info_file))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from digitslite.datasets.colorize.colour import LAB
-from digitslite.engine.colorization.coding import StoredColours, stored_colours
+from digitslite.engine.colorization.coding import StoredColours, network_classes, stored_colours
 from digitslite.jobs.runners.colorize_inference import colourise, recolour
 
 CENTRES = np.array([[0.0, 0.0], [30.0, 40.0]])
@@ -35,9 +35,13 @@ def test_rgb_of_lab_mid_grey_is_srgb_119():
 
 def test_dataset_json_names_the_coding():
     assert stored_colours({"classes": ["a"]}) is None
-    coding = stored_colours({"task": "colorization",
-                             "colorization": {"space": "lab", "bin_centres": CENTRES.tolist()}})
+    coding = stored_colours({"task": "colorization", "colour_space": {"name": "lab"},
+                             "bins": {"centres": CENTRES.tolist()}})
     assert coding.space is LAB and coding.centres.tolist() == CENTRES.tolist()
+    yuv = stored_colours({"task": "colorization", "colour_space": {"name": "yuv"}, "bins": None})
+    assert yuv.centres is None
+    assert network_classes({"task": "colorization", "classes": []}) == 1
+    assert network_classes({"task": "colorization", "classes": ["a 0 b 0", "a 10 b 0"]}) == 2
 
 
 def test_colourise_writes_the_pictures_and_a_distribution_to_decode_again(tmp_path):

@@ -129,17 +129,11 @@ def build_solver(fields: dict[str, Any], base: caffe_pb2.SolverParameter | None,
     return solver
 
 
-def class_count(info: dict[str, Any]) -> int:
-    """What {{num_classes}} stands for: the classes, or a colorization dataset's ab bins (1 when its
-    networks regress chroma, whose networks have no such field)."""
-    if info.get("task") == "colorization":
-        return len(info["colorization"].get("bin_centres") or [None])
-    return len(info["classes"])
-
-
 def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -> list[Path]:
     """First run: fix the network, solver and dataset description this job trains with."""
-    net, base_solver, weights = _network(ctx, class_count(info))
+    from digitslite.engine.colorization.coding import network_classes
+
+    net, base_solver, weights = _network(ctx, network_classes(info))
     batch = ctx.params["solver"].get("batch_size")
     bound = bind_data_sources(net, dataset_dir, batch)
     solver = build_solver(ctx.params["solver"], base_solver, info["counts"],
