@@ -238,7 +238,7 @@ def colorize_info(plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "colour_space": space.to_dict(),
         "channels": 1,
-        "mean_value": [round(totals.lightness_sum / totals.pixels, 4)],  # stored lightness, as transform_param reads it
+        "mean_value": [round(totals.lightness_sum / totals.pixels, 4)],  # of the stored lightness
         "classes": bin_names,
         "bins": None if bins is None else bins.to_dict(),
         "infogain_file": INFOGAIN_FILE if bins is not None else None,
