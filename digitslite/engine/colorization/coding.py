@@ -4,6 +4,7 @@ The facts are the dataset's (digitslite.datasets.colorize): each plane is stored
 affine map of its colour space, so a stored value / 255 is the regression target in [0, 1]; method 1
 labels are indices into the dataset's kept ab bin centres.
 """
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,13 @@ class StoredColours:
         return annealed_mean(distribution, self.centres, chosen)
 
     def rgb(self, lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
-        """[N, H, W] lightness and [N, 2, H, W] chroma -> [N, H, W, 3] uint8 sRGB."""
+        """[N, H, W] lightness and [N, 2, H, W] chroma -> [N, H, W, 3] uint8 sRGB. Predicted colours
+        outside the gamut are clipped (scikit-image's warning about it would flood the job logs)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*negative Z values", category=UserWarning)
+            return self._rgb(lightness, chroma)
+
+    def _rgb(self, lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
         return np.stack([self.space.to_rgb(np.concatenate([plane[None], ab]).transpose(1, 2, 0))
                          for plane, ab in zip(lightness, chroma, strict=True)])
 
