@@ -26,7 +26,8 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
     """The deploy net: TEST phase with stage "deploy", its data layers replaced by one Input layer.
 
     `input_shape` is N,C,H,W of the image input (the dataset's size). Label inputs disappear with
-    the loss and accuracy layers, which the deploy stage excludes.
+    the loss and accuracy layers, which the deploy stage excludes; layers the deploy stage includes
+    (a Softmax giving the distribution) stay, without their rules.
     """
     filtered = filter_net(net, phase="test", stages=["deploy"])
     deploy = caffe_pb2.NetParameter(name=filtered.name)
@@ -39,7 +40,10 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
             dim=list(input_shape))
     for layer in filtered.layer:
         if layer.type not in DATA_TYPES:
-            deploy.layer.add().CopyFrom(layer)
+            kept = deploy.layer.add()
+            kept.CopyFrom(layer)
+            for rules in ("include", "exclude"):   # applied above; a plain deploy file has none
+                kept.ClearField(rules)
     used = {bottom for layer in deploy.layer for bottom in layer.bottom}
     dangling = sorted(set(data_tops) & used - {input_name})
     if dangling:

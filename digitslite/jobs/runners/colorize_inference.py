@@ -52,7 +52,7 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
         else:
             chroma = coding.from_unit(output[None])[0]
         colour = coding.rgb(plane, chroma[None])[0]
-        grey = coding.rgb(plane, np.zeros((1, 2, *lightness.shape)))[0]
+        grey = _grey(coding.rgb(plane, np.zeros((1, 2, *lightness.shape)))[0])
         entry: dict[str, Any] = {"input": name, "grey": f"{named}/{stem}_grey.png",
                                  "colourised": f"{named}/{stem}_colour.png"}
         write_rgb_png(outputs / f"{stem}_grey.png", grey)
@@ -69,6 +69,11 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
         progress(number + 1)
     return {"task": "colorization", "method": method, "temperature": coding.temperature,
             "images": results, "scores": scores.summary() if scores.images else None}
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Zero chroma converted back is grey up to a rounding step per channel; make it exactly grey."""
+    return np.repeat(np.rint(rgb.mean(axis=-1, keepdims=True)).astype(np.uint8), 3, axis=-1)
 
 
 def _finite(value: float) -> float | None:
