@@ -4,14 +4,23 @@ The folders are checked before the job is queued (the datasets package's dry run
 with bad labels is refused at once with the whole validation report (422) rather than failing later.
 """
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify
 
 from digitslite.datasets import check_dataset
+from digitslite.datasets.colorize.create import check_colorize
+from digitslite.datasets.colorize.options import ColorizeOptions
+from digitslite.datasets.tasks import COLORIZATION
 from digitslite.jobs.model import JobSpec
-from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.runners.dataset import (
+    COLORIZE_FOLDER_FIELDS,
+    FILE_FIELDS,
+    FOLDER_FIELDS,
+    dataset_options,
+)
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
@@ -38,51 +47,76 @@ ARCHIVE_DEFAULTS = {"images": "images", "labels": "labels", "val_images": "val_i
                     "val_labels": "val_labels", "colormap": "colormap.txt", "classes": "classes.txt"}
 OPTION_FIELDS = ("val_percent", "label_mode", "nearest", "ignore_label", "encoding", "resize", "width",
                  "height", "seed", "allow_empty_classes")
+COLORIZE_OPTION_FIELDS = ("val_percent", "space", "bins", "resize", "width", "height", "seed")
 
 
-def _upload_paths(body: DatasetRequest, root: Path) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class TaskFields:
+    """What a dataset task reads from a request: its folders, files, required folders and options."""
+
+    folders: tuple[str, ...]
+    files: tuple[str, ...]
+    required: tuple[str, ...]
+    options: tuple[str, ...]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (*self.folders, *self.files)
+
+
+SEGMENTATION_FIELDS = TaskFields(FOLDER_FIELDS, FILE_FIELDS, ("images", "labels"), OPTION_FIELDS)
+COLORIZATION_FIELDS = TaskFields(COLORIZE_FOLDER_FIELDS, (), ("images",), COLORIZE_OPTION_FIELDS)
+
+
+def _upload_paths(body: DatasetRequest, root: Path, fields: TaskFields) -> dict[str, str | None]:
     """Paths inside the unpacked archive, relative to it; given ones must exist, defaults may not."""
     paths: dict[str, str | None] = {}
-    for name in (*FOLDER_FIELDS, *FILE_FIELDS):
+    for name in fields.paths:
         given = getattr(body, name)
         relative = given or ARCHIVE_DEFAULTS[name]
         target = (root / relative).resolve()
         if not target.is_relative_to(root.resolve()):
             raise ApiError(422, f"{name}: {relative!r} is outside the uploaded archive", name)
-        exists = target.is_dir() if name in FOLDER_FIELDS else target.is_file()
+        exists = target.is_dir() if name in fields.folders else target.is_file()
         if given and not exists:
             raise ApiError(422, f"{name}: the uploaded archive has no {relative!r}", name)
         paths[name] = relative if exists else None
-    if paths["images"] is None or paths["labels"] is None:
-        raise ApiError(422, "the archive must hold the folders images/ and labels/ (or name them with the "
-                            "images and labels fields)", "archive")
+    if any(paths[name] is None for name in fields.required):
+        folders = " and ".join(f"{name}/" for name in fields.required)
+        raise ApiError(422, f"the archive must hold the folders {folders} (or name them with the "
+                            f"{' and '.join(fields.required)} fields)", "archive")
     return paths
 
 
-def _server_paths(body: DatasetRequest, roots: tuple[Path, ...]) -> dict[str, str | None]:
-    for name in ("images", "labels"):
+def _server_paths(body: DatasetRequest, roots: tuple[Path, ...], fields: TaskFields) -> dict[str, str | None]:
+    for name in fields.required:
         if getattr(body, name) is None:
             raise ApiError(422, f"{name} is required", name)
     paths: dict[str, str | None] = {}
-    for name in (*FOLDER_FIELDS, *FILE_FIELDS):
+    for name in fields.paths:
         raw = getattr(body, name)
         paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
-                                                                     folder=name in FOLDER_FIELDS))
+                                                                     folder=name in fields.folders))
     return paths
 
 
 def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     body = DatasetRequest.parse(values)
+    colorizing = body.task == COLORIZATION
+    fields = COLORIZATION_FIELDS if colorizing else SEGMENTATION_FIELDS
     from_upload = ctx.inputs is not None
-    paths = _upload_paths(body, ctx.inputs) if from_upload else _server_paths(body, ctx.config.data_roots)
-    options = {name: getattr(body, name) for name in OPTION_FIELDS}
+    paths = _upload_paths(body, ctx.inputs, fields) if from_upload else \
+        _server_paths(body, ctx.config.data_roots, fields)
+    options = {name: getattr(body, name) for name in fields.options}
     check = body.check
-    request = {name: body.given().get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS)} | options | {
-        "check": check}
+    request = {name: body.given().get(name) for name in fields.paths} | options | {"check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
               "options": options}
+    if colorizing:
+        request["task"] = params["task"] = COLORIZATION
     if check:
-        report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
+        dataset = dataset_options(params, ctx.inputs.parent if from_upload else Path())
+        report = check_colorize(dataset) if isinstance(dataset, ColorizeOptions) else check_dataset(dataset)
         if not report.ok:
             raise ApiError(422, f"the dataset has errors: {report.summary_line()}", None,
                            report=report.to_dict())

@@ -4,7 +4,12 @@ from pathlib import Path
 
 from flask import Response, abort, jsonify, render_template, request
 
+from digitslite.datasets.colorize.bins import BIN_CHOICES
+from digitslite.datasets.colorize.colour import SPACES
+from digitslite.datasets.colorize.create import check_colorize
+from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.datasets.tasks import DATASET_TASKS
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options, dataset_path
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
@@ -43,7 +48,8 @@ def new_dataset():
             paths = (*FOLDER_FIELDS, *FILE_FIELDS)
             values = {key: value for key, value in values.items() if key not in paths}
     return render_template("datasets/new.html", values=values, uploaded=uploaded, label_modes=LABEL_MODES,
-                           encodings=ENCODINGS, resize_modes=RESIZE_MODES,
+                           encodings=ENCODINGS, resize_modes=RESIZE_MODES, tasks=DATASET_TASKS, spaces=SPACES,
+                           bin_choices=BIN_CHOICES,
                            roots=[str(root) for root in services().config.data_roots])
 
 
@@ -83,7 +89,10 @@ def dataset_check():
     """
     values = request.form.to_dict() | {"check": "false"}
     [(spec, _)] = plan_dataset(values, CreateContext(current_identity(), services().config))
-    return jsonify(check_with_previews(dataset_options(spec.params, Path())))
+    options = dataset_options(spec.params, Path())
+    if isinstance(options, ColorizeOptions):
+        return jsonify({"report": check_colorize(options).to_dict(), "previews": []})
+    return jsonify(check_with_previews(options))
 
 
 @pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/<part>")
