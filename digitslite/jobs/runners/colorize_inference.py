@@ -46,9 +46,10 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
         output = next(iter(predict(lightness).values()))
         plane = coding.lightness(lightness[None, None])
         if method == "classes":
-            np.save(outputs / f"{stem}_distribution.npy", output.astype(np.float16))
+            stored = output.astype(np.float16)   # decoded as stored, so a page's re-decoding matches
+            np.save(outputs / f"{stem}_distribution.npy", stored)
             write_rgb_png(outputs / f"{stem}_lightness.png", np.repeat(lightness[..., None], 3, axis=-1))
-            chroma = coding.distribution_chroma(output)
+            chroma = coding.distribution_chroma(stored.astype(np.float32))
         else:
             chroma = coding.from_unit(output[None])[0]
         colour = coding.rgb(plane, chroma[None])[0]
