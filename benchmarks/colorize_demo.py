@@ -1,4 +1,4 @@
-"""How the two colorization methods compare with predicting grey, on the demo scenes, on the CPU.
+"""How the two colorization methods compare with predicting grey, on the colour demo, on the CPU.
 
 The issue's target, within 10 minutes of this script: method 1 (colorize_classes, ab bins,
 InfogainLoss, annealed mean) beats "predict grey" (a = b = 0 everywhere) on the raw-accuracy AuC
@@ -21,7 +21,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.datasets.colorize.create import create_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
-from digitslite.datasets.demo import write_demo
+from digitslite.datasets.colorize.demo import write_colour_demo
 from digitslite.engine.colorization.coding import StoredColours, network_classes, stored_colours
 from digitslite.engine.colorization.scores import ColorizationScores
 from digitslite.engine.data import SegmentationLmdbDataset
@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = args.out or Path(tempfile.mkdtemp(prefix="colorize_demo."))
-    demo = write_demo(work / "demo", count=48, val_count=8, width=64, height=48)
+    demo = write_colour_demo(work / "demo", count=64, val_count=8, width=64, height=64)
     demo_dir = Path(demo["path"])
     summary = create_colorize(ColorizeOptions(images=demo_dir / "images", val_images=demo_dir / "val_images",
                                               workers=1), work / "dataset")
