@@ -20,8 +20,8 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.datasets.colorize.create import create_colorize
-from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.colorize.demo import write_colour_demo
+from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.engine.colorization.coding import StoredColours, network_classes, stored_colours
 from digitslite.engine.colorization.scores import ColorizationScores
 from digitslite.engine.data import SegmentationLmdbDataset
