@@ -1,7 +1,10 @@
 """POST /api/v1/datasets with task colorization: a dataset job from a folder of colour photos, and
 the refusals of fields that belong to the other task."""
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from digitslite.datasets.colorize.demo import write_colour_demo
 from tests.datasets.helpers import save_image
@@ -59,3 +62,28 @@ def test_a_folder_of_grey_photos_is_refused_with_the_report(world):
     assert report["task"] == "colorization"
     assert report["found"]["train"] == 1 and report["counts"]["train"] == 0
     assert [problem["kind"] for problem in report["problems"]] == ["grey_image", "empty_split"]
+
+
+def test_the_form_check_and_the_dataset_page(world):
+    client, root = world
+    scenes = root / "data" / "scenes"
+    form = client.get("/datasets/new").body.decode()
+    assert 'name="task" value="colorization"' in form and 'name="bins"' in form
+    checked = client.post_form("/pages-api/dataset-check", {
+        "task": "colorization", "images": str(scenes / "images"), "val_percent": "0"}).json()
+    assert checked["report"]["ok"] and checked["report"]["counts"] == {"train": 6, "val": 0}
+    assert checked["report"]["histogram_picture"].startswith("data:image/png;base64,")
+    job_id = created_id(client.post("/api/v1/datasets", {
+        "task": "colorization", "images": str(scenes / "images"), "val_images": str(scenes / "val_images"),
+        "seed": 3}))
+    assert client.wait_status(job_id)["status"] == "done"
+    page = client.get(f"/datasets/{job_id}", stage="val").body.decode()
+    assert "Chroma of the training photos" in page and "chroma_histogram.png" in page
+    assert f"/pages-api/datasets/{job_id}/records/val/1/colour" in page
+    # the stored planes back in sRGB are the photo, up to the 8-bit Lab storage
+    colour = client.get(f"/pages-api/datasets/{job_id}/records/val/1/colour")
+    shown = np.asarray(Image.open(io.BytesIO(colour.body)).convert("RGB"), dtype=int)
+    original = np.asarray(Image.open(scenes / "val_images" / "0001.png"), dtype=int)
+    assert np.abs(shown - original).mean() < 1.5
+    image = client.get(f"/pages-api/datasets/{job_id}/records/val/1/image")
+    assert np.asarray(Image.open(io.BytesIO(image.body))).ndim == 2  # the lightness plane
