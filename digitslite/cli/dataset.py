@@ -90,7 +90,7 @@ def create(task, images, labels, val_images, val_labels, val_percent, label_mode
     if task == COLORIZATION:
         from digitslite.datasets.colorize.options import ColorizeOptions
         _colorize(ColorizeOptions(images=Path(images), val_images=_path(val_images), val_percent=val_percent,
-                                  space=space or "lab", bins=bins, resize=resize, width=width, height=height,
+                                  space=space, bins=bins, resize=resize, width=width, height=height,
                                   seed=seed, workers=workers), dry_run, as_json, out)
         return
     if labels is None:

@@ -15,7 +15,7 @@ def _hue(rgb) -> np.ndarray:
 
 def test_scenes_are_reproducible_per_index_and_coloured_only_by_the_shape_colours(tmp_path):
     small = write_colour_demo(tmp_path / "small", count=3, val_count=1, seed=4)
-    large = write_colour_demo(tmp_path / "large", count=5, val_count=2, seed=4)
+    write_colour_demo(tmp_path / "large", count=5, val_count=2, seed=4)
     assert small["count"] == 3 and len(list((tmp_path / "large" / "images").iterdir())) == 5
     for name in ("images/0002.png", "val_images/0000.png"):
         assert (np.asarray(Image.open(tmp_path / "small" / name)) ==

@@ -60,6 +60,10 @@ class ColourSpace:
         return np.stack([self.ranges[0].decode(lightness), self.ranges[1].decode(chroma[..., 0]),
                          self.ranges[2].decode(chroma[..., 1])], -1)
 
+    def rgb_from_stored(self, lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 sRGB of stored planes (H x W lightness, H x W x 2 chroma)."""
+        return self.to_rgb(self.decode(lightness, chroma))
+
     def to_dict(self) -> dict:
         stored = {plane: span.to_dict() for plane, span in zip(self.planes, self.ranges, strict=True)}
         return {"name": self.name, "planes": list(self.planes), "stored": stored}

@@ -149,7 +149,7 @@ def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
     sizes = {stage: SizeStats() for stage in STAGES}
     source_sizes = {stage: SizeStats() for stage in STAGES}
     stored: list[tuple[str, bytes]] = []
-    config = PlanesConfig(options.space, resize, out_dir if writing else None, plan.seed)
+    config = PlanesConfig(resolved.space, resize, out_dir if writing else None, plan.seed)
     with WorkerPool(config, resolved.workers) as pool:
         for chunk in pool.results(chunked(items, resolved.workers)):
             for result in chunk:
@@ -181,14 +181,14 @@ def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
                 if progress:
                     progress(done, total)
             pool.finish()
-    space = COLOUR_SPACES[options.space]
+    space = COLOUR_SPACES[resolved.space]
     picture = histogram_picture(totals.chroma_histogram.reshape(256, 256), space,
                                 None if bins is None else bins.centres) if totals.pixels else None
     report = ColorizeReport(
         problems=plan.problems.problems, counts=counts, found=found,
         image_size={stage: sizes[stage].to_dict() for stage in STAGES},
         source_image_size={stage: source_sizes[stage].to_dict() for stage in STAGES},
-        space=options.space, bins=None if bins is None else bins.to_dict(), histogram_png=picture,
+        space=resolved.space, bins=None if bins is None else bins.to_dict(), histogram_png=picture,
         seed=plan.seed)
     return ColorizeOutcome(report, totals, bins, stored)
 
@@ -229,7 +229,7 @@ def _write_extras(folder: Path, plan: ColorizePlan, outcome: ColorizeOutcome) ->
 def colorize_info(plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
     """dataset.json of a colorization dataset."""
     options, report, bins, totals = plan.options, outcome.report, outcome.bins, outcome.totals
-    space = COLOUR_SPACES[options.space]
+    space = COLOUR_SPACES[plan.resolved.space]
     databases = [FEATURES, CHROMA] + ([LABELS] if bins is not None else [])
     bin_names = [] if bins is None else [f"a {a:g} b {b:g}" for a, b in np.round(bins.centres, 2)]
     return {
@@ -256,6 +256,6 @@ def colorize_info(plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
                     None if plan.resolved.val_images is None else str(plan.resolved.val_images)},
         "seed": plan.seed,
         "options": options.to_dict() | {"seed": plan.seed, "val_percent": plan.resolved.val_percent,
-                                        "bins": plan.resolved.bins},
+                                        "space": plan.resolved.space, "bins": plan.resolved.bins},
         "warnings": [problem.to_dict() for problem in report.warnings],
     }

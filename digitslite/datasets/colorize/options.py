@@ -9,6 +9,7 @@ from digitslite.datasets.colorize.colour import SPACES
 from digitslite.datasets.options import DEFAULT_VAL_PERCENT, _check_choice, _check_resize, _folder
 from digitslite.errors import UserError
 
+DEFAULT_SPACE = "lab"
 DEFAULT_BINS = "paper"
 
 
@@ -19,7 +20,7 @@ class ColorizeOptions:
     images: Path
     val_images: Path | None = None
     val_percent: int | None = None
-    space: str = "lab"
+    space: str | None = None  # lab
     bins: str | None = None  # paper for lab; no bins for yuv
     resize: str = "none"
     width: int | None = None
@@ -37,6 +38,7 @@ class ResolvedColorize:
     images: Path
     val_images: Path | None
     val_percent: int
+    space: str
     bins: str | None  # None: the dataset stores no bin labels (yuv)
     workers: int
 
@@ -51,15 +53,16 @@ def resolve_colorize(options: ColorizeOptions) -> ResolvedColorize:
         DEFAULT_VAL_PERCENT if options.val_percent is None else options.val_percent)
     if not 0 <= percent < 100:
         raise UserError(f"--val-percent {percent} must be at least 0 and below 100")
-    _check_choice(options.space, SPACES, "--space")
+    space = options.space or DEFAULT_SPACE
+    _check_choice(space, SPACES, "--space")
     if options.bins is not None:
         _check_choice(options.bins, BIN_CHOICES, "--bins")
-        if options.space != "lab":
-            raise UserError(f"--bins quantizes Lab's ab plane; with --space {options.space} the dataset "
+        if space != "lab":
+            raise UserError(f"--bins quantizes Lab's ab plane; with --space {space} the dataset "
                             "stores only the chroma targets: drop --bins or use --space lab")
-    bins = (options.bins or DEFAULT_BINS) if options.space == "lab" else None
+    bins = (options.bins or DEFAULT_BINS) if space == "lab" else None
     _check_resize(options)
     workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
-    return ResolvedColorize(options, images, val_images, percent, bins, workers)
+    return ResolvedColorize(options, images, val_images, percent, space, bins, workers)

@@ -5,11 +5,12 @@ from pathlib import Path
 from flask import Response, abort, jsonify, render_template, request
 
 from digitslite.datasets.colorize.bins import BIN_CHOICES
-from digitslite.datasets.colorize.colour import SPACES
+from digitslite.datasets.colorize.colour import COLOUR_SPACES, SPACES
 from digitslite.datasets.colorize.create import check_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
-from digitslite.datasets.tasks import DATASET_TASKS
+from digitslite.datasets.records import datum_array
+from digitslite.datasets.tasks import COLORIZATION, DATASET_TASKS
 from digitslite.jobs.runners.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options, dataset_path
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import CreateContext
@@ -24,12 +25,14 @@ from digitslite.server.pages.records import (
     image_mimetype,
     label_png,
     painting_palette,
+    png,
     read_record,
 )
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
 
 GALLERY_PER_PAGE = 12
+TOP_BINS = 12
 STAGES = ("train", "val")
 RECORD_CACHE_S = 86_400  # records never change once written
 
@@ -63,6 +66,10 @@ def dataset(job_id: str):
     page = min(whole_arg("gallery", 1), gallery_pages)
     first = (page - 1) * GALLERY_PER_PAGE
     positions = range(first, min(first + GALLERY_PER_PAGE, count))
+    top_bins = []
+    if info is not None and info.get("task") == COLORIZATION:
+        positions = _written_positions(folder.path, stage)[first:first + GALLERY_PER_PAGE]
+        top_bins = _top_bins(info["bins"]) if info.get("bins") else []
     index = services().index
     models = [model for model in map(index.get, index.dependents(job_id))
               if model and model["kind"] == "model"]
@@ -70,7 +77,25 @@ def dataset(job_id: str):
     return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
                            info=info, stage=stage, positions=positions,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
-                           log_end=log_end, page_of_kind=PAGE_OF_KIND)
+                           log_end=log_end, page_of_kind=PAGE_OF_KIND, top_bins=top_bins)
+
+
+def _top_bins(bins: dict) -> list[dict]:
+    """The TOP_BINS most frequent kept ab bins: index, centre, share of the training pixels, weight."""
+    total = sum(bins["pixels"]) or 1
+    order = sorted(range(bins["count"]), key=lambda index: -bins["pixels"][index])[:TOP_BINS]
+    return [{"index": index, "a": bins["centres"][index][0], "b": bins["centres"][index][1],
+             "share": bins["pixels"][index] / total, "weight": bins["weights"][index]} for index in order]
+
+
+def _written_positions(job_dir: Path, stage: str) -> list[int]:
+    """The record positions a colorization split holds (a skipped grey photo leaves its key unused),
+    from the split's source list."""
+    listing = dataset_path(job_dir) / f"{stage}.txt"
+    if not listing.is_file():
+        return []
+    with listing.open(encoding="utf-8") as lines:
+        return [int(line.split("\t", 1)[0]) for line in lines]
 
 
 @pages_api.get("/paths")
@@ -97,16 +122,23 @@ def dataset_check():
 
 @pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/<part>")
 def dataset_record(job_id: str, stage: str, position: int, part: str):
-    """A record as an image: `image`, `label` (class colours) or `classes` (indices as gray values)."""
+    """A record as an image: `image`, `label` (class colours), `classes` (indices as gray values) or,
+    in a colorization dataset, `colour` (the stored lightness and chroma back in sRGB)."""
     _, folder = page_job(job_id, "dataset")
     info = dataset_job_info(folder)
-    if info is None or stage not in STAGES or part not in ("image", "label", "classes"):
+    if info is None or stage not in STAGES or part not in ("image", "label", "classes", "colour"):
         raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
-    serialized = read_record(dataset_path(folder.path), stage, "features" if part == "image" else "labels",
-                             position)
+    serialized = read_record(dataset_path(folder.path), stage, "labels" if part in ("label", "classes")
+                             else "features", position)
     if serialized is None:
         abort(404, f"dataset {job_id} has no {stage} record {position}")
-    if part == "image":
+    if part == "colour":
+        chroma = read_record(dataset_path(folder.path), stage, "chroma", position)
+        if chroma is None or "colour_space" not in info:
+            abort(404, f"dataset {job_id} has no colour record {position} in {stage}")
+        space = COLOUR_SPACES[info["colour_space"]["name"]]
+        data = png(space.rgb_from_stored(datum_array(serialized)[0], datum_array(chroma).transpose(1, 2, 0)))
+    elif part == "image":
         data = image_bytes(serialized)
     else:
         data = label_png(serialized, painting_palette(info) if part == "label" else None)

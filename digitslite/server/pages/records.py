@@ -17,7 +17,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.datasets.records import datum_array, record_key
 from digitslite.viz.palette import colorize, extend_palette
 
-PARTS = ("features", "labels")
+PARTS = ("features", "labels", "chroma")
 OPEN_ENVIRONMENTS = 16
 _lock = threading.Lock()
 _environments: OrderedDict[Path, lmdb.Environment] = OrderedDict()
