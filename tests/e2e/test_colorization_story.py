@@ -32,7 +32,8 @@ def _pixels_of(page: Page, selector: str) -> str:
 def test_colour_photos_to_a_colourised_picture_with_a_temperature_slider(site, page: Page, shots):
     photos = write_colour_demo(site.demo.parent / "colour", count=8, val_count=4, width=32, height=32)["path"]
     page.goto("/datasets/new")
-    page.get_by_role("radio", name=re.compile("Colorization")).check()
+    page.get_by_text("Colorization: colour photos").click()
+    expect(page.get_by_role("radio", name=re.compile("Colorization"))).to_be_checked()
     page.get_by_label("Images folder").fill(f"{photos}/images")
     page.get_by_label("Separate validation folders").check()
     page.get_by_label("Validation images").fill(f"{photos}/val_images")
