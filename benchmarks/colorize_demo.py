@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="for both methods together")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--test-interval", type=int, default=25)
+    parser.add_argument("--test-interval", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="keep the dataset and job folders here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
