@@ -84,7 +84,8 @@ def _top_bins(bins: dict) -> list[dict]:
     """The TOP_BINS most frequent kept ab bins: index, centre, share of the training pixels, weight."""
     total = sum(bins["pixels"]) or 1
     order = sorted(range(bins["count"]), key=lambda index: -bins["pixels"][index])[:TOP_BINS]
-    return [{"index": index, "a": bins["centres"][index][0], "b": bins["centres"][index][1],
+    centres = bins["centres"]
+    return [{"index": index, "a": round(centres[index][0], 1), "b": round(centres[index][1], 1),
              "share": bins["pixels"][index] / total, "weight": bins["weights"][index]} for index in order]
 
 
