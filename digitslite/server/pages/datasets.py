@@ -127,7 +127,9 @@ def dataset_record(job_id: str, stage: str, position: int, part: str):
     in a colorization dataset, `colour` (the stored lightness and chroma back in sRGB)."""
     _, folder = page_job(job_id, "dataset")
     info = dataset_job_info(folder)
-    if info is None or stage not in STAGES or part not in ("image", "label", "classes", "colour"):
+    parts = ("image", "colour") if info is not None and info.get("task") == COLORIZATION else \
+        ("image", "label", "classes")
+    if info is None or stage not in STAGES or part not in parts:
         raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
     serialized = read_record(dataset_path(folder.path), stage, "labels" if part in ("label", "classes")
                              else "features", position)
@@ -135,7 +137,7 @@ def dataset_record(job_id: str, stage: str, position: int, part: str):
         abort(404, f"dataset {job_id} has no {stage} record {position}")
     if part == "colour":
         chroma = read_record(dataset_path(folder.path), stage, "chroma", position)
-        if chroma is None or "colour_space" not in info:
+        if chroma is None:
             abort(404, f"dataset {job_id} has no colour record {position} in {stage}")
         space = COLOUR_SPACES[info["colour_space"]["name"]]
         data = png(space.rgb_from_stored(datum_array(serialized)[0], datum_array(chroma).transpose(1, 2, 0)))
