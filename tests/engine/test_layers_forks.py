@@ -38,7 +38,7 @@ def test_upsample_puts_each_maximum_back_where_pooling_found_it():
                         [0.0, 0.0, 1.0, 2.0],
                         [9.0, 6.0, 3.0, 8.0]]]])
     net = CaffeNet(parse_net(NET % "scale: 2"))
-    up = net.forward_all({"x": x})["u"]
+    up = net.forward({"x": x}, keep=["u"])["u"]
     expected = torch.tensor([[[[0.0, 5.0, 0.0, 0.0],
                                [0.0, 0.0, 7.0, 0.0],
                                [0.0, 0.0, 0.0, 0.0],

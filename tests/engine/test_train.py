@@ -213,10 +213,10 @@ def test_a_data_layer_without_a_dataset_is_a_user_error(tmp_path):
         train(config, tmp_path)
 
 
-def test_a_python_data_layer_needs_batches(tmp_path):
+def test_a_known_fcn_python_data_layer_asks_for_its_dataset(tmp_path):
     net = parse_net('name: "p" layer { name: "data" type: "Python" top: "data" top: "label" '
                     'python_param { module: "voc_layers" layer: "SBDDSegDataLayer" } }')
-    with pytest.raises(UserError, match="data source digitslite cannot read"):
+    with pytest.raises(UserError, match=r"data_param\.source is empty.*give the dataset folder"):
         train(TrainConfig(solver=solver("max_iter: 1"), net=net, device="cpu"), tmp_path)
 
 

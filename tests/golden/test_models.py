@@ -33,6 +33,11 @@ def _recipe_weights(net: CaffeNet, seed: int, stored: np.lib.npyio.NpzFile) -> d
     return weights
 
 
+def _stored_names(expected: np.lib.npyio.NpzFile) -> set[str]:
+    """Every blob the file holds (in full, or summarised), which the forward must keep."""
+    return {key.partition(":")[2] for key in expected.files if not key.startswith("paramshape:")}
+
+
 def _compare_blobs(blobs: dict[str, torch.Tensor], expected: np.lib.npyio.NpzFile) -> None:
     for key in expected.files:
         kind, _, name = key.partition(":")
@@ -61,7 +66,7 @@ def test_lenet_trained_weights_on_the_sample_digits() -> None:
     net = CaffeNet(read_net(folder / "net.prototxt"), "test")
     net.load_weights(folder / "weights.caffemodel")
     with torch.no_grad():
-        blobs = net.forward_all({"data": torch.from_numpy(expected["blob:data"])})
+        blobs = net.forward({"data": torch.from_numpy(expected["blob:data"])}, keep=_stored_names(expected))
     _compare_blobs(blobs, expected)
 
 
@@ -76,5 +81,5 @@ def test_fcn_with_recipe_weights_at_64x64(name: str) -> None:
     net = CaffeNet(read_net(folder / "net.prototxt"), "test", input_shapes={"data": data.shape})
     net.load_weights(_recipe_weights(net, SEEDS[name], expected))
     with torch.no_grad():
-        blobs = net.forward_all({"data": torch.from_numpy(data)})
+        blobs = net.forward({"data": torch.from_numpy(data)}, keep=_stored_names(expected))
     _compare_blobs(blobs, expected)
