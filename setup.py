@@ -32,11 +32,13 @@ setup(
     extras_require={
         "test": [
             "grpcio-tools==1.85.1",
+            "hypothesis==6.155.2",
             "playwright==1.65.2",
             "pytest==9.0.3",
             "pytest-xdist==3.8.0",
             "pyyaml==6.0.3",
             "ruff==0.17.5",
+            "sortedcontainers==2.4.0",
         ],
     },
     entry_points={"console_scripts": ["digitslite=digitslite.cli:main"]},

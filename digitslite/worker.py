@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.engine.launch import RanksInterrupted
 from digitslite.errors import UserError
 from digitslite.jobs.folder import JobFolder
@@ -104,8 +105,11 @@ def run_job(folder: JobFolder, token: str | None) -> int:
     except Exception as exc:
         traceback.print_exc()
         sys.stdout.flush()
-        reporter.finished(Status.FAILED, f"internal error {type(exc).__name__}: {exc}; the traceback is in "
-                                         "the job log")
+        if is_disk_full(exc, folder.path):
+            reporter.finished(Status.FAILED, disk_full_message(folder.path))
+        else:
+            reporter.finished(Status.FAILED, f"internal error {type(exc).__name__}: {exc}; the traceback is "
+                                             "in the job log")
     else:
         print("worker: done", flush=True)
         reporter.finished(Status.DONE)

@@ -5,6 +5,7 @@ Large models (AlexNet is 233 MB) must load in seconds, so blob data travel as pa
 numpy buffers, never element by element through Python.
 """
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from digitslite.errors import UserError
 Weights = dict[str, list[np.ndarray]]
 
 _LEGACY_AXES = ("num", "channels", "height", "width")
+# A .binaryproto holds one array (a mean image, an infogain matrix): a 3 x 4096 x 4096 float mean is
+# 192 MiB, so anything past this is not one.
+MAX_BLOB_FILE_BYTES = 256 << 20
 _RENAME_FIX = "rename the layer in the network definition to train it from scratch instead"
 
 
@@ -59,13 +63,31 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return values.reshape(shape)
 
 
+def _read_bounded(path: Path, what: str, fix: str) -> bytes:
+    """The bytes of a regular file of at most MAX_BLOB_FILE_BYTES; a device, pipe or huge file is
+    refused before anything is read (opened without blocking, so a pipe cannot hang the reader)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    limit_mib = MAX_BLOB_FILE_BYTES >> 20
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: not a regular file, so not {what}; {fix}")
+        if info.st_size > MAX_BLOB_FILE_BYTES:
+            raise UserError(f"{path}: {info.st_size} bytes, more than {what} may hold ({limit_mib} MiB); "
+                            f"{fix}")
+        data = stream.read(MAX_BLOB_FILE_BYTES + 1)
+    if len(data) > MAX_BLOB_FILE_BYTES:
+        raise UserError(f"{path}: grew past {limit_mib} MiB while read; {fix}")
+    return data
+
+
 def read_blob_file(path: str | os.PathLike, what: str, fix: str) -> np.ndarray:
     """The array in a BlobProto file (.binaryproto: a mean image, an infogain matrix); errors name
     the file, `what` it is for, and the `fix`."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    data = _read_bounded(Path(path), what, fix)
     try:
         return blob_to_array(caffe_pb2.BlobProto.FromString(data))
     except UserError as exc:

@@ -9,9 +9,11 @@ from digitslite.datasets.create import (
     DatasetSummary,
     check_dataset,
     create_dataset,
+    remove_partials,
 )
 from digitslite.datasets.options import DatasetOptions
 from digitslite.datasets.report import ValidationReport
 
 __all__ = ["DatasetAbortedError", "DatasetInvalidError", "DatasetOptions", "DatasetSummary",
-           "ValidationReport", "check_dataset", "create_dataset"]
+           "ValidationReport", "check_dataset", "create_dataset",
+           "remove_partials"]

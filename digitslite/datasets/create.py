@@ -57,6 +57,22 @@ def check_dataset(options: DatasetOptions, progress: Progress | None = None) -> 
     return scan(make_plan(options), None, progress).report
 
 
+def _partial_name(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
+def remove_partials(out_dir: Path | str) -> list[Path]:
+    """Remove the hidden partial folders that killed creations of `out_dir` left behind; return them.
+    Only for a caller that knows no other creation of `out_dir` runs (a job worker holds its lock)."""
+    out = Path(out_dir).expanduser().absolute()
+    if not out.parent.is_dir():
+        return []
+    stale = [path for path in out.parent.iterdir() if path.name.startswith(_partial_name(out))]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def _refuse_existing(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: the output folder already exists; choose a new folder or delete it")
@@ -87,7 +103,7 @@ def publishing(out_dir: Path | str) -> Iterator[Path]:
     out = Path(out_dir).expanduser().absolute()
     _refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
     partial.mkdir()
     try:
         with _sigterm_raises():

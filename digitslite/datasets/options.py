@@ -14,6 +14,10 @@ LABEL_MODES = ("palette", "rgb", "index")
 ENCODINGS = ("png", "jpg", "none")
 RESIZE_MODES = ("none", "squash", "crop", "fill", "half_crop")
 DEFAULT_VAL_PERCENT = 10
+# Bounds on one image, source or resize target: a side, and the pixels of the whole (4096 x 4096).
+# The encoders' memory grows with them (the mean alone takes 24 bytes a pixel).
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 4096
 
 
 @dataclass
@@ -37,10 +41,13 @@ class DatasetOptions:
     seed: int | None = None
     workers: int | None = None
     allow_empty_classes: bool = False
+    # Resolved folders every image and label must really lie in (links followed); None: anywhere.
+    within: tuple[Path, ...] | None = None
 
     def to_dict(self) -> dict:
+        """The options as recorded in dataset.json; `within` is the server's business, not the data's."""
         return {key: str(value) if isinstance(value, Path) else value
-                for key, value in asdict(self).items()}
+                for key, value in asdict(self).items() if key != "within"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,11 @@ def _check_resize(options: DatasetOptions) -> None:
     for flag, value in (("--width", options.width), ("--height", options.height)):
         if value is None or value < 1:
             raise UserError(f"--resize {options.resize} needs {flag} as a positive number of pixels")
+        if value > MAX_SIDE:
+            raise UserError(f"{flag} {value} is larger than {MAX_SIDE} pixels; resize to a smaller size")
+    if options.width * options.height > MAX_PIXELS:
+        raise UserError(f"--width {options.width} x --height {options.height} is more than {MAX_PIXELS} "
+                        "pixels; resize to a smaller size")
 
 
 def _class_spec(options: DatasetOptions) -> ClassSpec:

@@ -22,14 +22,49 @@ class Pair:
     label: Path
 
 
-def find_images(folder: Path, problems: ProblemLog) -> dict[str, Path]:
-    """Relative name (posix path without extension) -> file, for every image file under `folder`."""
+def _inside(path: Path, within: tuple[Path, ...] | None) -> bool:
+    if within is None:
+        return True
+    real = path.resolve()
+    return any(real == root or real.is_relative_to(root) for root in within)
+
+
+def _unvisited(root: str, dirs: list[str], seen: set[tuple[int, int]], problems: ProblemLog) -> list[str]:
+    """The subfolders of `root` not walked yet; one reached again through a link is reported."""
+    kept = []
+    for name in sorted(dirs):
+        try:
+            info = os.stat(os.path.join(root, name))
+        except OSError:
+            continue  # a dangling link: no folder to walk
+        if (info.st_dev, info.st_ino) in seen:
+            problems.add("link_loop", os.path.join(root, name))
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        kept.append(name)
+    return kept
+
+
+def find_images(folder: Path, problems: ProblemLog,
+                within: tuple[Path, ...] | None = None) -> dict[str, Path]:
+    """Relative name (posix path without extension) -> file, for every image file under `folder`.
+
+    Links are followed, each folder walked once; with `within`, a file whose real path lies outside
+    those (resolved) folders is reported instead of read."""
     found: dict[str, Path] = {}
+    start = os.stat(folder)
+    seen = {(start.st_dev, start.st_ino)}
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs.sort()
+        dirs[:] = _unvisited(root, dirs, seen, problems)
         for file_name in sorted(files):
             path = Path(root) / file_name
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if not _inside(path, within):
+                problems.add("outside_roots", f"{path} -> {path.resolve()}")
+                continue
+            if not path.is_file():  # a pipe or device would block or never end its reading
+                problems.add("unreadable", f"{path} (not a regular file)")
                 continue
             name = path.relative_to(folder).with_suffix("").as_posix()
             if name in found:
@@ -39,10 +74,11 @@ def find_images(folder: Path, problems: ProblemLog) -> dict[str, Path]:
     return found
 
 
-def pair_folders(images: Path, labels: Path, problems: ProblemLog) -> list[Pair]:
+def pair_folders(images: Path, labels: Path, problems: ProblemLog,
+                 within: tuple[Path, ...] | None = None) -> list[Pair]:
     """Pairs sorted by name; unpaired files in either folder go to `problems`."""
-    image_files = find_images(images, problems)
-    label_files = find_images(labels, problems)
+    image_files = find_images(images, problems, within)
+    label_files = find_images(labels, problems, within)
     for name in sorted(image_files.keys() - label_files.keys()):
         problems.add("unpaired_image", f"{image_files[name]} (no {labels / name}.*)")
     for name in sorted(label_files.keys() - image_files.keys()):

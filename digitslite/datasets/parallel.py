@@ -13,8 +13,11 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from digitslite.datasets.worker import bound_memory, end_quietly_on_broken_pipe
+
 MAX_CHUNK = 4
 BARRIER_TIMEOUT_S = 600
+WAIT_S = 0.5  # longest the parent waits for a result without looking up
 
 
 class WorkState(Protocol):
@@ -61,7 +64,10 @@ _pool_state: dict = {}
 
 
 def _init_pool_worker(config: WorkConfig, stop_encoding, barrier) -> None:
-    """Pool initializer: this process's state, and the barrier _finish_pool_worker waits at."""
+    """Pool initializer: bounded memory, this process's state, and the barrier _finish_pool_worker
+    waits at."""
+    bound_memory()
+    end_quietly_on_broken_pipe()
     _pool_state.update(state=config.start(stop_encoding), barrier=barrier)
 
 
@@ -97,10 +103,20 @@ class WorkerPool:
             self._local = self._config.start(self._stop_encoding)
         return self
 
-    def results(self, chunks: Iterable[list]) -> Iterator[list]:
-        if self._pool is not None:
-            return self._pool.imap(_process_pool_chunk, chunks)
-        return (self._local.process(chunk) for chunk in chunks)
+    def results(self, chunks: Iterable[list]) -> Iterator[list | None]:
+        """Each chunk's results in order; with a pool also None whenever WAIT_S pass without one, so
+        that the caller can look at its stop flag while an encoder is stuck on a slow file."""
+        if self._pool is None:
+            yield from (self._local.process(chunk) for chunk in chunks)
+            return
+        results = self._pool.imap(_process_pool_chunk, chunks)
+        while True:
+            try:
+                yield results.next(timeout=WAIT_S)
+            except multiprocessing.TimeoutError:
+                yield None
+            except StopIteration:
+                return
 
     def stop_encoding(self) -> None:
         """Workers skip encoding and writing from now on (the dataset will not be published)."""

@@ -26,6 +26,12 @@ KINDS: dict[str, ProblemKind] = {
     "unpaired_label": ProblemKind(
         ERROR, "labels without an image",
         "add the image with the same relative path and name (any extension) or remove the label"),
+    "outside_roots": ProblemKind(
+        ERROR, "files that link to a place outside the folders this server may read",
+        "copy the file into the data root instead of linking to it"),
+    "link_loop": ProblemKind(
+        ERROR, "folders reached a second time through a link (a loop, or two links to one folder)",
+        "remove the link"),
     "duplicate_name": ProblemKind(
         ERROR, "files sharing one relative name with different extensions",
         "keep one file per name in each folder"),

@@ -56,10 +56,10 @@ def make_plan(options: DatasetOptions) -> Plan:
     """Resolve the options, pair the folders and split them; pairing problems go in plan.problems."""
     resolved = resolve_options(options)
     problems = ProblemLog()
-    pairs = pair_folders(resolved.images, resolved.labels, problems)
+    pairs = pair_folders(resolved.images, resolved.labels, problems, options.within)
     val_pairs = None
     if resolved.val_images is not None:
-        val_pairs = pair_folders(resolved.val_images, resolved.val_labels, problems)
+        val_pairs = pair_folders(resolved.val_images, resolved.val_labels, problems, options.within)
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     stages = split_pairs(pairs, val_pairs, resolved.val_percent, seed)
     if not stages["train"]:
@@ -95,6 +95,10 @@ def scan(plan: Plan, out_dir: Path | None, progress: Progress | None = None) -> 
         progress(0, len(items))
     with WorkerPool(config, plan.resolved.workers) as pool:
         for chunk in pool.results(chunked(items, plan.resolved.workers)):
+            if chunk is None:  # none ready yet: a chance to stop
+                if progress:
+                    progress(done, len(items))
+                continue
             for result in chunk:
                 plan.problems.extend(result.found)
                 stats[result.item.stage].add(result)

@@ -7,6 +7,8 @@ the parent never becomes the bottleneck. A shared flag lets the parent stop enco
 found: only the report matters now); each process sums its own training images for the mean and
 hands the sum over once, at the end.
 """
+import resource
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +18,13 @@ from PIL import Image
 from digitslite.datasets.labels import Found, LabelDecoder, is_16bit, value_histogram
 from digitslite.datasets.lmdb_writer import SplitWriters
 from digitslite.datasets.mean import MeanAccumulator
+from digitslite.datasets.options import MAX_PIXELS
 from digitslite.datasets.records import feature_datum, label_datum, record_key
 from digitslite.datasets.resize import ResizeSpec, resize_pair
 
 STAGE_NUMBERS = {"train": 0, "val": 1}
+# Heap of one encoder process: a largest image, its label, the resized copies and the mean sums fit.
+MAX_ENCODER_MEMORY = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,25 @@ class WorkerState:
             self.writers.close(commit=False)
 
 
+def end_quietly_on_broken_pipe() -> None:
+    """A pool process whose parent died (a server killed mid-check) ends at its next write, as Unix
+    programs do on SIGPIPE, instead of printing BrokenPipeError tracebacks into the server's log."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def bound_memory() -> None:
+    """Cap this encoder process's heap, so that one hostile image fails with MemoryError (a report
+    line) instead of growing until the machine's memory is gone."""
+    resource.setrlimit(resource.RLIMIT_DATA, (MAX_ENCODER_MEMORY, MAX_ENCODER_MEMORY))
+
+
 def open_image(path: Path) -> tuple[Image.Image | None, bool, str]:
     """(loaded image or None, whether the file is 16-bit, why it could not be read)."""
     try:
         image = Image.open(path)
+        if image.width * image.height > MAX_PIXELS:  # known from the header, before decoding
+            return None, False, (f"{path} ({image.width}x{image.height} is more than {MAX_PIXELS} pixels; "
+                                 "make the image smaller)")
         sixteen_bit = is_16bit(image)
         image.load()
     # Pillow's decoders fail with OSError, SyntaxError, ValueError, struct.error, EOFError or

@@ -14,6 +14,8 @@ divides by the solver count before ApplyUpdate), and the update of one process w
 W·B samples of the W ranks when every batch normalises its loss by the same count.
 """
 import contextlib
+import datetime
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -64,6 +66,18 @@ def has_unreached_parameters(net: CaffeNet) -> bool:
                for learnable in net.learnable_params())
 
 
+RENDEZVOUS_TIMEOUT_S = 600.0
+
+
+def rendezvous_timeout_s() -> float:
+    """How long ranks wait for each other to meet (DIGITSLITE_RENDEZVOUS_TIMEOUT_S, default 10 min)."""
+    raw = os.environ.get("DIGITSLITE_RENDEZVOUS_TIMEOUT_S", "")
+    try:
+        return float(raw) if raw else RENDEZVOUS_TIMEOUT_S
+    except ValueError:
+        raise UserError(f"DIGITSLITE_RENDEZVOUS_TIMEOUT_S={raw!r} must be a number of seconds") from None
+
+
 class Ranks:
     """This process's place among the ranks, and the collectives training needs. One process is a
     world of one, where every collective is the identity, so the training loop has one code path."""
@@ -82,10 +96,15 @@ class Ranks:
         cuda = device.type == "cuda"
         if cuda:
             torch.cuda.set_device(device)
+        wait = rendezvous_timeout_s()
         try:
-            distributed.init_process_group("nccl" if cuda else "gloo", rank=env.rank,
+            # The meeting point first, with its own time limit: a rank whose master never answers
+            # gives up after `wait` seconds; the collectives keep torch's own, longer limit.
+            store = distributed.TCPStore(env.master_addr, env.master_port, env.world_size, env.rank == 0,
+                                         timeout=datetime.timedelta(seconds=wait))
+            distributed.init_process_group("nccl" if cuda else "gloo", store=store, rank=env.rank,
                                            world_size=env.world_size)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, OSError) as exc:
             raise UserError(f"rank {env.rank} cannot join the ranks at {env.master_addr}:{env.master_port} "
                             f"({exc}); check the address and port of rank 0 and that it is reachable"
                             ) from None

@@ -54,6 +54,7 @@ _COLUMNS = ("id", "kind", "status", "name", "owner", "grp", "priority", "created
             "message", "error", "depends_on", "search", "spec_mtime_ns", "state_mtime_ns")
 _SUMMARY_COLUMNS = _COLUMNS[:13]
 MAX_PER_PAGE = 500
+MAX_PAGE = 10**9  # far past any listing, and (page - 1) * per_page stays a SQLite integer
 # The orders a listing may ask for, by name; ties always fall back to newest first.
 SORT_COLUMNS = {"created": "created", "name": "name COLLATE NOCASE", "status": "status",
                 "owner": "owner", "group": "grp COLLATE NOCASE", "updated": "updated"}
@@ -68,19 +69,30 @@ class JobFilter:
     text: str | None = None
 
 
+def _storable(row: dict[str, Any]) -> dict[str, Any]:
+    """`row`, or ValueError when a text column cannot be stored (SQLite takes UTF-8 only)."""
+    for column, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"job.json or state.json: {column} is not valid Unicode text") from None
+    return row
+
+
 def row_from_folder(folder: JobFolder) -> dict[str, Any]:
     """The index row of one job folder. Raises OSError or ValueError when the folder is unreadable."""
     spec_mtime = folder.spec_file.stat().st_mtime_ns
     state_mtime = folder.state_file.stat().st_mtime_ns
     spec, state = folder.spec(), folder.state()
-    return {
+    return _storable({
         "id": spec.id, "kind": spec.kind, "status": str(state.status), "name": spec.name,
         "owner": spec.owner, "grp": spec.group, "priority": spec.priority, "created": spec.created,
         "updated": state_mtime / 1e9, "progress": state.progress, "message": state.message,
         "error": (state.error or {}).get("message"), "depends_on": json.dumps(spec.depends_on),
         "search": " ".join((spec.id, spec.name, spec.group, spec.notes, spec.kind)),
         "spec_mtime_ns": spec_mtime, "state_mtime_ns": state_mtime,
-    }
+    })
 
 
 def _summary(row: sqlite3.Row) -> dict[str, Any]:

@@ -8,12 +8,14 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.jobs.errors import JobConflictError, JobNotFoundError
 from digitslite.jobs.folder import JobFolder, clear_leftovers, create_job_folder, remove_job_folder
 from digitslite.jobs.index import JobIndex
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Prepare = Callable[[Path], None]
 EXIT_GRACE_S = 10.0  # how long a worker that reported its end may take to exit
+MAX_BACKOFF_S = 30.0
 
 
 @dataclass
@@ -87,12 +90,25 @@ class Scheduler:
         self._wake.set()
 
     def _loop(self) -> None:
+        failures, last_error = 0, ""
         while not self._stopping.is_set():
             try:
                 self.tick()
-            except Exception:  # one bad job folder must not stop the scheduling of all others
-                log.exception("scheduler tick failed")
-            self._wake.wait(self.settings.poll_interval_s)
+                failures, last_error = 0, ""
+            except Exception as exc:  # one bad job folder must not stop the scheduling of all others
+                failures += 1
+                if is_disk_full(exc, self.jobs_dir):
+                    error = "disk full"
+                    if error != last_error:
+                        log.error("scheduling paused: %s", disk_full_message(self.jobs_dir))
+                else:
+                    error = f"{type(exc).__name__}: {exc}"
+                    if error != last_error:
+                        log.exception("scheduler tick failed")
+                last_error = error  # the same failure again is not logged again
+            # Failing ticks back off (up to MAX_BACKOFF_S) instead of retrying four times a second.
+            pause = min(MAX_BACKOFF_S, self.settings.poll_interval_s * 2 ** failures)
+            self._wake.wait(pause if failures else self.settings.poll_interval_s)
             self._wake.clear()
 
     def recover(self) -> None:
@@ -140,7 +156,10 @@ class Scheduler:
         so that it cannot overwrite a newer row written by the scheduler thread."""
         with self._lock:
             if self.index.get(job_id) is not None:
-                self.index.refresh(self.folder(job_id))
+                try:
+                    self.index.refresh(self.folder(job_id))
+                except (sqlite3.Error, OSError) as exc:  # a full disk: the reader has the folder's view
+                    log.warning("index not refreshed for job %s: %s", job_id, exc)
 
     def running_gpus(self) -> dict[str, list[str]]:
         with self._lock:
@@ -157,8 +176,13 @@ class Scheduler:
             folders = []
             for spec, prepare in jobs:
                 state = JobState().moved_to(Status.QUEUED)
-                folders.append(create_job_folder(self.jobs_dir, spec, state, prepare))
-                self.index.refresh(folders[-1])
+                folder = create_job_folder(self.jobs_dir, spec, state, prepare)
+                try:
+                    self.index.refresh(folder)
+                except BaseException:
+                    remove_job_folder(folder)  # a job the index cannot hold would never run
+                    raise
+                folders.append(folder)
         self.wake()
         return folders
 
@@ -176,7 +200,7 @@ class Scheduler:
                 self._server_write(folder, lambda s: s.moved_to(Status.ABORTED))
             elif handle.abort_deadline is None:
                 folder.request_abort()
-                handle.signal(signal.SIGTERM)
+                handle.stop()
                 handle.abort_deadline = time.time() + self.settings.abort_grace_s
         self.wake()
 
@@ -247,7 +271,7 @@ class Scheduler:
         self._server_write(folder, lambda s: s.moved_to(Status.FAILED, error=error))
 
     def _kill_now(self, handle: WorkerHandle, timeout_s: float = 10.0) -> None:
-        handle.signal(signal.SIGKILL)
+        handle.kill()
         deadline = time.monotonic() + timeout_s
         while handle.alive() and time.monotonic() < deadline:
             time.sleep(0.02)  # the kernel reaps a SIGKILLed process within milliseconds
@@ -272,7 +296,7 @@ class Scheduler:
             if handle.abort_deadline is not None and time.time() > handle.abort_deadline:
                 log.warning("job %s did not stop within %g s of SIGTERM; sending SIGKILL",
                             handle.job_id, self.settings.abort_grace_s)
-                handle.signal(signal.SIGKILL)
+                handle.kill()
                 handle.abort_deadline = float("inf")
             return
         self._finish(handle)

@@ -82,9 +82,22 @@ class WorkerHandle:
         state = self.folder.state()
         return state.pid if is_same_process(state.pid, state.proc_start, state.boot_id) else None
 
-    def signal(self, sig: signal.Signals) -> bool:
+    def stop(self) -> bool:
+        """SIGTERM to the worker alone: it stops its own helpers (encoder pools, ranks, data loaders)
+        in order, which a SIGTERM to each of them would break mid-message."""
+        leader = self._group()
+        if leader is None:
+            return False
+        try:
+            os.kill(leader, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL to the worker's whole process group."""
         group = self._group()
-        return group is not None and signal_group(group, sig)
+        return group is not None and signal_group(group, signal.SIGKILL)
 
     def reap_group(self) -> None:
         """Kill what a dead worker of ours may have left behind (forked data loaders)."""

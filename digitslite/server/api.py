@@ -11,6 +11,7 @@ from digitslite.jobs.gpus import query_gpus
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.model import Status
 from digitslite.server.auth import current_identity, require_owner
+from digitslite.server.create_common import json_object_body
 from digitslite.server.creators import clone_job
 from digitslite.server.errors import ApiError
 from digitslite.server.render import job_detail, job_summary
@@ -18,6 +19,7 @@ from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import DeleteQuery, JobListQuery, LogQuery, RecordsQuery
 from digitslite.server.schemas.responses import Created, JobDetail, JobList, Records, System
 from digitslite.server.services import services
+from digitslite.server.validators import text_problem
 
 api = Blueprint("api", __name__)
 
@@ -99,6 +101,8 @@ def get_log(job_id: str):
 def get_file(job_id: str, name: str):
     """A file of the job's folder (inference outputs, results.json, a snapshot); nothing outside it"""
     _row(job_id)
+    if text_problem(name):
+        raise ApiError(404, f"job {job_id} has no file {name!r}", "name")
     root = services().scheduler.folder(job_id).path.resolve()
     target = (root / name).resolve()
     if not target.is_relative_to(root) or not target.is_file() or target.name == "worker.lock":
@@ -135,9 +139,7 @@ CLONE_BODY = {"type": "object",
 def clone(job_id: str):
     """A new job with this one's parameters; the body's fields replace some of them"""
     _row(job_id)
-    overrides = request.get_json(silent=True) if request.content_length else {}
-    if not isinstance(overrides, dict):
-        raise ApiError(400, "the body must be a JSON object of the parameters to change (or empty)")
+    overrides = json_object_body() if request.content_length else {}
     folders = clone_job(services().scheduler.folder(job_id), overrides, current_identity())
     return jsonify({"jobs": [_detail(folder.id) for folder in folders]}), 201
 

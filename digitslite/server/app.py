@@ -4,7 +4,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 
 from digitslite.errors import UserError
 from digitslite.jobs.index import JobIndex
@@ -12,13 +12,14 @@ from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler, SchedulerSettings
 from digitslite.server.api import api
 from digitslite.server.auth import install_auth
-from digitslite.server.config import INDEX_FILE, USERS_FILE, ServerConfig
+from digitslite.server.config import INDEX_FILE, MAX_JSON_BODY_BYTES, USERS_FILE, ServerConfig
 from digitslite.server.create_dataset import datasets_api
 from digitslite.server.create_inference import inference_api
 from digitslite.server.create_model import models_api
 from digitslite.server.create_pretrained import pretrained_api
 from digitslite.server.download import download_api
 from digitslite.server.errors import install_error_handlers
+from digitslite.server.hosts import install_host_check
 from digitslite.server.pages import pages
 from digitslite.server.schemas.openapi import openapi_api
 from digitslite.server.services import Services
@@ -53,6 +54,13 @@ def _claim_jobs_dir(jobs_dir: Path) -> JobLock:
     return lock
 
 
+def _limit_body() -> None:
+    """Only file uploads (multipart) may use the upload limit; a JSON or form body is parsed in
+    memory and gets a small one."""
+    if request.mimetype != "multipart/form-data":
+        request.max_content_length = MAX_JSON_BODY_BYTES
+
+
 def create_app(config: ServerConfig | None = None) -> Flask:
     """Build the app; with `config.scheduler` it also recovers the jobs and starts scheduling."""
     config = (config or ServerConfig.from_env()).resolved()
@@ -75,7 +83,11 @@ def create_app(config: ServerConfig | None = None) -> Flask:
     app.extensions["digitslite"] = Services(config, index, scheduler, UserStore(config.jobs_dir / USERS_FILE),
                                             server_lock)
     install_error_handlers(app)
+    # Each request thread's SQLite connection ends with its request, not when the collector finds it.
+    app.teardown_appcontext(lambda exc: index.close())
     install_auth(app)
+    install_host_check(app)
+    app.before_request(_limit_body)
     app.register_blueprint(pages)
     app.register_blueprint(store_tree)
     for blueprint in (api, datasets_api, models_api, inference_api, pretrained_api, download_api, events_api,

@@ -16,6 +16,7 @@ from digitslite.server.services import services
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+SESSION_ID = "sid"
 # The embedded model store is public content that other servers and `digitslite store list` read
 # without an account, like any static store.
 PUBLIC_ENDPOINTS = frozenset({"pages.login", "openapi_api.openapi", "static", "store_tree.store_file"})
@@ -85,6 +86,9 @@ def _authenticate():
         g.identity = Identity(user.name, user.admin, "token")
         return None
     user = users.get(session.get("user", ""))
+    if user is not None and not users.session_live(user, session.get(SESSION_ID, "")):
+        session.clear()  # ended by a logout or a password change, though the cookie is still signed
+        user = None
     if user is not None:
         g.identity = Identity(user.name, user.admin, "session")
         if request.method not in SAFE_METHODS and request.endpoint != "pages.login":
@@ -106,20 +110,30 @@ def install_auth(app: Flask) -> None:
 
 
 def login_session(name: str) -> None:
-    """Start a fresh session for `name`: new CSRF token, nothing carried over from before login."""
+    """Start a fresh session for `name`: new CSRF token, nothing carried over from before login, and
+    its id recorded on the server, which alone decides whether it is still live."""
     session.clear()
     session["user"] = name
+    session[SESSION_ID] = services().users.start_session(name)
     session.permanent = True
     csrf_token()
 
 
 def logout_session() -> None:
+    """End the session on the server too, so a copy of its cookie is worth nothing."""
+    name, session_id = session.get("user"), session.get(SESSION_ID)
+    if name and session_id:
+        services().users.end_session(name, session_id)
     session.clear()
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: only a path on this server, never another site."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    """Where to go after login: only a path on this server, never another site. Browsers drop tabs
+    and line breaks from URLs and read a backslash as a slash, so any such character refuses it."""
+    if not target or any(ord(char) < 0x20 or char in "\\\x7f" for char in target):
+        return url_for("pages.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("pages.home")
     return target
 

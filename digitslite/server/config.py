@@ -13,7 +13,10 @@ DEFAULT_PORT = 5000
 # Files of the jobs directory beside the job folders: the job index and the accounts.
 INDEX_FILE = "index.sqlite"
 USERS_FILE = "users.json"
-DEFAULT_MAX_UPLOAD_MB = 2048
+DEFAULT_MAX_UPLOAD_MB = 1024
+DEFAULT_MAX_UNPACK_MB = 4096
+DEFAULT_MAX_ARCHIVE_MEMBERS = 10_000
+MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # a JSON request: a 5 MB network text fits three times over
 
 
 def _env_int(name: str, default: int) -> int:
@@ -36,6 +39,11 @@ def _env_float(name: str, default: float) -> float:
         raise UserError(f"environment variable {name}={raw!r} must be a number") from None
 
 
+def _env_names(name: str) -> tuple[str, ...]:
+    """A comma-separated list of host names, lower case."""
+    return tuple(part.strip().lower() for part in os.environ.get(name, "").split(",") if part.strip())
+
+
 def _env_gpus() -> list[str] | None:
     """DIGITSLITE_GPUS: "none", or a comma list of ids; unset means ask nvidia-smi."""
     raw = os.environ.get("DIGITSLITE_GPUS")
@@ -53,7 +61,11 @@ class ServerConfig:
     # Server-side folders a dataset or inference request may name; nothing outside them is read.
     data_roots: tuple[Path, ...] = (Path("data"),)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    max_unpack_bytes: int = DEFAULT_MAX_UNPACK_MB * 1024 * 1024  # what one uploaded archive may unpack to
+    max_archive_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS
     insecure: bool = False
+    # Host names (besides the address it listens on) that requests may name in their Host header.
+    allowed_hosts: tuple[str, ...] = ()
     gpus: list[str] | None = None  # None: detect with nvidia-smi
     cpu_slots: int = 2
     abort_grace_s: float = 10.0
@@ -68,6 +80,9 @@ class ServerConfig:
             jobs_dir=Path(os.environ.get("DIGITSLITE_JOBS_DIR") or "jobs"),
             data_roots=tuple(Path(p) for p in roots.split(os.pathsep) if p) if roots else (Path("data"),),
             max_upload_bytes=_env_int("DIGITSLITE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
+            max_unpack_bytes=_env_int("DIGITSLITE_MAX_UNPACK_MB", DEFAULT_MAX_UNPACK_MB) * 1024 * 1024,
+            max_archive_members=_env_int("DIGITSLITE_MAX_ARCHIVE_MEMBERS", DEFAULT_MAX_ARCHIVE_MEMBERS),
+            allowed_hosts=_env_names("DIGITSLITE_ALLOWED_HOSTS"),
             gpus=_env_gpus(),
             cpu_slots=_env_int("DIGITSLITE_CPU_SLOTS", max(1, (os.cpu_count() or 2) // 2)),
             abort_grace_s=_env_float("DIGITSLITE_ABORT_GRACE_S", 10.0),

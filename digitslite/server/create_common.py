@@ -23,6 +23,7 @@ from digitslite.server.config import ServerConfig
 from digitslite.server.errors import ApiError
 from digitslite.server.schemas.requests import GpuFields, JobFields, StoreImportRequest
 from digitslite.server.services import services
+from digitslite.server.validators import MAX_JSON_DEPTH, check_json_value
 
 INPUTS = INPUTS_DIR
 COMMON_FIELDS = tuple(JobFields.model_fields)
@@ -36,14 +37,26 @@ class CreateContext:
     move_inputs: bool = False  # an upload is moved; a clone's inputs are copied
 
 
-def request_values() -> Mapping[str, Any]:
-    """The request's fields: a JSON object body, or the form fields of a multipart request."""
-    if request.is_json:
+def json_object_body() -> dict[str, Any]:
+    """The request's JSON object, every string in it storable as text."""
+    try:
         body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body is not a JSON object")
-        return body
-    return request.form.to_dict()
+    except RecursionError:
+        raise ApiError(422, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body is not a JSON object")
+    check_json_value(body)
+    return body
+
+
+def request_values() -> Mapping[str, Any]:
+    """The request's fields: a JSON object body, or the form fields of a multipart request; every
+    string storable as text."""
+    if request.is_json:
+        return json_object_body()
+    form = request.form.to_dict()
+    check_json_value(form)
+    return form
 
 
 def new_spec(kind: str, job: JobFields | StoreImportRequest, ctx: CreateContext, params: dict[str, Any], *,

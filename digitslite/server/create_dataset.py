@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify
 from digitslite.datasets import check_dataset
 from digitslite.datasets.colorize.create import check_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
+from digitslite.datasets.options import MAX_PIXELS
 from digitslite.datasets.tasks import COLORIZATION
 from digitslite.jobs.model import JobSpec
 from digitslite.jobs.runners.dataset import (
@@ -108,10 +109,13 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     paths = _upload_paths(body, ctx.inputs, fields) if from_upload else \
         _server_paths(body, ctx.config.data_roots, fields)
     options = {name: getattr(body, name) for name in fields.options}
+    if options["width"] and options["height"] and options["width"] * options["height"] > MAX_PIXELS:
+        raise ApiError(422, f"width x height: {options['width']} x {options['height']} is more than "
+                            f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
     check = body.check
     request = {name: body.given().get(name) for name in fields.paths} | options | {"check": check}
     params = {"request": request, "source": "upload" if from_upload else "server", "paths": paths,
-              "options": options}
+              "options": options, "within": [str(root) for root in ctx.config.data_roots]}
     if colorizing:
         request["task"] = params["task"] = COLORIZATION
     if check:
@@ -146,7 +150,8 @@ def create_dataset_job():
             archives[0].save(archive_file)
             content = scratch / INPUTS
             content.mkdir()
-            extract_archive(archive_file, content, max_bytes=config.max_upload_bytes * 4, field="archive")
+            extract_archive(archive_file, content, max_bytes=config.max_unpack_bytes, field="archive",
+                            max_members=config.max_archive_members)
             archive_file.unlink()
             jobs = plan_dataset(values, CreateContext(current_identity(), config, content, move_inputs=True))
             folders = services().scheduler.submit(jobs)

@@ -7,6 +7,7 @@ optionally starts a standard or custom network from other weights.
 """
 import itertools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -26,6 +27,8 @@ from digitslite.server.create_common import (
     snapshot_ref,
 )
 from digitslite.server.errors import ApiError
+from digitslite.server.model_checks import check_memory, check_prototxt, dataset_image_shape
+from digitslite.server.paths import check_named_paths
 from digitslite.server.render import job_summary
 from digitslite.server.scale_out import scale_out_request
 from digitslite.server.schemas.openapi import operation
@@ -43,7 +46,8 @@ SOLVER_FIELDS = ("solver_type", "lr_policy", "gamma", "power", "stepsize", "step
 MAX_SWEEP = 100
 
 
-def _network(body: ModelRequest) -> dict[str, Any]:
+def _network(body: ModelRequest, roots: tuple[Path, ...],
+             image_shape: tuple[int, int, int]) -> dict[str, Any]:
     source = next(name for name in NETWORK_SOURCES if getattr(body, name) is not None)
     if source == "network":
         names = [network.name for network in list_networks()]
@@ -52,9 +56,11 @@ def _network(body: ModelRequest) -> dict[str, Any]:
         return {"kind": "standard", "name": body.network}
     if source == "network_prototxt":
         try:
-            parse_net(fill_num_classes(body.network_prototxt, 2), source="network_prototxt")
+            net = parse_net(fill_num_classes(body.network_prototxt, 2), source="network_prototxt")
         except UserError as exc:
             raise ApiError(422, str(exc), "network_prototxt") from None
+        check_named_paths(net, roots, "network_prototxt")
+        check_prototxt(body.network_prototxt, image_shape)
         return {"kind": "prototxt", "text": body.network_prototxt}
     if source == "pretrained":
         return snapshot_ref(body.pretrained, None, "pretrained")
@@ -74,7 +80,8 @@ def plan_model(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
     if dataset_status in RESUMABLE:
         raise ApiError(422, f"dataset: job {dataset_id} is {dataset_status}; resume or recreate it first",
                        "dataset")
-    network = _network(body)
+    image_shape = dataset_image_shape(dataset)
+    network = _network(body, ctx.config.data_roots, image_shape)
     weights = None
     if body.weights_job is not None:
         weights = snapshot_ref(body.weights_job, body.weights_snapshot, "weights_job")
@@ -84,6 +91,7 @@ def plan_model(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
     scale_out = scale_out_request(body, gpus)
     rates = body.base_lr or [None]
     batches = body.batch_size or [None]
+    check_memory(network, max(batches, key=lambda batch: batch or 0), image_shape)
     combinations = len(rates) * len(batches)
     if combinations > MAX_SWEEP:
         raise ApiError(422, f"the sweep makes {combinations} jobs; at most {MAX_SWEEP}", "base_lr")

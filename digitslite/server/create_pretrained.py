@@ -120,7 +120,8 @@ def create_pretrained_job():
         if archives:
             archive = scratch / "archive"
             archives[0].save(archive)
-            extract_archive(archive, inputs, max_bytes=config.max_upload_bytes * 4, field="archive")
+            extract_archive(archive, inputs, max_bytes=config.max_unpack_bytes, field="archive",
+                            max_members=config.max_archive_members)
             values |= _archive_files(inputs)
         for role, uploads in singles.items():
             if uploads:

@@ -2,9 +2,10 @@
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from digitslite.diskfull import disk_full_message, is_disk_full
 from digitslite.errors import UserError
 from digitslite.jobs.errors import JobConflictError, JobNotFoundError
 
@@ -23,6 +24,15 @@ class ApiError(Exception):
 def error_response(status: int, message: str, field: str | None = None, **extra: Any):
     body = {"error": {"message": message, "field": field, **extra}}
     return jsonify(body), status
+
+
+def disk_full_response(exc: Exception):
+    """A 507 that says "disk full" with the jobs directory, when that is what `exc` means; else None."""
+    jobs_dir = current_app.extensions["digitslite"].config.jobs_dir
+    if not is_disk_full(exc, jobs_dir):
+        return None
+    log.warning("%s %s: %s", request.method, request.path, exc)
+    return error_response(507, disk_full_message(jobs_dir))
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -44,7 +54,10 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge):
-        limit_mib = (app.config.get("MAX_CONTENT_LENGTH") or 0) // (1024 * 1024)
+        limit_mib = (request.max_content_length or 0) // (1024 * 1024)
+        if request.max_content_length != app.config.get("MAX_CONTENT_LENGTH"):
+            return error_response(413, f"the request body is larger than {limit_mib} MiB, the limit for "
+                                       "anything but a file upload; send files as multipart/form-data")
         return error_response(413, f"the upload is larger than the server's limit of {limit_mib} MiB; send "
                                    "fewer or smaller files, or raise DIGITSLITE_MAX_UPLOAD_MB")
 
@@ -54,5 +67,8 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception):
+        full = disk_full_response(exc)
+        if full is not None:
+            return full
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal server error; the server log has the details")

@@ -3,6 +3,7 @@ from typing import Any
 
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobIndex
+from digitslite.jobs.model import TERMINAL
 
 API = "/api/v1"
 
@@ -35,7 +36,8 @@ def job_detail(folder: JobFolder, row: dict[str, Any], index: JobIndex) -> dict[
         "gpus_requested": spec.gpus,
         "waits_for": spec.waits_for,
         "dependents": index.dependents(spec.id),
-        "abort_requested": folder.abort_requested(),
+        # The marker outlives the final state by a moment; a finished job has no abort pending.
+        "abort_requested": state.status not in TERMINAL and folder.abort_requested(),
         "run": {"runs": state.runs, "gpus": state.gpus, "pid": state.pid, "launched_at": state.launched_at,
                 "started_at": state.started_at, "finished_at": state.finished_at},
         "history": [{"status": status, "at": at} for status, at in state.history],

@@ -1,5 +1,5 @@
 """What the request handlers share: settings, the index, the scheduler and the users."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -7,6 +7,7 @@ from digitslite.jobs.index import JobIndex
 from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler
 from digitslite.server.config import ServerConfig
+from digitslite.server.throttle import LoginThrottle
 from digitslite.server.users import UserStore
 
 
@@ -17,6 +18,7 @@ class Services:
     scheduler: Scheduler
     users: UserStore
     server_lock: JobLock | None  # held for the server's life when it schedules
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def services() -> Services:

@@ -20,6 +20,7 @@ from digitslite.jobs.lock import JobLock
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
 MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "dlt_"
+MAX_SESSIONS = 20  # per user; logging in once more ends the oldest
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 
 
@@ -54,6 +55,8 @@ class User:
     password: str
     admin: bool = False
     tokens: list[dict] = field(default_factory=list)  # {"id", "hash", "created"}
+    # Hashes of the ids of this user's live browser sessions: a session not listed here has ended.
+    sessions: list[str] = field(default_factory=list)
 
 
 class UserStore:
@@ -86,6 +89,10 @@ class UserStore:
             hash_password(password)  # same time as a wrong password, so names cannot be probed
             return None
         return user if check_password(password, user.password) else None
+
+    def session_live(self, user: User, session_id: str) -> bool:
+        digest = _token_hash(session_id)
+        return any(hmac.compare_digest(entry, digest) for entry in user.sessions)
 
     def user_for_token(self, token: str) -> User | None:
         digest = _token_hash(token)
@@ -123,7 +130,29 @@ class UserStore:
     def set_password(self, name: str, password: str) -> None:
         if len(password) < MIN_PASSWORD_LENGTH:
             raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-        self._edit(lambda users: setattr(self._existing(users, name), "password", hash_password(password)))
+        def change(users: dict[str, User]) -> None:
+            user = self._existing(users, name)
+            user.password = hash_password(password)
+            user.sessions = []  # whoever knew the old password is logged out
+        self._edit(change)
+
+    def start_session(self, name: str) -> str:
+        """A new session id for `name` (kept only as a hash), ending the oldest beyond MAX_SESSIONS."""
+        session_id = secrets.token_urlsafe(32)
+
+        def change(users: dict[str, User]) -> None:
+            user = self._existing(users, name)
+            user.sessions = [*user.sessions, _token_hash(session_id)][-MAX_SESSIONS:]
+        self._edit(change)
+        return session_id
+
+    def end_session(self, name: str, session_id: str) -> None:
+        digest = _token_hash(session_id)
+
+        def change(users: dict[str, User]) -> None:
+            if name in users:
+                users[name].sessions = [entry for entry in users[name].sessions if entry != digest]
+        self._edit(change)
 
     def remove(self, name: str) -> None:
         def change(users: dict[str, User]) -> None:

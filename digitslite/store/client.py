@@ -49,6 +49,10 @@ class FetchPolicy:
     timeout: float = 15.0
     retries: int = 4
     backoff: float = 0.25
+    # Hosts (host[:port]) a file's own "url" may name besides the store's host; None: any host (the
+    # command line, on the user's own machine). A server sets it, so a store entry cannot make it
+    # fetch from services it alone can reach.
+    url_hosts: tuple[str, ...] | None = None
 
 
 DEFAULT_POLICY = FetchPolicy()

@@ -8,6 +8,7 @@ resumes; any other failure (a checksum mismatch, a broken entry, a host never re
 import datetime
 import os
 import shutil
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,33 @@ def _local_files(given: Mapping[str, str | os.PathLike], info: ModelInfo, where:
     return local
 
 
+def _store_copy(entry: str, name: str) -> str:
+    """The location of a file inside the store entry; in a folder store it must really lie there (a
+    link out of the store would let the store hand out any file of its host)."""
+    location = client.join(entry, name)
+    if client.is_http(location):
+        return location
+    folder = client.local_path(entry).resolve()
+    real = client.local_path(location).resolve()
+    if not real.is_relative_to(folder):
+        raise UserError(f"{location}: the file links to {real}, outside the store entry {folder}; copy the "
+                        "file into the entry instead of linking it")
+    return location
+
+
+def _allowed_url(entry: str, url: str | None, policy: client.FetchPolicy) -> str | None:
+    """`url`, or a refusal when the policy limits hosts and it names another than the store's."""
+    if url is None or policy.url_hosts is None:
+        return url
+    host = urllib.parse.urlsplit(url).netloc.lower()
+    own = urllib.parse.urlsplit(entry).netloc.lower() if client.is_http(entry) else None
+    if host == own or host in policy.url_hosts:
+        return url
+    raise UserError(f"{entry}: a file's url names the host {host!r}, and this server fetches only from the "
+                    "store's own host; put the file beside info.json in the store, or add the host to "
+                    "DIGITSLITE_STORE_FETCH_HOSTS")
+
+
 def _fetch(entry: str, record: FileRecord, staging: Path, local: Path | None,
            progress: client.Progress | None, policy: client.FetchPolicy) -> None:
     """Bring one file into `staging` and verify it. A remote file (one with a URL) is looked for in
@@ -138,7 +166,8 @@ def _fetch(entry: str, record: FileRecord, staging: Path, local: Path | None,
             return
         except ChecksumError:
             target.unlink()
-    sources = [str(local)] if local else [client.join(entry, record.name), *filter(None, [record.url])]
+    sources = [str(local)] if local else [_store_copy(entry, record.name),
+                                          *filter(None, [_allowed_url(entry, record.url, policy)])]
     for index, source in enumerate(sources):
         try:
             client.download(source, target, progress=progress, policy=policy)

@@ -142,3 +142,12 @@ def test_cli_creates_a_colorization_dataset_and_refuses_label_flags(photos):
     refused = CliRunner().invoke(main, ["dataset", "create", "--task", "colorization", "--images",
                                         str(photos / "train"), "--labels", str(photos), "--dry-run"])
     assert refused.exit_code != 0 and "--labels does not apply to --task colorization" in refused.output
+
+
+def test_a_link_out_of_the_allowed_folders_is_reported_not_read(photos, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    save_image(outside / "secret.png", _solid(RED))
+    (photos / "train" / "secret.png").symlink_to(outside / "secret.png")
+    report = check_colorize(_options(photos, within=(photos.resolve(),)))
+    assert [problem.kind for problem in report.errors] == ["outside_roots"]
+    assert "secret.png" in report.errors[0].examples[0]

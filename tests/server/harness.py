@@ -20,6 +20,8 @@ from digitslite.datasets.demo import write_demo
 
 SERVING = re.compile(r"serving http://127\.0\.0\.1:(\d+)")
 TERMINAL = {"done", "failed", "aborted", "interrupted"}
+# Every server started in this process, so that the end of each test stops those still running.
+_STARTED: list["Server"] = []
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
@@ -141,6 +143,7 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             env=self.env)
+        _STARTED.append(self)
         match = wait_for(self._serving, 30, "the server to listen")
         self.url = f"http://127.0.0.1:{match.group(1)}"
         return self
@@ -195,6 +198,18 @@ def running_server(jobs_dir: Path, data_roots: list[Path], **kwargs: Any) -> Ite
     finally:
         server.kill()
         kill_workers(jobs_dir)
+
+
+def servers_started() -> int:
+    return len(_STARTED)
+
+
+def stop_started_servers(since: int) -> None:
+    """Kill every server started after the first `since` ones, and the workers of their jobs folders."""
+    while len(_STARTED) > since:
+        server = _STARTED.pop()
+        server.kill()
+        kill_workers(server.jobs_dir)
 
 
 def make_demo(root: Path, count: int = 16, val_count: int = 8) -> Path:

@@ -142,10 +142,13 @@ def test_unreachable_stores_and_hosts_fail_fast_with_the_way_round(tmp_path):
     weights.parent.mkdir()
     shutil.move(entry / "weights.caffemodel", weights)
     info = json.loads((entry / "info.json").read_text())
-    info["files"]["weights.caffemodel"]["url"] = f"{closed_port_url()}/weights.caffemodel"
+    remote = closed_port_url()
+    info["files"]["weights.caffemodel"]["url"] = f"{remote}/weights.caffemodel"
     (entry / "info.json").write_text(json.dumps(info))
     nowhere = closed_port_url()
-    with running_server(tmp_path / "jobs", [data], env={"DIGITSLITE_STORE_URLS": nowhere}) as server:
+    fetch_hosts = remote.removeprefix("http://")  # a server fetches a url's host only when configured to
+    env = {"DIGITSLITE_STORE_URLS": nowhere, "DIGITSLITE_STORE_FETCH_HOSTS": fetch_hosts}
+    with running_server(tmp_path / "jobs", [data], env=env) as server:
         client = server.client()
         started = time.monotonic()
         listing = client.get("/api/v1/store/models")

@@ -107,7 +107,8 @@ def make_colorize_plan(options: ColorizeOptions) -> ColorizePlan:
     problems = ProblemLog()
 
     def entries(folder: Path) -> list[ImageEntry]:
-        return [ImageEntry(name, path) for name, path in sorted(find_images(folder, problems).items())]
+        found = find_images(folder, problems, options.within)
+        return [ImageEntry(name, path) for name, path in sorted(found.items())]
 
     images = entries(resolved.images)
     val = None if resolved.val_images is None else entries(resolved.val_images)
@@ -152,6 +153,10 @@ def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
     config = PlanesConfig(resolved.space, resize, out_dir if writing else None, plan.seed)
     with WorkerPool(config, resolved.workers) as pool:
         for chunk in pool.results(chunked(items, resolved.workers)):
+            if chunk is None:  # none ready yet: a chance to stop
+                if progress:
+                    progress(done, total)
+                continue
             for result in chunk:
                 plan.problems.extend(result.found)
                 stage = result.item.stage
@@ -177,7 +182,7 @@ def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
         done = len(items) + len(items) - len(stored)
         with WorkerPool(LabelsConfig(out_dir, stored_lookup(bins.centres)), resolved.workers) as pool:
             for chunk in pool.results(chunked(stored, resolved.workers)):
-                done += len(chunk)
+                done += 0 if chunk is None else len(chunk)
                 if progress:
                     progress(done, total)
             pool.finish()

@@ -27,9 +27,13 @@ class ColorizeOptions:
     height: int | None = None
     seed: int | None = None
     workers: int | None = None
+    # Resolved folders every photo must really lie in (links followed); None: anywhere.
+    within: tuple[Path, ...] | None = None
 
     def to_dict(self) -> dict:
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        """The options as recorded in dataset.json; `within` is the server's business, not the data's."""
+        return {key: str(value) if isinstance(value, Path) else value
+                for key, value in asdict(self).items() if key != "within"}
 
 
 @dataclass(frozen=True)

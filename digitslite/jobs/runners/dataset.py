@@ -3,7 +3,7 @@ or colorization when the job's params name that task)."""
 from pathlib import Path
 from typing import Any
 
-from digitslite.datasets import DatasetOptions, create_dataset
+from digitslite.datasets import DatasetOptions, create_dataset, remove_partials
 from digitslite.datasets.colorize.create import create_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.tasks import COLORIZATION, SEGMENTATION
@@ -30,8 +30,12 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions | C
         return job_dir / INPUTS_DIR / value if params["source"] == "upload" else Path(value)
 
     paths = {name: path(name) for name in params["paths"]}
+    if params["source"] == "upload":
+        within = ((job_dir / INPUTS_DIR).resolve(),)
+    else:
+        within = tuple(Path(root) for root in params["within"]) if "within" in params else None
     options = ColorizeOptions if dataset_task(params) == COLORIZATION else DatasetOptions
-    return options(**paths, **params["options"])
+    return options(**paths, **params["options"], within=within)
 
 
 def dataset_path(job_dir: Path) -> Path:
@@ -44,6 +48,8 @@ def run(ctx: RunContext) -> None:
         ctx.report(done / total if total else 0.0, f"{done}/{total} images")
 
     out = dataset_path(ctx.job_dir)
+    for stale in remove_partials(out):  # this worker holds the job's lock: no other run writes them
+        print(f"removed {stale.name}, left by an earlier run that was killed", flush=True)
     if (out / DATASET_INFO_FILE).is_file():
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)

@@ -126,6 +126,13 @@ class _Downloads:
         self.ctx.report(0.95 * min(fraction, 1.0), f"{file}: {_size_text(done)} of {_size_text(total)}")
 
 
+def server_fetch_policy() -> client.FetchPolicy:
+    """A server's job fetches a file's url only from the store's own host and the hosts of
+    DIGITSLITE_STORE_FETCH_HOSTS (comma-separated host[:port]), which the worker inherits."""
+    hosts = os.environ.get("DIGITSLITE_STORE_FETCH_HOSTS", "").split(",")
+    return client.FetchPolicy(url_hosts=tuple(host.strip().lower() for host in hosts if host.strip()))
+
+
 def _entry_info(folder: Path) -> ModelInfo | None:
     info_file = folder / INFO_FILE
     return parse_info(read_json(info_file), str(info_file)) if info_file.is_file() else None
@@ -144,7 +151,8 @@ def _import_entry(ctx: RunContext, dest: Path) -> None:
     try:
         imported = import_model(store, name, dest, _Downloads(ctx, summarise(name, info).size),
                                 local_files={"snapshot file": weights_file} if weights_file else None,
-                                group_upscores=ctx.params.get("group_upscores", False))
+                                group_upscores=ctx.params.get("group_upscores", False),
+                                policy=server_fetch_policy())
     except client.StoreUnreachable as exc:
         raise client.StoreUnreachable(f"{exc}; {API_WEIGHTS_HINT}") from None
     for note in imported.conversions:

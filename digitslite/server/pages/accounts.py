@@ -2,6 +2,8 @@
 
 In single-user mode (no users) nobody logs in: these pages say how to add users instead.
 """
+import math
+
 from flask import abort, redirect, render_template, request, url_for
 
 from digitslite.errors import UserError
@@ -18,9 +20,19 @@ def login():
     if request.method == "GET":
         return render_template("accounts/login.html", next=target, error=None)
     check_csrf()
-    user = services().users.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+    name = request.form.get("username", "")
+    keys = (f"user:{name}", f"address:{request.remote_addr}")
+    throttle = services().login_throttle
+    wait = throttle.wait_s(*keys)
+    if wait > 0:
+        error = f"Too many wrong passwords; try again in {math.ceil(wait)} seconds."
+        page = render_template("accounts/login.html", next=target, error=error)
+        return page, 429, {"Retry-After": str(math.ceil(wait))}
+    user = services().users.authenticate(name, request.form.get("password", ""))
     if user is None:
+        throttle.failed(*keys)
         return render_template("accounts/login.html", next=target, error="Wrong user name or password."), 401
+    throttle.succeeded(*keys)
     login_session(user.name)
     return redirect(target)
 
@@ -68,7 +80,8 @@ def change_password():
         users.set_password(name, form.get("password", ""))
     except UserError as exc:
         return _account_page(error=str(exc)), 422
-    return _account_page(notice="Password changed.")
+    login_session(name)  # every other session of this user has just ended; this one goes on
+    return _account_page(notice="Password changed; your other sessions are logged out.")
 
 
 def _session_user() -> str:

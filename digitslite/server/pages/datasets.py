@@ -84,7 +84,8 @@ def _top_bins(bins: dict) -> list[dict]:
     """The TOP_BINS most frequent kept ab bins: index, centre, share of the training pixels, weight."""
     total = sum(bins["pixels"]) or 1
     order = sorted(range(bins["count"]), key=lambda index: -bins["pixels"][index])[:TOP_BINS]
-    return [{"index": index, "a": bins["centres"][index][0], "b": bins["centres"][index][1],
+    centres = bins["centres"]
+    return [{"index": index, "a": round(centres[index][0], 1), "b": round(centres[index][1], 1),
              "share": bins["pixels"][index] / total, "weight": bins["weights"][index]} for index in order]
 
 
@@ -126,7 +127,9 @@ def dataset_record(job_id: str, stage: str, position: int, part: str):
     in a colorization dataset, `colour` (the stored lightness and chroma back in sRGB)."""
     _, folder = page_job(job_id, "dataset")
     info = dataset_job_info(folder)
-    if info is None or stage not in STAGES or part not in ("image", "label", "classes", "colour"):
+    parts = ("image", "colour") if info is not None and info.get("task") == COLORIZATION else \
+        ("image", "label", "classes")
+    if info is None or stage not in STAGES or part not in parts:
         raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
     serialized = read_record(dataset_path(folder.path), stage, "labels" if part in ("label", "classes")
                              else "features", position)
@@ -134,7 +137,7 @@ def dataset_record(job_id: str, stage: str, position: int, part: str):
         abort(404, f"dataset {job_id} has no {stage} record {position}")
     if part == "colour":
         chroma = read_record(dataset_path(folder.path), stage, "chroma", position)
-        if chroma is None or "colour_space" not in info:
+        if chroma is None:
             abort(404, f"dataset {job_id} has no colour record {position} in {stage}")
         space = COLOUR_SPACES[info["colour_space"]["name"]]
         data = png(space.rgb_from_stored(datum_array(serialized)[0], datum_array(chroma).transpose(1, 2, 0)))

@@ -9,7 +9,7 @@ import time
 from flask import make_response, render_template, request
 from werkzeug.exceptions import Forbidden, NotFound
 
-from digitslite.server.errors import error_response
+from digitslite.server.errors import disk_full_response, error_response
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.view import add_security_headers
 
@@ -46,6 +46,9 @@ def forbidden(exc: Forbidden):
 
 @pages.app_errorhandler(Exception)
 def internal_error(exc: Exception):
+    full = disk_full_response(exc)
+    if full is not None:
+        return full
     log.exception("unhandled error in %s %s", request.method, request.path)
     if not wants_html():
         return error_response(500, "internal server error; the server log has the details")

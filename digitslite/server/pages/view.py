@@ -8,9 +8,11 @@ from typing import Any
 from flask import Response, abort, g, request, url_for
 
 from digitslite.jobs.folder import JobFolder
+from digitslite.jobs.index import MAX_PAGE
 from digitslite.jobs.model import RESUMABLE, TERMINAL, Status
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.services import services
+from digitslite.server.validators import parse_whole
 
 # Plotly builds some of its drawing code at run time, hence 'unsafe-eval'; everything is 'self'.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' "
@@ -61,8 +63,8 @@ def page_job(job_id: str, kind: str | None = None) -> tuple[dict[str, Any], JobF
 
 def whole_arg(name: str, default: int, choices: tuple[int, ...] | None = None) -> int:
     """A positive whole number from the query string; anything else falls back to `default`."""
-    raw = request.args.get(name, "")
-    value = int(raw) if raw.isdigit() and int(raw) > 0 else default
+    value = parse_whole(request.args.get(name, ""))
+    value = value if value is not None and 0 < value <= MAX_PAGE else default
     return value if choices is None or value in choices else default
 
 

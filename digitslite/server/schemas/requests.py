@@ -13,11 +13,11 @@ from pydantic import ConfigDict, model_validator
 from digitslite.datasets.colorize.bins import BIN_CHOICES
 from digitslite.datasets.colorize.colour import SPACES
 from digitslite.datasets.colormap import MAX_CLASSES
-from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
+from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
 from digitslite.datasets.tasks import DATASET_TASKS, SEGMENTATION
 from digitslite.engine.choices import AMP_MODES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
-from digitslite.jobs.index import MAX_PER_PAGE
+from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
 from digitslite.jobs.model import KINDS, Status
 from digitslite.server.schemas.body import Body, Query, rule_broken
 from digitslite.server.schemas.types import Flag, GpuIds, number, sweep, text, whole
@@ -30,7 +30,12 @@ JobId = text(100)
 NETWORK_SOURCES = ("network", "network_prototxt", "network_job", "pretrained")
 NO_AMP = "none"
 Prototxt = text(5_000_000, "an all-in-one prototxt, {{num_classes}} for the class count")
-StepValues = sweep(whole(1), "iterations of the multistep drops: a list or a comma-separated string")
+# Caffe's SolverParameter holds these as int32 (random_seed as int64, which whole() already bounds).
+INT32_MAX = 2**31 - 1
+MAX_ITER_SIZE = 1024  # batches accumulated per step; FCN uses 20, a billion would never finish a step
+MAX_EPOCHS = 1_000_000
+StepValues = sweep(whole(1, INT32_MAX),
+                   "iterations of the multistep drops: a list or a comma-separated string")
 Search = text(200, "a substring of the id, name, group or notes")
 
 
@@ -83,8 +88,8 @@ class DatasetRequest(JobFields):
     ignore_label: whole(0, 255) = 255
     encoding: Literal[ENCODINGS] = "png"
     resize: Literal[RESIZE_MODES] = "none"
-    width: whole(1) | None = None
-    height: whole(1) | None = None
+    width: whole(1, MAX_SIDE) | None = None
+    height: whole(1, MAX_SIDE) | None = None
     seed: whole(0) | None = None
     allow_empty_classes: Flag = False
     space: Literal[SPACES] | None = None
@@ -122,20 +127,20 @@ class ModelRequest(JobFields, GpuFields):
     lr_policy: Literal[POLICIES] | None = None
     gamma: number(positive=True) | None = None
     power: number(0) | None = None
-    stepsize: whole(1) | None = None
+    stepsize: whole(1, INT32_MAX) | None = None
     stepvalue: StepValues | None = None
     momentum: number(0, 1) | None = None
     momentum2: number(0, 1) | None = None
     delta: number(positive=True) | None = None
     rms_decay: number(0, 1) | None = None
     weight_decay: number(0) | None = None
-    max_iter: whole(1) | None = None
-    epochs: whole(1) | None = None
-    batch_size: sweep(whole(1)) | None = None
-    iter_size: whole(1) | None = None
-    test_interval: whole(1) | None = None
-    snapshot_interval: whole(1) | None = None
-    display: whole(0) | None = None
+    max_iter: whole(1, INT32_MAX) | None = None
+    epochs: whole(1, MAX_EPOCHS) | None = None
+    batch_size: sweep(whole(1, INT32_MAX)) | None = None
+    iter_size: whole(1, MAX_ITER_SIZE) | None = None
+    test_interval: whole(1, INT32_MAX) | None = None
+    snapshot_interval: whole(1, INT32_MAX) | None = None
+    display: whole(0, INT32_MAX) | None = None
     seed: whole(0) | None = None
     amp: Literal[(NO_AMP, *AMP_MODES)] = NO_AMP
     channels_last: Flag = False
@@ -242,7 +247,7 @@ class JobListQuery(Query):
     status: Literal[tuple(str(status) for status in Status)] | None = None
     owner: text(64) | None = None
     text: Search | None = None
-    page: whole(1) = 1
+    page: whole(1, MAX_PAGE) = 1
     per_page: whole(1, MAX_PER_PAGE) = 50
 
 

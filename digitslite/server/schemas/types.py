@@ -10,8 +10,10 @@ import math
 from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le, MaxLen
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from digitslite.server.validators import MAX_INT, parse_whole, text_problem
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -30,16 +32,24 @@ def refused(problem: str) -> PydanticCustomError:
 
 
 def _whole(value: Any) -> int:
+    """ASCII digits only (no superscripts, other scripts' digits or underscores), within 64 bits."""
+    number = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise invalid(value, "a whole number")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        number = parse_whole(value)
+    if number is None or not -MAX_INT <= number <= MAX_INT:
+        raise invalid(value, f"a whole number of at most {len(str(MAX_INT))} digits")
+    return number
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise refused(problem)
+    return value
 
 
 def _number(value: Any) -> float:
@@ -70,8 +80,8 @@ def _items(value: Any) -> list[Any]:
 
 
 def text(max_length: int = 10_000, description: str | None = None) -> Any:
-    """A string of at most `max_length` characters."""
-    return Annotated[str, MaxLen(max_length), Field(description=description)]
+    """A string of at most `max_length` characters that can be stored as text (server/validators)."""
+    return Annotated[str, MaxLen(max_length), AfterValidator(_storable), Field(description=description)]
 
 
 def whole(minimum: int | None = None, maximum: int | None = None, description: str | None = None) -> Any:
