@@ -29,7 +29,20 @@ def _pixels_of(page: Page, selector: str) -> str:
     }}""")
 
 
+def _job_id(page: Page) -> str:
+    return page.url.rsplit("/", 1)[1]
+
+
 def test_colour_photos_to_a_colourised_picture_with_a_temperature_slider(site, page: Page, shots):
+    created: list[str] = []
+    try:
+        _story(site, page, shots, created)
+    finally:   # the server is shared by the session's browser tests, which count their own jobs
+        for job_id in reversed(created):
+            site.client.delete(f"/api/v1/jobs/{job_id}", force="true")
+
+
+def _story(site, page: Page, shots, created: list[str]) -> None:
     photos = write_colour_demo(site.demo.parent / "colour", count=8, val_count=4, width=32, height=32)["path"]
     page.goto("/datasets/new")
     page.get_by_text("Colorization: colour photos").click()
@@ -40,6 +53,7 @@ def test_colour_photos_to_a_colourised_picture_with_a_temperature_slider(site, p
     page.get_by_label("Name", exact=True).fill("colour photos")
     page.get_by_role("button", name="Create dataset").click()
     expect(page).to_have_url(re.compile(JOB_URL.format("datasets")))
+    created.append(_job_id(page))
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=TRAINING_S)
 
     _follow(page, page.get_by_role("link", name="New model on it"))
@@ -53,6 +67,7 @@ def test_colour_photos_to_a_colourised_picture_with_a_temperature_slider(site, p
     page.get_by_label("Name", exact=True).fill("bins")
     page.get_by_role("button", name="Create model").click()
     expect(page).to_have_url(re.compile(JOB_URL.format("models")))
+    created.append(_job_id(page))
     expect(page.locator("#stat-auc")).to_have_text(re.compile(r"\d+\.\d %"), timeout=TRAINING_S)
     expect(page.locator("#stat-psnr")).to_have_text(re.compile(r"\d+\.\d\d dB"))
     page.wait_for_function("(document.getElementById('chart-colour').data?.[0].x.length ?? 0) > 0")
@@ -63,6 +78,7 @@ def test_colour_photos_to_a_colourised_picture_with_a_temperature_slider(site, p
     page.get_by_label("Images", exact=True).set_input_files(f"{photos}/val_images/0000.png")
     page.get_by_role("button", name="Run inference").click()
     expect(page).to_have_url(re.compile(JOB_URL.format("inference")))
+    created.append(_job_id(page))
     colourised = "article.result img.colourised"
     expect(page.locator(colourised)).to_have_js_property("naturalWidth", 32, timeout=TRAINING_S)
     expect(page.locator("article.result figcaption")).to_have_text(["Grey input", "Colourised", "Original"])
