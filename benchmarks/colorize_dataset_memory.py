@@ -2,7 +2,9 @@
 
 Writes N demo colour scenes, then creates the dataset in a fresh interpreter with one worker (all
 work in that process, so its peak resident size is the whole cost) and prints the peak RSS and the
-photos/s for each N. Flat means the largest N costs about what the smallest does.
+photos/s for each N. Each LMDB writer holds up to 32 MB of records before it commits
+(lmdb_writer.BATCH_BYTES), so the anonymous memory rises with N until those batches fill (a few
+thousand small photos) and is flat from there: the largest N must cost what the middle one does.
 
     .venv/bin/python benchmarks/colorize_dataset_memory.py --counts 500 4000
 """

@@ -11,6 +11,7 @@ from digitslite.datasets.colorize.create import check_colorize, create_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.create import DatasetInvalidError
 from digitslite.datasets.records import datum_array
+from digitslite.engine.data import SegmentationLmdbDataset, close_lmdb_readers
 from tests.datasets.helpers import datum, leftovers, read_lmdb, save_image
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -151,3 +152,17 @@ def test_a_link_out_of_the_allowed_folders_is_reported_not_read(photos, tmp_path
     report = check_colorize(_options(photos, within=(photos.resolve(),)))
     assert [problem.kind for problem in report.errors] == ["outside_roots"]
     assert "secret.png" in report.errors[0].examples[0]
+
+
+def test_the_engine_reads_lightness_and_16_bit_bins(photos):
+    create_colorize(_options(photos, bins="18x18"), photos / "ds")
+    try:
+        dataset = SegmentationLmdbDataset(photos / "ds" / "train_db")
+        samples = [dataset[index] for index in range(len(dataset))]
+    finally:
+        close_lmdb_readers()
+    assert len(samples) == 2
+    images = {int(image[0, 0, 0]): label for image, label in samples}
+    assert set(images) == {STORED[RED][0], STORED[BLUE][0]}  # red and the half blue photo's first pixel
+    assert images[STORED[RED][0]].dtype.is_floating_point is False
+    assert (images[STORED[RED][0]] == 284).all()  # above 255: read as 16 bits
