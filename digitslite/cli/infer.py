@@ -3,7 +3,8 @@
 Pixels become the net's input as Caffe's transformer makes them: channel order, then
 (pixel - mean) * scale. Score maps (N x C x H x W) become class-index PNGs (palette mode, the
 VOC/DIGITS label format) and overlays on the input in --save-dir; images larger than --max-tile
-are run in overlapping tiles (see digitslite.engine.infer).
+are run in overlapping tiles (see digitslite.engine.infer). A colorization model (its
+--dataset-json says so) writes each image's grey input, colourised picture and original instead.
 """
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import numpy as np
 from digitslite.cli._output import emit_json
 from digitslite.datasets.colormap import read_class_names
 from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
+from digitslite.engine.colorization.decode import DEFAULT_TEMPERATURE
 from digitslite.errors import UserError
+from digitslite.fileio import read_json
 from digitslite.viz import (
     class_name,
     overlay,
@@ -90,6 +93,42 @@ def _print_record(record: dict) -> None:
                        + (f" -> {saved}" if saved else " (give --save-dir to write it)"))
 
 
+def _colours(dataset_json: Path):
+    """The colour coding of a colorization dataset's dataset.json, else None."""
+    from digitslite.engine.colorization.coding import stored_colours
+
+    return stored_colours(read_json(dataset_json))
+
+
+def _colourise(net_path: Path, weights_path: Path, coding, save_dir: Path | None, temperature: float,
+               device: str, as_json: bool, images: tuple[Path, ...]) -> None:
+    """A colorization model: write each image's grey input, colourised picture and original."""
+    from dataclasses import replace
+
+    from digitslite.engine.infer import load_predictor, read_image
+    from digitslite.jobs.colourise import colourise
+
+    if save_dir is None:
+        raise UserError("a colorization model writes pictures: give --save-dir")
+    _unique_stems(images)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    predictor = load_predictor(net_path, weights_path, channels="gray", device=device,
+                               warn=lambda message: click.echo(f"warning: {message}", err=True))
+    items = ((str(image), read_image(image, gray=False)) for image in images)
+    results = colourise(replace(coding, temperature=temperature), predictor.predict, items, save_dir,
+                        lambda done: None, named=str(save_dir))
+    if as_json:
+        emit_json(results)
+        return
+    for entry in results["images"]:
+        quality = f" (PSNR {entry['psnr']:.2f} dB)" if entry.get("psnr") is not None else ""
+        click.echo(f"{entry['input']}: -> {entry['colourised']}{quality}")
+
+
 @click.command(name="infer")
 @click.option("--net", "net_path", type=File, required=True, help="Deploy prototxt (an Input layer).")
 @click.option("--weights", "weights_path", type=File, required=True, help="Trained .caffemodel.")
@@ -112,17 +151,23 @@ def _print_record(record: dict) -> None:
 @click.option("--max-tile", type=click.IntRange(min=1), default=DEFAULT_MAX_TILE, show_default=True,
               help="Larger images run in overlapping tiles of at most this many pixels a side.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TEMPERATURE,
+              show_default=True, help="Colorization over ab bins: the annealed mean's temperature.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per image.")
 @click.argument("images", nargs=-1, required=True, type=File)
 def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float, ...], channels: str | None,
             resize: bool, blobs: tuple[str, ...], labels_path: Path | None, dataset_json: Path | None,
-            save_dir: Path | None, opacity: float, max_tile: int, device: str, as_json: bool,
-            images: tuple[Path, ...]) -> None:
+            save_dir: Path | None, opacity: float, max_tile: int, device: str, temperature: float,
+            as_json: bool, images: tuple[Path, ...]) -> None:
     """Run a trained net on IMAGE files and report each output blob and its argmax class."""
     import torch  # only when the command runs: `digitslite --help` must not wait for it
 
     from digitslite.engine.infer import load_predictor, read_image, resize_image
 
+    coding = _colours(dataset_json) if dataset_json is not None else None
+    if coding is not None:
+        _colourise(net_path, weights_path, coding, save_dir, temperature, device, as_json, images)
+        return
     names, palette = read_dataset_classes(dataset_json) if dataset_json else ([], voc_palette())
     if labels_path is not None:
         names = read_class_names(labels_path)

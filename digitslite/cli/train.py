@@ -82,14 +82,25 @@ def _field_names(options: dict) -> Callable[[str], str]:
 
 
 def _dataset_labels(dataset: Path) -> tuple[int, int]:
-    """The class count and ignore value of a dataset folder, from its dataset.json."""
+    """What {{num_classes}} and {{ignore_label}} stand for with a dataset folder, from its dataset.json:
+    its class count (a colorization dataset's ab bins) and ignore value."""
     info_file = DatasetFiles(dataset).info_file
+    from digitslite.engine.colorization.coding import network_classes
+
     try:
         info = read_json(info_file)
-        return len(info["classes"]), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
+        return network_classes(info), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
+
+
+def _colours(dataset: Path | None):
+    """A colorization dataset's colour coding (its runs are scored in colour), else None."""
+    from digitslite.engine.colorization.coding import stored_colours
+
+    info_file = None if dataset is None else DatasetFiles(dataset).info_file
+    return stored_colours(read_json(info_file)) if info_file is not None and info_file.is_file() else None
 
 
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
@@ -270,6 +281,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
         pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
         pipeline_schedule=pipeline_schedule,
+        colorization=_colours(dataset_dir),
     )
     try:
         result = _run(config, job)

@@ -1,9 +1,12 @@
-"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset.
+"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset (segmentation, or
+colorization when the job's params name that task).
 
 The check is the job's first phase, never the request's (pixel work stays out of the server): a
 dataset with errors ends the job as failed, its whole report in the job's check report file.
 """
 from digitslite.datasets import DatasetInvalidError, create_dataset, remove_partials
+from digitslite.datasets.colorize.create import create_colorize
+from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
@@ -23,8 +26,10 @@ def run(ctx: RunContext) -> None:
         return
     report_file = ctx.folder.check_report
     report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
+    options = dataset_options(ctx.params, ctx.job_dir)
+    create = create_colorize if isinstance(options, ColorizeOptions) else create_dataset
     try:
-        summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+        summary = create(options, out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
         raise

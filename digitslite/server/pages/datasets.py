@@ -1,13 +1,18 @@
 """Dataset pages: the New dataset form (with its Check and path completion) and a dataset's page
 (summary, classes, the explore gallery of its LMDB records, the creation log, models trained on it)."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from flask import Response, abort, jsonify, render_template, request, url_for
 
+from digitslite.datasets.colorize.bins import BIN_CHOICES
+from digitslite.datasets.colorize.colour import COLOUR_SPACES, SPACES
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
 from digitslite.datasets.reader import read_record
+from digitslite.datasets.records import datum_array
+from digitslite.datasets.tasks import COLORIZATION, DATASET_TASKS
 from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, check_report
 from digitslite.server.auth import current_identity
 from digitslite.server.check_tasks import MAX_RUNNING, ChecksBusyError
@@ -23,11 +28,13 @@ from digitslite.server.pages.records import (
     label_indices,
     label_png,
     painting_palette,
+    png,
 )
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
 
 GALLERY_PER_PAGE = 12
+TOP_BINS = 12
 STAGES = ("train", "val")
 RECORD_CACHE_S = 86_400  # records never change once written
 DEMO_FOLDER = "demo"  # where `make run` writes the demo scenes, inside the first data root
@@ -61,7 +68,8 @@ def new_dataset():
             paths = (*FOLDER_FIELDS, *FILE_FIELDS)
             values = {key: value for key, value in values.items() if key not in paths}
     return render_template("datasets/new.html", values=values, uploaded=uploaded, label_modes=LABEL_MODES,
-                           encodings=ENCODINGS, resize_modes=RESIZE_MODES,
+                           encodings=ENCODINGS, resize_modes=RESIZE_MODES, tasks=DATASET_TASKS, spaces=SPACES,
+                           bin_choices=BIN_CHOICES,
                            roots=[str(root) for root in services().config.data_roots])
 
 
@@ -75,6 +83,10 @@ def dataset(job_id: str):
     page = min(whole_arg("gallery", 1), gallery_pages)
     first = (page - 1) * GALLERY_PER_PAGE
     positions = range(first, min(first + GALLERY_PER_PAGE, count))
+    top_bins = []
+    if info is not None and info.get("task") == COLORIZATION:
+        positions = _written_positions(folder.dataset.path, stage)[first:first + GALLERY_PER_PAGE]
+        top_bins = _top_bins(info["bins"]) if info.get("bins") else []
     index = services().index
     models = [model for model in map(index.get, index.dependents(job_id))
               if model and model["kind"] == "model"]
@@ -84,27 +96,48 @@ def dataset(job_id: str):
                            info=info, check_report=check_report(folder.path), stage=stage,
                            positions=positions, names=names,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
-                           log_end=log_end, page_of_kind=PAGE_OF_KIND)
+                           log_end=log_end, page_of_kind=PAGE_OF_KIND, top_bins=top_bins)
 
 
-def record_names(dataset_dir: Path, stage: str, positions: range, info: dict | None) -> dict[int, str]:
-    """The image file each record of `positions` was made from (the split's list, <stage>.txt:
-    key, image, label per line), relative to its images folder where it lies inside it."""
+def _top_bins(bins: dict) -> list[dict]:
+    """The TOP_BINS most frequent kept ab bins: index, centre, share of the training pixels, weight."""
+    total = sum(bins["pixels"]) or 1
+    order = sorted(range(bins["count"]), key=lambda index: -bins["pixels"][index])[:TOP_BINS]
+    centres = bins["centres"]
+    return [{"index": index, "a": round(centres[index][0], 1), "b": round(centres[index][1], 1),
+             "share": bins["pixels"][index] / total, "weight": bins["weights"][index]} for index in order]
+
+
+def _written_positions(dataset_dir: Path, stage: str) -> list[int]:
+    """The record positions a colorization split holds (a skipped grey photo leaves its key unused),
+    from the split's source list."""
+    listing = dataset_dir / f"{stage}.txt"
+    if not listing.is_file():
+        return []
+    with listing.open(encoding="utf-8") as lines:
+        return [int(line.split("\t", 1)[0]) for line in lines]
+
+
+def record_names(dataset_dir: Path, stage: str, positions: Sequence[int],
+                 info: dict | None) -> dict[int, str]:
+    """The image file each record of `positions` (ascending) was made from (the split's list,
+    <stage>.txt: key, image[, label] per line), relative to its images folder where it lies inside it."""
     listing = dataset_dir / f"{stage}.txt"
     if info is None or not positions or not listing.is_file():
         return {}
     sources = info.get("sources") or {}
     folders = [Path(sources[key]) for key in ("images", "val_images") if sources.get(key)]
-    names = {}
+    wanted, names = set(positions), {}
     with open(listing, encoding="utf-8") as lines:
-        for position, line in enumerate(lines):
-            if position >= positions.stop:
+        for line in lines:
+            key, image = line.rstrip("\n").split("\t")[:2]
+            position = int(key)
+            if position > positions[-1]:
                 break
-            if position >= positions.start:
-                image = Path(line.rstrip("\n").split("\t")[1])
-                inside = next((image.relative_to(folder) for folder in folders
-                               if image.is_relative_to(folder)), None)
-                names[position] = str(inside or image.name)
+            if position in wanted:
+                inside = next((Path(image).relative_to(folder) for folder in folders
+                               if Path(image).is_relative_to(folder)), None)
+                names[position] = str(inside or Path(image).name)
     return names
 
 
@@ -160,16 +193,25 @@ def dataset_check_result(check_id: str):
 
 @pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/<part>")
 def dataset_record(job_id: str, stage: str, position: int, part: str):
-    """A record as an image: `image`, `label` (class colours) or `classes` (indices as gray values)."""
+    """A record as an image: `image`, `label` (class colours), `classes` (indices as gray values) or,
+    in a colorization dataset, `colour` (the stored lightness and chroma back in sRGB)."""
     _, folder = page_job(job_id, "dataset")
     info = dataset_job_info(folder)
-    if info is None or stage not in STAGES or part not in ("image", "label", "classes"):
+    parts = ("image", "colour") if info is not None and info.get("task") == COLORIZATION else \
+        ("image", "label", "classes")
+    if info is None or stage not in STAGES or part not in parts:
         raise ApiError(404, f"dataset {job_id} has no {stage} {part} record {position}")
-    serialized = read_record(folder.dataset.path, stage, "features" if part == "image" else "labels",
-                             position)
+    serialized = read_record(folder.dataset.path, stage, "labels" if part in ("label", "classes")
+                             else "features", position)
     if serialized is None:
         abort(404, f"dataset {job_id} has no {stage} record {position}")
-    if part == "image":
+    if part == "colour":
+        chroma = read_record(folder.dataset.path, stage, "chroma", position)
+        if chroma is None:
+            abort(404, f"dataset {job_id} has no colour record {position} in {stage}")
+        space = COLOUR_SPACES[info["colour_space"]["name"]]
+        data = png(space.rgb_from_stored(datum_array(serialized)[0], datum_array(chroma).transpose(1, 2, 0)))
+    elif part == "image":
         data = image_bytes(serialized)
     else:
         data = label_png(serialized, painting_palette(info) if part == "label" else None)

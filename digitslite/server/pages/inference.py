@@ -15,6 +15,7 @@ from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
 from digitslite.jobs.job import Status
 from digitslite.server.pages.blueprint import pages, pages_api
+from digitslite.server.pages.colorize_inference import render_colorization
 from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
 from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png
 from digitslite.server.pages.scores import image_scores
@@ -88,23 +89,28 @@ def inference(job_id: str):
     row, folder = page_job(job_id, "inference")
     spec, state = folder.spec(), folder.state()
     results = read_json_if_present(folder.results_file) if state.status == Status.DONE else None
-    images, pages_count, page = [], 1, 1
+    images, pages_count, page, first = [], 1, 1, 0
+    model = services().index.get(spec.params["model"]["job"])
+    log, log_end = log_tail(folder)
     if results:
         pages_count = max(1, -(-len(results["images"]) // RESULTS_PER_PAGE))
         page = min(whole_arg("page", 1), pages_count)
         first = (page - 1) * RESULTS_PER_PAGE
-        for number, entry in enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first):
-            truth = _truth(folder, entry)
-            scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
-            with Image.open(folder.path / entry["prediction"]) as prediction:
-                size = prediction.size  # the input's: the page keeps each image's ratio before it loads
-            images.append({"number": number, "name": entry["input"], "truth": truth is not None,
-                           "scores": scores, "size": size, "mask": entry["prediction"],
-                           "overlay": entry["overlay"]})
-    model = services().index.get(spec.params["model"]["job"])
+    shown = list(enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first)) if results else []
+    if results and results.get("task") == "colorization":
+        return render_colorization(results, [{"number": number, **entry} for number, entry in shown], row=row,
+                                   spec=spec, state=state, page=page, pages_count=pages_count, model=model,
+                                   page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end)
+    for number, entry in shown:
+        truth = _truth(folder, entry)
+        scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
+        with Image.open(folder.path / entry["prediction"]) as prediction:
+            size = prediction.size  # the input's: the page keeps each image's ratio before it loads
+        images.append({"number": number, "name": entry["input"], "truth": truth is not None,
+                       "scores": scores, "size": size, "mask": entry["prediction"],
+                       "overlay": entry["overlay"]})
     # The model's task; a deleted model's is unknown, and a pretrained job's is the default.
     task = task_of(services().scheduler.folder(model["id"]).spec().params if model else {})
-    log, log_end = log_tail(folder)
     legend = _legend(results) if results else []
     return render_template("inference/inference.html", row=row, spec=spec, state=state, results=results,
                            images=images, page=page, pages_count=pages_count, model=model, task=task,

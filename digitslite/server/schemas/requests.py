@@ -10,8 +10,11 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, model_validator
 
+from digitslite.datasets.colorize.bins import BIN_CHOICES
+from digitslite.datasets.colorize.colour import SPACES
 from digitslite.datasets.colormap import MAX_CLASSES
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
+from digitslite.datasets.tasks import DATASET_TASKS, SEGMENTATION
 from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
@@ -58,10 +61,19 @@ class GpuFields(Body):
         return self
 
 
+# The fields only one task reads; the other task refuses them when they differ from their default.
+SEGMENTATION_FIELDS = ("labels", "train_list", "val_list", "val_labels", "colormap", "classes", "label_mode",
+                       "nearest", "ignore_label", "encoding", "allow_empty_classes")
+COLORIZATION_FIELDS = ("space", "bins")
+
+
 class DatasetRequest(JobFields):
     """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
-    field `archive`), where the paths are relative to the archive and default to images/, labels/..."""
+    field `archive`), where the paths are relative to the archive and default to images/, labels/...
+    A colorization dataset reads only images (and val_images): its targets come from each photo."""
 
+    task: Literal[DATASET_TASKS] = SEGMENTATION
+    """segmentation: images and label maps; colorization: colour photos alone"""
     images: Path | None = None
     labels: Path | None = None
     train_list: Path | None = None
@@ -86,8 +98,20 @@ class DatasetRequest(JobFields):
     height: whole(1, MAX_SIDE) | None = None
     seed: whole(0) | None = None
     allow_empty_classes: Flag = False
+    space: Literal[SPACES] | None = None
+    """colorization: the colour space, lab (default) or yuv"""
+    bins: Literal[BIN_CHOICES] | None = None
+    """colorization in lab: the ab bins, paper (grid 10 where it occurs; default) or 18x18"""
     check: Flag = True
     """accepted for older clients and ignored: every dataset job checks its pairs as its first phase"""
+
+    @model_validator(mode="after")
+    def fields_of_the_task(self) -> Self:
+        other = COLORIZATION_FIELDS if self.task == SEGMENTATION else SEGMENTATION_FIELDS
+        for name in other:
+            if name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default:
+                raise rule_broken(name, f"{name} does not apply to task {self.task}; leave it out")
+        return self
 
 
 class ModelRequest(JobFields, GpuFields):
