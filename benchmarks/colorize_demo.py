@@ -22,7 +22,7 @@ from digitslite.caffe.deploy import bind_data_sources
 from digitslite.datasets.colorize.create import create_colorize
 from digitslite.datasets.colorize.demo import write_colour_demo
 from digitslite.datasets.colorize.options import ColorizeOptions
-from digitslite.engine.colorization.coding import StoredColours, network_classes, stored_colours
+from digitslite.engine.colorization.coding import StoredColours, stored_colours
 from digitslite.engine.colorization.scores import ColorizationScores
 from digitslite.engine.data import SegmentationLmdbDataset
 from digitslite.engine.train import TrainConfig, train
@@ -51,7 +51,7 @@ def train_method(method: str, dataset_dir: Path, info: dict, seconds: float, job
     solver = load_solver(name)
     solver.max_iter, solver.test_interval, solver.snapshot, solver.display = 1_000_000, test_interval, 0, 0
     solver.test_iter[:] = [info["counts"]["val"]]
-    net = bind_data_sources(load_network(name, network_classes(info)), dataset_dir, batch_size=4)
+    net = bind_data_sources(load_network(name, len(info["classes"])), dataset_dir, batch_size=4)
     for layer in net.layer:
         if layer.type == "Data" and layer.include[0].phase == caffe_pb2.TEST:
             layer.data_param.batch_size = 1
@@ -65,7 +65,7 @@ def train_method(method: str, dataset_dir: Path, info: dict, seconds: float, job
 
     job_dir.mkdir(parents=True, exist_ok=True)
     train(TrainConfig(solver=solver, net=net, device="cpu", dataset_root=dataset_dir,
-                      colorization=stored_colours(info)), job_dir,
+                      dataset_info=info), job_dir,
           should_stop=lambda: time.monotonic() - started > seconds, progress=record)
     return curve
 

@@ -8,6 +8,7 @@ import torch
 from digitslite.caffe.deploy import deploy_net
 from digitslite.caffe.shapes import blob_shapes
 from digitslite.engine.net import CaffeNet
+from digitslite.errors import UserError
 from digitslite.networks import load_network
 
 
@@ -98,3 +99,10 @@ def test_class_nets_score_every_bin_at_every_pixel(name):
     assert shapes["prob"] == (1, 313, 64, 48)
     loss = next(layer for layer in net.layer if layer.type == "InfogainLoss")
     assert loss.infogain_loss_param.source == "infogain.binaryproto"
+
+
+def test_a_dataset_without_bins_trains_the_regression_nets_but_not_the_bin_nets():
+    """A yuv dataset has no bins (its classes are []): {{num_classes}} is read only where a net has it."""
+    assert load_network("colorize_hypercolumns_tiny", 0).name == "colorize_hypercolumns_tiny"
+    with pytest.raises(UserError, match="class count must be at least 1, got 0"):
+        load_network("colorize_classes", 0)

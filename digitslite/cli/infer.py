@@ -17,6 +17,7 @@ from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
 from digitslite.engine.colorization.decode import DEFAULT_TEMPERATURE
 from digitslite.errors import UserError
 from digitslite.fileio import read_json
+from digitslite.tasks import task_of
 from digitslite.viz import (
     class_name,
     overlay,
@@ -40,7 +41,7 @@ def _parse_mean(ctx: click.Context, param: click.Parameter, value: str | None) -
                                  "(e.g. 104,117,123)") from None
 
 
-def _unique_stems(images: tuple[Path, ...]) -> None:
+def unique_stems(images: tuple[Path, ...]) -> None:
     """Saved files are named after the image; two images with one name would overwrite each other."""
     seen: dict[str, Path] = {}
     for image in images:
@@ -93,42 +94,6 @@ def _print_record(record: dict) -> None:
                        + (f" -> {saved}" if saved else " (give --save-dir to write it)"))
 
 
-def _colours(dataset_json: Path):
-    """The colour coding of a colorization dataset's dataset.json, else None."""
-    from digitslite.engine.colorization.coding import stored_colours
-
-    return stored_colours(read_json(dataset_json))
-
-
-def _colourise(net_path: Path, weights_path: Path, coding, save_dir: Path | None, temperature: float,
-               device: str, as_json: bool, images: tuple[Path, ...]) -> None:
-    """A colorization model: write each image's grey input, colourised picture and original."""
-    from dataclasses import replace
-
-    from digitslite.engine.infer import load_predictor, read_image
-    from digitslite.jobs.colourise import colourise
-
-    if save_dir is None:
-        raise UserError("a colorization model writes pictures: give --save-dir")
-    _unique_stems(images)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(net_path, weights_path, channels="gray", device=device,
-                               warn=lambda message: click.echo(f"warning: {message}", err=True))
-    items = ((str(image), read_image(image, gray=False)) for image in images)
-    results = colourise(replace(coding, temperature=temperature), predictor.predict, items, save_dir,
-                        lambda done: None, named=str(save_dir))
-    if as_json:
-        emit_json(results)
-        return
-    for entry in results["images"]:
-        quality = f" (PSNR {entry['psnr']:.2f} dB)" if entry.get("psnr") is not None else ""
-        click.echo(f"{entry['input']}: -> {entry['colourised']}{quality}")
-
-
 @click.command(name="infer")
 @click.option("--net", "net_path", type=File, required=True, help="Deploy prototxt (an Input layer).")
 @click.option("--weights", "weights_path", type=File, required=True, help="Trained .caffemodel.")
@@ -164,9 +129,11 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
 
     from digitslite.engine.infer import load_predictor, read_image, resize_image
 
-    coding = _colours(dataset_json) if dataset_json is not None else None
-    if coding is not None:
-        _colourise(net_path, weights_path, coding, save_dir, temperature, device, as_json, images)
+    info = read_json(dataset_json) if dataset_json is not None else {}
+    task = task_of(info)
+    if task.cli_inference is not None:  # a task whose outputs are not class maps (colorization: pictures)
+        task.part("cli_inference")(net_path, weights_path, info, save_dir, temperature, device, as_json,
+                                   images)
         return
     names, palette = read_dataset_classes(dataset_json) if dataset_json else ([], voc_palette())
     if labels_path is not None:
@@ -177,7 +144,7 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
         net_path, weights_path, channels=channels, mean=mean, scale=scale, blobs=blobs, max_tile=max_tile,
         device=device, warn=lambda message: click.echo(f"warning: {message}", err=True))
     if save_dir is not None:
-        _unique_stems(images)
+        unique_stems(images)
         save_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for image in images:

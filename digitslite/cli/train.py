@@ -82,25 +82,21 @@ def _field_names(options: dict) -> Callable[[str], str]:
 
 
 def _dataset_labels(dataset: Path) -> tuple[int, int]:
-    """What {{num_classes}} and {{ignore_label}} stand for with a dataset folder, from its dataset.json:
-    its class count (a colorization dataset's ab bins) and ignore value."""
+    """The class count (a colorization dataset's ab bins) and ignore value of a dataset folder, from its
+    dataset.json."""
     info_file = DatasetFiles(dataset).info_file
-    from digitslite.engine.colorization.coding import network_classes
-
     try:
         info = read_json(info_file)
-        return network_classes(info), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
+        return len(info["classes"]), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
 
 
-def _colours(dataset: Path | None):
-    """A colorization dataset's colour coding (its runs are scored in colour), else None."""
-    from digitslite.engine.colorization.coding import stored_colours
-
+def _dataset_info(dataset: Path | None) -> dict | None:
+    """The dataset folder's dataset.json (its task scores the test passes), if there is one."""
     info_file = None if dataset is None else DatasetFiles(dataset).info_file
-    return stored_colours(read_json(info_file)) if info_file is not None and info_file.is_file() else None
+    return read_json(info_file) if info_file is not None and info_file.is_file() else None
 
 
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
@@ -281,7 +277,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
         pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
         pipeline_schedule=pipeline_schedule,
-        colorization=_colours(dataset_dir),
+        dataset_info=_dataset_info(dataset_dir),
     )
     try:
         result = _run(config, job)

@@ -22,7 +22,6 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
-from digitslite.engine.colorization.probe import ColourCoding, colorization_probe
 from digitslite.engine.distributed import Ranks, rank_device
 from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
 from digitslite.engine.launch import RankEnvironment
@@ -40,10 +39,11 @@ from digitslite.engine.speed import (
     to_device,
 )
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
-from digitslite.engine.validation import Probe, Tally, segmentation_probe
+from digitslite.engine.validation import Probe, Tally
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
 from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
+from digitslite.tasks import task_of
 
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
@@ -90,7 +90,7 @@ class TrainConfig:
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
     pipeline_schedule: str = "gpipe"
-    colorization: ColourCoding | None = None     # a colorization dataset's coding: score colours, not classes
+    dataset_info: dict[str, Any] | None = None   # the dataset's dataset.json: its task scores the test passes
 
     @property
     def launches_ranks(self) -> bool:
@@ -251,10 +251,9 @@ def _event(iteration: int, phase: str, outputs: Mapping[str, Any], **fields: Any
 
 
 def _probe(net: CaffeNet, config: TrainConfig) -> Probe | None:
-    """What the test passes of `net` score, by task."""
-    if config.colorization is not None:
-        return colorization_probe(net, config.colorization)
-    return segmentation_probe(net)
+    """What the test passes of `net` score: the probe of its dataset's task."""
+    info = config.dataset_info or {}
+    return task_of(info).part("probe")(net, info)
 
 
 def _mean_values(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

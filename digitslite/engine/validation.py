@@ -63,8 +63,9 @@ class SegmentationProbe:
         return _ConfusionTally(self)
 
 
-def segmentation_probe(net: CaffeNet) -> SegmentationProbe | None:
-    """The first SoftmaxWithLoss or Accuracy layer whose scores have spatial axes after the class axis."""
+def segmentation_probe(net: CaffeNet, info: Mapping[str, Any] | None = None) -> SegmentationProbe | None:
+    """The first SoftmaxWithLoss or Accuracy layer whose scores have spatial axes after the class axis
+    (the class count comes from the net, so the dataset's description is not needed)."""
     for layer, shapes in zip(net.net_param.layer, net.shapes, strict=True):
         if layer.type not in ("SoftmaxWithLoss", "Accuracy") or len(layer.bottom) < 2:
             continue

@@ -15,6 +15,7 @@ import numpy as np
 from digitslite.engine.colorization.coding import StoredColours
 from digitslite.engine.colorization.scores import ColorizationScores, psnr
 from digitslite.layout import OUTPUTS_DIR
+from digitslite.tasks.colorization import TASK
 from digitslite.viz.png import write_rgb_png
 
 
@@ -68,7 +69,7 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
             scores.update(chroma[None], truth[None], colour[None], original[None])
         results.append(entry)
         progress(number + 1)
-    return {"task": "colorization", "method": method, "temperature": coding.temperature,
+    return {"task": TASK.name, "method": method, "temperature": coding.temperature,
             "images": results, "scores": scores.summary() if scores.images else None}
 
 

@@ -5,16 +5,13 @@ job's: its first phase checks the folders, and a dataset with errors ends it as 
 validation report (the job's check_report). See docs/DESIGN-NOTES.md, "Dataset checks run in the job".
 """
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, jsonify
 
 from digitslite.datasets.options import MAX_PIXELS
-from digitslite.datasets.tasks import COLORIZATION
 from digitslite.jobs.job import JobSpec
-from digitslite.jobs.kinds.dataset import COLORIZE_FOLDER_FIELDS, FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS
 from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
@@ -33,38 +30,17 @@ from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import DatasetRequest
 from digitslite.server.schemas.responses import Created
 from digitslite.server.services import services
+from digitslite.tasks import TASKS
+from digitslite.tasks.base import DatasetFields
 
 datasets_api = Blueprint("datasets_api", __name__)
 
 # In an uploaded archive these names are found without being given.
 ARCHIVE_DEFAULTS = {"images": "images", "labels": "labels", "val_images": "val_images",
                     "val_labels": "val_labels", "colormap": "colormap.txt", "classes": "classes.txt"}
-OPTION_FIELDS = ("val_percent", "label_mode", "nearest", "ignore_label", "encoding", "resize", "width",
-                 "height", "seed", "allow_empty_classes")
-COLORIZE_OPTION_FIELDS = ("val_percent", "space", "bins", "resize", "width", "height", "seed")
 
 
-@dataclass(frozen=True)
-class TaskFields:
-    """What a dataset task reads from a request: its folders, files, required folders, options and the
-    lists of pairs that may stand in for the required folders."""
-
-    folders: tuple[str, ...]
-    files: tuple[str, ...]
-    required: tuple[str, ...]
-    options: tuple[str, ...]
-    lists: tuple[str, ...] = ()
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return (*self.folders, *self.files)
-
-
-SEGMENTATION_FIELDS = TaskFields(FOLDER_FIELDS, FILE_FIELDS, ("images", "labels"), OPTION_FIELDS, LIST_FIELDS)
-COLORIZATION_FIELDS = TaskFields(COLORIZE_FOLDER_FIELDS, (), ("images",), COLORIZE_OPTION_FIELDS)
-
-
-def _upload_paths(body: DatasetRequest, root: Path, fields: TaskFields) -> dict[str, str | None]:
+def _upload_paths(body: DatasetRequest, root: Path, fields: DatasetFields) -> dict[str, str | None]:
     """Paths inside the unpacked archive, relative to it; given ones must exist, defaults may not."""
     paths: dict[str, str | None] = {}
     for name in fields.paths:
@@ -88,19 +64,22 @@ def _upload_paths(body: DatasetRequest, root: Path, fields: TaskFields) -> dict[
     return paths
 
 
-def _server_paths(body: DatasetRequest, roots: tuple[Path, ...], fields: TaskFields) -> dict[str, str | None]:
-    """Every path resolved; the problems of all fields at once (a form shows each by its field)."""
-    listed = fields.lists and body.train_list is not None
+def _server_paths(body: DatasetRequest, roots: tuple[Path, ...],
+                  fields: DatasetFields) -> dict[str, str | None]:
+    """Every path resolved; the problems of all fields at once (a form shows each by its field). The
+    task's first list (of pairs) stands in for its required folders."""
+    instead = fields.lists[0] if fields.lists else None
+    listed = instead is not None and getattr(body, instead) is not None
     if listed and any(getattr(body, name) is not None for name in fields.required):
-        raise ApiError(422, "train_list: give either images and labels (folders) or train_list, not both",
-                       "train_list")
+        raise ApiError(422, f"{instead}: give either {' and '.join(fields.required)} (folders) or {instead}, "
+                            "not both", instead)
     paths: dict[str, str | None] = {}
     problems: list[ApiError] = []
     for name in (*fields.paths, *fields.lists):
         raw = getattr(body, name)
         try:
             if raw is None and name in fields.required and not listed:
-                alternative = " (or train_list: a list of image/label pairs)" if fields.lists else ""
+                alternative = f" (or {instead}: a list of image/label pairs)" if instead else ""
                 raise ApiError(422, f"{name} is required{alternative}", name)
             paths[name] = None if raw is None else str(resolve_data_path(raw, roots, name,
                                                                          folder=name in fields.folders))
@@ -115,8 +94,8 @@ def _server_paths(body: DatasetRequest, roots: tuple[Path, ...], fields: TaskFie
 
 def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobSpec, Any]]:
     body = DatasetRequest.parse(values)
-    colorizing = body.task == COLORIZATION
-    fields = COLORIZATION_FIELDS if colorizing else SEGMENTATION_FIELDS
+    task = TASKS[body.task]
+    fields = task.dataset_fields
     from_upload = ctx.inputs is not None
     paths = _upload_paths(body, ctx.inputs, fields) if from_upload else \
         _server_paths(body, ctx.config.data_roots, fields)
@@ -126,11 +105,11 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
                             f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
     given = body.given()
     request = {name: given.get(name) for name in (*fields.paths, *fields.lists)} | options
-    params = {"request": request, "task": body.task, "source": "upload" if from_upload else "server",
+    if "task" in given:
+        request["task"] = task.name
+    params = {"request": request, "task": task.name, "source": "upload" if from_upload else "server",
               "paths": paths, "options": options, "within": [str(root) for root in ctx.config.data_roots]}
-    if colorizing:
-        request["task"] = body.task
-    source = None if from_upload else Path(paths["images"] or paths["train_list"])
+    source = None if from_upload else Path(paths["images"] or paths[fields.lists[0]])
     default_name = "uploaded dataset" if source is None else source.parent.name
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]
 

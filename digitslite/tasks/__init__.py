@@ -12,7 +12,8 @@ DEFAULT_TASK = segmentation.TASK  # what jobs made before tasks existed are
 
 
 def task_of(params: dict) -> Task:
-    """The task a dataset or model job's parameters name (the default for older jobs)."""
+    """The task a dataset or model job's parameters, or a dataset.json, name (the default for older
+    jobs and datasets)."""
     name = params.get("task", DEFAULT_TASK.name)
     if name not in TASKS:
         raise ValueError(f"no task {name!r}; known: {', '.join(TASKS)}")

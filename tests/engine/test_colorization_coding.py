@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from digitslite.datasets.colorize.colour import LAB
-from digitslite.engine.colorization.coding import StoredColours, network_classes, stored_colours
+from digitslite.engine.colorization.coding import StoredColours, stored_colours
 from digitslite.jobs.colourise import colourise, recolour
 
 CENTRES = np.array([[0.0, 0.0], [30.0, 40.0]])
@@ -40,8 +40,6 @@ def test_dataset_json_names_the_coding():
     assert coding.space is LAB and coding.centres.tolist() == CENTRES.tolist()
     yuv = stored_colours({"task": "colorization", "colour_space": {"name": "yuv"}, "bins": None})
     assert yuv.centres is None
-    assert network_classes({"task": "colorization", "classes": []}) == 1
-    assert network_classes({"task": "colorization", "classes": ["a 0 b 0", "a 10 b 0"]}) == 2
 
 
 def test_colourise_writes_the_pictures_and_a_distribution_to_decode_again(tmp_path):

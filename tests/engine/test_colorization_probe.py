@@ -5,7 +5,7 @@ import torch
 
 from digitslite.caffe.prototxt import parse_net
 from digitslite.engine.colorization.decode import annealed_mean, softmax
-from digitslite.engine.colorization.probe import colorization_probe
+from digitslite.engine.colorization.probe import coding_probe
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
@@ -40,7 +40,7 @@ class LinearCoding:
 
 def test_probe_scores_the_infogain_net_by_hand():
     net = CaffeNet(parse_net(NET), "test")
-    probe = colorization_probe(net, LinearCoding())
+    probe = coding_probe(net, LinearCoding())
     assert probe.keep == ("data", "score", "label")
     inputs = {"data": torch.full((1, 1, 1, 2), 100.0), "label": torch.tensor([[[[0.0, 1.0]]]]),
               "h": torch.eye(2).reshape(1, 1, 2, 2)}
@@ -59,4 +59,4 @@ def test_a_net_without_a_colour_loss_is_refused_with_the_networks_to_start_from(
     net = CaffeNet(parse_net(NET.replace('type: "InfogainLoss"', 'type: "SoftmaxWithLoss"')
                              .replace('bottom: "h" ', "")), "test")
     with pytest.raises(UserError, match="colorize_classes or colorize_hypercolumns"):
-        colorization_probe(net, LinearCoding())
+        coding_probe(net, LinearCoding())

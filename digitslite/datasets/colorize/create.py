@@ -48,10 +48,9 @@ from digitslite.datasets.records import record_key
 from digitslite.datasets.report import STAGES, SizeStats
 from digitslite.datasets.resize import ResizeSpec
 from digitslite.datasets.split import split_pairs
-from digitslite.layout import HISTOGRAM_FILE, INFOGAIN_FILE, DatasetFiles
+from digitslite.layout import HISTOGRAM_FILE, INFOGAIN_FILE, DatasetFiles, db_name
+from digitslite.tasks.colorization import TASK
 
-DATASET_FORMAT = "digitslite-colorization/1"
-TASK = "colorization"
 Progress = Callable[[int, int], None]
 
 
@@ -237,8 +236,8 @@ def colorize_info(plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
     databases = [FEATURES, CHROMA] + ([LABELS] if bins is not None else [])
     bin_names = [] if bins is None else [f"a {a:g} b {b:g}" for a, b in np.round(bins.centres, 2)]
     return {
-        "format": DATASET_FORMAT,
-        "task": TASK,
+        "format": TASK.dataset_format,
+        "task": TASK.name,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "colour_space": space.to_dict(),
         "channels": 1,
@@ -254,7 +253,7 @@ def colorize_info(plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
         "resize": None if options.resize == "none" else
         {"mode": options.resize, "width": options.width, "height": options.height},
         "mean_file": None,
-        "databases": {stage: {name: f"{stage}_db/{name}" for name in databases}
+        "databases": {stage: {name: db_name(stage, name) for name in databases}
                       for stage in STAGES if report.counts[stage]},
         "sources": {"images": str(plan.resolved.images), "val_images":
                     None if plan.resolved.val_images is None else str(plan.resolved.val_images)},

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from digitslite.datasets.create import publishing
 from digitslite.errors import UserError
+from digitslite.tasks.colorization import TASK
 
 SHAPE_COLOURS = {"disc": (205, 40, 40), "square": (225, 200, 40), "triangle": (40, 80, 215),
                  "bars": (40, 170, 60), "ring": (190, 50, 190)}
@@ -69,6 +70,8 @@ def write_colour_demo(out_dir: Path | str, count: int = 256, val_count: int = 32
             for index in range(total):
                 pixels = render_colour_scene(np.random.default_rng([seed, number, index]), width, height)
                 Image.fromarray(pixels).save(partial / split / f"{index:04d}.png")
-    return {"path": str(Path(out_dir).expanduser().absolute()), "task": "colorization", "count": count,
+    out = Path(out_dir).expanduser().absolute()
+    return {"path": str(out), "description": "colour scenes", "task": TASK.name, "count": count,
             "val_count": val_count, "width": width, "height": height, "seed": seed,
-            "shapes": {shape: list(colour) for shape, colour in SHAPE_COLOURS.items()}}
+            "shapes": {shape: list(colour) for shape, colour in SHAPE_COLOURS.items()},
+            "dataset_fields": {name: str(out / name) for name in ("images", "val_images")}}

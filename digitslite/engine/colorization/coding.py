@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from digitslite.datasets.colorize.colour import COLOUR_SPACES, ColourSpace
-from digitslite.datasets.colorize.create import TASK
 from digitslite.engine.colorization.decode import DEFAULT_TEMPERATURE, annealed_mean, softmax
 from digitslite.errors import UserError
+from digitslite.tasks.colorization import TASK
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,8 @@ class StoredColours:
 
 def stored_colours(info: dict[str, Any]) -> StoredColours | None:
     """The coding of a dataset.json, or None for a dataset of another task."""
-    if info.get("task") != TASK:
+    if info.get("task") != TASK.name:
         return None
     space = COLOUR_SPACES[info["colour_space"]["name"]]
     bins = info.get("bins")
     return StoredColours(space, None if not bins else np.asarray(bins["centres"], dtype=np.float64))
-
-
-def network_classes(info: dict[str, Any]) -> int:
-    """What a network's {{num_classes}} stands for with this dataset.json: its classes, or a colorization
-    dataset's ab bins (1 for one without bins, whose regression networks have no such field)."""
-    count = len(info["classes"])
-    return max(count, 1) if info.get("task") == TASK else count

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from digitslite.engine.colorization.coding import stored_colours
 from digitslite.engine.colorization.scores import ColorizationScores
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
@@ -72,7 +73,16 @@ class ColorizationProbe:
         return ColorizationTally(self)
 
 
-def colorization_probe(net: CaffeNet, coding: ColourCoding) -> ColorizationProbe:
+def colorization_probe(net: CaffeNet, info: Mapping[str, Any]) -> ColorizationProbe:
+    """The probe of colorization's task record: scores in the colour coding of the dataset.json `info`."""
+    coding = stored_colours(info)
+    if coding is None:
+        raise UserError("a colorization net is scored with its dataset's colour coding; the dataset.json "
+                        "given has none: train on a dataset made with --task colorization")
+    return coding_probe(net, coding)
+
+
+def coding_probe(net: CaffeNet, coding: ColourCoding) -> ColorizationProbe:
     """The first InfogainLoss (method 1) or EuclideanLoss (method 2) of `net`, and its image input."""
     if not net.input_names:
         raise UserError(f"net {net.name!r} has no image input to take the lightness from")

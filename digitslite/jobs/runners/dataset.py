@@ -1,15 +1,14 @@
-"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset (segmentation, or
-colorization when the job's params name that task).
+"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset, with the creator
+of the task the job's params name.
 
 The check is the job's first phase, never the request's (pixel work stays out of the server): a
 dataset with errors ends the job as failed, its whole report in the job's check report file.
 """
-from digitslite.datasets import DatasetInvalidError, create_dataset, remove_partials
-from digitslite.datasets.colorize.create import create_colorize
-from digitslite.datasets.colorize.options import ColorizeOptions
+from digitslite.datasets import DatasetInvalidError, remove_partials
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
+from digitslite.tasks import task_of
 
 
 def run(ctx: RunContext) -> None:
@@ -26,10 +25,9 @@ def run(ctx: RunContext) -> None:
         return
     report_file = ctx.folder.check_report
     report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
-    options = dataset_options(ctx.params, ctx.job_dir)
-    create = create_colorize if isinstance(options, ColorizeOptions) else create_dataset
+    create = task_of(ctx.params).part("create")
     try:
-        summary = create(options, out, progress)
+        summary = create(dataset_options(ctx.params, ctx.job_dir), out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
         raise

@@ -21,9 +21,8 @@ from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.inference import image_files
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.model import snapshot_weights
-from digitslite.layout import (
-    OUTPUTS_DIR,
-)
+from digitslite.layout import OUTPUTS_DIR
+from digitslite.tasks import task_of
 from digitslite.viz.overlay import overlay
 from digitslite.viz.palette import extend_palette, voc_palette
 from digitslite.viz.png import write_label_png, write_rgb_png
@@ -69,7 +68,7 @@ def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
     return model.deploy_file, weights, info if info.is_file() else None
 
 
-def _items(ctx: RunContext) -> Iterator[Item]:
+def items(ctx: RunContext) -> Iterator[Item]:
     source, limit = ctx.params["source"], ctx.params.get("limit")
     if source == "upload":
         return _files(ctx.folder.inputs_dir, limit)
@@ -107,69 +106,44 @@ class _Scores:
                 "mean_iu": float(iu[present].mean()), "per_class_iu": [float(value) for value in iu]}
 
 
-def _unreadable(name: str) -> dict[str, str]:
+def unreadable(name: str) -> dict[str, str]:
     """An image that did not decode: its own failure, reported; the others still run."""
     print(f"warning: {name}: {UNREADABLE}", flush=True)
     return {"input": name, "error": UNREADABLE}
 
 
-def _nothing_ran(unread: list) -> str:
+def nothing_ran(unread: list) -> str:
     unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
     return f"there were no images to run the model on{unreadable}"
 
 
-def _progress(ctx: RunContext, done: int) -> None:
+def report_progress(ctx: RunContext, done: int) -> None:
     total = ctx.params.get("count") or 0
     ctx.report(done / total if total else 0.0, f"{done} images")
 
 
-def _colourise(ctx: RunContext, predictor, coding, outputs: Path) -> None:
-    """A colorization model's run: colourised pictures instead of class maps."""
-    from digitslite.jobs.colourise import colourise
-
-    def progress(done: int) -> None:
-        ctx.check_stop()
-        _progress(ctx, done)
-
-    unread: list[dict[str, str]] = []
-
-    def readable() -> Iterator[tuple[str, np.ndarray]]:
-        for name, pixels, _ in _items(ctx):
-            if pixels is None:
-                unread.append(_unreadable(name))
-            else:
-                yield name, pixels
-
-    results = colourise(coding, predictor.predict, readable(), outputs, progress)
-    if not results["images"]:
-        raise UserError(_nothing_ran(unread))
-    write_json_atomically(ctx.folder.results_file, {**results, "unreadable": unread})
-    print(f"colourised {len(results['images'])} images", flush=True)
-
-
 def run(ctx: RunContext) -> None:
-    from digitslite.engine.colorization.coding import stored_colours
     from digitslite.engine.infer import load_predictor
 
     deploy, weights, info_file = _model_files(ctx)
-    names: list[str] = []
-    palette = voc_palette()
     info = json.loads(info_file.read_text()) if info_file is not None else {}
-    coding = stored_colours(info)
-    if info and coding is None:
-        names, palette = info["classes"], extend_palette(info["palette"])
     device = "cuda" if ctx.spec.gpu_count else "cpu"
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
+    ctx.folder.outputs_dir.mkdir(exist_ok=True)
+    task_of(info).part("inference")(ctx, predictor, info)  # the task of the model's dataset
+
+
+def segment(ctx: RunContext, predictor, info: dict[str, Any]) -> None:
+    """Segmentation's inference: a class map and an overlay per image, scored against the truth."""
+    names, palette = [], voc_palette()
+    if info:
+        names, palette = info["classes"], extend_palette(info["palette"])
     outputs = ctx.folder.outputs_dir
-    outputs.mkdir(exist_ok=True)
-    if coding is not None:
-        _colourise(ctx, predictor, coding, outputs)
-        return
     results, unread, scores = [], [], _Scores()
-    for number, (name, pixels, truth) in enumerate(_items(ctx)):
+    for number, (name, pixels, truth) in enumerate(items(ctx)):
         ctx.check_stop()
         if pixels is None:  # that image's own failure: the others still run
-            unread.append(_unreadable(name))
+            unread.append(unreadable(name))
             continue
         scores_map = next(iter(predictor.predict(pixels).values()))
         prediction = scores_map.argmax(0).astype(np.uint8)
@@ -189,9 +163,9 @@ def run(ctx: RunContext) -> None:
             write_label_png(ctx.job_dir / entry["truth"], truth, palette)
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
         results.append(entry)
-        _progress(ctx, number + 1)
+        report_progress(ctx, number + 1)
     if not results:
-        raise UserError(_nothing_ran(unread))
+        raise UserError(nothing_ran(unread))
     used_palette = palette[:max(len(names), 1)].tolist()
     write_json_atomically(ctx.folder.results_file, {"classes": names, "palette": used_palette,
                                                    "images": results, "unreadable": unread,

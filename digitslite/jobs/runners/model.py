@@ -68,9 +68,7 @@ def _network(ctx: RunContext, info: dict[str, Any]) -> tuple[caffe_pb2.NetParame
     to start from (if the source has one), initial weights."""
     source = ctx.params["network"]
     solver, weights = None, []
-    from digitslite.engine.colorization.coding import network_classes
-
-    num_classes, ignore_label = network_classes(info), info.get("ignore_label", DEFAULT_IGNORE_LABEL)
+    num_classes, ignore_label = len(info["classes"]), info.get("ignore_label", DEFAULT_IGNORE_LABEL)
     if source["kind"] == "standard":
         net, solver = load_network(source["name"], num_classes, ignore_label), load_solver(source["name"])
     elif source["kind"] == "prototxt":
@@ -146,7 +144,6 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
 
 
 def run(ctx: RunContext) -> None:
-    from digitslite.engine.colorization.coding import stored_colours
     from digitslite.engine.train import TrainConfig, train  # torch: only in the worker
 
     dataset_dir = ctx.other_job(ctx.params["dataset"], "dataset").dataset.path
@@ -165,7 +162,7 @@ def run(ctx: RunContext) -> None:
     # from before these fields train one rank per GPU, or one process on the CPU.
     scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
     config = TrainConfig(solver=solver, net=read_net(ctx.folder.train_val_file), solver_dir=ctx.job_dir,
-                         colorization=stored_colours(info),
+                         dataset_info=info,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
                          compile=bool(speed.get("compile")), **scale_out)

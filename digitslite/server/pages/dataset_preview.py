@@ -8,8 +8,6 @@ import numpy as np
 from PIL import Image
 
 from digitslite.datasets import DatasetOptions
-from digitslite.datasets.colorize.create import check_colorize
-from digitslite.datasets.colorize.options import ColorizeOptions
 from digitslite.datasets.labels import LabelDecoder
 from digitslite.datasets.pairing import Pair
 from digitslite.datasets.problems import KINDS
@@ -46,11 +44,8 @@ def _preview(stage: str, pair: Pair, decoder: LabelDecoder, palette: np.ndarray)
     return shown
 
 
-def check_with_previews(options: DatasetOptions | ColorizeOptions) -> dict[str, Any]:
-    """{"report": the ValidationReport as a dict, "previews": the first pairs, decoded}. A colorization
-    dataset's report carries its chroma histogram as a picture and has no pairs to preview."""
-    if isinstance(options, ColorizeOptions):
-        return {"report": check_colorize(options).to_dict(), "previews": []}
+def check_with_previews(options: DatasetOptions) -> dict[str, Any]:
+    """{"report": the ValidationReport as a dict, "previews": the first pairs, decoded}."""
     plan = make_plan(options)
     report = scan(plan, None).report
     palette = extend_palette([stat.colour for stat in report.classes])

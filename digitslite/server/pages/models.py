@@ -24,6 +24,7 @@ from digitslite.server.pages.timeline import job_timeline
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.schemas.requests import NO_AMP
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 
 CHOICES_SHOWN = 100  # datasets, models and pretrained jobs offered by the form
 SOLVER_DEFAULTS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
@@ -201,7 +202,7 @@ def model(job_id: str):
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=folder.network_file.is_file(),
-                           class_info=_class_info(info), task=(info or {}).get("task", "segmentation"),
+                           class_info=_class_info(info), task=task_of(info or {}),
                            max_iter=_max_iter(folder),
                            ranks=read_json_if_present(folder.ranks_file),
                            pipeline=read_json_if_present(folder.pipeline_file))

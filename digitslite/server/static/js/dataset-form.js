@@ -10,16 +10,12 @@ const checkButton = document.getElementById("check-button");
 const value = (name) => form.querySelector(`[name="${name}"]:checked`)?.value;
 const separateVal = () => document.getElementById("separate-val").checked;
 
-// Fields that only one task reads; the other task's are hidden and not sent.
-const TASK_FIELDS = {
-  segmentation: ["labels", "val_labels", "train_list", "val_list", "label_mode", "colormap", "nearest", "classes", "ignore_label",
-    "allow_empty_classes", "encoding"],
-  colorization: ["space", "bins"],
-};
-const task = () => value("task") || "segmentation";
+// Fields that only one task reads (from the tasks' records); the other tasks' are hidden and not sent.
+const TASK_FIELDS = JSON.parse(form.dataset.taskFields);
+const task = () => value("task");
 
 function showApplicable() {
-  if (value("source") === "lists" && task() !== "segmentation") form.elements.source.value = "folders";
+  if (value("source") === "lists" && !TASK_FIELDS[task()].includes("train_list")) form.elements.source.value = "folders";
   const source = value("source");
   const mode = value("label_mode");
   form.querySelectorAll("[data-task]").forEach((node) => { node.hidden = node.dataset.task !== task(); });

@@ -1,29 +1,69 @@
-"""A colorization inference job's page: per image the grey input, the colourised picture and the
-original, with per-image PSNR; a net over ab bins is decoded again at the temperature the page's
-slider asks for, from the distribution the job stored (the net does not run again)."""
+"""Colorization's parts of the pages (named by its task record): the form's Check, a dataset's kept bins
+and stored colours, and an inference job's grey | colourised | original pictures, where a net over ab
+bins is decoded again at the temperature the page's slider asks for, from the distribution the job
+stored (the net does not run again)."""
 import math
 from pathlib import Path
 from typing import Any
 
-from flask import Response, abort, render_template, request, send_file
+import numpy as np
+from flask import Response, abort, request, send_file
+from PIL import Image
 
+from digitslite.datasets.colorize.colour import COLOUR_SPACES
+from digitslite.datasets.colorize.create import check_colorize
+from digitslite.datasets.colorize.options import ColorizeOptions
+from digitslite.datasets.reader import read_record
+from digitslite.datasets.records import datum_array
 from digitslite.engine.colorization.coding import StoredColours, stored_colours
 from digitslite.jobs.colourise import recolour
 from digitslite.jobs.folder import JobFolder
 from digitslite.server.pages.blueprint import pages_api
 from digitslite.server.pages.jobfiles import read_json_if_present
-from digitslite.server.pages.records import png
+from digitslite.server.pages.records import image_bytes, png
 from digitslite.server.pages.view import page_job
 from digitslite.server.services import services
 
 PARTS = ("grey", "colourised", "original")
 HOTTEST = 2.0   # the slider's range of temperatures: (0, HOTTEST]
+TOP_BINS = 12
 
 
-def render_colorization(results: dict[str, Any], images: list[dict[str, Any]], **context: Any) -> str:
-    """The inference page of a colorization job, for the results on this page."""
-    return render_template("inference/colorization.html", results=results, images=images,
-                           hottest=HOTTEST, **context)
+def form_check(options: ColorizeOptions) -> dict[str, Any]:
+    """The form's Check: the report (with its chroma histogram picture); photos have no pairs to preview."""
+    return {"report": check_colorize(options).to_dict(), "previews": []}
+
+
+def dataset_context(info: dict[str, Any]) -> dict[str, Any]:
+    """What the dataset page's summary shows besides dataset.json: the most frequent kept bins."""
+    bins = info.get("bins")
+    if not bins:
+        return {"top_bins": []}
+    total = sum(bins["pixels"]) or 1
+    order = sorted(range(bins["count"]), key=lambda index: -bins["pixels"][index])[:TOP_BINS]
+    centres = bins["centres"]
+    return {"top_bins": [{"index": index, "a": round(centres[index][0], 1), "b": round(centres[index][1], 1),
+                          "share": bins["pixels"][index] / total, "weight": bins["weights"][index]}
+                         for index in order]}
+
+
+def record_picture(dataset_dir: Path, info: dict[str, Any], stage: str, position: int,
+                   part: str) -> bytes | None:
+    """A record's `image` (the lightness plane) or `colour` (lightness and chroma back in sRGB)."""
+    lightness = read_record(dataset_dir, stage, "features", position)
+    if lightness is None or part == "image":
+        return None if lightness is None else image_bytes(lightness)
+    chroma = read_record(dataset_dir, stage, "chroma", position)
+    if chroma is None:
+        return None
+    space = COLOUR_SPACES[info["colour_space"]["name"]]
+    return png(space.rgb_from_stored(datum_array(lightness)[0], datum_array(chroma).transpose(1, 2, 0)))
+
+
+def inference_context(folder: JobFolder, results: dict[str, Any],
+                      shown: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """The inference page's pictures of this page's results, and the temperature slider's range."""
+    return {"images": [{"number": number, **entry} for number, entry in shown], "hottest": HOTTEST}
 
 
 def _coding(folder: JobFolder) -> StoredColours:
@@ -55,9 +95,6 @@ def colorization_image(job_id: str, number: int, part: str):
     entry = results["images"][number]
     name = f"{Path(entry['input']).stem}_{part}.png"
     if part == "colourised" and "temperature" in request.args and "distribution" in entry:
-        import numpy as np
-        from PIL import Image
-
         with Image.open(folder.path / entry["lightness"]) as image:
             lightness = np.asarray(image.convert("L"))
         distribution = np.load(folder.path / entry["distribution"])
