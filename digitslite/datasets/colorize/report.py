@@ -2,7 +2,10 @@
 ab bins kept. JSON-serialisable, like the segmentation report, so the CLI, the API and the pages
 show it the same way."""
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from digitslite.datasets.controls import as_flags
 
 from digitslite.datasets.problems import ERROR, WARNING, Problem
 
@@ -31,10 +34,11 @@ class ColorizeReport:
     def warnings(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.severity == WARNING]
 
-    def summary_line(self) -> str:
-        """One line naming every error kind with its count, first example and fix."""
-        return "; ".join(f"{problem.count} {problem.what} (e.g. {problem.examples[0]}): {problem.fix}"
-                         for problem in self.errors)
+    def summary_line(self, words: Callable[[str], str] = as_flags) -> str:
+        """One line naming every error kind with its count, first example and fix; options in `words`
+        (the command line's flags unless told), as the segmentation report's."""
+        return "; ".join(f"{problem.count} {words(problem.what)} (e.g. {words(problem.examples[0])}): "
+                         f"{words(problem.fix)}" for problem in self.errors)
 
     def to_dict(self) -> dict:
         picture = None if self.histogram_png is None else \

@@ -5,6 +5,8 @@ The check is the job's first phase, never the request's (pixel work stays out of
 dataset with errors ends the job as failed, its whole report in the job's check report file.
 """
 from digitslite.datasets import DatasetInvalidError, remove_partials
+from digitslite.datasets.controls import as_fields
+from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
@@ -30,6 +32,7 @@ def run(ctx: RunContext) -> None:
         summary = create(dataset_options(ctx.params, ctx.job_dir), out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
-        raise
+        # the job's error is read through the API and the pages: options as fields, not flags
+        raise UserError(f"dataset not created: {exc.report.summary_line(as_fields)}") from None
     counts = ", ".join(f"{stage} {count}" for stage, count in summary.info["counts"].items())
     print(f"dataset created in {summary.path}: {counts}", flush=True)

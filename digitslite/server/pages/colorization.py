@@ -19,6 +19,7 @@ from digitslite.engine.colorization.coding import StoredColours, stored_colours
 from digitslite.jobs.colourise import recolour
 from digitslite.jobs.folder import JobFolder
 from digitslite.server.pages.blueprint import pages_api
+from digitslite.server.pages.dataset_preview import with_refusal
 from digitslite.server.pages.jobfiles import read_json_if_present
 from digitslite.server.pages.records import image_bytes, png
 from digitslite.server.pages.view import page_job
@@ -31,7 +32,7 @@ TOP_BINS = 12
 
 def form_check(options: ColorizeOptions) -> dict[str, Any]:
     """The form's Check: the report (with its chroma histogram picture); photos have no pairs to preview."""
-    return {"report": check_colorize(options).to_dict(), "previews": []}
+    return with_refusal(check_colorize(options), [])
 
 
 def dataset_context(info: dict[str, Any]) -> dict[str, Any]:

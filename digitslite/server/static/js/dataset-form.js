@@ -205,6 +205,16 @@ function keepDrawnSeed(seed) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
+  if (value("source") !== "upload") { // server folders are checked first: a dataset with errors is not queued
+    busy("Checking every image and label…");
+    const checked = await runCheck();
+    if (!checked.ok || checked.data.refusal) {
+      busy("");
+      if (checked.ok) showReport(checked.data.report, []);
+      showError(checked.ok ? checked.data.refusal : errorOf(checked), formError, form);
+      return;
+    }
+  }
   busy("Queueing the dataset…");
   const result = await api("POST", "/api/v1/datasets", fields());
   busy("");
