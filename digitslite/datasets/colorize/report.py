@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from digitslite.datasets.controls import as_flags
-
 from digitslite.datasets.problems import ERROR, WARNING, Problem
 
 
