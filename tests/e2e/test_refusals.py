@@ -94,15 +94,21 @@ def test_a_label_with_an_unknown_colour_shows_the_report_and_creates_no_dataset(
 
     assert site.job_count() == jobs  # the Check created nothing
 
-    page.get_by_role("button", name="Create dataset").click()
-    page.wait_for_url(re.compile(r"/datasets/\d"))
-    job_id = page.url.rsplit("/", 1)[1]
+    page.get_by_role("button", name="Create dataset").click()  # Create checks first: refused on the form
+    expect(page.locator("#form-error")).to_contain_text("the dataset has errors")
+    expect(problems).to_contain_text("label colours that are not in the colour map")
+    assert site.job_count() == jobs
+
+    # The API queues without reading a pixel; the job's check fails and its page shows the report.
+    job_id = created_id(site.client.post("/api/v1/datasets", {
+        "images": str(demo / "images"), "labels": str(demo / "labels_rgb"), "val_percent": 25,
+        "label_mode": "rgb", "colormap": str(demo / "no_sign_colormap.txt")}))
     assert site.client.wait_status(job_id)["status"] == "failed"
-    report = page.locator("#check-report table.problems")  # the page reloads itself when the job ends
-    expect(report).to_be_visible(timeout=30_000)
-    expect(page.locator("#job-error")).to_contain_text("dataset not created")
+    _open(page, f"/datasets/{job_id}")
+    report = page.locator("#check-report table.problems")
     expect(report).to_contain_text("label colours that are not in the colour map")
     expect(report).to_contain_text("add the colour to the colour map")
     expect(report).to_contain_text("(250, 220, 0)")
+    expect(page.locator("#job-error")).to_contain_text("dataset not created")
     shots(page, "unknown-colour-job")
     assert not (site.jobs_dir / job_id / "dataset").exists()  # nothing half-created
