@@ -1,14 +1,16 @@
-"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset.
+"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset, with the creator
+of the task the job's params name.
 
 The check is the job's first phase, never the request's (pixel work stays out of the server): a
 dataset with errors ends the job as failed, its whole report in the job's check report file.
 """
-from digitslite.datasets import DatasetInvalidError, create_dataset, remove_partials
+from digitslite.datasets import DatasetInvalidError, remove_partials
 from digitslite.datasets.controls import as_fields
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
+from digitslite.tasks import task_of
 
 
 def run(ctx: RunContext) -> None:
@@ -25,8 +27,9 @@ def run(ctx: RunContext) -> None:
         return
     report_file = ctx.folder.check_report
     report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
+    create = task_of(ctx.params).part("create")
     try:
-        summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+        summary = create(dataset_options(ctx.params, ctx.job_dir), out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
         # the job's error is read through the API and the pages: options as fields, not flags

@@ -163,6 +163,7 @@ def run(ctx: RunContext) -> None:
     # from before these fields train one rank per GPU, or one process on the CPU.
     scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
     config = TrainConfig(solver=solver, net=read_net(ctx.folder.train_val_file), solver_dir=ctx.job_dir,
+                         dataset_info=info,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
                          compile=bool(speed.get("compile")), **scale_out)
