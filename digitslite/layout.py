@@ -36,8 +36,10 @@ CHECK_REPORT_FILE = "check-report.json"  # a dataset job's validation report whe
 # ---- a dataset folder (DIGITS' layout); a model or pretrained job keeps a copy of DATASET_INFO_FILE
 DATASET_INFO_FILE = "dataset.json"  # classes, palette, counts, image sizes
 MEAN_FILE = "mean.binaryproto"
+INFOGAIN_FILE = "infogain.binaryproto"  # a colorization dataset's InfogainLoss H (Lab bins only)
+HISTOGRAM_FILE = "chroma_histogram.png"  # a colorization dataset's training chroma, as a picture
 DB_STAGES = ("train", "val")
-DB_PARTS = ("features", "labels")
+DB_PARTS = ("features", "labels", "chroma")  # images (or lightness); class maps (or ab bins); chroma planes
 
 # ---- Caffe's snapshot names: the prefix is concatenated literally ("dir/" gives "dir/_iter_4...")
 WEIGHTS_SUFFIX, SOLVERSTATE_SUFFIX, SIDECAR_SUFFIX = ".caffemodel", ".solverstate", ".resume.json"
@@ -78,6 +80,14 @@ class DatasetFiles:
     @property
     def mean_file(self) -> Path:
         return self.path / MEAN_FILE
+
+    @property
+    def infogain_file(self) -> Path:
+        return self.path / INFOGAIN_FILE
+
+    @property
+    def histogram_file(self) -> Path:
+        return self.path / HISTOGRAM_FILE
 
     def db(self, stage: str, part: str) -> Path:
         return self.path / db_name(stage, part)

@@ -14,11 +14,14 @@ Source paths of a Data layer (`data_param.source`) resolve as follows:
   * a relative path is joined to `dataset_root` (the current directory when none is given);
   * an empty source (as in DIGITS' prototxts, where DIGITS fills it in) becomes
     `<dataset_root>/train_db/<name>` in the TRAIN phase and `<dataset_root>/val_db/<name>` in TEST,
-    <name> being `labels` when the layer's first top contains "label", else `features`.
+    <name> being `chroma` for a first top "chroma" (a colorization dataset's targets), `labels`
+    when the layer's first top contains "label", else `features`.
 The path names one LMDB of the pair; its sibling is found by DIGITS' convention: a source whose
-folder is named `labels` is the label half and `features` beside it the image half; any other
-source is the image half and `labels` beside it the label half. `transform_param.mean_file`
-resolves like a relative source.
+folder is named `labels` (or `chroma`) is the label half and `features` beside it the image half;
+any other source is the image half and, beside it, the label database that the phase's label
+layer reads (`labels` by default) the label half. A label record of one channel is an H x W map;
+one of several channels (chroma) stays C x H x W, cropped and mirrored with the image alike.
+`transform_param.mean_file` resolves like a relative source.
 """
 import os
 from collections.abc import Iterable
@@ -31,6 +34,7 @@ from torch.nn import functional
 from torch.utils.data import Dataset
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.deploy import LABEL_DATABASES
 from digitslite.datasets.mean import read_mean_file
 from digitslite.datasets.reader import db_keys, db_value
 from digitslite.datasets.records import datum_array
@@ -117,7 +121,7 @@ class SegmentationTransform:
         NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
         than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
         """
-        return self.place(image, label, self.draw(*label.shape, rng))
+        return self.place(image, label, self.draw(*label.shape[-2:], rng))
 
     def place(self, image: np.ndarray, label: np.ndarray,
               placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +135,7 @@ class SegmentationTransform:
         if self.crop_shape is not None:
             image, label = self._crop(image, label, placement)
         if placement.mirror:
-            image, label = image[:, :, ::-1], label[:, ::-1]
+            image, label = image[:, :, ::-1], label[..., ::-1]
         if self.scale != 1.0:         # in place: `image` is this call's own array or a view of it
             image *= np.float32(self.scale)
         return image, label
@@ -169,7 +173,7 @@ class SegmentationTransform:
                 label = functional.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_label)
             top, left = placement.top, placement.left
             image = image[:, top:top + crop_h, left:left + crop_w]
-            label = label[top:top + crop_h, left:left + crop_w]
+            label = label[..., top:top + crop_h, left:left + crop_w]
         if placement.mirror:
             image, label = image.flip(-1), label.flip(-1)
         if self.scale != 1.0:
@@ -198,9 +202,11 @@ class SegmentationTransform:
         pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
         if pad_h or pad_w:
             image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)))
-            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_label)
+            spatial = ((0, pad_h), (0, pad_w))
+            label = np.pad(label, ((0, 0),) * (label.ndim - 2) + spatial, constant_values=self.ignore_label)
         top, left = placement.top, placement.left
-        return image[:, top:top + crop_h, left:left + crop_w], label[top:top + crop_h, left:left + crop_w]
+        rows, columns = slice(top, top + crop_h), slice(left, left + crop_w)
+        return image[:, rows, columns], label[..., rows, columns]
 
 
 @dataclass(frozen=True)
@@ -223,9 +229,9 @@ def _rescale_tensors(image: torch.Tensor, label: torch.Tensor,
     height, width = _scaled(image.shape[1], factor), _scaled(image.shape[2], factor)
     resized = functional.interpolate(image[None], size=(height, width), mode="bilinear",
                                      align_corners=False)[0]
-    rows = torch.arange(height, device=label.device) * label.shape[0] // height
-    cols = torch.arange(width, device=label.device) * label.shape[1] // width
-    return resized, label[rows[:, None], cols[None, :]]
+    rows = torch.arange(height, device=label.device) * label.shape[-2] // height
+    cols = torch.arange(width, device=label.device) * label.shape[-1] // width
+    return resized, label[..., rows[:, None], cols[None, :]]
 
 
 class SegmentationLmdbDataset(Dataset):
@@ -259,8 +265,9 @@ class SegmentationLmdbDataset(Dataset):
         """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices)."""
         key = self._keys[index]
         values = [db_value(path, key) for path in (self.features_path, self.labels_path)]
-        image, label = datum_array(values[0]), datum_array(values[1])[0]
-        if image.shape[1:] != label.shape:
+        image, label = datum_array(values[0]), datum_array(values[1])
+        label = label[0] if label.shape[0] == 1 else label
+        if image.shape[1:] != label.shape[-2:]:
             raise UserError(f"{self.features_path} record {key.decode(errors='replace')}: image "
                             f"{image.shape[2]}x{image.shape[1]} but label {label.shape[1]}x{label.shape[0]}; "
                             "recreate the dataset")
@@ -272,7 +279,7 @@ class SegmentationLmdbDataset(Dataset):
         the same draws `sample` makes: a training stream sends these across processes, 4x smaller
         than float32, and applies the transform in the training process (SegmentationTransform.apply)."""
         image, label = self.record(index)
-        placement = self.transform.draw(*label.shape, rng) if self.transform is not None else None
+        placement = self.transform.draw(*label.shape[-2:], rng) if self.transform is not None else None
         return image, label, placement
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,17 +316,18 @@ def _source(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: Path | No
     source = layer.data_param.source
     if source:
         path = _resolve(source, dataset_root)
-        return path, LABEL if path.name == "labels" else IMAGE
-    role = LABEL if layer.top and "label" in layer.top[0] else IMAGE
+        return path, LABEL if path.name in LABEL_DATABASES.values() else IMAGE
+    top = layer.top[0] if layer.top else ""
+    part = LABEL_DATABASES.get(top, "labels" if "label" in top else "features")
     if dataset_root is None:
         raise UserError(f"layer {layer.name!r}: data_param.source is empty; set it to a features LMDB or "
                         "give the dataset folder (as DIGITS does) so that it can be filled in")
     stage = "train" if phase == caffe_pb2.TRAIN else "val"
-    return DatasetFiles(dataset_root).db(stage, "labels" if role == LABEL else "features"), role
+    return DatasetFiles(dataset_root).db(stage, part), LABEL if part != "features" else IMAGE
 
 
 def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: PathLike | None = None,
-                            *, ignore_label: int = 255) -> BoundDataLayer:
+                            *, ignore_label: int = 255, labels: str = "labels") -> BoundDataLayer:
     """Bind one Caffe Data layer to its LMDB pair; see the module docstring for how paths resolve.
 
     An image layer's top 0 gets the image and its top 1 (if any) the label map; a label layer's
@@ -335,7 +343,7 @@ def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset
     if role == LABEL and layer.HasField("transform_param") and layer.transform_param.ByteSize():
         raise UserError(f"layer {layer.name!r} reads labels but has a transform_param; crop and mirror "
                         "come from the image layer and apply to the label jointly: remove it")
-    names = {"features": path.name, "labels": "labels"} if role == IMAGE else \
+    names = {"features": path.name, "labels": labels} if role == IMAGE else \
         {"features": "features", "labels": path.name}
     transform = None
     if role == IMAGE and layer.HasField("transform_param"):
@@ -355,10 +363,12 @@ def bind_data_layers(layers: Iterable[caffe_pb2.LayerParameter], phase: int,
     """Bind the Data layers of one phase (already filtered by include/exclude), merging the image
     and label layers that read one LMDB pair into a single feed, so their records stay in step."""
     feeds: dict[tuple[Path, Path], BoundDataLayer] = {}
+    layers = [layer for layer in layers if layer.type == "Data"]
+    root = None if dataset_root is None else Path(dataset_root)
+    read = [_source(layer, phase, root) for layer in layers if layer.data_param.source or root is not None]
+    labels = next((path.name for path, role in read if role == LABEL), "labels")
     for layer in layers:
-        if layer.type != "Data":
-            continue
-        bound = dataset_from_data_layer(layer, phase, dataset_root, ignore_label=ignore_label)
+        bound = dataset_from_data_layer(layer, phase, dataset_root, ignore_label=ignore_label, labels=labels)
         pair = (bound.dataset.features_path.resolve(), bound.dataset.labels_path.resolve())
         known = feeds.get(pair)
         if known is None:

@@ -169,13 +169,14 @@ def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict
 
 
 def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """N×C×H×W images and Caffe's float N×1×H×W label blob."""
+    """N×C×H×W images and Caffe's float N×1×H×W label blob (N×C×H×W for labels of C channels)."""
     sizes = {tuple(image.shape) for image, _ in pairs}
     if len(sizes) > 1:
         raise UserError(f"layer '{layer}': one batch holds records of sizes {sorted(sizes)[:2]}; use "
                         "batch_size 1 or a crop_size so that every record has one size")
     images = torch.stack([image for image, _ in pairs])
-    labels = torch.stack([label for _, label in pairs]).unsqueeze(1).float()
+    labels = torch.stack([label for _, label in pairs]).float()
+    labels = labels.unsqueeze(1) if labels.dim() == 3 else labels
     return images, labels
 
 

@@ -95,12 +95,13 @@ def main(folder: Path, parent: int) -> None:
     from digitslite.datasets.encoder import bound_memory
     from digitslite.errors import UserError
     from digitslite.jobs.kinds.dataset import dataset_options
-    from digitslite.server.pages.dataset_preview import check_with_previews
+    from digitslite.tasks import task_of
 
     threading.Thread(target=_end_with_parent, args=(parent,), daemon=True).start()
     bound_memory()
     try:
-        result = check_with_previews(dataset_options(read_json(folder / PARAMS_FILE), Path()))
+        params = read_json(folder / PARAMS_FILE)
+        result = task_of(params).part("pages").form_check(dataset_options(params, Path()))
     except UserError as exc:
         result = {"error": {"message": str(exc), "field": getattr(exc, "field", None)}}
     write_json_atomically(folder / RESULT_FILE, result, durable=False)

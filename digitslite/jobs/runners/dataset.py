@@ -1,20 +1,19 @@
 """Dataset jobs: unpack an uploaded archive, check the folders, then build the LMDB dataset into
-<job>/dataset.
+<job>/dataset, with the creator of the task the job's params name.
 
 Unpacking and the check are the job's first phases, never the request's (no archive is unpacked and
 no pixel decoded in the server): a dataset with errors ends the job as failed, its whole report in
 the job's check report file.
 """
-import os
-import shutil
-
 from digitslite.archives import UnsafeArchiveError, extract_archive
-from digitslite.datasets import DatasetInvalidError, create_dataset, new_partial, remove_partials
+from digitslite.datasets import DatasetInvalidError, remove_partials
 from digitslite.datasets.controls import as_fields
+from digitslite.datasets.create import publishing
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
+from digitslite.tasks import task_of
 
 MIB = 1 << 20
 
@@ -36,22 +35,17 @@ def unpack_upload(ctx: RunContext) -> None:
     total_mib = max(archive["declared_bytes"], 1) / MIB
 
     def written(size: int) -> None:
-        ctx.check_stop()  # raising here removes the partial folder below
+        ctx.check_stop()  # raising here removes the partial folder
         ctx.report(0.0, f"unpacking {archive['name']}: {size / MIB:.0f} of {total_mib:.0f} MiB")
 
-    partial = new_partial(inputs)
     try:
-        extract_archive(source, partial, field="archive", max_bytes=archive["max_bytes"],
-                        max_members=archive["max_members"], written=written)
-        os.rename(partial, inputs)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, UnsafeArchiveError):
-            reason = str(exc).removeprefix(f"{exc.field}: ")
-            raise UnsafeArchiveError(f"the uploaded archive {archive['name']} cannot be unpacked: {reason}; "
-                                     "pack the files again and upload them as a new dataset",
-                                     exc.field) from None
-        raise
+        with publishing(inputs) as partial:
+            extract_archive(source, partial, field="archive", max_bytes=archive["max_bytes"],
+                            max_members=archive["max_members"], written=written)
+    except UnsafeArchiveError as exc:
+        reason = str(exc).removeprefix(f"{exc.field}: ")
+        raise UnsafeArchiveError(f"the uploaded archive {archive['name']} cannot be unpacked: {reason}; "
+                                 "pack the files again and upload them as a new dataset", exc.field) from None
     print(f"unpacked {archive['name']} into {inputs}", flush=True)
 
 
@@ -71,8 +65,9 @@ def run(ctx: RunContext) -> None:
         return
     report_file = ctx.folder.check_report
     report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
+    create = task_of(ctx.params).part("create")
     try:
-        summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+        summary = create(dataset_options(ctx.params, ctx.job_dir), out, progress)
     except DatasetInvalidError as exc:
         write_json_atomically(report_file, exc.report.to_dict())
         # the job's error is read through the API and the pages: options as fields, not flags

@@ -53,8 +53,13 @@ def check_with_previews(options: DatasetOptions) -> dict[str, Any]:
     palette = extend_palette([stat.colour for stat in report.classes])
     palette[report.ignore_label] = (255, 255, 255)
     pairs = [(stage, pair) for stage in ("train", "val") for pair in plan.stages[stage]][:PREVIEW_PAIRS]
-    result = {"report": report.to_dict(), "previews": [_preview(stage, pair, plan.decoder, palette)
-                                                       for stage, pair in pairs]}
+    return with_refusal(report, [_preview(stage, pair, plan.decoder, palette) for stage, pair in pairs])
+
+
+def with_refusal(report: Any, previews: list[dict[str, Any]]) -> dict[str, Any]:
+    """The form's Check result of any task's report: with errors it also brings "refusal", the form's
+    error line (message, and template for the page's labels)."""
+    result = {"report": report.to_dict(), "previews": previews}
     if not report.ok:
         result["refusal"] = {"message": f"the dataset has errors: {report.summary_line(as_fields)}",
                              "template": f"the dataset has errors: {report.summary_line(str)}", "field": None}
