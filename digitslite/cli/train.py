@@ -1,8 +1,8 @@
 """`digitslite train`: train a Caffe network on a dataset folder, the worker's path without a server.
 
 With --ranks, --gpus or --nnodes it starts the ranks of this node and joins the others, with
---pipeline-stages one process per stage (see docs/SCALING.md); started by torchrun or Slurm (RANK
-and WORLD_SIZE set) it is one rank.
+--pipeline-stages one process per stage of each of the --ranks replicas (see docs/SCALING.md);
+started by torchrun or Slurm (RANK and WORLD_SIZE set) it is one rank.
 """
 import signal
 import sys
@@ -209,7 +209,8 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
               "N layers, after the named blobs (comma-separated, e.g. pool2,pool4), or auto (every "
               "sqrt(layers)); alone it means auto. Same numbers, less memory, about one more forward.")
 @click.option("--pipeline-stages", type=click.IntRange(min=1), default=1,
-              help="Cut the net into this many stages, one process (GPU) each (docs/SCALING.md).")
+              help="Cut the net into this many stages, one process (GPU) each, in --ranks replicas "
+              "(--gpus: a multiple of the stages; docs/SCALING.md).")
 @click.option("--micro-batches", type=click.IntRange(min=1), default=1,
               help="Batches per update flowing through the pipeline (as iter_size).")
 @click.option("--pipeline-cuts", metavar="BLOB,BLOB", help="Cut after these blobs instead of balancing "

@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 
 from digitslite.caffe.deploy import bind_data_sources
+from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import parse_net
+from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.snapshot import snapshot_files
 from digitslite.engine.train import TrainConfig, train
 from digitslite.errors import UserError
 from digitslite.networks import load_network, load_solver
-from tests.engine.test_train import final_weights, records, solver
+from tests.engine.test_train import assert_same_weights, final_weights, records, solver
 from tests.engine.test_train_support import fcn_net, write_dataset
 
 NO_DROPOUT = fcn_net().replace("dropout_ratio: 0.1", "dropout_ratio: 0.0")
+SHAPES = {"data": (4, 3, 12, 12), "label": (4, 1, 12, 12)}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,37 @@ def test_a_skip_connection_crosses_stages_with_1f1b_and_recompute(dataset, tmp_p
     assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
 
 
+def test_two_replicas_of_two_stages_with_two_micro_batches_equal_iter_size_four(dataset, tmp_path):
+    # replica r of 2 takes batches r, r+2, ... as data-parallel ranks do: the four batches of one
+    # update are those of iter_size 4 on one process; the test passes are dealt to the replicas.
+    # (No display after the last update: as on data-parallel ranks, it would average one batch
+    # per replica.)
+    net = parse_net(NO_DROPOUT)
+    settings = solver("max_iter: 3 display: 2 clip_gradients: 0.5 test_iter: 2 test_interval: 2")
+    one = train(TrainConfig(solver=with_iter_size(settings, 4), net=net, device="cpu", dataset_root=dataset),
+                tmp_path / "one")
+    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
+                              micro_batches=2, ranks=2, pipeline_cuts=("pool1",)), tmp_path / "piped")
+    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    tests = [[line for line in records(job) if line["phase"] == "val"] for job in (tmp_path / "one",
+                                                                                   tmp_path / "piped")]
+    assert [line["iteration"] for line in tests[1]] == [line["iteration"] for line in tests[0]] == [0, 2]
+    for expected, got in zip(*tests, strict=True):
+        assert got["confusion_matrix"] == expected["confusion_matrix"]
+        np.testing.assert_allclose([got["loss"], got["accuracy"]], [expected["loss"], expected["accuracy"]],
+                                   rtol=1e-5)
+
+
+def test_a_stage_builds_the_whole_nets_fillers_but_holds_only_its_layers():
+    whole = CaffeNet(parse_net(NO_DROPOUT), "train", input_shapes=SHAPES, seed=3)
+    stage = CaffeNet(parse_net(NO_DROPOUT), "train", input_shapes=SHAPES, seed=3, keep={"conv2", "upscore"})
+    assert_same_weights(stage.weights(), {name: whole.weights()[name] for name in ("conv2", "upscore")})
+    held = [param.tensor.numel() for param in stage.learnable_params()]
+    # conv1 w, b; conv2 w, b; score_fr w, b; upscore w (hand-counted)
+    assert held == [0, 0, 16 * 8 * 9, 16, 0, 0, 3 * 1 * 4 * 4]
+    assert "conv1" not in stage.blob_shapes() and stage.blob_shapes()["conv2"] == [(16, 8, 3, 3), (16,)]
+
+
 def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_path):
     # docs/DESIGN-NOTES.md: per-micro-batch statistics (GPipe), so the run equals iter_size M, the
     # stored mean/variance sums included (they are compared with the weights)
@@ -113,7 +147,8 @@ def test_a_pipelined_snapshot_resumes_on_one_process_and_back(dataset, tmp_path)
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"ranks": 2}, "data-parallel ranks"),
+    ({"nnodes": 2}, "leave out --nnodes"),
+    ({"gpus": ("0", "1", "2")}, "name a multiple of 2 GPUs"),
     ({"amp": "bf16"}, "--amp, --compile and --sync-batchnorm do not combine"),
     ({"micro_batches": 3, "iter_size": 2}, "iter_size 2 with --micro-batches 3"),
     ({"pipeline_schedule": "zigzag"}, "--pipeline-schedule zigzag"),
@@ -142,18 +177,27 @@ def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_pa
     common = ["train", "--dataset", str(dataset), "--net", str(net), "--max-iter", "2", "--seed", "1",
               "--cpu"]
     done = CliRunner().invoke(main, [*common, "--pipeline-stages", "2", "--micro-batches", "2",
-                                     "--pipeline-cuts", "pool1", "-o", str(job), "--json"])
+                                     "--ranks", "2", "--pipeline-cuts", "pool1", "-o", str(job), "--json"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["snapshots"] == [str(job / "snapshot_iter_2.caffemodel")]
     ranks = json.loads((job / "ranks.json").read_text())
-    assert (ranks["status"], [rank["rank"] for rank in ranks["ranks"]]) == ("done", [0, 1])
+    assert (ranks["status"], [rank["rank"] for rank in ranks["ranks"]]) == ("done", [0, 1, 2, 3])
     stages = json.loads((job / "pipeline.json").read_text())
     assert [stage["layers"][-1] for stage in stages["stages"]] == ["pool1", "loss"]
     assert stages["stages"][1]["receives"] == ["data_data_0_split_1", "label", "pool1"]
+    assert stages["replicas"] == 2 and [stage["device"] for stage in stages["stages"]] == ["cpu, cpu"] * 2
     assert stages["ideal_bubble"] == pytest.approx(1 / 3)     # (K − 1) / (M + K − 1), K = M = 2
     assert 0 <= stages["bubble"] < 1
     for stage in stages["stages"]:    # 2 updates, the first one a warm-up
         assert stage["updates"] == 1 and 0 < stage["busy_s"] <= stage["wall_s"]
+    # what each stage process holds (measured there) is its layers' blobs: conv1 | conv2, score_fr,
+    # upscore, counted by hand and by the partition table
+    table = partition(runnable_net(parse_net(NO_DROPOUT), "train", stages=("train",)), cuts=("pool1",),
+                      input_shapes=SHAPES)
+    held = [stage["parameters"] for stage in stages["stages"]]
+    by_hand = [8 * 27 + 8, 16 * 8 * 9 + 16 + 3 * 16 + 3 + 48]
+    assert held == [stage.parameters for stage in table.stages] == by_hand
+    assert [stage["parameter_bytes"] for stage in stages["stages"]] == [4 * count for count in held]
     alone = CliRunner().invoke(main, [*common, "--micro-batches", "2", "-o", str(tmp_path / "alone")])
     assert alone.exit_code == 1
     assert "--micro-batches and --pipeline-cuts go with --pipeline-stages" in alone.stderr
