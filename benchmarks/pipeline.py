@@ -32,9 +32,9 @@ import torch
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
 from digitslite.engine.net import CaffeNet
-from digitslite.engine.pipeline import PIPELINE_FILE
 from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.train import TrainConfig, train
+from digitslite.layout import PIPELINE_FILE
 from digitslite.networks import load_network, load_solver
 
 sys.path.insert(0, str(Path(__file__).parent))

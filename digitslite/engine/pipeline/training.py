@@ -15,6 +15,7 @@ stages too; a snapshot gathers the stages' weights and history into the ordinary
 .solverstate on rank 0, so a resume on any number of processes works as without a pipeline.
 """
 import dataclasses
+import resource
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -82,6 +83,13 @@ def check_pipeline(config: TrainConfig) -> None:
     if config.amp or config.compile or config.sync_batchnorm:
         raise UserError("--amp, --compile and --sync-batchnorm do not combine with --pipeline-stages yet; "
                         "leave them out")
+
+
+def peak_bytes(device: torch.device) -> int:
+    """This process's memory peak so far: the CUDA allocator's on a GPU, the resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class ForwardPipeline:
@@ -285,19 +293,19 @@ class PipelinedTraining(_Training):
         bubble so far."""
         values, value_bytes = held_values(self.train_net)
         shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s, self.updates, values,
-                                    value_bytes))
+                                    value_bytes, peak_bytes(self.device)))
         if shares is None:
             return
         stages = []
         for plan in self.plans:
             mine = shares[plan.index::plan.count]     # this stage in every replica
-            _, busy, wall, updates, held, held_bytes = mine[0]
+            _, busy, wall, updates, held, held_bytes, peak = mine[0]
             stages.append({"stage": plan.index, "layers": list(plan.layers),
                            "device": ", ".join(share[0] for share in mine),
                            "receives": list(plan.receives), "sends": list(plan.sends),
-                           "parameters": held, "parameter_bytes": held_bytes, "flops": plan.flops,
-                           "activation_bytes": plan.activation_bytes, "busy_s": busy, "wall_s": wall,
-                           "updates": updates})
+                           "parameters": held, "parameter_bytes": held_bytes, "peak_bytes": peak,
+                           "flops": plan.flops, "activation_bytes": plan.activation_bytes, "busy_s": busy,
+                           "wall_s": wall, "updates": updates})
         write_json_atomically(self.job_dir / PIPELINE_FILE, {
             "net": self.train_net.name, "micro_batches": self.config.micro_batches,
             "replicas": self.groups.replicas, "schedule": self.config.pipeline_schedule, "stages": stages,
