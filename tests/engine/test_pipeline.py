@@ -7,6 +7,7 @@ agree to 1e-5 relative and weights to 1e-6 absolute.
 import numpy as np
 import pytest
 
+from digitslite.caffe.caffemodel import write_caffemodel
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import parse_net
@@ -104,6 +105,27 @@ def test_a_stage_builds_the_whole_nets_fillers_but_holds_only_its_layers():
     # conv1 w, b; conv2 w, b; score_fr w, b; upscore w (hand-counted)
     assert held == [0, 0, 16 * 8 * 9, 16, 0, 0, 3 * 1 * 4 * 4]
     assert "conv1" not in stage.blob_shapes() and stage.blob_shapes()["conv2"] == [(16, 8, 3, 3), (16,)]
+
+
+def test_a_stage_loads_only_its_layers_from_a_whole_caffemodel(tmp_path):
+    whole = CaffeNet(parse_net(NO_DROPOUT), "train", input_shapes=SHAPES, seed=3)
+    write_caffemodel(tmp_path / "whole.caffemodel", whole.net_param, whole.weights())
+    stage = CaffeNet(parse_net(NO_DROPOUT), "train", input_shapes=SHAPES, seed=4, keep={"conv1"})
+    report = stage.load_weights(tmp_path / "whole.caffemodel")
+    assert sorted(report.ignored) == ["conv2", "score_fr", "upscore"]
+    assert_same_weights(stage.weights(), {"conv1": whole.weights()["conv1"]})
+
+
+def test_a_loss_before_the_last_stage_is_refused(dataset, tmp_path):
+    # an auxiliary loss after conv1: a cut after relu1's pool puts it in stage 0
+    net = parse_net(NO_DROPOUT.replace(
+        'layer { name: "pool1"',
+        'layer { name: "aux" type: "EuclideanLoss" bottom: "conv1" bottom: "conv1" top: "aux" }\n'
+        'layer { name: "pool1"'))
+    config = TrainConfig(solver=solver("max_iter: 1"), net=net, device="cpu", dataset_root=dataset,
+                         pipeline_stages=2, pipeline_cuts=("pool1",))
+    with pytest.raises(UserError, match=r"layer 'aux' computes a loss \('aux'\) in pipeline stage 0, before"):
+        train(config, tmp_path / "job")
 
 
 def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_path):

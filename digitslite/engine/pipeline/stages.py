@@ -99,6 +99,19 @@ def plan_following(net: caffe_pb2.NetParameter, train: Sequence[StagePlan]) -> l
     return plans
 
 
+def check_losses(net: CaffeNet, plans: Sequence[StagePlan]) -> None:
+    """Refuse a loss computed before the last stage: the schedule back-propagates only the last
+    stage's output (an auxiliary loss there would neither be logged whole nor trained)."""
+    last = plans[-1]
+    for index, step in enumerate(net.steps[:last.start]):
+        for top in step.tops:
+            if top in net.loss_weights:
+                stage = next(plan.index for plan in plans if plan.start <= index < plan.stop)
+                raise UserError(f"layer '{step.name}' computes a loss ('{top}') in pipeline stage {stage}, "
+                                f"before the last ({last.index}); cut the net after every loss layer's "
+                                "inputs, e.g. with --pipeline-cuts, so that the losses are in the last stage")
+
+
 def owned_params(net: CaffeNet, plan: StagePlan) -> list[int]:
     """Indices into net.learnable_params() of the parameters whose owner layer is in the stage."""
     layers = set(plan.layers)

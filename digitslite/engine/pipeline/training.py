@@ -36,6 +36,7 @@ from digitslite.engine.pipeline.groups import StageGroups
 from digitslite.engine.pipeline.stages import (
     StageModule,
     StagePlan,
+    check_losses,
     held_values,
     owned_params,
     plan_following,
@@ -158,8 +159,11 @@ class PipelinedTraining(_Training):
         else:
             plan = plan_following(runnable, self.plans)[self.groups.stage]
             self.test_plans.append(plan)
-        return CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
-                        seed=seed, source_map=spec.source_map, keep=set(plan.layers))
+        net = CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
+                       seed=seed, source_map=spec.source_map, keep=set(plan.layers))
+        if spec.phase == "train":
+            check_losses(net, self.plans)
+        return net
 
     def _solver(self) -> Solver:
         self.owned = owned_params(self.train_net, self.plan)
