@@ -49,6 +49,7 @@ class StageGroups:
         for tensor in tensors:
             if id(tensor) not in seen:
                 seen.add(id(tensor))
+                # src is a global rank: this stage in replica 0 is rank `stage`
                 distributed.broadcast(tensor.data, src=self.stage, group=self.replicas_of_stage)
 
     def sum_over_replicas(self, grads: Iterable[torch.Tensor | None]) -> None:

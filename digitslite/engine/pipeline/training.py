@@ -198,9 +198,10 @@ class PipelinedTraining(_Training):
         return self.train_net
 
     def _sum_over_stages(self, value: torch.Tensor) -> torch.Tensor:
-        total = value.clone()
+        # on this rank's device: a stage without parameters computes its zero on the CPU, which NCCL refuses
+        total = value.to(self.device, copy=True)
         distributed.all_reduce(total, group=self.groups.pipeline)
-        return total
+        return total.to(value.device)
 
     def _tensors(self) -> list[torch.Tensor]:
         return [param.tensor for param in self.solver.params]
