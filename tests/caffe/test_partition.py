@@ -71,7 +71,7 @@ def test_balanced_cuts_minimise_the_largest_stage(fcn8s, stages):
 
 def test_balancing_parameters_cuts_next_to_fc6(fcn8s):
     # fc6 holds 102.8 M of the 134.5 M values: with the convolutions before it (14.7 M) it is the
-    # smallest larger half; with fc7 and the head (16.9 M) after it, it would be larger
+    # smallest larger half; with fc7 and the head (17.0 M) after it, it would be larger
     found = partition(fcn8s, 2, balance="parameters", input_shapes=SHAPE)
     assert [stage.parameters for stage in found.stages] == [14_714_688 + 102_764_544,
                                                             FCN8S_PARAMETERS - 14_714_688 - 102_764_544]
