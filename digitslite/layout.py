@@ -30,6 +30,7 @@ ENTRY_DIR = "entry"                 # an imported store entry or a surgery resul
 OUTPUTS_DIR = "outputs"             # an inference job's class maps and overlays
 RESULTS_FILE = "results.json"       # an inference job's list of outputs and scores
 DATASET_DIR = "dataset"             # a dataset job's dataset folder
+CHECK_REPORT_FILE = "check-report.json"  # a dataset job's validation report when its check failed
 
 # ---- a dataset folder (DIGITS' layout); a model or pretrained job keeps a copy of DATASET_INFO_FILE
 DATASET_INFO_FILE = "dataset.json"  # classes, palette, counts, image sizes
@@ -112,6 +113,7 @@ class JobFiles:
     outputs_dir = _file(OUTPUTS_DIR)
     results_file = _file(RESULTS_FILE)
     dataset_info_file = _file(DATASET_INFO_FILE)
+    check_report = _file(CHECK_REPORT_FILE)
 
     @property
     def dataset(self) -> DatasetFiles:

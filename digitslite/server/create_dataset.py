@@ -1,7 +1,8 @@
 """POST /api/v1/datasets: a dataset job from server-side folders or from an uploaded archive.
 
-The folders are checked before the job is queued (the datasets package's dry run), so a dataset
-with bad labels is refused at once with the whole validation report (422) rather than failing later.
+The request reads the fields and resolves the paths (cheap, no file is opened); every pixel is the
+job's: its first phase checks the folders, and a dataset with errors ends it as failed with the whole
+validation report (the job's check_report). See docs/DESIGN-NOTES.md, "Dataset checks run in the job".
 """
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,11 +10,9 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from digitslite.datasets import check_dataset
-from digitslite.datasets.controls import as_fields
 from digitslite.datasets.options import MAX_PIXELS
 from digitslite.jobs.job import JobSpec
-from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS, dataset_options
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, LIST_FIELDS
 from digitslite.layout import INPUTS_DIR
 from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
@@ -97,18 +96,10 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
     if options["width"] and options["height"] and options["width"] * options["height"] > MAX_PIXELS:
         raise ApiError(422, f"width x height: {options['width']} x {options['height']} is more than "
                             f"{MAX_PIXELS} pixels; resize to a smaller size", "height")
-    check = body.check
     given = body.given()
-    request = {name: given.get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)} | options | {
-        "check": check}
+    request = {name: given.get(name) for name in (*FOLDER_FIELDS, *FILE_FIELDS, *LIST_FIELDS)} | options
     params = {"request": request, "task": DEFAULT_TASK.name, "source": "upload" if from_upload else "server",
               "paths": paths, "options": options, "within": [str(root) for root in ctx.config.data_roots]}
-    if check:
-        report = check_dataset(dataset_options(params, ctx.inputs.parent if from_upload else Path()))
-        if not report.ok:
-            raise ApiError(422, f"the dataset has errors: {report.summary_line(as_fields)}", None,
-                           template=f"the dataset has errors: {report.summary_line(str)}",
-                           report=report.to_dict())
     source = None if from_upload else Path(paths["images"] or paths["train_list"])
     default_name = "uploaded dataset" if source is None else source.parent.name
     return [(new_spec("dataset", body, ctx, params, default_name=default_name), copy_inputs(ctx))]
@@ -119,8 +110,8 @@ def plan_dataset(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[Jo
 def create_dataset_job():
     """Create a dataset from server folders or an uploaded archive (field `archive`)
 
-    The folders are validated first: a dataset with problems is refused (422) with error.report,
-    the whole validation report.
+    The job checks the folders first: a dataset with problems ends the job as failed, the whole
+    validation report in the job's check_report.
     """
     values = request_values()
     archives = uploaded_files("archive")

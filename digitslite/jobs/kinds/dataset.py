@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.datasets import DatasetOptions
+from digitslite.fileio import read_json
 from digitslite.jobs.kinds.base import JobKind
 from digitslite.layout import JobFiles
 
@@ -33,3 +34,11 @@ def dataset_options(params: dict[str, Any], job_dir: Path) -> DatasetOptions:
     else:
         within = tuple(Path(root) for root in params["within"]) if "within" in params else None
     return DatasetOptions(**paths, **params["options"], within=within)
+
+
+def check_report(job_dir: Path) -> dict[str, Any] | None:
+    """The validation report of the job's last run, when its check found errors."""
+    try:
+        return read_json(JobFiles(job_dir).check_report)
+    except FileNotFoundError:
+        return None

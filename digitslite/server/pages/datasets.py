@@ -1,20 +1,21 @@
 """Dataset pages: the New dataset form (with its Check and path completion) and a dataset's page
 (summary, classes, the explore gallery of its LMDB records, the creation log, models trained on it)."""
+
 from pathlib import Path
 
 import numpy as np
-from flask import Response, abort, jsonify, render_template, request
+from flask import Response, abort, jsonify, render_template, request, url_for
 
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, RESIZE_MODES
 from digitslite.datasets.reader import read_record
-from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, dataset_options
+from digitslite.jobs.kinds.dataset import FILE_FIELDS, FOLDER_FIELDS, check_report
 from digitslite.server.auth import current_identity
+from digitslite.server.check_tasks import MAX_RUNNING, ChecksBusyError
 from digitslite.server.create_common import CreateContext
 from digitslite.server.create_dataset import plan_dataset
 from digitslite.server.errors import ApiError
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.completion import complete_path
-from digitslite.server.pages.dataset_preview import check_with_previews
 from digitslite.server.pages.jobfiles import dataset_job_info, log_tail
 from digitslite.server.pages.records import (
     image_bytes,
@@ -80,7 +81,8 @@ def dataset(job_id: str):
     log, log_end = log_tail(folder)
     names = record_names(folder.dataset.path, stage, positions, info)
     return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
-                           info=info, stage=stage, positions=positions, names=names,
+                           info=info, check_report=check_report(folder.path), stage=stage,
+                           positions=positions, names=names,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
                            log_end=log_end, page_of_kind=PAGE_OF_KIND)
 
@@ -128,13 +130,32 @@ def paths():
 
 @pages_api.post("/dataset-check")
 def dataset_check():
-    """The dry run of the New dataset form's fields (server folders): the report and the first pairs.
+    """Start the dry run of the New dataset form's fields (server folders); 202 with the URL to poll.
 
     The fields are read and refused exactly as POST /api/v1/datasets reads them; nothing is created.
+    The check itself runs in its own process (check_tasks), never in this request.
     """
-    values = request.form.to_dict() | {"check": "false"}
+    values = request.form.to_dict()
     [(spec, _)] = plan_dataset(values, CreateContext(current_identity(), services().config))
-    return jsonify(check_with_previews(dataset_options(spec.params, Path())))
+    try:
+        check_id = services().checks.start(spec.params, services().config.jobs_dir)
+    except ChecksBusyError:
+        raise ApiError(429, f"{MAX_RUNNING} checks are running on this server; press Check again when "
+                            "one has finished") from None
+    return jsonify({"check": check_id, "poll": url_for(".dataset_check_result",
+                                                       check_id=check_id)}), 202
+
+
+@pages_api.get("/dataset-check/<check_id>")
+def dataset_check_result(check_id: str):
+    """202 while the check runs; then once: the report and the first pairs, or the error (422)."""
+    try:
+        result = services().checks.result(check_id)
+    except KeyError:
+        raise ApiError(404, f"no running check {check_id!r}; press Check again") from None
+    if result is None:
+        return jsonify({"running": True}), 202
+    return jsonify(result), 422 if "error" in result else 200
 
 
 @pages_api.get("/datasets/<job_id>/records/<stage>/<int:position>/<part>")

@@ -87,7 +87,7 @@ class DatasetRequest(JobFields):
     seed: whole(0) | None = None
     allow_empty_classes: Flag = False
     check: Flag = True
-    """validate every pair before queueing (a dataset with errors is refused with its report)"""
+    """accepted for older clients and ignored: every dataset job checks its pairs as its first phase"""
 
 
 class ModelRequest(JobFields, GpuFields):

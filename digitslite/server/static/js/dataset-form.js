@@ -115,10 +115,23 @@ function busy(text) {
   form.querySelectorAll("button").forEach((button) => { button.disabled = Boolean(text); });
 }
 
+const CHECK_POLL_MS = 400;
+
+// The check runs on the server in its own process: start it, then ask for its result until it is there.
+async function runCheck() {
+  const started = await api("POST", "/pages-api/dataset-check", fields());
+  if (!started.ok) return started;
+  for (;;) {
+    await new Promise((resolve) => { setTimeout(resolve, CHECK_POLL_MS); });
+    const result = await api("GET", started.data.poll);
+    if (result.status !== 202) return result;
+  }
+}
+
 checkButton.addEventListener("click", async () => {
   clearErrors(form);
   busy("Checking every image and label…");
-  const result = await api("POST", "/pages-api/dataset-check", fields());
+  const result = await runCheck();
   busy("");
   if (result.ok) {
     keepDrawnSeed(result.data.report.seed);
@@ -139,16 +152,24 @@ function keepDrawnSeed(seed) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
-  busy("Checking and queueing the dataset…");
+  if (value("source") !== "upload") { // server folders are checked first: a dataset with errors is not queued
+    busy("Checking every image and label…");
+    const checked = await runCheck();
+    if (!checked.ok || checked.data.refusal) {
+      busy("");
+      if (checked.ok) showReport(checked.data.report, []);
+      showError(checked.ok ? checked.data.refusal : errorOf(checked), formError, form);
+      return;
+    }
+  }
+  busy("Queueing the dataset…");
   const result = await api("POST", "/api/v1/datasets", fields());
   busy("");
   if (result.ok) {
     window.location.assign(`/datasets/${result.data.jobs[0].id}`);
     return;
   }
-  const error = errorOf(result);
-  if (error.report) showReport(error.report);
-  showError(error, formError, form);
+  showError(errorOf(result), formError, form);
 });
 
 form.addEventListener("change", showApplicable);
