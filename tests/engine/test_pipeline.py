@@ -174,7 +174,6 @@ def test_a_pipelined_snapshot_resumes_on_one_process_and_back(dataset, tmp_path,
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"nnodes": 2}, "leave out --nnodes"),
-    ({"gpus": ("0", "1", "2")}, "name a multiple of 2 GPUs"),
     ({"amp": "bf16"}, "--amp, --compile and --sync-batchnorm do not combine"),
     ({"micro_batches": 3, "iter_size": 2}, "iter_size 2 with --micro-batches 3"),
     ({"pipeline_schedule": "zigzag"}, "--pipeline-schedule zigzag"),
@@ -188,6 +187,14 @@ def test_pipelines_refuse_what_they_cannot_do(options, message):
                          **options)
     with pytest.raises(UserError, match=message):
         check_pipeline(config)
+
+
+def test_a_process_count_that_is_not_whole_replicas_is_refused():
+    from digitslite.engine.distributed import Ranks
+    from digitslite.engine.pipeline.groups import StageGroups
+
+    with pytest.raises(UserError, match=r"multiple of 2 processes .* but 3 were started; with --gpus"):
+        StageGroups.join(Ranks(0, 3), 2)
 
 
 def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_path):

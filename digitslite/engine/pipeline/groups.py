@@ -30,7 +30,8 @@ class StageGroups:
         """Every rank calls this at the same point: torch creates each group on all ranks."""
         if ranks.world_size % stages:
             raise UserError(f"--pipeline-stages {stages} needs a multiple of {stages} processes (one per "
-                            f"stage of each replica), but {ranks.world_size} were started")
+                            f"stage of each replica), but {ranks.world_size} were started; with --gpus, "
+                            f"name {stages} GPUs per replica")
         replicas = ranks.world_size // stages
         replica, stage = divmod(ranks.rank, stages)
         if replicas == 1:

@@ -75,9 +75,6 @@ def check_pipeline(config: TrainConfig) -> None:
     if config.nnodes > 1:
         raise UserError(f"--pipeline-stages {stages} runs its stages and replicas on this node; leave out "
                         "--nnodes")
-    if config.gpus and len(config.gpus) % stages:
-        raise UserError(f"--gpus names {len(config.gpus)} GPUs for --pipeline-stages {stages}: a pipelined "
-                        f"run takes one GPU per stage of each replica; name a multiple of {stages} GPUs")
     if config.solver.iter_size not in (1, micro):
         raise UserError(f"iter_size {config.solver.iter_size} with --micro-batches {micro}: a pipelined "
                         "update takes its micro-batches as iter_size does; leave iter_size at 1")
