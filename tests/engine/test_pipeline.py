@@ -21,6 +21,12 @@ from tests.engine.test_train_support import fcn_net, write_dataset
 
 NO_DROPOUT = fcn_net().replace("dropout_ratio: 0.1", "dropout_ratio: 0.0")
 SHAPES = {"data": (4, 3, 12, 12), "label": (4, 1, 12, 12)}
+BATCHNORM = NO_DROPOUT.replace(
+    'layer { name: "relu1"',
+    'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }\n'
+    'layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1"\n'
+    '  scale_param { bias_term: true } }\n'
+    'layer { name: "relu1"')
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +137,7 @@ def test_a_loss_before_the_last_stage_is_refused(dataset, tmp_path):
 def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_path):
     # docs/DESIGN-NOTES.md: per-micro-batch statistics (GPipe), so the run equals iter_size M, the
     # stored mean/variance sums included (they are compared with the weights)
-    net = parse_net(NO_DROPOUT.replace(
-        'layer { name: "relu1"',
-        'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }\n'
-        'layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1"\n'
-        '  scale_param { bias_term: true } }\n'
-        'layer { name: "relu1"'))
+    net = parse_net(BATCHNORM)
     settings = solver("max_iter: 3 display: 1")
     one = train(TrainConfig(solver=with_iter_size(settings, 2), net=net, device="cpu", dataset_root=dataset),
                 tmp_path / "one")
@@ -145,6 +146,28 @@ def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_pa
     assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
     # Caffe's scale factor s <- 0.999 s + 1 once per forward: 3 updates x 2 micro-batches = 6 forwards
     assert final_weights(piped)["bn1"][2][0] == pytest.approx((1 - 0.999 ** 6) / (1 - 0.999), rel=1e-6)
+
+
+def test_replicas_keep_and_test_with_replica_0s_batchnorm_statistics(dataset, tmp_path):
+    # two data-parallel ranks vs two replicas of two stages on the same batches: the snapshot holds
+    # rank 0's statistics (DDP gives every rank rank 0's before each forward) and replica 0's
+    net = parse_net(BATCHNORM)
+    settings = solver("max_iter: 3 display: 2 test_iter: 2 test_interval: 3")
+    ranks = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, ranks=2),
+                  tmp_path / "ranks")
+    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
+                              ranks=2, pipeline_cuts=("conv1",)), tmp_path / "piped")
+    assert_close_runs(ranks, piped, tmp_path / "ranks", tmp_path / "piped")
+    # both replicas test with those statistics: the last test pass is what one process computes
+    # from the final snapshot
+    alone = TrainConfig(solver=with_iter_size(settings, 2), net=net, device="cpu", dataset_root=dataset,
+                        resume=snapshot_files(tmp_path / "piped" / "snapshot", 3).solverstate)
+    train(alone, tmp_path / "alone")
+    tests = [[line for line in records(job) if line["phase"] == "val"][-1] for job in (tmp_path / "alone",
+                                                                                       tmp_path / "piped")]
+    assert tests[0]["iteration"] == tests[1]["iteration"] == 3
+    got, expected = ([test["loss"], test["accuracy"]] for test in reversed(tests))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("piped", [{"pipeline_stages": 2, "micro_batches": 2},

@@ -262,6 +262,11 @@ class PipelinedTraining(_Training):
         values, loss = self._to_root(self.display_forward.module.partial_loss(outputs), outputs)
         return values, loss if loss is not None else float("nan")
 
+    def test_all(self) -> None:
+        # stored statistics (BatchNorm) as replica 0 has them, as DDP gives every rank rank 0's buffers
+        self.groups.broadcast_over_replicas(self.train_net.buffers())
+        super().test_all()
+
     def _test_forward(self, index: int, batch: Mapping[str, torch.Tensor],
                       keep: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.test_forwards[index].run(batch)
