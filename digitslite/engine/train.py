@@ -85,12 +85,14 @@ class TrainConfig:
     sync_batchnorm: bool = False
     recompute: str | None = None      # re-materialization cuts (digitslite.engine.recompute)
     # Pipeline parallelism (digitslite.engine.pipeline): the train net cut into `pipeline_stages`
-    # stages, one process each, at `pipeline_cuts` (blob names) or balanced; every update takes
+    # stages, one process each, at `pipeline_cuts` (blob names) or balanced by `pipeline_balance`
+    # (digitslite.caffe.partition.BALANCES); every update takes
     # `micro_batches` batches through them ("gpipe" or "1f1b" order), as iter_size = micro_batches.
     pipeline_stages: int = 1
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
     pipeline_schedule: str = "gpipe"
+    pipeline_balance: str = "flops"
 
     @property
     def launches_ranks(self) -> bool:

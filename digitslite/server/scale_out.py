@@ -7,7 +7,7 @@ as asked, up to the core count. `nnodes`, `node_rank` and `master`: this server'
 
 `pipeline_stages`: the net cut into that many stages, one GPU or CPU slot each, in `ranks`
 data-parallel replicas (a GPU job: its GPU count is stages x replicas); `micro_batches` per
-update, `pipeline_cuts` (blob names) and `pipeline_schedule` (gpipe, 1f1b) as their CLI options.
+update, `pipeline_cuts` (blob names), `pipeline_balance` and `pipeline_schedule` as their CLI options.
 `recompute`: re-materialization cuts (auto, N layers, or blob names).
 """
 import os
@@ -71,7 +71,8 @@ def _pipeline_request(body: ModelRequest, stages: int, gpu_count: int, cores: in
                                 f"got {stages} x {replicas}", "pipeline_stages")
     return {"pipeline_stages": stages, "ranks": 1 if gpu_count else replicas,
             "micro_batches": body.micro_batches or 1, "pipeline_cuts": body.cuts(),
-            "pipeline_schedule": body.pipeline_schedule, "recompute": body.recompute}
+            "pipeline_schedule": body.pipeline_schedule, "pipeline_balance": body.pipeline_balance,
+            "recompute": body.recompute}
 
 
 def cpu_slots(scale_out: dict[str, Any]) -> int:

@@ -4,6 +4,8 @@ Tolerance: the stages add the same float32 gradients in the same order as one pr
 clipping norm (summed per stage, then over the stages) is added up in another order, so losses
 agree to 1e-5 relative and weights to 1e-6 absolute.
 """
+import json
+
 import numpy as np
 import pytest
 
@@ -68,8 +70,12 @@ def test_fcn_tiny_on_two_stages_with_four_micro_batches_equals_iter_size_four(da
     one = train(TrainConfig(solver=with_iter_size(settings, 4), net=net, device="cpu", dataset_root=dataset),
                 tmp_path / "one")
     piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
-                              micro_batches=4), tmp_path / "piped")
+                              micro_batches=4, pipeline_balance="parameters"), tmp_path / "piped")
     assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    # the cut that evens out the weights: after pool3 (72,080 and 56,022 values), not conv2_2 (FLOPs)
+    stages = json.loads((tmp_path / "piped" / "pipeline.json").read_text())["stages"]
+    assert [(stage["layers"][-1], stage["parameters"]) for stage in stages] == [("pool3", 72_080),
+                                                                                ("loss", 56_022)]
 
 
 def test_a_skip_connection_crosses_stages_with_1f1b_and_recompute(dataset, tmp_path):
@@ -221,8 +227,6 @@ def test_a_process_count_that_is_not_whole_replicas_is_refused():
 
 
 def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_path):
-    import json
-
     from click.testing import CliRunner
 
     from digitslite.cli import main

@@ -159,6 +159,7 @@ def test_a_dataset_with_bad_labels_fails_its_job_with_the_whole_report(world):
     ({"micro_batches": 4}, "pipeline_stages", "go with pipeline_stages above 1"),
     ({"pipeline_stages": 2, "pipeline_cuts": "pool1,pool2"}, "pipeline_cuts", "2 cuts make 3 stages, not 2"),
     ({"pipeline_stages": 2, "pipeline_schedule": "zigzag"}, "pipeline_schedule", "one of"),
+    ({"pipeline_stages": 2, "pipeline_balance": "weights"}, "pipeline_balance", "one of"),
     ({"recompute": "0"}, "recompute", "give auto, a number of layers"),
 ])
 def test_model_requests_are_checked_before_queueing(world, change, field, words):

@@ -18,8 +18,10 @@ def eight_cores(monkeypatch):
 
 
 def test_a_cpu_pipeline_of_three_stages_in_two_replicas_takes_six_slots():
-    fields = scale_out_request(request(pipeline_stages=3, ranks=2, micro_batches=4), 0)
+    asked = request(pipeline_stages=3, ranks=2, micro_batches=4, pipeline_balance="parameters")
+    fields = scale_out_request(asked, 0)
     assert (fields["pipeline_stages"], fields["ranks"], fields["micro_batches"]) == (3, 2, 4)
+    assert fields["pipeline_balance"] == "parameters"
     assert cpu_slots(fields) == 6
     assert cpu_slots(scale_out_request(request(ranks=2), 0)) == 1     # data-parallel CPU ranks: one slot
 

@@ -66,10 +66,10 @@ def _check_sharing(net: caffe_pb2.NetParameter, plans: Sequence[StagePlan]) -> N
 
 
 def plan_train(net: caffe_pb2.NetParameter, count: int, cuts: Sequence[str],
-               input_shapes: Mapping[str, Sequence[int]]) -> list[StagePlan]:
+               input_shapes: Mapping[str, Sequence[int]], balance: str = "flops") -> list[StagePlan]:
     """Cut the train net (as digitslite.engine.net.runnable_net gives it) into `count` stages,
-    balanced by FLOPs, or at the blobs `cuts`."""
-    found = partition(net, None if cuts else count, cuts=cuts, input_shapes=input_shapes)
+    balanced by `balance` (FLOPs, activations or parameters), or at the blobs `cuts`."""
+    found = partition(net, None if cuts else count, cuts=cuts, balance=balance, input_shapes=input_shapes)
     if len(found.stages) != count:
         raise UserError(f"--pipeline-cuts {','.join(cuts)} make {len(found.stages)} stages but "
                         f"--pipeline-stages is {count}; give {count - 1} cuts")

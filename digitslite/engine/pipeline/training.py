@@ -27,6 +27,7 @@ from torch import distributed
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.partition import BALANCES
 from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import Shard
@@ -69,6 +70,8 @@ def check_pipeline(config: TrainConfig) -> None:
         raise UserError(f"--micro-batches {micro}: give at least 1")
     if config.pipeline_schedule not in SCHEDULES:
         raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of {', '.join(SCHEDULES)}")
+    if config.pipeline_balance not in BALANCES:
+        raise UserError(f"--pipeline-balance {config.pipeline_balance}: give one of {', '.join(BALANCES)}")
     if config.pipeline_schedule == "1f1b" and micro < stages:
         raise UserError(f"--pipeline-schedule 1f1b with {stages} stages needs at least {stages} "
                         f"micro-batches (--micro-batches is {micro}); give more, or use gpipe")
@@ -151,7 +154,8 @@ class PipelinedTraining(_Training):
         runnable = runnable_net(spec.net, spec.phase, stages=spec.stages, state=spec.state,
                                 source_map=spec.source_map)
         if spec.phase == "train":
-            self.plans = plan_train(runnable, self.groups.stages, tuple(self.config.pipeline_cuts), shapes)
+            self.plans = plan_train(runnable, self.groups.stages, tuple(self.config.pipeline_cuts), shapes,
+                                    self.config.pipeline_balance)
             plan = self.plan
         else:
             plan = plan_following(runnable, self.plans)[self.groups.stage]

@@ -10,6 +10,7 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, model_validator
 
+from digitslite.caffe.partition import BALANCES
 from digitslite.datasets.colormap import MAX_CLASSES
 from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
 from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
@@ -140,6 +141,7 @@ class ModelRequest(JobFields, GpuFields):
     micro_batches: whole(1, MAX_ITER_SIZE, "batches per update through the pipeline") | None = None
     pipeline_cuts: text(2000, "blob names to cut after, comma-separated") | None = None
     pipeline_schedule: Literal[PIPELINE_SCHEDULES] = PIPELINE_SCHEDULES[0]
+    pipeline_balance: Literal[BALANCES] = BALANCES[0]
 
     @model_validator(mode="after")
     def rules_between_fields(self) -> Self:
