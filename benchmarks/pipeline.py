@@ -14,7 +14,8 @@ micro-batches per update. The measured time per update (wall) is set
 against GPipe's model: (sum of the stages' busy time)/K x (M + K - 1)/M, the busy times measured in
 the same run (torch's forward_one_chunk/backward_one_chunk). Goal: within 20 % at M = 8.
 
-Stage weights: FCN-8s (network_defs) trained one update on 2 stages: each stage's parameter bytes
+Stage weights: FCN-8s (network_defs) trained one update on 2 stages (cut balancing FLOPs, then
+parameters): each stage's parameter bytes
 from the partition table and as held by the stage process (pipeline.json), and the process's
 memory peak (CUDA allocator on a GPU, resident set on the CPU).
 
@@ -102,7 +103,7 @@ def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
 
 
 def pipeline_run(network: str, dataset: Path, job: Path, device: str, micro_batches: int, iterations: int,
-                 replicas: int = 1) -> dict:
+                 replicas: int = 1, balance: str = "flops") -> dict:
     """Train `network` (batch 1 per micro-batch) on STAGES stages in `replicas` replicas; pipeline.json."""
     net = load_network(network, len(CLASSES))
     for layer in net.layer:
@@ -113,23 +114,24 @@ def pipeline_run(network: str, dataset: Path, job: Path, device: str, micro_batc
     solver.iter_size = 1
     del solver.test_iter[:]
     train(TrainConfig(solver=solver, net=net, device=device, dataset_root=dataset, pipeline_stages=STAGES,
-                      micro_batches=micro_batches, ranks=replicas), job)
+                      micro_batches=micro_batches, ranks=replicas, pipeline_balance=balance), job)
     return json.loads((job / PIPELINE_FILE).read_text())
 
 
-def measure_stage_weights(size: int, device: str) -> None:
+def measure_stage_weights(size: int, device: str, balance: str) -> None:
     """FCN-8s on STAGES stages: each stage's parameter bytes from the partition table (prototxt) and
     as held by the stage process after one update, and that process's memory peak."""
     net = load_network("fcn8s", len(CLASSES))
     shapes = {"data": (1, 3, size, size), "label": (1, 1, size, size)}
-    table = partition(runnable_net(net, "train", stages=("train",)), STAGES, input_shapes=shapes)
+    table = partition(runnable_net(net, "train", stages=("train",)), STAGES, balance=balance,
+                      input_shapes=shapes)
     whole = sum(stage.parameters for stage in table.stages) * BYTES_PER_VALUE
-    print(f"FCN-8s (network_defs) on {STAGES} stages at 1x3x{size}x{size}, one update, device {device}: "
-          f"whole net {whole / 2**20:.1f} MiB of parameters")
+    print(f"FCN-8s (network_defs) on {STAGES} stages balanced by {balance} at 1x3x{size}x{size}, one update, "
+          f"device {device}: whole net {whole / 2**20:.1f} MiB of parameters")
     print("  stage  layers                     partition (MiB)   held (MiB)   process peak (MiB)")
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
         dataset = write_scenes(Path(folder) / "dataset", 4, size)
-        found = pipeline_run("fcn8s", dataset, Path(folder) / "fcn8s", device, 1, 1)
+        found = pipeline_run("fcn8s", dataset, Path(folder) / "fcn8s", device, 1, 1, balance=balance)
     for planned, stage in zip(table.stages, found["stages"], strict=True):
         layers = f"{stage['layers'][0]} … {stage['layers'][-1]}"
         print(f"  {stage['stage']:<6} {layers:<26} {planned.parameters * BYTES_PER_VALUE / 2**20:12.1f}"
@@ -190,7 +192,8 @@ def main() -> None:
     if not args.skip_pipeline:
         measure_pipeline(args.pipeline_size, device, args.iterations, args.replicas)
     if not args.skip_stage_weights:
-        measure_stage_weights(args.stage_size, device)
+        for balance in ("flops", "parameters"):
+            measure_stage_weights(args.stage_size, device, balance)
 
 
 if __name__ == "__main__":
