@@ -101,7 +101,8 @@ class TrainConfig:
 
     @property
     def processes_per_node(self) -> int:
-        """The processes this node starts: one per data-parallel rank, or one per pipeline stage."""
+        """The processes this node starts: one per data-parallel rank, times the pipeline stages (a
+        pipeline's ranks are replicas of it)."""
         return self.ranks * self.pipeline_stages
 
 
