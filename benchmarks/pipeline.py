@@ -40,9 +40,10 @@ from digitslite.caffe.layer_cost import BYTES_PER_VALUE
 from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
+from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.recompute import enable_recompute
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.layout import PIPELINE_FILE
 from digitslite.networks import load_network, load_solver
 

@@ -29,10 +29,6 @@ RUNNERS = "digitslite.jobs.runners"
 RUNNER_IMPORTERS = ("digitslite.worker", RUNNERS)
 # Module pairs that import each other, still to be untangled (by their issue). Keep this short.
 KNOWN_CYCLES = {
-    # issue 11: train() dispatches to the rank launcher and to pipelined training, both of which build
-    # on train's own training loop; the dispatch moves up with the torchrun launcher.
-    frozenset({"digitslite.engine.train", "digitslite.engine.rank_training"}),
-    frozenset({"digitslite.engine.train", "digitslite.engine.pipeline.training"}),
     # issue 11 (found with issue 12's layers): feeds picks the HDF5 stream lazily (h5py only for HDF5
     # nets) while hdf5_stream builds on feeds; that choice moves up too.
     frozenset({"digitslite.engine.feeds", "digitslite.engine.hdf5_stream"}),

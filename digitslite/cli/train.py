@@ -144,7 +144,7 @@ def _progress(record: dict) -> None:
 
 def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
     """Train with SIGTERM (and Ctrl-C) meaning: snapshot at the end of this iteration and stop."""
-    from digitslite.engine.train import train
+    from digitslite.engine.dispatch import train
 
     stop_requested = []
 

@@ -1,7 +1,8 @@
 """The training loop: Caffe's Solver::Solve/Step (caffe-spec §4.2, §4.6, §4.8) on CaffeNets.
 
-Used by `digitslite train` and the job worker. It writes `metrics.jsonl` in the job folder, one
-flushed JSON line per display or test event, and snapshots that a later run resumes bit for bit.
+Run by digitslite.engine.dispatch, for `digitslite train` and the job worker. It writes
+`metrics.jsonl` in the job folder, one flushed JSON line per display or test event, and snapshots
+that a later run resumes bit for bit.
 
 On several ranks (digitslite.engine.distributed) every rank runs this loop on its share of the data
 (digitslite.engine.feeds), and only rank 0 writes: metrics reduced over the ranks, and snapshots.
@@ -23,9 +24,8 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import canonical_axis
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
-from digitslite.engine.distributed import Ranks, rank_device
+from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
-from digitslite.engine.launch import RankEnvironment
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
@@ -37,7 +37,6 @@ from digitslite.engine.speed import (
     autocast,
     check_amp,
     configure_backends,
-    resolve_device,
     to_device,
 )
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
@@ -646,54 +645,3 @@ class _Throughput:
         rate = self.images / seconds if seconds > 0 else None
         self.images, self.excluded, self.since = 0, 0.0, now
         return rate
-
-
-def _single_rank(config: TrainConfig, env: RankEnvironment) -> None:
-    """A process started as a rank by a launcher takes no launch settings of its own."""
-    if config.ranks > 1 or config.gpus or config.nnodes > 1 or config.master is not None or config.node_rank:
-        raise UserError(f"this process is rank {env.rank} of {env.world_size}, started by a launcher that "
-                        "set RANK and WORLD_SIZE (torchrun, Slurm); give the rank and node counts to that "
-                        "launcher and leave out --ranks, --gpus, --nnodes, --node-rank and --master")
-
-
-def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train as Caffe's `caffe train` would, writing metrics and snapshots into `job_dir`.
-
-    `feeds` maps "train" / "val" to re-iterable batches ({top name: tensor}) that replace the
-    nets' data layers; without them Data layers read their LMDB datasets. `should_stop` is polled
-    once per iteration (by a launcher of ranks: every WATCH_INTERVAL_S); when it returns True the run
-    snapshots and returns (SIGTERM handling). `progress` receives every metrics record as it is
-    written. With `config` asking for ranks, this process launches and watches them
-    (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
-    """
-    job_dir = Path(job_dir)
-    if config.pipeline_stages == 1 and (config.micro_batches > 1 or config.pipeline_cuts):
-        raise UserError("--micro-batches and --pipeline-cuts go with --pipeline-stages K (K > 1); on one "
-                        "process, accumulate batches with --iter-size")
-    job_dir.mkdir(parents=True, exist_ok=True)
-    env = RankEnvironment.from_environ()
-    if env is None and config.launches_ranks:
-        if feeds is not None:
-            raise UserError("batches given in memory (feeds) reach only this process; to train on several "
-                            "ranks, read the data from an LMDB dataset (Data layers)")
-        from digitslite.engine.rank_training import train_on_local_ranks  # it imports this module
-
-        return train_on_local_ranks(config, job_dir, should_stop, progress)
-    if env is None:
-        ranks = Ranks(device=resolve_device(config.device))
-    else:
-        _single_rank(config, env)
-        ranks = Ranks.join(env, rank_device(config.device, env))
-    if config.pipeline_stages > 1:
-        from digitslite.engine.pipeline.training import PipelinedTraining  # it builds on _Training
-
-        session: _Training = PipelinedTraining(config, job_dir, feeds, progress, ranks)
-    else:
-        session = _Training(config, job_dir, feeds, progress, ranks)
-    result = session.run(should_stop)
-    # Only after success: a failed rank ends its process instead, since leaving the group politely could
-    # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
-    ranks.close()
-    return result

@@ -13,9 +13,10 @@ from digitslite.caffe.caffemodel import write_caffemodel
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import parse_net
+from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.snapshot import snapshot_files
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from digitslite.networks import load_network, load_solver
 from tests.engine.test_train import assert_same_weights, final_weights, records, solver

@@ -144,7 +144,8 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
 
 
 def run(ctx: RunContext) -> None:
-    from digitslite.engine.train import TrainConfig, train  # torch: only in the worker
+    from digitslite.engine.dispatch import train  # torch: only in the worker
+    from digitslite.engine.train import TrainConfig
 
     dataset_dir = ctx.other_job(ctx.params["dataset"], "dataset").dataset.path
     info = json.loads((dataset_dir / DATASET_INFO_FILE).read_text())
