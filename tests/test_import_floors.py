@@ -33,9 +33,6 @@ KNOWN_CYCLES = {
     # on train's own training loop; the dispatch moves up with the torchrun launcher.
     frozenset({"digitslite.engine.train", "digitslite.engine.rank_training"}),
     frozenset({"digitslite.engine.train", "digitslite.engine.pipeline.training"}),
-    # issue 11 (found with issue 12's layers): feeds picks the HDF5 stream lazily (h5py only for HDF5
-    # nets) while hdf5_stream builds on feeds; that choice moves up too.
-    frozenset({"digitslite.engine.feeds", "digitslite.engine.hdf5_stream"}),
 }
 
 
