@@ -63,18 +63,19 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around).
+    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around),
+    as the LMDB holds it: per source, uint8 images and labels (stacked when they share a size) and
+    each sample's drawn Placement. The training process transforms it (`_finish`).
 
-    With `raw`, an item is what the LMDB holds: per source, uint8 images and labels (stacked when
-    they share a size) and each sample's drawn Placement, a quarter of the bytes of float32
-    samples; the training process transforms it on its device (`_finish`). Without, the worker
-    transforms it (on the CPU, where the training process has no spare device to hand it to).
+    uint8 crosses processes, not float32: every batch crosses in fresh shared memory, whose pages
+    fault in on first touch on both sides, and float32 has four times the pages (which cost more
+    than the transform itself: docs/PERFORMANCE.md, training data path).
     """
 
-    def __init__(self, bound: Sequence, seed: int, raw: bool) -> None:
-        self.bound, self.seed, self.raw = list(bound), seed, raw
+    def __init__(self, bound: Sequence, seed: int) -> None:
+        self.bound, self.seed = list(bound), seed
 
-    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple] | Batch:
+    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
@@ -83,7 +84,7 @@ class _BatchAt(Dataset):
                        for sample in range(start, start + feed.batch_size)]
             images, labels, placements = zip(*samples, strict=True)
             raw.append((_stacked(images), _stacked(labels), placements))
-        return raw if self.raw else _finish(raw, self.bound, torch.device("cpu"), {})
+        return raw
 
 
 def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
@@ -98,35 +99,59 @@ def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict
     N x 1 x H x W label blob; `means` caches each source's mean on the device."""
     batch: Batch = {}
     for source, (feed, (images, labels, placements)) in enumerate(zip(bound, raw, strict=True)):
-        transform = feed.dataset.transform
-        images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
-            [image.to(device, non_blocking=True) for image in images]
-        labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
-            [label.to(device, non_blocking=True) for label in labels]
-        pairs = []
-        for image, label, placement in zip(images, labels, placements, strict=True):
-            if transform is None:
-                pairs.append((image.to(torch.float32), label.to(torch.int64)))
-                continue
-            key = (source, tuple(image.shape))
-            if key not in means and device.type != "cpu":
-                means[key] = transform.mean_tensor(tuple(image.shape), device)
-            pairs.append(transform.apply(image, label, placement, means.get(key)))
-        stacked_images, stacked_labels = _stack(pairs, feed.layer_names[0])
-        for top, role in feed.tops.items():
-            batch[top] = stacked_images if role == "image" else stacked_labels
+        if device.type == "cpu":
+            _give_tops(feed, *_placed(feed, images, labels, placements), batch)
+        else:
+            _give_tops(feed, *_applied(feed, images, labels, placements, device, means, source), batch)
     return batch
 
 
-def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """N×C×H×W images and Caffe's float N×1×H×W label blob."""
-    sizes = {tuple(image.shape) for image, _ in pairs}
-    if len(sizes) > 1:
-        raise UserError(f"layer '{layer}': one batch holds records of sizes {sorted(sizes)[:2]}; use "
+def _placed(feed, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+            placements: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """On the CPU, each record transformed by NumPy straight into its slot of the batch."""
+    transform = feed.dataset.transform_or_identity
+    shape = _one_size([transform.output_shape(tuple(image.shape), placement)
+                       for image, placement in zip(images, placements, strict=True)], feed.layer_names[0])
+    image_batch = torch.empty((len(placements), *shape))
+    label_batch = torch.empty((len(placements), 1, *shape[1:]))
+    for slot, (image, label, placement) in enumerate(zip(images, labels, placements, strict=True)):
+        transform.place_into(image.numpy(), label.numpy(), placement,
+                             image_batch[slot].numpy(), label_batch[slot, 0].numpy())
+    return image_batch, label_batch
+
+
+def _applied(feed, images: torch.Tensor | list[torch.Tensor], labels: torch.Tensor | list[torch.Tensor],
+             placements: Sequence, device: torch.device, means: dict,
+             source: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """On an accelerator, the records moved there and transformed by torch, one by one."""
+    transform = feed.dataset.transform_or_identity
+    images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
+        [image.to(device, non_blocking=True) for image in images]
+    labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
+        [label.to(device, non_blocking=True) for label in labels]
+    pairs = []
+    for image, label, placement in zip(images, labels, placements, strict=True):
+        key = (source, tuple(image.shape))
+        if key not in means:
+            means[key] = transform.mean_tensor(tuple(image.shape), device)
+        pairs.append(transform.apply(image, label, placement, means[key]))
+    _one_size([tuple(image.shape) for image, _ in pairs], feed.layer_names[0])
+    return (torch.stack([image for image, _ in pairs]),
+            torch.stack([label for _, label in pairs]).unsqueeze(1).float())
+
+
+def _one_size(sizes: Sequence[tuple[int, ...]], layer: str) -> tuple[int, ...]:
+    """The one size of a batch's transformed records; different sizes cannot form a batch."""
+    if len(set(sizes)) > 1:
+        raise UserError(f"layer '{layer}': one batch holds records of sizes {sorted(set(sizes))[:2]}; use "
                         "batch_size 1 or a crop_size so that every record has one size")
-    images = torch.stack([image for image, _ in pairs])
-    labels = torch.stack([label for _, label in pairs]).unsqueeze(1).float()
-    return images, labels
+    return sizes[0]
+
+
+def _give_tops(feed, images: torch.Tensor, labels: torch.Tensor, batch: Batch) -> None:
+    """Each top of the feed's layers gets the images or the label blob."""
+    for top, role in feed.tops.items():
+        batch[top] = images if role == "image" else labels
 
 
 class _RankBatches(Sampler):
@@ -144,15 +169,15 @@ class _RankBatches(Sampler):
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes;
-    for an accelerator `device`, workers send uint8 records and the transform runs there (_BatchAt).
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes
+    that send uint8 records; the transform runs in this process, on `device` (_BatchAt, _finish).
     The unit of `position` is one sample of the first source."""
 
     def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
                  shard: Shard = Shard(), device: torch.device | None = None) -> None:
         self.bound = list(bound)
         self.device = device if device is not None else torch.device("cpu")
-        self.items = _BatchAt(bound, seed, raw=self.device.type != "cpu")
+        self.items = _BatchAt(bound, seed)
         self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
@@ -178,7 +203,7 @@ class DatasetStream(BatchStream):
             self._iterator = self._loader()
         self.rounds += 1
         item = next(self._iterator)
-        return _finish(item, self.bound, self.device, self._means) if self.items.raw else item
+        return _finish(item, self.bound, self.device, self._means)
 
     def seek(self, position: int) -> None:
         if position == self.position:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
-from digitslite.engine.feeds import DatasetStream, _BatchAt, _finish
+from digitslite.engine.feeds import DatasetStream, _applied, _BatchAt, _finish
 from tests.datasets.helpers import make_folders
 from tests.datasets.test_engine_data import build
 
@@ -69,21 +69,27 @@ def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
         expected_image, expected_label = transform.place(image, label, placement)
         mean = transform.mean_tensor(image.shape, torch.device("cpu"))
         image_tensor, label_tensor = (torch.from_numpy(np.array(part, order="C")) for part in (image, label))
-        got_image, got_label = transform._apply_tensors(image_tensor, label_tensor, placement, mean)
+        got_image, got_label = transform.apply(image_tensor, label_tensor, placement, mean)
         assert torch.equal(got_image, torch.from_numpy(np.ascontiguousarray(expected_image)))
         assert torch.equal(got_label, torch.from_numpy(np.array(expected_label, dtype=np.int64)))
 
 
+@pytest.mark.parametrize("finish", ["cpu: NumPy into the batch", "accelerator: torch, run on the CPU"])
 @pytest.mark.parametrize("name", list(TRANSFORMS))
-def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name):
-    """What an accelerator's stream does: uint8 records and placements from the worker, the transform
-    after the hand-over (here on the CPU)."""
+def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name,
+                                                                                          finish):
+    """What a stream does: uint8 records and placements from the worker, the transform after the
+    hand-over, by either path."""
     transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
     dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
     bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
-    items = _BatchAt([bound], SEED, raw=True)
+    items = _BatchAt([bound], SEED)
     for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
         raw = items[(round_index * BATCH,)]
         assert raw[0][0].dtype == torch.uint8
-        batch = _finish(raw, [bound], torch.device("cpu"), {})
-        assert torch.equal(batch["data"], expected_images) and torch.equal(batch["label"], expected_labels)
+        if finish.startswith("cpu"):
+            batch = _finish(raw, [bound], torch.device("cpu"), {})
+            images, labels = batch["data"], batch["label"]
+        else:
+            images, labels = _applied(bound, *raw[0], torch.device("cpu"), {}, 0)
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
