@@ -67,9 +67,10 @@ class _BatchAt(Dataset):
     as the LMDB holds it: per source, uint8 images and labels (stacked when they share a size) and
     each sample's drawn Placement. The training process transforms it (`_finish`).
 
-    uint8 crosses processes, not float32: every batch crosses in fresh shared memory, whose pages
-    fault in on first touch on both sides, and float32 has four times the pages (which cost more
-    than the transform itself: docs/PERFORMANCE.md, training data path).
+    uint8 crosses processes, not float32: a quarter of the bytes. For the CPU the arrays go through
+    the DataLoader's pipe as they are (`_as_is`), not as tensors in shared memory: each batch would
+    take fresh shared pages, and faulting them in cost more than the transform (docs/PERFORMANCE.md,
+    training data path). For an accelerator they become tensors, which the DataLoader pins.
     """
 
     def __init__(self, bound: Sequence, seed: int) -> None:
@@ -87,11 +88,16 @@ class _BatchAt(Dataset):
         return raw
 
 
-def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
-    """One tensor when every array has the same shape (one shared-memory block to pass), else a list."""
+def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One array when every array has the same shape (one block to pass), else a list of them."""
     if len({array.shape for array in arrays}) == 1:
-        return torch.from_numpy(np.stack(arrays))
-    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
+        return np.stack(arrays)
+    return [np.array(array, order="C") for array in arrays]
+
+
+def _as_is(item: list[tuple]) -> list[tuple]:
+    """The DataLoader's collate_fn for the CPU: items cross as NumPy arrays (see _BatchAt)."""
+    return item
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
@@ -106,7 +112,7 @@ def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict
     return batch
 
 
-def _placed(feed, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+def _placed(feed, images: Sequence, labels: Sequence,
             placements: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     """On the CPU, each record transformed by NumPy straight into its slot of the batch."""
     transform = feed.dataset.transform_or_identity
@@ -115,22 +121,19 @@ def _placed(feed, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
     image_batch = torch.empty((len(placements), *shape))
     label_batch = torch.empty((len(placements), 1, *shape[1:]))
     for slot, (image, label, placement) in enumerate(zip(images, labels, placements, strict=True)):
-        transform.place_into(image.numpy(), label.numpy(), placement,
+        transform.place_into(np.asarray(image), np.asarray(label), placement,
                              image_batch[slot].numpy(), label_batch[slot, 0].numpy())
     return image_batch, label_batch
 
 
-def _applied(feed, images: torch.Tensor | list[torch.Tensor], labels: torch.Tensor | list[torch.Tensor],
-             placements: Sequence, device: torch.device, means: dict,
-             source: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """On an accelerator, the records moved there and transformed by torch, one by one."""
+def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, device: torch.device,
+             means: dict, source: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """On an accelerator, each record moved there and transformed by torch."""
     transform = feed.dataset.transform_or_identity
-    images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
-        [image.to(device, non_blocking=True) for image in images]
-    labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
-        [label.to(device, non_blocking=True) for label in labels]
     pairs = []
     for image, label, placement in zip(images, labels, placements, strict=True):
+        image = torch.as_tensor(image).to(device, non_blocking=True)
+        label = torch.as_tensor(label).to(device, non_blocking=True)
         key = (source, tuple(image.shape))
         if key not in means:
             means[key] = transform.mean_tensor(tuple(image.shape), device)
@@ -192,6 +195,7 @@ class DatasetStream(BatchStream):
     def _loader(self) -> Iterator[Batch]:
         batches = _RankBatches(self.base, self.sizes, self.shard)
         loader = DataLoader(self.items, batch_size=None, sampler=batches, num_workers=self.workers,
+                            collate_fn=_as_is if self.device.type == "cpu" else None,
                             pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
                             # its own generator: a DataLoader draws a seed, which must not move the
                             # global RNG (dropout masks) depending on when a stream is (re)opened

@@ -86,7 +86,7 @@ def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample
     items = _BatchAt([bound], SEED)
     for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
         raw = items[(round_index * BATCH,)]
-        assert raw[0][0].dtype == torch.uint8
+        assert raw[0][0].dtype == np.uint8
         if finish.startswith("cpu"):
             batch = _finish(raw, [bound], torch.device("cpu"), {})
             images, labels = batch["data"], batch["label"]
