@@ -10,8 +10,8 @@ A plain torch DataLoader over the dataset (float32 samples made by the workers, 
 streams) runs in the same invocation for comparison. Each repeat measures raw, stream and plain
 one after the other, and its ratio stream / (raw x workers) uses that repeat's raw: other load
 changes from second to second on a shared machine. Beside the rates, the CPU time per image of
-raw and of the stream (this process and its workers together): their quotient is what the
-stream could reach with every worker on a core of its own, whatever the load.
+raw and of the stream (this process and its workers together, from /proc): their quotient is
+about what the stream reaches when the cores are its own, whatever the load.
 Goal: stream >= 0.8 of raw x workers.
 
     .venv/bin/python benchmarks/loader.py                  # CPU, 2 workers
@@ -20,11 +20,9 @@ Goal: stream >= 0.8 of raw x workers.
 import argparse
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,28 +42,38 @@ SETS = {"demo 160x120": (160, 120), "png 480x360": (480, 360)}
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process and of its children that have ended (a stream's workers, once closed)."""
-    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    """CPU time of this process and of its live children (a stream's workers), from /proc (Linux)."""
+    me, total = os.getpid(), time.process_time()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue    # ended meanwhile
+        if int(fields[1]) == me:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def _timed(images: int, run: Callable[[], float]) -> tuple[float, float]:
-    """(images/s as `run` reports it, CPU ms per image over the whole of `run`, workers included)."""
-    start = _cpu_seconds()
-    rate = run()
-    return rate, (_cpu_seconds() - start) / images * 1e3
+class Window:
+    """The timed part of a run: images/s and the CPU ms per image spent meanwhile, workers included."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def rates(self, images: int) -> tuple[float, float]:
+        cpu, wall = _cpu_seconds(), time.perf_counter()
+        return images / (wall - self.wall), (cpu - self.cpu) / images * 1e3
 
 
 def raw_rate(dataset: Path) -> tuple[float, float]:
     """Records/s and CPU ms per record of reading and decoding them in this process, nothing else."""
     records = SegmentationLmdbDataset(dataset / "train_db")
-
-    def run() -> float:
-        start = time.perf_counter()
-        for index in range(len(records)):
-            records.record(index)
-        return len(records) / (time.perf_counter() - start)
-    return _timed(len(records), run)
+    window = Window()
+    for index in range(len(records)):
+        records.record(index)
+    return window.rates(len(records))
 
 
 def _bound(dataset: Path, batch: int) -> BoundDataLayer:
@@ -77,26 +85,22 @@ def _bound(dataset: Path, batch: int) -> BoundDataLayer:
 
 def stream_rate(dataset: Path, workers: int, batch: int, device: torch.device,
                 epochs: int) -> tuple[float, float]:
-    """Images/s a training stream delivers onto `device` (after one batch, so start-up is not
-    counted) and its CPU ms per image (all of it)."""
+    """Images/s a training stream delivers onto `device` and its CPU ms per image, after one batch
+    (start-up is not counted)."""
     bound = _bound(dataset, batch)
     batches = epochs * len(bound.dataset) // batch
-
-    def run() -> float:
-        stream = DatasetStream([bound], seed=0, workers=workers, pin_memory=device.type == "cuda",
-                               device=device)
-        try:
-            stream.next()
-            start = time.perf_counter()
-            for _ in range(batches):
-                images = stream.next()["data"]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            del images
-            return batches * batch / (time.perf_counter() - start)
-        finally:
-            stream.close()
-    return _timed((batches + 1) * batch, run)
+    stream = DatasetStream([bound], seed=0, workers=workers, pin_memory=device.type == "cuda", device=device)
+    try:
+        stream.next()
+        window = Window()
+        for _ in range(batches):
+            images = stream.next()["data"]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        del images
+        return window.rates(batches * batch)
+    finally:
+        stream.close()
 
 
 def _collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,25 +109,22 @@ def _collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Te
 
 def previous_rate(dataset: Path, workers: int, batch: int, device: torch.device,
                   epochs: int) -> tuple[float, float]:
-    """Images/s of the previous path: float32 samples across processes, moved to `device` after."""
+    """Images/s and CPU ms per image of the previous path: float32 samples across processes, moved
+    to `device` after."""
     records = _bound(dataset, batch).dataset
-
-    def run() -> float:
-        loader = DataLoader(records, batch_size=batch, num_workers=workers, collate_fn=_collate,
-                            persistent_workers=workers > 0)
+    loader = DataLoader(records, batch_size=batch, num_workers=workers, collate_fn=_collate,
+                        persistent_workers=workers > 0)
+    iterator = iter(loader)
+    next(iterator)
+    count, window = 0, Window()
+    for _ in range(epochs):
+        for images, _ in iterator:
+            images.to(device)
+            count += images.shape[0]
         iterator = iter(loader)
-        next(iterator)
-        count, start = 0, time.perf_counter()
-        for _ in range(epochs):
-            for images, _ in iterator:
-                images.to(device)
-                count += images.shape[0]
-            iterator = iter(loader)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        del iterator, loader
-        return count / (time.perf_counter() - start)
-    return _timed((epochs + 1) * len(records), run)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return window.rates(count)
 
 
 def main() -> None:
