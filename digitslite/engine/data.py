@@ -157,17 +157,17 @@ class SegmentationTransform:
         if (kept_h, kept_w) != (crop_h, crop_w):     # padded: 0 after the mean, ignore_label
             image_out.fill(0)
             label_out.fill(self.ignore_label)
-        # the pad is below and right of the record; a mirror moves it to the left
+        # the pad is below and right of the record; a mirror moves it to the left, and writes the
+        # window right to left (cheaper than reading it so)
         out_cols = slice(crop_w - kept_w, crop_w) if placement.mirror else slice(0, kept_w)
         flip = slice(None, None, -1 if placement.mirror else 1)
-        pixels = image[:, rows, cols][:, :, flip]
-        target = image_out[:, :kept_h, out_cols]
+        pixels, target = image[:, rows, cols], image_out[:, :kept_h, out_cols][:, :, flip]
         if mean is None:
             np.copyto(target, pixels, casting="unsafe")
         else:
-            spot = mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols][:, :, flip]
+            spot = mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols]
             np.subtract(pixels, spot, out=target, dtype=np.float32)
-        np.copyto(label_out[:kept_h, out_cols], label[rows, cols][:, flip], casting="unsafe")
+        np.copyto(label_out[:kept_h, out_cols][:, flip], label[rows, cols], casting="unsafe")
         if self.scale != 1.0:
             image_out *= np.float32(self.scale)
 
