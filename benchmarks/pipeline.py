@@ -31,10 +31,11 @@ import torch
 
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
+from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.pipeline import PIPELINE_FILE
 from digitslite.engine.recompute import enable_recompute
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.networks import load_network, load_solver
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -30,12 +30,15 @@ ENTRY_DIR = "entry"                 # an imported store entry or a surgery resul
 OUTPUTS_DIR = "outputs"             # an inference job's class maps and overlays
 RESULTS_FILE = "results.json"       # an inference job's list of outputs and scores
 DATASET_DIR = "dataset"             # a dataset job's dataset folder
+CHECK_REPORT_FILE = "check-report.json"  # a dataset job's validation report when its check failed
 
 # ---- a dataset folder (DIGITS' layout); a model or pretrained job keeps a copy of DATASET_INFO_FILE
 DATASET_INFO_FILE = "dataset.json"  # classes, palette, counts, image sizes
 MEAN_FILE = "mean.binaryproto"
+INFOGAIN_FILE = "infogain.binaryproto"  # a colorization dataset's InfogainLoss H (Lab bins only)
+HISTOGRAM_FILE = "chroma_histogram.png"  # a colorization dataset's training chroma, as a picture
 DB_STAGES = ("train", "val")
-DB_PARTS = ("features", "labels")
+DB_PARTS = ("features", "labels", "chroma")  # images (or lightness); class maps (or ab bins); chroma planes
 
 # ---- Caffe's snapshot names: the prefix is concatenated literally ("dir/" gives "dir/_iter_4...")
 WEIGHTS_SUFFIX, SOLVERSTATE_SUFFIX, SIDECAR_SUFFIX = ".caffemodel", ".solverstate", ".resume.json"
@@ -77,6 +80,14 @@ class DatasetFiles:
     def mean_file(self) -> Path:
         return self.path / MEAN_FILE
 
+    @property
+    def infogain_file(self) -> Path:
+        return self.path / INFOGAIN_FILE
+
+    @property
+    def histogram_file(self) -> Path:
+        return self.path / HISTOGRAM_FILE
+
     def db(self, stage: str, part: str) -> Path:
         return self.path / db_name(stage, part)
 
@@ -112,6 +123,7 @@ class JobFiles:
     outputs_dir = _file(OUTPUTS_DIR)
     results_file = _file(RESULTS_FILE)
     dataset_info_file = _file(DATASET_INFO_FILE)
+    check_report = _file(CHECK_REPORT_FILE)
 
     @property
     def dataset(self) -> DatasetFiles:

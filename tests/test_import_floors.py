@@ -28,12 +28,7 @@ FLOORS = (
 RUNNERS = "digitslite.jobs.runners"
 RUNNER_IMPORTERS = ("digitslite.worker", RUNNERS)
 # Module pairs that import each other, still to be untangled (by their issue). Keep this short.
-KNOWN_CYCLES = {
-    # issue 11: train() dispatches to the rank launcher and to pipelined training, both of which build
-    # on train's own training loop; the dispatch moves up with the torchrun launcher.
-    frozenset({"digitslite.engine.train", "digitslite.engine.rank_training"}),
-    frozenset({"digitslite.engine.train", "digitslite.engine.pipeline.training"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 @dataclass(frozen=True)

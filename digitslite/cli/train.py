@@ -82,7 +82,8 @@ def _field_names(options: dict) -> Callable[[str], str]:
 
 
 def _dataset_labels(dataset: Path) -> tuple[int, int]:
-    """The class count and ignore value of a dataset folder, from its dataset.json."""
+    """The class count (a colorization dataset's ab bins) and ignore value of a dataset folder, from its
+    dataset.json."""
     info_file = DatasetFiles(dataset).info_file
     try:
         info = read_json(info_file)
@@ -90,6 +91,12 @@ def _dataset_labels(dataset: Path) -> tuple[int, int]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
                         "`digitslite dataset create`") from None
+
+
+def _dataset_info(dataset: Path | None) -> dict | None:
+    """The dataset folder's dataset.json (its task scores the test passes), if there is one."""
+    info_file = None if dataset is None else DatasetFiles(dataset).info_file
+    return read_json(info_file) if info_file is not None and info_file.is_file() else None
 
 
 def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
@@ -143,7 +150,7 @@ def _progress(record: dict) -> None:
 
 def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
     """Train with SIGTERM (and Ctrl-C) meaning: snapshot at the end of this iteration and stop."""
-    from digitslite.engine.train import train
+    from digitslite.engine.dispatch import train
 
     stop_requested = []
 
@@ -270,6 +277,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
         pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
         pipeline_schedule=pipeline_schedule,
+        dataset_info=_dataset_info(dataset_dir),
     )
     try:
         result = _run(config, job)

@@ -102,7 +102,8 @@ def _as_is(item: list[tuple]) -> list[tuple]:
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
     """A worker's raw batch transformed on `device`: float32 N x C x H x W images and Caffe's float
-    N x 1 x H x W label blob; `means` caches each source's mean on the device."""
+    N x 1 x H x W label blob (N x C x H x W for labels of C channels); `means` caches each source's
+    mean on the device."""
     batch: Batch = {}
     for source, (feed, (images, labels, placements)) in enumerate(zip(bound, raw, strict=True)):
         if device.type == "cpu":
@@ -118,11 +119,13 @@ def _placed(feed, images: Sequence, labels: Sequence,
     transform = feed.dataset.transform_or_identity
     shape = _one_size([transform.output_shape(tuple(image.shape), placement)
                        for image, placement in zip(images, placements, strict=True)], feed.layer_names[0])
+    label_shape = tuple(labels[0].shape[:-2]) + shape[1:]     # H x W, or C x H x W (chroma)
     image_batch = torch.empty((len(placements), *shape))
-    label_batch = torch.empty((len(placements), 1, *shape[1:]))
+    blob_shape = label_shape if len(label_shape) == 3 else (1, *label_shape)    # Caffe's N x 1 x H x W
+    label_batch = torch.empty((len(placements), *blob_shape))
     for slot, (image, label, placement) in enumerate(zip(images, labels, placements, strict=True)):
         transform.place_into(np.asarray(image), np.asarray(label), placement,
-                             image_batch[slot].numpy(), label_batch[slot, 0].numpy())
+                             image_batch[slot].numpy(), label_batch[slot].view(label_shape).numpy())
     return image_batch, label_batch
 
 
@@ -139,8 +142,8 @@ def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, dev
             means[key] = transform.mean_tensor(tuple(image.shape), device)
         pairs.append(transform.apply(image, label, placement, means[key]))
     _one_size([tuple(image.shape) for image, _ in pairs], feed.layer_names[0])
-    return (torch.stack([image for image, _ in pairs]),
-            torch.stack([label for _, label in pairs]).unsqueeze(1).float())
+    labels = torch.stack([label for _, label in pairs]).float()
+    return torch.stack([image for image, _ in pairs]), labels.unsqueeze(1) if labels.dim() == 3 else labels
 
 
 def _one_size(sizes: Sequence[tuple[int, ...]], layer: str) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """The training loop: Caffe's Solver::Solve/Step (caffe-spec §4.2, §4.6, §4.8) on CaffeNets.
 
-Used by `digitslite train` and the job worker. It writes `metrics.jsonl` in the job folder, one
-flushed JSON line per display or test event, and snapshots that a later run resumes bit for bit.
+Run by digitslite.engine.dispatch, for `digitslite train` and the job worker. It writes
+`metrics.jsonl` in the job folder, one flushed JSON line per display or test event, and snapshots
+that a later run resumes bit for bit.
 
 On several ranks (digitslite.engine.distributed) every rank runs this loop on its share of the data
 (digitslite.engine.feeds), and only rank 0 writes: metrics reduced over the ranks, and snapshots.
@@ -20,14 +21,11 @@ import numpy as np
 import torch
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.geometry import canonical_axis
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
-from digitslite.engine.distributed import Ranks, rank_device
+from digitslite.engine.distributed import Ranks
 from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
-from digitslite.engine.launch import RankEnvironment
 from digitslite.engine.lr_policy import learning_rate
-from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, write_snapshot
@@ -37,14 +35,14 @@ from digitslite.engine.speed import (
     autocast,
     check_amp,
     configure_backends,
-    resolve_device,
     to_device,
 )
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
+from digitslite.engine.validation import Probe, Tally
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
 from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
-from digitslite.tasks import segmentation
+from digitslite.tasks import task_of
 
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
@@ -91,6 +89,7 @@ class TrainConfig:
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
     pipeline_schedule: str = "gpipe"
+    dataset_info: dict[str, Any] | None = None   # the dataset's dataset.json: its task scores the test passes
 
     @property
     def launches_ranks(self) -> bool:
@@ -122,17 +121,6 @@ class _NetSpec:
     state: caffe_pb2.NetState | None
     source_map: Any
     feed_key: str
-
-
-@dataclass
-class _Probe:
-    """Where a segmentation test net keeps its scores and labels, for the confusion matrix."""
-
-    score: str
-    label: str
-    axis: int
-    classes: int
-    ignore_label: int | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,20 +249,10 @@ def _event(iteration: int, phase: str, outputs: Mapping[str, Any], **fields: Any
     return record
 
 
-def _segmentation_probe(net: CaffeNet) -> _Probe | None:
-    """The first SoftmaxWithLoss or Accuracy layer whose scores have spatial axes after the class axis."""
-    for layer, shapes in zip(net.net_param.layer, net.shapes, strict=True):
-        if layer.type not in ("SoftmaxWithLoss", "Accuracy") or len(layer.bottom) < 2:
-            continue
-        scores = shapes.bottoms[0]
-        loss = layer.type == "SoftmaxWithLoss"
-        axis = canonical_axis(layer.softmax_param.axis if loss else layer.accuracy_param.axis, len(scores))
-        if axis == len(scores) - 1:
-            continue
-        holder = layer.loss_param if loss else layer.accuracy_param
-        ignore = holder.ignore_label if holder.HasField("ignore_label") else None
-        return _Probe(layer.bottom[0], layer.bottom[1], axis, scores[axis], ignore)
-    return None
+def _probe(net: CaffeNet, config: TrainConfig) -> Probe | None:
+    """What the test passes of `net` score: the probe of its dataset's task."""
+    info = config.dataset_info or {}
+    return task_of(info).part("probe")(net, info)
 
 
 def _mean_values(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -339,7 +317,7 @@ class _Training:
         for weights in config.weights or list(self.param.weights):
             for net in (self.train_net, *self.test_nets):
                 net.load_weights(weights)
-        self.probes = [_segmentation_probe(net) for net in self.test_nets]
+        self.probes = [_probe(net, config) for net in self.test_nets]
         self.solver = Solver(self.param, self.train_net.learnable_params())
         self.smoothed = SmoothedLoss(self.param.average_loss)
         self.scaler = LossScaler(config.amp == "fp16")
@@ -508,8 +486,8 @@ class _Training:
             iterations = self.param.test_iter[index]
             start = stream.position
             sums: dict[str, torch.Tensor] = {}
-            matrix = ConfusionMatrix(probe.classes, probe.ignore_label) if probe else None
-            keep = (probe.score, probe.label) if probe else ()
+            tally = probe.tally() if probe else None
+            keep = probe.keep if probe else ()
             reported = set(net.output_names) | set(net.loss_weights)
             for _ in self.ranks.passes(iterations):
                 batch = to_device(stream.next(), self.device, self.config.channels_last)
@@ -518,32 +496,29 @@ class _Training:
                 for name in reported:   # outputs and loss blobs (a loss layer may have no top)
                     value = outputs[name].detach().double()
                     sums[name] = value if name not in sums else sums[name] + value
-                if matrix is not None:
-                    prediction = outputs[probe.score].argmax(probe.axis)
-                    matrix.update(prediction, outputs[probe.label].reshape(prediction.shape))
+                if tally is not None:
+                    tally.update(outputs)
             stream.seek(stream.advanced(start, iterations))
-            shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, matrix))
+            shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, tally))
             if shares is not None:
                 self._write_test(index, net, iterations, shares)
 
     def _write_test(self, index: int, net: CaffeNet, iterations: int,
-                    shares: Sequence[tuple[dict[str, torch.Tensor], ConfusionMatrix | None]]) -> None:
+                    shares: Sequence[tuple[dict[str, torch.Tensor], Tally | None]]) -> None:
         sums: dict[str, torch.Tensor] = {}
-        matrix = shares[0][1]
-        for rank_sums, rank_matrix in shares:
+        tally = shares[0][1]
+        for rank_sums, rank_tally in shares:
             for name, value in rank_sums.items():
                 sums[name] = value if name not in sums else sums[name] + value
-            if rank_matrix is not matrix:
-                matrix.merge(rank_matrix)
+            if rank_tally is not tally:
+                tally.merge(rank_tally)
         means = {name: total / iterations for name, total in sums.items()}
         loss = sum(float(means[name].sum()) * weight for name, weight in net.loss_weights.items())
         fields: dict[str, Any] = {"loss": loss}
         if len(self.test_nets) > 1:
             fields["test_net"] = index
-        if matrix is not None:
-            summary = matrix.summary()
-            fields.update({key: summary[key] for key in segmentation.TASK.metrics})
-            fields["confusion_matrix"] = matrix.matrix.tolist()   # rows: truth, columns: prediction
+        if tally is not None:
+            fields.update(tally.fields())
         values = {name: _blob_value(means[name]) for name in net.output_names}
         self._record(_event(self.solver.iter, "val", values, **fields))
 
@@ -606,54 +581,3 @@ class _Throughput:
         rate = self.images / seconds if seconds > 0 else None
         self.images, self.excluded, self.since = 0, 0.0, now
         return rate
-
-
-def _single_rank(config: TrainConfig, env: RankEnvironment) -> None:
-    """A process started as a rank by a launcher takes no launch settings of its own."""
-    if config.ranks > 1 or config.gpus or config.nnodes > 1 or config.master is not None or config.node_rank:
-        raise UserError(f"this process is rank {env.rank} of {env.world_size}, started by a launcher that "
-                        "set RANK and WORLD_SIZE (torchrun, Slurm); give the rank and node counts to that "
-                        "launcher and leave out --ranks, --gpus, --nnodes, --node-rank and --master")
-
-
-def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train as Caffe's `caffe train` would, writing metrics and snapshots into `job_dir`.
-
-    `feeds` maps "train" / "val" to re-iterable batches ({top name: tensor}) that replace the
-    nets' data layers; without them Data layers read their LMDB datasets. `should_stop` is polled
-    once per iteration (by a launcher of ranks: every WATCH_INTERVAL_S); when it returns True the run
-    snapshots and returns (SIGTERM handling). `progress` receives every metrics record as it is
-    written. With `config` asking for ranks, this process launches and watches them
-    (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
-    """
-    job_dir = Path(job_dir)
-    if config.pipeline_stages == 1 and (config.micro_batches > 1 or config.pipeline_cuts):
-        raise UserError("--micro-batches and --pipeline-cuts go with --pipeline-stages K (K > 1); on one "
-                        "process, accumulate batches with --iter-size")
-    job_dir.mkdir(parents=True, exist_ok=True)
-    env = RankEnvironment.from_environ()
-    if env is None and config.launches_ranks:
-        if feeds is not None:
-            raise UserError("batches given in memory (feeds) reach only this process; to train on several "
-                            "ranks, read the data from an LMDB dataset (Data layers)")
-        from digitslite.engine.rank_training import train_on_local_ranks  # it imports this module
-
-        return train_on_local_ranks(config, job_dir, should_stop, progress)
-    if env is None:
-        ranks = Ranks(device=resolve_device(config.device))
-    else:
-        _single_rank(config, env)
-        ranks = Ranks.join(env, rank_device(config.device, env))
-    if config.pipeline_stages > 1:
-        from digitslite.engine.pipeline.training import PipelinedTraining  # it builds on _Training
-
-        session: _Training = PipelinedTraining(config, job_dir, feeds, progress, ranks)
-    else:
-        session = _Training(config, job_dir, feeds, progress, ranks)
-    result = session.run(should_stop)
-    # Only after success: a failed rank ends its process instead, since leaving the group politely could
-    # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
-    ranks.close()
-    return result

@@ -9,8 +9,9 @@ import pytest
 
 from digitslite.caffe.deploy import bind_data_sources
 from digitslite.caffe.prototxt import parse_net
+from digitslite.engine.dispatch import train
 from digitslite.engine.snapshot import snapshot_files
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from digitslite.networks import load_network, load_solver
 from tests.engine.test_train import final_weights, records, solver

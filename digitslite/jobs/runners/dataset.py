@@ -1,7 +1,16 @@
-"""Dataset jobs: build the LMDB dataset into <job>/dataset with the datasets package."""
-from digitslite.datasets import create_dataset, remove_partials
+"""Dataset jobs: check the folders, then build the LMDB dataset into <job>/dataset, with the creator
+of the task the job's params name.
+
+The check is the job's first phase, never the request's (pixel work stays out of the server): a
+dataset with errors ends the job as failed, its whole report in the job's check report file.
+"""
+from digitslite.datasets import DatasetInvalidError, remove_partials
+from digitslite.datasets.controls import as_fields
+from digitslite.errors import UserError
+from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.dataset import dataset_options
 from digitslite.jobs.runners.context import RunContext
+from digitslite.tasks import task_of
 
 
 def run(ctx: RunContext) -> None:
@@ -16,6 +25,14 @@ def run(ctx: RunContext) -> None:
         # Created by an earlier run that was killed before it could report: creation is atomic.
         print(f"dataset already complete in {out}", flush=True)
         return
-    summary = create_dataset(dataset_options(ctx.params, ctx.job_dir), out, progress)
+    report_file = ctx.folder.check_report
+    report_file.unlink(missing_ok=True)  # a resumed job checks the (perhaps fixed) folders again
+    create = task_of(ctx.params).part("create")
+    try:
+        summary = create(dataset_options(ctx.params, ctx.job_dir), out, progress)
+    except DatasetInvalidError as exc:
+        write_json_atomically(report_file, exc.report.to_dict())
+        # the job's error is read through the API and the pages: options as fields, not flags
+        raise UserError(f"dataset not created: {exc.report.summary_line(as_fields)}") from None
     counts = ", ".join(f"{stage} {count}" for stage, count in summary.info["counts"].items())
     print(f"dataset created in {summary.path}: {counts}", flush=True)

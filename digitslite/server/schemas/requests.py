@@ -11,18 +11,19 @@ from typing import Literal, Self
 from pydantic import ConfigDict, model_validator
 
 from digitslite.datasets.colormap import MAX_CLASSES
-from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
+from digitslite.datasets.options import MAX_SIDE, RESIZE_MODES
 from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
 from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
 from digitslite.server.schemas.body import Body, Query, rule_broken
-from digitslite.server.schemas.types import Flag, GpuIds, number, sweep, text, whole
+from digitslite.server.schemas.types import Flag, GpuIds, ServerPath, number, sweep, text, whole
+from digitslite.tasks import DEFAULT_TASK, TASKS
 
 Name = text(200)
 Notes = text(10_000)
-Path = text(4096)
+Path = ServerPath
 JobId = text(100)
 # The network sources of a model request; exactly one is given.
 NETWORK_SOURCES = ("network", "network_prototxt", "network_job", "pretrained")
@@ -58,36 +59,35 @@ class GpuFields(Body):
         return self
 
 
-class DatasetRequest(JobFields):
-    """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
-    field `archive`), where the paths are relative to the archive and default to images/, labels/..."""
+# Each task's own fields, from its record: a request refuses those of another task.
+TASK_FIELDS = {name: task.part("request_fields") for name, task in TASKS.items()}
 
+
+class DatasetRequest(JobFields, *TASK_FIELDS.values()):
+    """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
+    field `archive`), where the paths are relative to the archive and default to images/, labels/...
+    A colorization dataset reads only images (and val_images): its targets come from each photo."""
+
+    task: Literal[tuple(TASKS)] = DEFAULT_TASK.name
+    """what the dataset is for: a task of digitslite.tasks (segmentation: images and label maps;
+    colorization: colour photos alone)"""
     images: Path | None = None
-    labels: Path | None = None
-    train_list: Path | None = None
-    """instead of images and labels: a text file of `image_path label_path` lines on the server
-    (relative paths are read from its folder)"""
-    val_list: Path | None = None
-    """validation pairs as such a list"""
     val_images: Path | None = None
-    val_labels: Path | None = None
-    colormap: Path | None = None
-    """the RGB colour of each class (label_mode rgb)"""
-    classes: Path | None = None
-    """class names, one per line"""
     val_percent: whole(0, 100) | None = None
-    label_mode: Literal[LABEL_MODES] = "palette"
-    nearest: Flag = False
-    """map colours missing from the colour map to the nearest one"""
-    ignore_label: whole(0, 255) = 255
-    encoding: Literal[ENCODINGS] = "png"
     resize: Literal[RESIZE_MODES] = "none"
     width: whole(1, MAX_SIDE) | None = None
     height: whole(1, MAX_SIDE) | None = None
     seed: whole(0) | None = None
-    allow_empty_classes: Flag = False
     check: Flag = True
-    """validate every pair before queueing (a dataset with errors is refused with its report)"""
+    """accepted for older clients and ignored: every dataset job checks its pairs as its first phase"""
+
+    @model_validator(mode="after")
+    def fields_of_the_task(self) -> Self:
+        own = TASK_FIELDS[self.task].model_fields
+        for name in {name for fields in TASK_FIELDS.values() for name in fields.model_fields} - set(own):
+            if name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default:
+                raise rule_broken(name, f"{name} does not apply to task {self.task}; leave it out")
+        return self
 
 
 class ModelRequest(JobFields, GpuFields):
