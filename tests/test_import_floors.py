@@ -28,11 +28,7 @@ FLOORS = (
 RUNNERS = "digitslite.jobs.runners"
 RUNNER_IMPORTERS = ("digitslite.worker", RUNNERS)
 # Module pairs that import each other, still to be untangled (by their issue). Keep this short.
-KNOWN_CYCLES = {
-    # issue 11 (found with issue 12's layers): feeds picks the HDF5 stream lazily (h5py only for HDF5
-    # nets) while hdf5_stream builds on feeds; that choice moves up too.
-    frozenset({"digitslite.engine.feeds", "digitslite.engine.hdf5_stream"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 @dataclass(frozen=True)
