@@ -23,8 +23,9 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
+from digitslite.engine.batch_stream import BatchStream, Shard
 from digitslite.engine.distributed import Ranks
-from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
+from digitslite.engine.feeds import FeedStream, data_layer_stream
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute

@@ -28,9 +28,9 @@ from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGP
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.partition import BALANCES
+from digitslite.engine.batch_stream import Shard
 from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.distributed import Ranks
-from digitslite.engine.feeds import Shard
 from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.pipeline.bubble import TimedStage, ideal_bubble, measured_bubble
 from digitslite.engine.pipeline.groups import StageGroups
