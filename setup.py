@@ -27,6 +27,7 @@ setup(
         "protobuf==7.36.2",
         "h5py==3.16.0",
         "pydantic==2.13.5",
+        "scikit-image==0.26.0",
     ],
     extras_require={
         "test": [

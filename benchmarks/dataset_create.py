@@ -45,7 +45,7 @@ def parallel_pil_bound(pairs: list[tuple[Path, Path]], encoding: str, processes:
     """Pairs/s of the PIL work split over `processes` processes running at once: what the machine
     can really give right now (on a shared machine, other load makes this less than bound x N)."""
     slices = [pairs[index::processes] for index in range(processes)]
-    with pool_context().Pool(processes) as pool:  # the forkserver create_dataset's workers come from
+    with pool_context("digitslite.datasets.encoder").Pool(processes) as pool:  # as create_dataset's workers
         pool.map(abs, range(processes))  # start the processes before timing
         start = time.perf_counter()
         pool.starmap(pil_work, [(part, encoding) for part in slices], chunksize=1)

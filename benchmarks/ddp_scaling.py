@@ -28,7 +28,8 @@ from PIL import Image
 from digitslite.datasets.demo import CLASSES, render_scene
 from digitslite.datasets.lmdb_writer import LmdbWriter
 from digitslite.datasets.records import feature_datum, label_datum
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.dispatch import train
+from digitslite.engine.train import TrainConfig
 from digitslite.networks import load_network, load_solver
 
 DISPLAY = 5

@@ -21,8 +21,9 @@ from digitslite.datasets.create import create_dataset
 from digitslite.datasets.demo import write_demo
 from digitslite.datasets.options import DatasetOptions
 from digitslite.engine.data import SegmentationLmdbDataset
+from digitslite.engine.dispatch import train
 from digitslite.engine.metrics import ConfusionMatrix
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.networks import load_network, load_solver
 
 

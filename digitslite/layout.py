@@ -15,6 +15,7 @@ LOCK_FILE = "worker.lock"
 LOG_FILE = "log.txt"
 ABORT_MARKER = "abort.requested"    # present while an abort is asked for (survives a server restart)
 INPUTS_DIR = "inputs"               # uploaded files; the job's parameters name them relative to it
+UPLOAD_DIR = "upload"               # an uploaded archive, under its own name, that the job unpacks to inputs/
 
 # ---- a job folder: what its kind leaves there
 METRICS_FILE = "metrics.jsonl"      # a training's records, one JSON object per line
@@ -30,12 +31,15 @@ ENTRY_DIR = "entry"                 # an imported store entry or a surgery resul
 OUTPUTS_DIR = "outputs"             # an inference job's class maps and overlays
 RESULTS_FILE = "results.json"       # an inference job's list of outputs and scores
 DATASET_DIR = "dataset"             # a dataset job's dataset folder
+CHECK_REPORT_FILE = "check-report.json"  # a dataset job's validation report when its check failed
 
 # ---- a dataset folder (DIGITS' layout); a model or pretrained job keeps a copy of DATASET_INFO_FILE
 DATASET_INFO_FILE = "dataset.json"  # classes, palette, counts, image sizes
 MEAN_FILE = "mean.binaryproto"
+INFOGAIN_FILE = "infogain.binaryproto"  # a colorization dataset's InfogainLoss H (Lab bins only)
+HISTOGRAM_FILE = "chroma_histogram.png"  # a colorization dataset's training chroma, as a picture
 DB_STAGES = ("train", "val")
-DB_PARTS = ("features", "labels")
+DB_PARTS = ("features", "labels", "chroma")  # images (or lightness); class maps (or ab bins); chroma planes
 
 # ---- Caffe's snapshot names: the prefix is concatenated literally ("dir/" gives "dir/_iter_4...")
 WEIGHTS_SUFFIX, SOLVERSTATE_SUFFIX, SIDECAR_SUFFIX = ".caffemodel", ".solverstate", ".resume.json"
@@ -77,6 +81,14 @@ class DatasetFiles:
     def mean_file(self) -> Path:
         return self.path / MEAN_FILE
 
+    @property
+    def infogain_file(self) -> Path:
+        return self.path / INFOGAIN_FILE
+
+    @property
+    def histogram_file(self) -> Path:
+        return self.path / HISTOGRAM_FILE
+
     def db(self, stage: str, part: str) -> Path:
         return self.path / db_name(stage, part)
 
@@ -100,6 +112,7 @@ class JobFiles:
     log_file = _file(LOG_FILE)
     abort_marker = _file(ABORT_MARKER)
     inputs_dir = _file(INPUTS_DIR)
+    upload_dir = _file(UPLOAD_DIR)
     metrics_file = _file(METRICS_FILE)
     ranks_file = _file(RANKS_FILE)
     pipeline_file = _file(PIPELINE_FILE)
@@ -112,6 +125,7 @@ class JobFiles:
     outputs_dir = _file(OUTPUTS_DIR)
     results_file = _file(RESULTS_FILE)
     dataset_info_file = _file(DATASET_INFO_FILE)
+    check_report = _file(CHECK_REPORT_FILE)
 
     @property
     def dataset(self) -> DatasetFiles:

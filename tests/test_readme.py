@@ -68,5 +68,7 @@ def test_readme_commands_run_in_order_in_a_fresh_copy(tmp_path):
     assert (clone / "out" / "0000_score.png").is_file()
     assert (clone / "out" / "0000_score_overlay.png").is_file()
     assert (clone / "fixed.prototxt").is_file()
+    assert {path.name for path in (clone / "out_colour").iterdir()} >= {
+        "00000_grey.png", "00000_colour.png", "00000_original.png", "00000_distribution.npy"}
     names = (clone / "data" / "scenes" / "classes.txt").read_text().split()
     assert json.loads((clone / "data" / "scenes_db" / "dataset.json").read_text())["classes"] == names

@@ -14,6 +14,10 @@ from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.errors import UserError
 from digitslite.layout import DatasetFiles
 
+LABEL_DATABASES = {"label": "labels", "chroma": "chroma"}
+"""A Data layer top that reads a label database, and that database: class (or ab bin) maps, or a
+colorization dataset's two chroma planes. Any other top reads `features`."""
+
 DATA_TYPES = frozenset(name for name, record in LAYER_TYPES.items() if record.source is Source.DATASET)
 """The layer types that read a dataset, which the deploy net replaces by one Input layer."""
 
@@ -30,7 +34,8 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
     """The deploy net: TEST phase with stage "deploy", its data layers replaced by one Input layer.
 
     `input_shape` is N,C,H,W of the image input (the dataset's size). Label inputs disappear with
-    the loss and accuracy layers, which the deploy stage excludes.
+    the loss and accuracy layers, which the deploy stage excludes; layers the deploy stage includes
+    (a Softmax giving the distribution) stay, without their rules.
     """
     filtered = filter_net(net, phase="test", stages=["deploy"])
     deploy = caffe_pb2.NetParameter(name=filtered.name)
@@ -43,7 +48,10 @@ def deploy_net(net: caffe_pb2.NetParameter, input_shape: Sequence[int],
             dim=list(input_shape))
     for layer in filtered.layer:
         if layer.type not in DATA_TYPES:
-            deploy.layer.add().CopyFrom(layer)
+            kept = deploy.layer.add()
+            kept.CopyFrom(layer)
+            for rules in ("include", "exclude"):   # applied above; a plain deploy file has none
+                kept.ClearField(rules)
     used = {bottom for layer in deploy.layer for bottom in layer.bottom}
     dangling = sorted(set(data_tops) & used - {input_name})
     if dangling:
@@ -58,14 +66,18 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
     dataset's LMDBs (DIGITS layout).
 
     TRAIN-phase (or stage "train") layers read `train_db/<features|labels>`, TEST-phase (stage
-    "val") ones `val_db/...`; a top
-    named "label" reads the labels database, any other top the features.
+    "val") ones `val_db/...`; a top named "label" reads the labels database, "chroma" the chroma
+    one, any other top the features. An InfogainLoss whose matrix `source` is a relative path
+    reads that file of the dataset (a colorization dataset's H).
     """
     bound = caffe_pb2.NetParameter()
     bound.CopyFrom(net)
     for layer in bound.layer:
         if layer.type == "Python" and not layer.bottom:
             layer.CopyFrom(as_data_layer(layer))
+        source = layer.infogain_loss_param.source
+        if layer.type == "InfogainLoss" and source and not Path(source).is_absolute():
+            layer.infogain_loss_param.source = str(Path(dataset_dir) / source)
         if layer.type != "Data":
             continue
         phase = data_layer_phase(layer)
@@ -73,7 +85,7 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
             raise UserError(f"Data layer {layer.name!r} must include exactly one phase (TRAIN or TEST, or "
                             "DIGITS' stage train or val) so digitslite knows which split it reads")
         stage = "train" if phase == caffe_pb2.TRAIN else "val"
-        part = "labels" if layer.top and layer.top[0] == "label" else "features"
+        part = LABEL_DATABASES.get(layer.top[0], "features") if layer.top else "features"
         layer.data_param.source = str(DatasetFiles(dataset_dir).db(stage, part))
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         if batch_size is not None:

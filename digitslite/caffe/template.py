@@ -25,7 +25,7 @@ def fill_template(text: str, num_classes: int | None, source: str,
     """`text` with {{num_classes}} and {{ignore_label}} filled (column-preserving); any field left is a
     TemplateFieldError at its line and column, whose fix is `ask` (in the words of the caller's
     interface)."""
-    if num_classes is not None:
+    if num_classes is not None and NUM_CLASSES_FIELD in text:
         if num_classes < 1:
             raise PrototxtError(f"the class count must be at least 1, got {num_classes}", path=source)
         text = text.replace(NUM_CLASSES_FIELD, str(num_classes).ljust(len(NUM_CLASSES_FIELD)))

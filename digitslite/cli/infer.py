@@ -3,7 +3,8 @@
 Pixels become the net's input as Caffe's transformer makes them: channel order, then
 (pixel - mean) * scale. Score maps (N x C x H x W) become class-index PNGs (palette mode, the
 VOC/DIGITS label format) and overlays on the input in --save-dir; images larger than --max-tile
-are run in overlapping tiles (see digitslite.engine.infer).
+are run in overlapping tiles (see digitslite.engine.infer). A colorization model (its
+--dataset-json says so) writes each image's grey input, colourised picture and original instead.
 """
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import numpy as np
 from digitslite.cli._output import emit_json
 from digitslite.datasets.colormap import read_class_names
 from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
+from digitslite.engine.colorization.decode import DEFAULT_TEMPERATURE
 from digitslite.errors import UserError
+from digitslite.fileio import read_json
+from digitslite.tasks import task_of
 from digitslite.viz import (
     class_name,
     overlay,
@@ -37,7 +41,7 @@ def _parse_mean(ctx: click.Context, param: click.Parameter, value: str | None) -
                                  "(e.g. 104,117,123)") from None
 
 
-def _unique_stems(images: tuple[Path, ...]) -> None:
+def unique_stems(images: tuple[Path, ...]) -> None:
     """Saved files are named after the image; two images with one name would overwrite each other."""
     seen: dict[str, Path] = {}
     for image in images:
@@ -112,17 +116,25 @@ def _print_record(record: dict) -> None:
 @click.option("--max-tile", type=click.IntRange(min=1), default=DEFAULT_MAX_TILE, show_default=True,
               help="Larger images run in overlapping tiles of at most this many pixels a side.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TEMPERATURE,
+              show_default=True, help="Colorization over ab bins: the annealed mean's temperature.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per image.")
 @click.argument("images", nargs=-1, required=True, type=File)
 def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float, ...], channels: str | None,
             resize: bool, blobs: tuple[str, ...], labels_path: Path | None, dataset_json: Path | None,
-            save_dir: Path | None, opacity: float, max_tile: int, device: str, as_json: bool,
-            images: tuple[Path, ...]) -> None:
+            save_dir: Path | None, opacity: float, max_tile: int, device: str, temperature: float,
+            as_json: bool, images: tuple[Path, ...]) -> None:
     """Run a trained net on IMAGE files and report each output blob and its argmax class."""
     import torch  # only when the command runs: `digitslite --help` must not wait for it
 
     from digitslite.engine.infer import load_predictor, read_image, resize_image
 
+    info = read_json(dataset_json) if dataset_json is not None else {}
+    task = task_of(info)
+    if task.cli_inference is not None:  # a task whose outputs are not class maps (colorization: pictures)
+        task.part("cli_inference")(net_path, weights_path, info, save_dir, temperature, device, as_json,
+                                   images)
+        return
     names, palette = read_dataset_classes(dataset_json) if dataset_json else ([], voc_palette())
     if labels_path is not None:
         names = read_class_names(labels_path)
@@ -132,7 +144,7 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
         net_path, weights_path, channels=channels, mean=mean, scale=scale, blobs=blobs, max_tile=max_tile,
         device=device, warn=lambda message: click.echo(f"warning: {message}", err=True))
     if save_dir is not None:
-        _unique_stems(images)
+        unique_stems(images)
         save_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for image in images:

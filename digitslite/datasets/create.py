@@ -22,7 +22,7 @@ from digitslite.datasets.records import record_key
 from digitslite.datasets.report import STAGES, ValidationReport
 from digitslite.datasets.scan import Plan, Progress, ScanOutcome, make_plan, scan
 from digitslite.errors import UserError
-from digitslite.layout import DB_PARTS, MEAN_FILE, DatasetFiles, db_name
+from digitslite.layout import MEAN_FILE, DatasetFiles, db_name
 from digitslite.tasks.segmentation import TASK
 
 
@@ -94,30 +94,39 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@contextmanager
+def publishing(out_dir: Path | str) -> Iterator[Path]:
+    """A hidden partial folder beside `out_dir` to write into, renamed to `out_dir` when the block
+    ends normally and removed when it raises (SIGTERM included)."""
+    out = Path(out_dir).expanduser().absolute()
+    _refuse_existing(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
+    partial.mkdir()
+    try:
+        with _sigterm_raises():
+            yield partial
+        _refuse_existing(out)
+        os.rename(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def create_dataset(options: DatasetOptions, out_dir: Path | str,
                    progress: Progress | None = None) -> DatasetSummary:
     """Validate and write the dataset to `out_dir`; raise DatasetInvalidError (with the report) on errors.
 
     `progress(done, total)` is called from this process as pairs complete.
     """
-    out = Path(out_dir).expanduser().absolute()
-    _refuse_existing(out)
+    _refuse_existing(Path(out_dir).expanduser().absolute())
     plan = make_plan(options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
-    partial.mkdir()
-    try:
-        with _sigterm_raises():
-            outcome = scan(plan, partial, progress)
-            if not outcome.report.ok:
-                raise DatasetInvalidError(outcome.report)
-            info = _write_extras(partial, plan, outcome)
-        _refuse_existing(out)
-        os.rename(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return DatasetSummary(out, info, outcome.report)
+    with publishing(out_dir) as partial:
+        outcome = scan(plan, partial, progress)
+        if not outcome.report.ok:
+            raise DatasetInvalidError(outcome.report)
+        info = _write_extras(partial, plan, outcome)
+    return DatasetSummary(Path(out_dir).expanduser().absolute(), info, outcome.report)
 
 
 def _write_extras(folder: Path, plan: Plan, outcome: ScanOutcome) -> dict:
@@ -159,7 +168,7 @@ def _dataset_info(plan: Plan, outcome: ScanOutcome) -> dict:
         "resize": None if options.resize == "none" else
         {"mode": options.resize, "width": options.width, "height": options.height},
         "mean_file": MEAN_FILE if outcome.mean_bgr is not None else None,
-        "databases": {stage: {part: db_name(stage, part) for part in DB_PARTS}
+        "databases": {stage: {part: db_name(stage, part) for part in TASK.databases}
                       for stage in stages},
         "sources": {name: None if path is None else str(path) for name, path in (
                         ("images", resolved.images), ("labels", resolved.labels),

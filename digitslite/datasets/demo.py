@@ -256,5 +256,7 @@ def write_demo(out_dir: Path | str, count: int = 64, val_count: int = 16, width:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return {"path": str(out), "count": count, "val_count": val_count, "width": width, "height": height,
-            "seed": seed, "classes": list(CLASSES)}
+    folders = {name: str(out / name) for name in ("images", "labels", "val_images", "val_labels")}
+    return {"path": str(out), "description": f"demo data ({len(CLASSES)} classes)", "count": count,
+            "val_count": val_count, "width": width, "height": height, "seed": seed, "classes": list(CLASSES),
+            "dataset_fields": folders | {"classes": str(out / "classes.txt")}}

@@ -35,6 +35,9 @@ class EncoderConfig:
     out_dir: Path | None  # where the split LMDBs go; None only checks
     seed: int
 
+    def start(self, stop_encoding) -> "EncoderState":
+        return EncoderState(self, stop_encoding)
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -53,19 +56,6 @@ class ItemResult:
     stored_size: tuple[int, int] | None = None
 
 
-class LocalFlag:
-    """Stands in for a multiprocessing.Event when the work runs in the calling process."""
-
-    def __init__(self) -> None:
-        self._value = False
-
-    def set(self) -> None:
-        self._value = True
-
-    def is_set(self) -> bool:
-        return self._value
-
-
 class EncoderState:
     """What one encoding process keeps between chunks: its LMDB writers and its mean sum."""
 
@@ -75,35 +65,19 @@ class EncoderState:
         self.mean = MeanAccumulator()
         self.writers = SplitWriters(config.out_dir) if config.out_dir is not None else None
 
+    def process(self, items: list[WorkItem]) -> list[ItemResult]:
+        return process_chunk(items, self)
+
     def finish(self) -> MeanAccumulator:
         """Commit and close this process's writers; return its mean sum."""
         if self.writers is not None:
             self.writers.close()
         return self.mean
 
-
-_pool_state: dict = {}
-BARRIER_TIMEOUT_S = 600
-
-
-def init_pool_worker(config: EncoderConfig, stop_encoding, barrier) -> None:
-    """Pool initializer: bounded memory, this process's EncoderState, and the barrier that
-    finish_pool_worker waits at."""
-    bound_memory()
-    end_quietly_on_broken_pipe()
-    _pool_state.update(state=EncoderState(config, stop_encoding), barrier=barrier)
-
-
-def process_pool_chunk(items: list[WorkItem]) -> list[ItemResult]:
-    """process_chunk with this pool process's state (the pool's task function)."""
-    return process_chunk(items, _pool_state["state"])
-
-
-def finish_pool_worker(_: int) -> MeanAccumulator:
-    """EncoderState.finish in a pool process. Submitted once per worker after all chunks: each task
-    waits at a barrier for the others, so no process can take two and every process finishes."""
-    _pool_state["barrier"].wait(BARRIER_TIMEOUT_S)
-    return _pool_state["state"].finish()
+    def abandon(self) -> None:
+        """Let go of the writers without committing (the work stopped early)."""
+        if self.writers is not None:
+            self.writers.close(commit=False)
 
 
 def end_quietly_on_broken_pipe() -> None:
@@ -118,7 +92,7 @@ def bound_memory() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (MAX_ENCODER_MEMORY, MAX_ENCODER_MEMORY))
 
 
-def _open(path: Path) -> tuple[Image.Image | None, bool, str]:
+def open_image(path: Path) -> tuple[Image.Image | None, bool, str]:
     """(loaded image or None, whether the file is 16-bit, why it could not be read)."""
     try:
         image = Image.open(path)
@@ -141,8 +115,8 @@ def process_item(item: WorkItem, config: EncoderConfig,
 
     Problems go in `result.found`; the Datum records are written only when `writers` is given.
     """
-    image, _, image_error = _open(item.image)
-    label, label_16bit, label_error = _open(item.label)
+    image, _, image_error = open_image(item.image)
+    label, label_16bit, label_error = open_image(item.label)
     if image is None or label is None:
         errors = [("unreadable", error) for error in (image_error, label_error) if error]
         return ItemResult(item, errors), None
@@ -165,8 +139,8 @@ def process_item(item: WorkItem, config: EncoderConfig,
         result.histogram = value_histogram(indices)
     result.stored_size = rgb.size
     if writers is not None:
-        writers.put(item.stage, record_key(item.position), feature_datum(rgb, config.encoding),
-                    label_datum(indices))
+        writers.put(item.stage, record_key(item.position),
+                    {"features": feature_datum(rgb, config.encoding), "labels": label_datum(indices)})
     return result, rgb
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lmdb
 
-from digitslite.layout import DB_PARTS, DatasetFiles
+from digitslite.layout import DatasetFiles
 
 INITIAL_MAP_SIZE = 64 << 20
 BATCH_BYTES = 32 << 20
@@ -71,8 +71,9 @@ class SplitWriters:
         self._out_dir = out_dir
         self._writers: dict[tuple[str, str], LmdbWriter] = {}
 
-    def put(self, split: str, key: bytes, feature: bytes, label: bytes) -> None:
-        for database, value in zip(DB_PARTS, (feature, label), strict=True):
+    def put(self, split: str, key: bytes, records: dict[str, bytes]) -> None:
+        """One record per database (`features`, `labels`, ...) under `key`."""
+        for database, value in records.items():
             writer = self._writers.get((split, database))
             if writer is None:
                 path = DatasetFiles(self._out_dir).db(split, database)

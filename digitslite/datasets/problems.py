@@ -75,6 +75,9 @@ KINDS: dict[str, ProblemKind] = {
     "palette_remapped": ProblemKind(
         WARNING, "labels whose palette differs from the first label's; indices were remapped by colour",
         "none needed; save all labels with one palette to silence this"),
+    "grey_image": ProblemKind(
+        WARNING, "grayscale images, skipped (they carry no colour to learn from)",
+        "none needed; remove them from the folder to silence this"),
     "nearest_colour": ProblemKind(
         WARNING, "label colours not in the colour map, matched to the nearest class colour ([[nearest]])",
         "none needed; add the colours to the colour map to silence this"),

@@ -2,8 +2,11 @@
 
 Features: the RGB image PNG/JPEG-encoded (`encoded=True`), or raw uint8 C x H x W in BGR order
 (`encoding none`, as DIGITS stores 3-channel data). Labels: a single-channel (mode L) PNG of class
-indices, `channels=1`. Decoding gives C x H x W uint8 in Caffe's order: BGR for colour images,
-since Caffe decodes with OpenCV.
+indices, `channels=1`; 16-bit (mode I;16) where there are more than 256 classes (colorization's ab
+bins). Colorization's planes are PNGs too: the lightness as mode L, the two chroma planes as mode LA.
+Decoding gives C x H x W in Caffe's order (uint8, uint16 for 16-bit labels): BGR for colour images,
+since Caffe decodes with OpenCV. Caffe itself decodes PNGs to 8 bits: 16-bit labels and
+2-channel planes are read by digitslite's engine only.
 """
 import io
 
@@ -42,12 +45,18 @@ def feature_datum(image: Image.Image, encoding: str) -> bytes:
     return datum.SerializeToString()
 
 
-def label_datum(indices: np.ndarray) -> bytes:
-    """A serialized Datum holding an H x W uint8 index map as a mode-L PNG."""
-    height, width = indices.shape
-    datum = caffe_pb2.Datum(channels=1, height=height, width=width, label=0, encoded=True,
-                            data=_encoded(Image.fromarray(indices), "label"))
+def planes_datum(planes: np.ndarray) -> bytes:
+    """A serialized Datum holding H x W uint8 or uint16 values, or H x W x 2 uint8, as a lossless PNG
+    (mode L, I;16 or LA)."""
+    height, width = planes.shape[:2]
+    datum = caffe_pb2.Datum(channels=1 if planes.ndim == 2 else planes.shape[2], height=height, width=width,
+                            label=0, encoded=True, data=_encoded(Image.fromarray(planes), "label"))
     return datum.SerializeToString()
+
+
+def label_datum(indices: np.ndarray) -> bytes:
+    """A serialized Datum holding an H x W index map (uint8, or uint16 beyond 256 classes)."""
+    return planes_datum(indices)
 
 
 def datum_array(serialized: bytes) -> np.ndarray:
@@ -60,7 +69,9 @@ def datum_array(serialized: bytes) -> np.ndarray:
     if not datum.encoded:
         return np.frombuffer(datum.data, dtype=np.uint8).reshape(datum.channels, datum.height, datum.width)
     with Image.open(io.BytesIO(datum.data)) as image:
-        if image.mode in ("L", "P"):
-            return np.asarray(image, dtype=np.uint8)[None]
+        if image.mode in ("L", "P", "I;16"):
+            return np.asarray(image)[None]
+        if image.mode == "LA":
+            return np.asarray(image).transpose(2, 0, 1)
         pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     return pixels[:, :, ::-1].transpose(2, 0, 1)

@@ -115,7 +115,9 @@ def scan(plan: Plan, out_dir: Path | None, progress: Progress | None = None) -> 
             done += len(chunk)
             if progress:
                 progress(done, len(items))
-        mean = pool.finish()
+        mean = MeanAccumulator()
+        for part in pool.finish():
+            mean.merge(part)
     return _outcome(plan, stats, mean)
 
 

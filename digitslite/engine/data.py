@@ -14,11 +14,14 @@ Source paths of a Data layer (`data_param.source`) resolve as follows:
   * a relative path is joined to `dataset_root` (the current directory when none is given);
   * an empty source (as in DIGITS' prototxts, where DIGITS fills it in) becomes
     `<dataset_root>/train_db/<name>` in the TRAIN phase and `<dataset_root>/val_db/<name>` in TEST,
-    <name> being `labels` when the layer's first top contains "label", else `features`.
+    <name> being `chroma` for a first top "chroma" (a colorization dataset's targets), `labels`
+    when the layer's first top contains "label", else `features`.
 The path names one LMDB of the pair; its sibling is found by DIGITS' convention: a source whose
-folder is named `labels` is the label half and `features` beside it the image half; any other
-source is the image half and `labels` beside it the label half. `transform_param.mean_file`
-resolves like a relative source.
+folder is named `labels` (or `chroma`) is the label half and `features` beside it the image half;
+any other source is the image half and, beside it, the label database that the phase's label
+layer reads (`labels` by default) the label half. A label record of one channel is an H x W map;
+one of several channels (chroma) stays C x H x W, cropped and mirrored with the image alike.
+`transform_param.mean_file` resolves like a relative source.
 """
 import os
 from collections.abc import Iterable
@@ -31,6 +34,7 @@ from torch.nn import functional
 from torch.utils.data import Dataset
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.deploy import LABEL_DATABASES
 from digitslite.datasets.mean import read_mean_file
 from digitslite.datasets.reader import db_keys, db_value
 from digitslite.datasets.records import datum_array
@@ -112,29 +116,65 @@ class SegmentationTransform:
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """image: C x H x W (any dtype), label: H x W -> (float32 image, label), both numpy.
+        """image: C x H x W (any dtype), label: H x W -> (float32 image, int64 label), both numpy.
 
         NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
         than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
         """
-        return self.place(image, label, self.draw(*label.shape, rng))
+        return self.place(image, label, self.draw(*label.shape[-2:], rng))
+
+    def output_shape(self, image_shape: tuple[int, ...], placement: "Placement") -> tuple[int, int, int]:
+        """C, H, W of the transformed image of a record of `image_shape` (its label's last two)."""
+        channels, height, width = image_shape
+        if placement.factor is not None:
+            height, width = _scaled(height, placement.factor), _scaled(width, placement.factor)
+        return (channels, *(self.crop_shape or (height, width)))
 
     def place(self, image: np.ndarray, label: np.ndarray,
               placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
-        """The transform with its random choices already drawn (`draw`), in NumPy."""
-        if self.mean is not None:     # one pass: the uint8 pixels are widened inside the subtraction
-            image = np.subtract(image, self._mean_for(image), dtype=np.float32)
-        else:
-            image = image.astype(np.float32, order="C")
+        """The transform with its random choices already drawn (`draw`), in NumPy, into new arrays."""
+        image_out = np.empty(self.output_shape(image.shape, placement), np.float32)
+        label_out = np.empty(label.shape[:-2] + image_out.shape[1:], np.int64)
+        self.place_into(image, label, placement, image_out, label_out)
+        return image_out, label_out
+
+    def place_into(self, image: np.ndarray, label: np.ndarray, placement: "Placement",
+                   image_out: np.ndarray, label_out: np.ndarray) -> None:
+        """`place`, written into float32 `image_out` (output_shape) and `label_out` (the label's
+        leading axes and its H x W, any number dtype): a batch fills its own slots, with no
+        intermediate image.
+
+        Crop and mirror only pick pixels, so they are applied to the record and the mean before the
+        subtraction, which then widens the picked uint8 pixels straight into `image_out`: one pass
+        over the image, then the scale in place; each value is (pixel - mean) * scale in float32,
+        as Caffe computes it. Only scale jitter needs the whole mean-subtracted image first.
+        """
+        mean = self._mean_for(image) if self.mean is not None else None
         if placement.factor is not None:
-            image, label = self._rescale(image, label, placement.factor)
-        if self.crop_shape is not None:
-            image, label = self._crop(image, label, placement)
-        if placement.mirror:
-            image, label = image[:, :, ::-1], label[:, ::-1]
-        if self.scale != 1.0:         # in place: `image` is this call's own array or a view of it
-            image *= np.float32(self.scale)
-        return image, label
+            image = np.subtract(image, mean, dtype=np.float32) if mean is not None else image
+            image, label = self._rescale(image.astype(np.float32, copy=False), label, placement.factor)
+            mean = None
+        height, width = label.shape[-2:]
+        crop_h, crop_w = self.crop_shape or (height, width)
+        rows = slice(placement.top, min(placement.top + crop_h, height))
+        cols = slice(placement.left, min(placement.left + crop_w, width))
+        kept_h, kept_w = rows.stop - rows.start, cols.stop - cols.start
+        if (kept_h, kept_w) != (crop_h, crop_w):     # padded: 0 after the mean, ignore_label
+            image_out.fill(0)
+            label_out.fill(self.ignore_label)
+        # the pad is below and right of the record; a mirror moves it to the left, and writes the
+        # window right to left (cheaper than reading it so)
+        out_cols = slice(crop_w - kept_w, crop_w) if placement.mirror else slice(0, kept_w)
+        flip = slice(None, None, -1 if placement.mirror else 1)
+        pixels, target = image[:, rows, cols], image_out[:, :kept_h, out_cols][:, :, flip]
+        if mean is None:
+            np.copyto(target, pixels, casting="unsafe")
+        else:
+            spot = mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols]
+            np.subtract(pixels, spot, out=target, dtype=np.float32)
+        np.copyto(label_out[..., :kept_h, out_cols][..., flip], label[..., rows, cols], casting="unsafe")
+        if self.scale != 1.0:
+            image_out *= np.float32(self.scale)
 
     def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
         """The mean, checked against a record of `image_shape`, as a float32 tensor on `device`."""
@@ -144,17 +184,8 @@ class SegmentationTransform:
 
     def apply(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
               mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transform on the record's device: uint8 C x H x W image and H x W label in, float32
-        image and int64 label out (`mean` from `mean_tensor`). On the CPU it is `place` (NumPy,
-        see `__call__`); elsewhere the same arithmetic in torch, bit for bit."""
-        if image.device.type == "cpu":
-            image, label = self.place(image.numpy(), label.numpy(), placement)
-            return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                    torch.from_numpy(np.asarray(label, dtype=np.int64)))
-        return self._apply_tensors(image, label, placement, mean)
-
-    def _apply_tensors(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
-                       mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`place` in torch, bit for bit, on the record's device (an accelerator's): uint8 C x H x W
+        image and H x W label in, float32 image and int64 label out (`mean` from `mean_tensor`)."""
         image = image.to(torch.float32)
         label = label.to(torch.int64)
         if mean is not None:
@@ -169,7 +200,7 @@ class SegmentationTransform:
                 label = functional.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_label)
             top, left = placement.top, placement.left
             image = image[:, top:top + crop_h, left:left + crop_w]
-            label = label[top:top + crop_h, left:left + crop_w]
+            label = label[..., top:top + crop_h, left:left + crop_w]
         if placement.mirror:
             image, label = image.flip(-1), label.flip(-1)
         if self.scale != 1.0:
@@ -192,16 +223,6 @@ class SegmentationTransform:
         resized, label = _rescale_tensors(torch.from_numpy(image), torch.tensor(label), factor)
         return resized.numpy(), label.numpy()
 
-    def _crop(self, image: np.ndarray, label: np.ndarray,
-              placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
-        crop_h, crop_w = self.crop_shape
-        pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
-        if pad_h or pad_w:
-            image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)))
-            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_label)
-        top, left = placement.top, placement.left
-        return image[:, top:top + crop_h, left:left + crop_w], label[top:top + crop_h, left:left + crop_w]
-
 
 @dataclass(frozen=True)
 class Placement:
@@ -223,9 +244,9 @@ def _rescale_tensors(image: torch.Tensor, label: torch.Tensor,
     height, width = _scaled(image.shape[1], factor), _scaled(image.shape[2], factor)
     resized = functional.interpolate(image[None], size=(height, width), mode="bilinear",
                                      align_corners=False)[0]
-    rows = torch.arange(height, device=label.device) * label.shape[0] // height
-    cols = torch.arange(width, device=label.device) * label.shape[1] // width
-    return resized, label[rows[:, None], cols[None, :]]
+    rows = torch.arange(height, device=label.device) * label.shape[-2] // height
+    cols = torch.arange(width, device=label.device) * label.shape[-1] // width
+    return resized, label[..., rows[:, None], cols[None, :]]
 
 
 class SegmentationLmdbDataset(Dataset):
@@ -259,21 +280,22 @@ class SegmentationLmdbDataset(Dataset):
         """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices)."""
         key = self._keys[index]
         values = [db_value(path, key) for path in (self.features_path, self.labels_path)]
-        image, label = datum_array(values[0]), datum_array(values[1])[0]
-        if image.shape[1:] != label.shape:
+        image, label = datum_array(values[0]), datum_array(values[1])
+        label = label[0] if label.shape[0] == 1 else label
+        if image.shape[1:] != label.shape[-2:]:
             raise UserError(f"{self.features_path} record {key.decode(errors='replace')}: image "
                             f"{image.shape[2]}x{image.shape[1]} but label {label.shape[1]}x{label.shape[0]}; "
                             "recreate the dataset")
         return image, label
 
     def raw_sample(self, index: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Placement | None]:
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Placement]:
         """Record `index` untransformed (uint8) with the transform's random choices drawn from `rng`,
         the same draws `sample` makes: a training stream sends these across processes, 4x smaller
-        than float32, and applies the transform in the training process (SegmentationTransform.apply)."""
+        than float32, and transforms them in the training process (`place_into`, or `apply` on an
+        accelerator)."""
         image, label = self.record(index)
-        placement = self.transform.draw(*label.shape, rng) if self.transform is not None else None
-        return image, label, placement
+        return image, label, self.transform_or_identity.draw(*label.shape[-2:], rng)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 C x H x W image in BGR, int64 H x W label), transformed if a transform is set."""
@@ -283,10 +305,13 @@ class SegmentationLmdbDataset(Dataset):
         """Record `index` through the transform, its random choices drawn from `rng` (callers that
         need a data order independent of the process, like distributed training, pass their own)."""
         image, label = self.record(index)
-        if self.transform is not None:
-            image, label = self.transform(image, label, rng)
-        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                torch.from_numpy(np.asarray(label, dtype=np.int64)))
+        image, label = self.transform_or_identity(image, label, rng)
+        return torch.from_numpy(image), torch.from_numpy(label)
+
+    @property
+    def transform_or_identity(self) -> SegmentationTransform:
+        """The transform; without one, the identity (the float32 pixels; it draws nothing)."""
+        return self.transform if self.transform is not None else SegmentationTransform()
 
 
 @dataclass(frozen=True)
@@ -309,17 +334,18 @@ def _source(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: Path | No
     source = layer.data_param.source
     if source:
         path = _resolve(source, dataset_root)
-        return path, LABEL if path.name == "labels" else IMAGE
-    role = LABEL if layer.top and "label" in layer.top[0] else IMAGE
+        return path, LABEL if path.name in LABEL_DATABASES.values() else IMAGE
+    top = layer.top[0] if layer.top else ""
+    part = LABEL_DATABASES.get(top, "labels" if "label" in top else "features")
     if dataset_root is None:
         raise UserError(f"layer {layer.name!r}: data_param.source is empty; set it to a features LMDB or "
                         "give the dataset folder (as DIGITS does) so that it can be filled in")
     stage = "train" if phase == caffe_pb2.TRAIN else "val"
-    return DatasetFiles(dataset_root).db(stage, "labels" if role == LABEL else "features"), role
+    return DatasetFiles(dataset_root).db(stage, part), LABEL if part != "features" else IMAGE
 
 
 def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset_root: PathLike | None = None,
-                            *, ignore_label: int = 255) -> BoundDataLayer:
+                            *, ignore_label: int = 255, labels: str = "labels") -> BoundDataLayer:
     """Bind one Caffe Data layer to its LMDB pair; see the module docstring for how paths resolve.
 
     An image layer's top 0 gets the image and its top 1 (if any) the label map; a label layer's
@@ -335,7 +361,7 @@ def dataset_from_data_layer(layer: caffe_pb2.LayerParameter, phase: int, dataset
     if role == LABEL and layer.HasField("transform_param") and layer.transform_param.ByteSize():
         raise UserError(f"layer {layer.name!r} reads labels but has a transform_param; crop and mirror "
                         "come from the image layer and apply to the label jointly: remove it")
-    names = {"features": path.name, "labels": "labels"} if role == IMAGE else \
+    names = {"features": path.name, "labels": labels} if role == IMAGE else \
         {"features": "features", "labels": path.name}
     transform = None
     if role == IMAGE and layer.HasField("transform_param"):
@@ -355,10 +381,12 @@ def bind_data_layers(layers: Iterable[caffe_pb2.LayerParameter], phase: int,
     """Bind the Data layers of one phase (already filtered by include/exclude), merging the image
     and label layers that read one LMDB pair into a single feed, so their records stay in step."""
     feeds: dict[tuple[Path, Path], BoundDataLayer] = {}
+    layers = [layer for layer in layers if layer.type == "Data"]
+    root = None if dataset_root is None else Path(dataset_root)
+    read = [_source(layer, phase, root) for layer in layers if layer.data_param.source or root is not None]
+    labels = next((path.name for path, role in read if role == LABEL), "labels")
     for layer in layers:
-        if layer.type != "Data":
-            continue
-        bound = dataset_from_data_layer(layer, phase, dataset_root, ignore_label=ignore_label)
+        bound = dataset_from_data_layer(layer, phase, dataset_root, ignore_label=ignore_label, labels=labels)
         pair = (bound.dataset.features_path.resolve(), bound.dataset.labels_path.resolve())
         known = feeds.get(pair)
         if known is None:

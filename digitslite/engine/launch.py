@@ -1,33 +1,18 @@
-"""torchrun's conventions: the rank environment, and starting this node's ranks as torchrun would.
+"""torchrun's conventions: the rank environment, where the ranks meet, and how a run of ranks ends.
 
 A rank learns its place from the variables RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-MASTER_ADDR and MASTER_PORT, whoever set them: torchrun, a Slurm job script, or LocalRanks here.
-(No torch import: launching and watching processes needs none.)
-
-Each rank is a child process in its own process group (so that killing it takes its DataLoader
-workers too) with torchrun's variables set. A rank dies with this launcher: it asks the kernel
-for SIGKILL when its parent goes (die_with_parent), so even a SIGKILLed launcher leaves nothing
-behind. When one rank ends with an error, the others cannot go on (they would wait in a collective
-for ever): the launcher kills every rank and reports which one failed and how.
+MASTER_ADDR and MASTER_PORT, whoever set them: torchrun, a Slurm job script, or this node's
+launcher (digitslite.engine.local_ranks). No torch import: the server checks --master with it.
 """
-import contextlib
-import ctypes
 import os
-import select
 import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from digitslite.errors import UserError
 
-PARENT_PID = "DIGITSLITE_LAUNCHER_PID"
 EXIT_INTERRUPTED = 75         # EX_TEMPFAIL, a command's exit code on RanksInterrupted: resume it
-WATCH_INTERVAL_S = 0.1        # how often should_stop and the progress are looked at
-_PR_SET_PDEATHSIG = 1
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
@@ -81,9 +66,11 @@ class RanksInterrupted(Exception):  # noqa: N818 - an outcome the job server rep
     """A rank ended before the others (killed, or crashed): every rank was stopped; the run continues
     from its latest snapshot when resumed."""
 
-    def __init__(self, message: str, local_rank: int, pid: int, returncode: int) -> None:
+    def __init__(self, message: str, local_rank: int, pid: int, returncode: int,
+                 raised: str | None = None) -> None:
+        """`raised`: the exception the rank ended with, as "Type: message", if it raised one."""
         super().__init__(message)
-        self.local_rank, self.pid, self.returncode = local_rank, pid, returncode
+        self.local_rank, self.pid, self.returncode, self.raised = local_rank, pid, returncode, raised
 
 
 @dataclass(frozen=True)
@@ -123,117 +110,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def die_with_parent() -> None:
-    """Called first thing in a rank: be killed when the launcher ends, however it ends (Linux).
-    If it has already gone between our start and this call, end now."""
-    expected = os.environ.get(PARENT_PID)
-    if expected is None or not sys.platform.startswith("linux"):
-        return
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != int(expected):
-        os._exit(1)
-
-
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         return f"was killed by {signal.Signals(-returncode).name}"
     return f"exited with code {returncode}"
-
-
-class LocalRanks:
-    """The rank processes of this node while they run; leaving the `with` block kills what is left."""
-
-    def __init__(self, command: Sequence[str], rendezvous: Rendezvous,
-                 extra_env: Sequence[Mapping[str, str]]) -> None:
-        """`extra_env[i]`: variables of local rank i beyond torchrun's (CUDA_VISIBLE_DEVICES, ...)."""
-        self.processes: list[subprocess.Popen] = []
-        try:
-            for local_rank in range(rendezvous.ranks_per_node):
-                env = {**os.environ, **rendezvous.environment(local_rank).variables(),
-                       **extra_env[local_rank], PARENT_PID: str(os.getpid())}
-                self.processes.append(subprocess.Popen(list(command), env=env, start_new_session=True,
-                                                       stdin=subprocess.DEVNULL))
-        except BaseException:
-            self.kill()
-            raise
-
-    def __enter__(self) -> "LocalRanks":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self.processes]
-
-    def wait(self, should_stop: Callable[[], bool] | None = None,
-             watch: Callable[[], None] | None = None) -> bool:
-        """Until every rank has ended. `watch` runs every WATCH_INTERVAL_S; when `should_stop` turns
-        true each rank gets SIGTERM (they stop together at the end of an iteration). Raises
-        RanksInterrupted, with every rank killed, as soon as one fails.
-
-        True when every rank ended cleanly. False when the SIGTERM of a stop reached a rank still
-        starting, before it could handle it: it died of it, and the others were killed. No rank can
-        train before all have started, so that run made no progress."""
-        stop_sent = False
-        exits = _ExitWatch(self.processes)
-        try:
-            while True:
-                if watch is not None:
-                    watch()
-                if not stop_sent and should_stop is not None and should_stop():
-                    self.signal(signal.SIGTERM)
-                    stop_sent = True
-                codes = [process.poll() for process in self.processes]
-                failed = next((index for index, code in enumerate(codes) if code not in (None, 0)), None)
-                if failed is not None:
-                    self.kill()
-                    pid, code = self.processes[failed].pid, codes[failed]
-                    if stop_sent and code == -signal.SIGTERM:
-                        return False
-                    raise RanksInterrupted(f"local rank {failed} (pid {pid}) {describe_exit(code)}; "
-                                           "the other ranks were stopped", failed, pid, code)
-                if all(code == 0 for code in codes):
-                    return True
-                exits.wait(WATCH_INTERVAL_S)
-        finally:
-            exits.close()
-
-    def signal(self, sig: signal.Signals) -> None:
-        """`sig` to each running rank's main process only (its data loader workers must not get it)."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(sig)
-
-    def kill(self) -> None:
-        """SIGKILL every rank's process group (the rank, and its data loader workers even when the rank
-        itself has ended: a group id stays taken while a member lives), and reap the ranks."""
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        for process in self.processes:
-            process.wait()
-
-
-class _ExitWatch:
-    """Sleep until a rank exits or the interval passes: on the pidfds of the running ranks where
-    Linux has them (an ended rank's pidfd stays readable, so it is left out), else a plain sleep."""
-
-    def __init__(self, processes: Sequence[subprocess.Popen]) -> None:
-        self.fds: dict[int, subprocess.Popen] = {}
-        if hasattr(os, "pidfd_open"):
-            for process in processes:
-                with contextlib.suppress(ProcessLookupError):    # already ended: poll() sees it
-                    self.fds[os.pidfd_open(process.pid)] = process
-
-    def wait(self, seconds: float) -> None:
-        running = [fd for fd, process in self.fds.items() if process.returncode is None]
-        if running:
-            select.select(running, [], [], seconds)
-        else:
-            time.sleep(seconds)
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)

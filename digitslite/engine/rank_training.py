@@ -1,83 +1,61 @@
-"""Training on several local ranks: the launching side, and each rank's entry point.
+"""Training on this node's ranks: the launching side, and each rank's entry point.
 
-`train()` comes here when its config asks for ranks. This process then trains nothing itself: it
-starts the ranks of this node (`python -m digitslite.engine.rank_training RUN_DIR`, with
-torchrun's variables), passes them the config through a private run folder, forwards should_stop
-as SIGTERM, relays rank 0's metrics records to `progress`, and returns rank 0's result.
+The dispatch (digitslite.engine.dispatch) comes here when a config asks for ranks. This process
+then trains nothing itself: it starts this node's ranks (digitslite.engine.local_ranks), each
+training in its own process as the rank its variables name, forwards should_stop as SIGTERM,
+relays rank 0's metrics records to `progress`, and returns rank 0's result.
 
 `<job>/ranks.json` says who runs (ranks, pids, GPUs) and how it ended: "done", "stopped", or
 "interrupted" with the reason when a rank died (all ranks are then killed; resume from the latest
 snapshot) or "failed" with the message when a rank refused the input.
 """
-import base64
 import dataclasses
 import json
 import os
 import signal
-import sys
 import tempfile
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from google.protobuf.message import Message
 
 from digitslite.caffe import caffe_pb2
-from digitslite.engine.launch import (
-    LocalRanks,
-    RanksInterrupted,
-    Rendezvous,
-    describe_exit,
-    die_with_parent,
-    free_port,
-    parse_master,
-)
+from digitslite.engine.launch import RanksInterrupted, Rendezvous, describe_exit, free_port, parse_master
+from digitslite.engine.local_ranks import LocalRanks
 from digitslite.engine.snapshot import read_snapshot
 from digitslite.engine.speed import resolve_device
-from digitslite.engine.train import TrainConfig, TrainResult, train
+from digitslite.engine.train import TrainConfig, TrainResult
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.layout import RANKS_FILE
 
-_CONFIG, _PROGRESS = "config.json", "progress.jsonl"
+Progress = Callable[[dict[str, Any]], None]
+# How a rank trains: the dispatch's training in this process, `(config, job_dir, *, should_stop,
+# progress) -> TrainResult`, handed in (and pickled by name) so that this module needs no dispatch.
+TrainHere = Callable[..., TrainResult]
+_REFUSED = f"{UserError.__name__}: "     # how torch's error file records a rank that refused its input
 
 
-def _result_file(run_dir: Path, local_rank: int) -> Path:
-    return run_dir / f"result-{local_rank}.json"
+class _Message(NamedTuple):
+    """A Caffe message on its way to a rank, as its binary form: protoc's classes name their module
+    'caffe_pb2', which pickle cannot import."""
+
+    kind: str
+    data: bytes
 
 
-def _refusal_file(run_dir: Path, local_rank: int) -> Path:
-    """Where a rank leaves the message of the UserError it ended with (it refused its input)."""
-    return run_dir / f"refusal-{local_rank}.json"
+def _portable(config: TrainConfig) -> dict[str, Any]:
+    """The config's fields, picklable."""
+    fields = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    return {name: _Message(type(value).__name__, value.SerializeToString()) if isinstance(value, Message)
+            else value for name, value in fields.items()}
 
 
-def _encode_config(config: TrainConfig, job_dir: Path) -> dict[str, Any]:
-    """The config as JSON: Caffe messages as base64 of their binary form, paths as text."""
-    document: dict[str, Any] = {"job_dir": str(job_dir)}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if isinstance(value, Message):
-            value = {type(value).__name__: base64.b64encode(value.SerializeToString()).decode("ascii")}
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, list | tuple):
-            value = [str(item) for item in value]
-        document[field.name] = value
-    return document
-
-
-def _decode_config(document: dict[str, Any]) -> tuple[TrainConfig, Path]:
-    values = dict(document)
-    job_dir = Path(values.pop("job_dir"))
-    for name, value in values.items():
-        if isinstance(value, dict):
-            ((kind, data),) = value.items()
-            values[name] = getattr(caffe_pb2, kind).FromString(base64.b64decode(data))
-    if values["solver_dir"] is not None:
-        values["solver_dir"] = Path(values["solver_dir"])
-    return TrainConfig(**values), job_dir
+def _config(fields: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(**{name: getattr(caffe_pb2, value.kind).FromString(value.data)
+                          if isinstance(value, _Message) else value for name, value in fields.items()})
 
 
 def _gpu_ids(config: TrainConfig) -> list[str]:
@@ -145,7 +123,7 @@ class _ProgressRelay:
 
 
 def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callable[[], bool] | None,
-                         progress: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+                         progress: Progress | None, train_here: TrainHere) -> TrainResult:
     """Start this node's ranks, wait for them, and return what rank 0 (or this node's first) reports."""
     gpus = _gpu_ids(config)
     ranks_per_node = len(gpus) or config.processes_per_node
@@ -153,21 +131,21 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
     status: dict[str, Any] = {"nnodes": rendezvous.nnodes, "node_rank": rendezvous.node_rank,
                               "world_size": rendezvous.world_size,
                               "master": f"{rendezvous.master_addr}:{rendezvous.master_port}"}
-    with tempfile.TemporaryDirectory(prefix="digitslite-ranks-") as folder:
-        run_dir = Path(folder)
-        (run_dir / _CONFIG).write_text(json.dumps(_encode_config(config, job_dir)))
-        relay = _ProgressRelay(run_dir / _PROGRESS, progress)
-        command = [sys.executable, "-m", "digitslite.engine.rank_training", str(run_dir)]
-        with LocalRanks(command, rendezvous, _rank_environments(gpus, ranks_per_node)) as ranks:
+    rank_config = dataclasses.replace(config, ranks=1, gpus=(), nnodes=1, node_rank=0, master=None)
+    with tempfile.TemporaryDirectory(prefix="digitslite-progress-") as folder:
+        records = Path(folder) / "progress.jsonl"
+        relay = _ProgressRelay(records, progress)
+        args = (train_here, _portable(rank_config), job_dir, records)
+        with LocalRanks(_rank_main, args, rendezvous, _rank_environments(gpus, ranks_per_node)) as ranks:
             status["ranks"] = [{"rank": rendezvous.environment(local).rank, "local_rank": local, "pid": pid,
                                 "gpu": gpus[local] if gpus else None} for local, pid in enumerate(ranks.pids)]
             _write_status(job_dir, status, "running")
             try:
-                finished = ranks.wait(should_stop, relay)
+                results = ranks.wait(should_stop, relay)
             except RanksInterrupted as exc:
                 relay()
-                refusal = _refusal(run_dir, exc.local_rank)
-                if refusal is not None:
+                if exc.raised is not None and exc.raised.startswith(_REFUSED):
+                    refusal = exc.raised.removeprefix(_REFUSED)
                     _write_status(job_dir, status, "failed", refusal)
                     raise UserError(refusal) from None
                 rank = rendezvous.environment(exc.local_rank).rank
@@ -176,59 +154,37 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
                 _write_status(job_dir, status, "interrupted", reason)
                 raise RanksInterrupted(reason, exc.local_rank, exc.pid, exc.returncode) from None
         relay()
-        if not finished:
-            _write_status(job_dir, status, "stopped", "stopped while the ranks were starting, before any "
-                                                      "iteration: there was nothing new to snapshot")
-            return TrainResult(read_snapshot(config.resume).iteration if config.resume else 0, True)
-        result = json.loads(_result_file(run_dir, 0).read_text())
-    _write_status(job_dir, status, "stopped" if result["stopped"] else "done")
-    return TrainResult(result["iterations"], result["stopped"], [Path(path) for path in result["snapshots"]],
-                       result["loss"], Path(result["metrics"]) if result["metrics"] else None)
+    if results is None:
+        _write_status(job_dir, status, "stopped", "stopped while the ranks were starting, before any "
+                                                  "iteration: there was nothing new to snapshot")
+        return TrainResult(read_snapshot(config.resume).iteration if config.resume else 0, True)
+    result = results[0]
+    _write_status(job_dir, status, "stopped" if result.stopped else "done")
+    return result
 
 
 def _write_status(job_dir: Path, status: dict[str, Any], state: str, reason: str | None = None) -> None:
     write_json_atomically(job_dir / RANKS_FILE, {**status, "status": state, "reason": reason}, durable=False)
 
 
-def _refusal(run_dir: Path, local_rank: int) -> str | None:
-    """The UserError message the rank ended with, if it refused its input (not a crash or a kill)."""
-    path = _refusal_file(run_dir, local_rank)
-    return json.loads(path.read_text())["message"] if path.is_file() else None
-
-
 # ----------------------------------------------------------------------------------------------
 # in a rank
 
 
-def _rank_main(run_dir: Path) -> int:
-    die_with_parent()
-    config, job_dir = _decode_config(json.loads((run_dir / _CONFIG).read_text()))
-    config = dataclasses.replace(config, ranks=1, gpus=(), nnodes=1, node_rank=0, master=None)
-    local_rank = int(os.environ["LOCAL_RANK"])
+def _rank_main(train_here: TrainHere, fields: dict[str, Any], job_dir: Path, records: Path) -> TrainResult:
+    """One rank's training; SIGTERM asks it to stop with the others. A refusal (UserError) goes to
+    torch's error file under the one name the launcher knows."""
     stop_requested: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
     progress = None
     if os.environ["RANK"] == "0":
-        records = (run_dir / _PROGRESS).open("a", encoding="utf-8")
+        stream = records.open("a", encoding="utf-8")
 
         def progress(record: dict[str, Any]) -> None:
-            records.write(json.dumps(record) + "\n")
-            records.flush()
+            stream.write(json.dumps(record) + "\n")
+            stream.flush()
     try:
-        result = train(config, job_dir, should_stop=lambda: bool(stop_requested), progress=progress)
+        return train_here(_config(fields), job_dir, should_stop=lambda: bool(stop_requested),
+                          progress=progress)
     except UserError as exc:
-        write_json_atomically(_refusal_file(run_dir, local_rank), {"message": str(exc)})
-        print(f"rank {os.environ['RANK']}: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        return 1
-    write_json_atomically(_result_file(run_dir, local_rank), {
-        "iterations": result.iterations, "stopped": result.stopped, "loss": result.loss,
-        "snapshots": [str(path) for path in result.snapshots],
-        "metrics": str(result.metrics) if result.metrics else None})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_rank_main(Path(sys.argv[1])))
+        raise UserError(str(exc)) from None

@@ -1,7 +1,8 @@
 """The training loop: Caffe's Solver::Solve/Step (caffe-spec §4.2, §4.6, §4.8) on CaffeNets.
 
-Used by `digitslite train` and the job worker. It writes `metrics.jsonl` in the job folder, one
-flushed JSON line per display or test event, and snapshots that a later run resumes bit for bit.
+Run by digitslite.engine.dispatch, for `digitslite train` and the job worker. It writes
+`metrics.jsonl` in the job folder, one flushed JSON line per display or test event, and snapshots
+that a later run resumes bit for bit.
 
 On several ranks (digitslite.engine.distributed) every rank runs this loop on its share of the data
 (digitslite.engine.feeds), and only rank 0 writes: metrics reduced over the ranks, and snapshots.
@@ -20,31 +21,29 @@ import numpy as np
 import torch
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.geometry import canonical_axis
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
-from digitslite.engine.distributed import Ranks, rank_device
-from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
-from digitslite.engine.launch import RankEnvironment
+from digitslite.engine.batch_stream import BatchStream, Shard
+from digitslite.engine.distributed import Ranks
+from digitslite.engine.feeds import FeedStream, data_layer_stream
 from digitslite.engine.lr_policy import learning_rate
-from digitslite.engine.metrics import ConfusionMatrix
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute
-from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, write_snapshot
+from digitslite.engine.snapshot import Snapshot, read_snapshot, rng_state, set_rng_state, write_snapshot
 from digitslite.engine.solver import SmoothedLoss, Solver, check_solver
 from digitslite.engine.speed import (
     LossScaler,
     autocast,
     check_amp,
     configure_backends,
-    resolve_device,
     to_device,
 )
 from digitslite.engine.sync_batchnorm import synchronise_batch_norm
+from digitslite.engine.validation import Probe, Tally
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
 from digitslite.layout import METRICS_FILE, SNAPSHOT_PREFIX
-from digitslite.tasks import segmentation
+from digitslite.tasks import task_of
 
 LARGEST_LOGGED_BLOB = 1024     # output blobs with more values (e.g. a score map) are not logged
 Feeds = Mapping[str, Iterable[Mapping[str, torch.Tensor]]]
@@ -85,12 +84,15 @@ class TrainConfig:
     sync_batchnorm: bool = False
     recompute: str | None = None      # re-materialization cuts (digitslite.engine.recompute)
     # Pipeline parallelism (digitslite.engine.pipeline): the train net cut into `pipeline_stages`
-    # stages, one process each, at `pipeline_cuts` (blob names) or balanced; every update takes
+    # stages, one process each, at `pipeline_cuts` (blob names) or balanced by `pipeline_balance`
+    # (digitslite.caffe.partition.BALANCES); every update takes
     # `micro_batches` batches through them ("gpipe" or "1f1b" order), as iter_size = micro_batches.
     pipeline_stages: int = 1
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
     pipeline_schedule: str = "gpipe"
+    dataset_info: dict[str, Any] | None = None   # the dataset's dataset.json: its task scores the test passes
+    pipeline_balance: str = "flops"
 
     @property
     def launches_ranks(self) -> bool:
@@ -99,7 +101,8 @@ class TrainConfig:
 
     @property
     def processes_per_node(self) -> int:
-        """The processes this node starts: one per data-parallel rank, or one per pipeline stage."""
+        """The processes this node starts: one per data-parallel rank, times the pipeline stages (a
+        pipeline's ranks are replicas of it)."""
         return self.ranks * self.pipeline_stages
 
 
@@ -122,17 +125,6 @@ class _NetSpec:
     state: caffe_pb2.NetState | None
     source_map: Any
     feed_key: str
-
-
-@dataclass
-class _Probe:
-    """Where a segmentation test net keeps its scores and labels, for the confusion matrix."""
-
-    score: str
-    label: str
-    axis: int
-    classes: int
-    ignore_label: int | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,20 +253,10 @@ def _event(iteration: int, phase: str, outputs: Mapping[str, Any], **fields: Any
     return record
 
 
-def _segmentation_probe(net: CaffeNet) -> _Probe | None:
-    """The first SoftmaxWithLoss or Accuracy layer whose scores have spatial axes after the class axis."""
-    for layer, shapes in zip(net.net_param.layer, net.shapes, strict=True):
-        if layer.type not in ("SoftmaxWithLoss", "Accuracy") or len(layer.bottom) < 2:
-            continue
-        scores = shapes.bottoms[0]
-        loss = layer.type == "SoftmaxWithLoss"
-        axis = canonical_axis(layer.softmax_param.axis if loss else layer.accuracy_param.axis, len(scores))
-        if axis == len(scores) - 1:
-            continue
-        holder = layer.loss_param if loss else layer.accuracy_param
-        ignore = holder.ignore_label if holder.HasField("ignore_label") else None
-        return _Probe(layer.bottom[0], layer.bottom[1], axis, scores[axis], ignore)
-    return None
+def _probe(net: CaffeNet, config: TrainConfig) -> Probe | None:
+    """What the test passes of `net` score: the probe of its dataset's task."""
+    info = config.dataset_info or {}
+    return task_of(info).part("probe")(net, info)
 
 
 def _mean_values(shares: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -313,7 +295,8 @@ class _Training:
         seed = self.param.random_seed if self.param.random_seed >= 0 else None
         if seed is not None:
             torch.manual_seed(seed + ranks.rank)     # Caffe seeds random_seed + solver_rank (§4.1)
-        snapshot = read_snapshot(config.resume) if config.resume is not None and ranks.is_root else None
+        reads = config.resume is not None and self._reads_snapshot()
+        snapshot = read_snapshot(config.resume) if reads else None
         point = ranks.broadcast_object(None if snapshot is None else
                                        (snapshot.iteration, snapshot.current_step, snapshot.extra))
         extra = point[2] if point is not None else None
@@ -339,19 +322,17 @@ class _Training:
         for weights in config.weights or list(self.param.weights):
             for net in (self.train_net, *self.test_nets):
                 net.load_weights(weights)
-        self.probes = [_segmentation_probe(net) for net in self.test_nets]
-        self.solver = Solver(self.param, self.train_net.learnable_params())
+        self.probes = [_probe(net, config) for net in self.test_nets]
+        self.solver = self._solver()
         self.smoothed = SmoothedLoss(self.param.average_loss)
         self.scaler = LossScaler(config.amp == "fp16")
         if snapshot is not None:
-            self.train_net.load_weights(snapshot.caffemodel)
-            self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history,
-                                source=str(config.resume))
+            self._restore(snapshot)
         elif point is not None:
             self.solver.iter, self.solver.current_step = point[0], point[1]
-        ranks.broadcast_([*self.train_net.state_dict(keep_vars=True).values(),
-                          *(t for net in self.test_nets for t in net.state_dict(keep_vars=True).values()),
-                          *self.solver.history])
+        self._share_start([*self.train_net.state_dict(keep_vars=True).values(),
+                           *(t for net in self.test_nets for t in net.state_dict(keep_vars=True).values()),
+                           *self.solver.history])
         if extra is not None:
             self._continue(extra)
         self.parallel = self._parallel(synced)
@@ -365,6 +346,23 @@ class _Training:
     def _shard(self, index: int) -> Shard:
         """This rank's share of stream `index` (0: train, then the test nets')."""
         return Shard(self.ranks.rank, self.ranks.world_size)
+
+    def _reads_snapshot(self) -> bool:
+        """Whether this rank reads the snapshot resumed from (the others get it from _share_start)."""
+        return self.ranks.is_root
+
+    def _solver(self) -> Solver:
+        return Solver(self.param, self.train_net.learnable_params())
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """The snapshot's weights and solver state, on a rank that reads it."""
+        self.train_net.load_weights(snapshot.caffemodel)
+        self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history,
+                            source=str(self.config.resume))
+
+    def _share_start(self, tensors: list[torch.Tensor]) -> None:
+        """Make the starting weights, statistics and solver history equal on the ranks that train alike."""
+        self.ranks.broadcast_(tensors)
 
     def _parallel(self, synced: bool) -> torch.nn.Module:
         """The train net as this rank runs it: under DDP when there are several ranks."""
@@ -394,12 +392,15 @@ class _Training:
                             f"{', '.join(first) or 'nothing'}); give every input of the net: "
                             f"{', '.join(tops)}")
         shapes = {top: tuple(torch.as_tensor(first[top]).shape) for top in tops}
-        net = CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
-                       seed=seed, source_map=spec.source_map)
+        net = self._build_net(spec, shapes, seed)
         net.to(self.device)
         if self.config.channels_last:
             net.to(memory_format=torch.channels_last)
         return net
+
+    def _build_net(self, spec: _NetSpec, shapes: dict[str, tuple[int, ...]], seed: int | None) -> CaffeNet:
+        return CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
+                        seed=seed, source_map=spec.source_map)
 
     def _prefix(self) -> str:
         prefix = self.param.snapshot_prefix or SNAPSHOT_PREFIX
@@ -508,50 +509,57 @@ class _Training:
             iterations = self.param.test_iter[index]
             start = stream.position
             sums: dict[str, torch.Tensor] = {}
-            matrix = ConfusionMatrix(probe.classes, probe.ignore_label) if probe else None
-            keep = (probe.score, probe.label) if probe else ()
+            tally = probe.tally() if probe else None
+            keep = probe.keep if probe else ()
             reported = set(net.output_names) | set(net.loss_weights)
-            for _ in self.ranks.passes(iterations):
+            for _ in self._test_passes(iterations):
                 batch = to_device(stream.next(), self.device, self.config.channels_last)
                 with autocast(self.device, self.config.amp):
-                    outputs = net(batch, keep=keep)
-                for name in reported:   # outputs and loss blobs (a loss layer may have no top)
-                    value = outputs[name].detach().double()
+                    outputs = self._test_forward(index, batch, keep)
+                for name in reported.intersection(outputs):   # outputs and loss blobs (a loss layer may
+                    value = outputs[name].detach().double()   # have no top)
                     sums[name] = value if name not in sums else sums[name] + value
-                if matrix is not None:
-                    prediction = outputs[probe.score].argmax(probe.axis)
-                    matrix.update(prediction, outputs[probe.label].reshape(prediction.shape))
+                if tally is not None and all(name in outputs for name in keep):  # a pipeline's last stage
+                    tally.update(outputs)
             stream.seek(stream.advanced(start, iterations))
-            shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, matrix))
+            shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, tally))
             if shares is not None:
                 self._write_test(index, net, iterations, shares)
 
+    def _test_passes(self, count: int) -> range:
+        """This rank's share of a test's `count` passes."""
+        return self.ranks.passes(count)
+
+    def _test_forward(self, index: int, batch: Mapping[str, torch.Tensor],
+                      keep: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Test net `index` on one batch: its outputs and loss blobs, and the blobs of `keep`."""
+        return self.test_nets[index](batch, keep=keep)
+
     def _write_test(self, index: int, net: CaffeNet, iterations: int,
-                    shares: Sequence[tuple[dict[str, torch.Tensor], ConfusionMatrix | None]]) -> None:
+                    shares: Sequence[tuple[dict[str, torch.Tensor], Tally | None]]) -> None:
         sums: dict[str, torch.Tensor] = {}
-        matrix = shares[0][1]
-        for rank_sums, rank_matrix in shares:
+        tally = shares[0][1]
+        for rank_sums, rank_tally in shares:
             for name, value in rank_sums.items():
                 sums[name] = value if name not in sums else sums[name] + value
-            if rank_matrix is not matrix:
-                matrix.merge(rank_matrix)
+            if rank_tally is not tally:
+                tally.merge(rank_tally)
         means = {name: total / iterations for name, total in sums.items()}
         loss = sum(float(means[name].sum()) * weight for name, weight in net.loss_weights.items())
         fields: dict[str, Any] = {"loss": loss}
         if len(self.test_nets) > 1:
             fields["test_net"] = index
-        if matrix is not None:
-            summary = matrix.summary()
-            fields.update({key: summary[key] for key in segmentation.TASK.metrics})
-            fields["confusion_matrix"] = matrix.matrix.tolist()   # rows: truth, columns: prediction
+        if tally is not None:
+            fields.update(tally.fields())
         values = {name: _blob_value(means[name]) for name in net.output_names}
         self._record(_event(self.solver.iter, "val", values, **fields))
 
     def snapshot(self) -> None:
         """Rank 0 writes; every rank hands it its RNG state."""
         states = self.ranks.gather(rng_state(self.device))
+        gathered = self._gathered_state()
         self.last_snapshot = self.solver.iter
-        if states is None:
+        if states is None or gathered is None:
             return
         extra = {
             "rng": states[0],
@@ -563,9 +571,17 @@ class _Training:
             "data_seed": self.data_seed,
         }
         files = write_snapshot(self.prefix, self.solver.iter, self.solver.current_step,
-                               self.train_net.net_param,
-                               self.train_net.weights(), self.solver.history_arrays(), extra)
+                               self.train_net.net_param, *gathered, extra)
         self.snapshots.append(files.caffemodel)
+
+    def _gathered_state(self) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]] | None:
+        """The whole train net's weights and solver history on rank 0 (None on the others)."""
+        return (self.train_net.weights(), self.solver.history_arrays()) if self.ranks.is_root else None
+
+    def _display_pass(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+        """The train net's outputs and loss on `batch`, without a gradient (the final display)."""
+        outputs = self.train_net(batch)
+        return outputs, float(self.train_net.loss(outputs))
 
     def _finish(self) -> None:
         """After max_iter: Caffe's final snapshot, display pass and test (§4.2)."""
@@ -576,8 +592,7 @@ class _Training:
         if param.display > 0 and iteration % param.display == 0:
             with torch.no_grad(), autocast(self.device, self.config.amp):
                 batch = to_device(self.train_stream.next(), self.device, self.config.channels_last)
-                outputs = self.train_net(batch)
-                loss = float(self.train_net.loss(outputs))
+                outputs, loss = self._display_pass(batch)
             values, fields = self._train_values(outputs, loss=loss)
             rate, _ = learning_rate(param, iteration, self.solver.current_step)
             self._record(_event(iteration, "train", values, lr=rate, **fields))
@@ -606,54 +621,3 @@ class _Throughput:
         rate = self.images / seconds if seconds > 0 else None
         self.images, self.excluded, self.since = 0, 0.0, now
         return rate
-
-
-def _single_rank(config: TrainConfig, env: RankEnvironment) -> None:
-    """A process started as a rank by a launcher takes no launch settings of its own."""
-    if config.ranks > 1 or config.gpus or config.nnodes > 1 or config.master is not None or config.node_rank:
-        raise UserError(f"this process is rank {env.rank} of {env.world_size}, started by a launcher that "
-                        "set RANK and WORLD_SIZE (torchrun, Slurm); give the rank and node counts to that "
-                        "launcher and leave out --ranks, --gpus, --nnodes, --node-rank and --master")
-
-
-def train(config: TrainConfig, job_dir: Path, *, feeds: Feeds | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          progress: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train as Caffe's `caffe train` would, writing metrics and snapshots into `job_dir`.
-
-    `feeds` maps "train" / "val" to re-iterable batches ({top name: tensor}) that replace the
-    nets' data layers; without them Data layers read their LMDB datasets. `should_stop` is polled
-    once per iteration (by a launcher of ranks: every WATCH_INTERVAL_S); when it returns True the run
-    snapshots and returns (SIGTERM handling). `progress` receives every metrics record as it is
-    written. With `config` asking for ranks, this process launches and watches them
-    (digitslite.engine.rank_training); started as a rank (RANK/WORLD_SIZE set), it is one of them.
-    """
-    job_dir = Path(job_dir)
-    if config.pipeline_stages == 1 and (config.micro_batches > 1 or config.pipeline_cuts):
-        raise UserError("--micro-batches and --pipeline-cuts go with --pipeline-stages K (K > 1); on one "
-                        "process, accumulate batches with --iter-size")
-    job_dir.mkdir(parents=True, exist_ok=True)
-    env = RankEnvironment.from_environ()
-    if env is None and config.launches_ranks:
-        if feeds is not None:
-            raise UserError("batches given in memory (feeds) reach only this process; to train on several "
-                            "ranks, read the data from an LMDB dataset (Data layers)")
-        from digitslite.engine.rank_training import train_on_local_ranks  # it imports this module
-
-        return train_on_local_ranks(config, job_dir, should_stop, progress)
-    if env is None:
-        ranks = Ranks(device=resolve_device(config.device))
-    else:
-        _single_rank(config, env)
-        ranks = Ranks.join(env, rank_device(config.device, env))
-    if config.pipeline_stages > 1:
-        from digitslite.engine.pipeline.training import PipelinedTraining  # it builds on _Training
-
-        session: _Training = PipelinedTraining(config, job_dir, feeds, progress, ranks)
-    else:
-        session = _Training(config, job_dir, feeds, progress, ranks)
-    result = session.run(should_stop)
-    # Only after success: a failed rank ends its process instead, since leaving the group politely could
-    # wait on ranks that are stuck in a collective with it; its launcher takes them all down.
-    ranks.close()
-    return result

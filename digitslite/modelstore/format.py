@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from digitslite.errors import UserError
-from digitslite.tasks import segmentation
+from digitslite.tasks import DEFAULT_TASK
+from digitslite.tasks import TASKS as TASK_RECORDS
 
 MASTER_FILE = "master.json"
 INFO_FILE = "info.json"
@@ -36,8 +37,8 @@ LABELS_FILE = "labels.txt"  # the class names of an entry; its other files keep 
 DIGESTS = ("sha256", "sha1")
 FILE_KEYS = ("snapshot file", "model file", "network file", "deploy file", "train_val file", "solver file",
              "labels file", "mean file")
-TASKS = ("semantic-segmentation", "classification")
-SEGMENTATION = segmentation.TASK.store_task
+TASKS = (*(task.store_task for task in TASK_RECORDS.values()), "classification")
+SEGMENTATION = DEFAULT_TASK.store_task
 _CHUNK = 1 << 20
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -36,8 +36,9 @@ from digitslite.layout import (
     snapshot_iteration,
 )
 from digitslite.modelstore.entries import add_to_master, write_info
-from digitslite.modelstore.format import LABELS_FILE, SEGMENTATION, ModelInfo, is_plain_name
+from digitslite.modelstore.format import LABELS_FILE, ModelInfo, is_plain_name
 from digitslite.modelstore.legacy import derive_missing_crop_offsets
+from digitslite.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _info_data(training: _Training, described: dict[str, Any], folder: Path) -> 
     return {
         **described,
         "framework": "caffe",
-        "task": SEGMENTATION,
+        "task": task_of(training.dataset_info).store_task,
         "model file": TRAIN_VAL_FILE,
         "train_val file": TRAIN_VAL_FILE,
         "deploy file": DEPLOY_FILE,

@@ -4,6 +4,7 @@ from typing import Any
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobIndex
 from digitslite.jobs.job import TERMINAL
+from digitslite.jobs.kinds.dataset import check_report
 
 API = "/api/v1"
 
@@ -45,4 +46,5 @@ def job_detail(folder: JobFolder, row: dict[str, Any], index: JobIndex) -> dict[
         "snapshots": [{"iteration": snap.iteration, "weights": snap.weights.name,
                        "solverstate": snap.solverstate.name if snap.solverstate else None}
                       for snap in folder.snapshots()],
+        "check_report": check_report(folder.path) if spec.kind == "dataset" else None,
     }

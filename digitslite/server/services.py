@@ -1,4 +1,5 @@
-"""What the request handlers share: settings, the index, the scheduler and the users."""
+"""What the request handlers share: settings, the index, the scheduler, the users and the running
+checks."""
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -6,6 +7,7 @@ from flask import current_app
 from digitslite.jobs.index import JobIndex
 from digitslite.jobs.lock import JobLock
 from digitslite.jobs.scheduler import Scheduler
+from digitslite.server.check_tasks import CheckTasks
 from digitslite.server.config import ServerConfig
 from digitslite.server.throttle import LoginThrottle
 from digitslite.server.users import UserStore
@@ -19,6 +21,7 @@ class Services:
     users: UserStore
     server_lock: JobLock | None  # held for the server's life when it schedules
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    checks: CheckTasks = field(default_factory=CheckTasks)
 
 
 def services() -> Services:

@@ -1,6 +1,7 @@
 """What the pages refuse before anything is created: a prototxt with a mistake shows the error with its
 line as it is typed (and Create is held back), a Crop offset is fixed in one click, and a label folder
-with a colour the colour map lacks gets the check report. Neither creates a job."""
+with a colour the colour map lacks gets the check report (the form's Check creates nothing; Create queues
+a job whose check fails it, its page showing the whole report and no dataset)."""
 import re
 
 from playwright.sync_api import Page, expect
@@ -69,7 +70,7 @@ def test_a_pasted_network_for_other_classes_is_flagged_with_its_fix(site, page: 
     assert site.job_count() == jobs
 
 
-def test_a_label_with_an_unknown_colour_shows_the_report_and_creates_nothing(site, page: Page, shots):
+def test_a_label_with_an_unknown_colour_shows_the_report_and_creates_no_dataset(site, page: Page, shots):
     demo = site.demo
     colours = (demo / "colormap.txt").read_text().splitlines()
     (demo / "no_sign_colormap.txt").write_text("\n".join(colours[:-1]) + "\n")  # the sign colour is gone
@@ -91,7 +92,23 @@ def test_a_label_with_an_unknown_colour_shows_the_report_and_creates_nothing(sit
     expect(page.locator("#report-previews img")).to_have_count(8)  # each image beside its label as stored
     shots(page, "unknown-colour")
 
-    page.get_by_role("button", name="Create dataset").click()
+    assert site.job_count() == jobs  # the Check created nothing
+
+    page.get_by_role("button", name="Create dataset").click()  # Create checks first: refused on the form
     expect(page.locator("#form-error")).to_contain_text("the dataset has errors")
-    expect(problems).to_contain_text("add the colour to the colour map")
-    assert page.url.endswith("/datasets/new") and site.job_count() == jobs
+    expect(problems).to_contain_text("label colours that are not in the colour map")
+    assert site.job_count() == jobs
+
+    # The API queues without reading a pixel; the job's check fails and its page shows the report.
+    job_id = created_id(site.client.post("/api/v1/datasets", {
+        "images": str(demo / "images"), "labels": str(demo / "labels_rgb"), "val_percent": 25,
+        "label_mode": "rgb", "colormap": str(demo / "no_sign_colormap.txt")}))
+    assert site.client.wait_status(job_id)["status"] == "failed"
+    _open(page, f"/datasets/{job_id}")
+    report = page.locator("#check-report table.problems")
+    expect(report).to_contain_text("label colours that are not in the colour map")
+    expect(report).to_contain_text("add the colour to the colour map")
+    expect(report).to_contain_text("(250, 220, 0)")
+    expect(page.locator("#job-error")).to_contain_text("dataset not created")
+    shots(page, "unknown-colour-job")
+    assert not (site.jobs_dir / job_id / "dataset").exists()  # nothing half-created

@@ -15,9 +15,10 @@ from click.testing import CliRunner
 
 from digitslite.caffe.prototxt import parse_net, parse_solver
 from digitslite.cli import main
+from digitslite.engine.dispatch import train
 from digitslite.engine.launch import EXIT_INTERRUPTED, free_port
 from digitslite.engine.snapshot import read_snapshot, snapshot_files
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from tests.engine.test_distributed_support import (
     DEADLINE_S,

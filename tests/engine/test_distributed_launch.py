@@ -1,109 +1,138 @@
-"""Launching the ranks of a node (digitslite.engine.launch) with real processes, without training:
-torchrun's variables, teardown when one rank fails, stop requests, and ranks dying with a killed
-launcher."""
+"""Launching the ranks of a node (digitslite.engine.local_ranks) with real processes, without
+training: torchrun's variables, what the ranks return, teardown when one rank fails, stop requests,
+and ranks dying with a killed launcher."""
 import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from digitslite.engine.launch import LocalRanks, RankEnvironment, RanksInterrupted, Rendezvous, parse_master
+from digitslite.engine.launch import RankEnvironment, RanksInterrupted, Rendezvous, parse_master
+from digitslite.engine.local_ranks import LocalRanks
 from digitslite.errors import UserError
 from tests.engine.test_distributed_support import alive, kill_groups, wait_until
 
-# A rank that reports its variables, starts a child in its process group (as a data loader worker
-# is), and then does what its mode says: "wait" for a signal, "fail" once rank 0 is ready, or
-# "stop" cleanly on SIGTERM.
-RANK_SCRIPT = textwrap.dedent("""
-    import json, os, signal, subprocess, sys, time
-    from pathlib import Path
-    from digitslite.engine.launch import die_with_parent
-    die_with_parent()
-    folder, mode = Path(sys.argv[1]), sys.argv[2]
-    rank = int(os.environ["LOCAL_RANK"])
+VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "EXTRA")
+
+
+def rank(folder: Path, mode: str) -> dict:
+    """A rank that reports its variables, starts a child in its process group (as a data loader worker
+    is), and then does what its mode says: "wait" for a signal, "fail" once rank 0 is ready, "raise"
+    an error at once, "stop" cleanly on SIGTERM, or "return" its report."""
+    local = int(os.environ["LOCAL_RANK"])
     if mode == "stop":
-        stop = lambda *_: (Path(folder, f"stopped-{rank}").write_text(""), sys.exit(0))
-        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGTERM, lambda *_: Path(folder, f"stopped-{local}").write_text(""))
+    if mode == "raise":
+        raise UserError(f"local rank {local} refuses")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "EXTRA")
-    report = {"pid": os.getpid(), "child": child.pid, "env": {name: os.environ.get(name) for name in names}}
-    Path(folder, f".ready-{rank}").write_text(json.dumps(report))
-    os.replace(Path(folder, f".ready-{rank}"), Path(folder, f"ready-{rank}"))
-    if mode == "fail" and rank == 1:
+    variables = {name: os.environ.get(name) for name in VARIABLES}
+    report = {"pid": os.getpid(), "child": child.pid, "env": variables, "threads": torch.get_num_threads()}
+    Path(folder, f".ready-{local}").write_text(json.dumps(report))
+    os.replace(Path(folder, f".ready-{local}"), Path(folder, f"ready-{local}"))
+    if mode == "return":
+        child.kill()
+        child.wait()
+        return report
+    if mode == "fail" and local == 1:
         while not Path(folder, "ready-0").exists():
             time.sleep(0.01)
         sys.exit(3)
-    while True:
+    while not Path(folder, f"stopped-{local}").exists():
         signal.pause()
-""")
+    child.kill()
+    child.wait()
+    return None
 
 
-def ranks_command(tmp_path: Path, mode: str) -> list[str]:
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
-    return [sys.executable, str(script), str(tmp_path), mode]
+def ready(tmp_path: Path, local: int) -> dict:
+    return json.loads((tmp_path / f"ready-{local}").read_text())
 
 
-def ready(tmp_path: Path, rank: int) -> dict:
-    return json.loads((tmp_path / f"ready-{rank}").read_text())
+def started(tmp_path: Path) -> bool:
+    return all((tmp_path / f"ready-{local}").exists() for local in range(2))
 
 
-def test_ranks_get_torchruns_variables_and_one_failure_takes_down_every_rank_and_its_children(tmp_path):
+def stop_request(signum, frame) -> None:
+    """The caller's own SIGTERM handler (the CLI's, the worker's)."""
+
+
+def test_ranks_get_torchruns_variables_and_their_results_come_back(tmp_path):
     rendezvous = Rendezvous(2, nnodes=3, node_rank=1, master_addr="10.0.0.1", master_port=29511)
-    failure = r"local rank 1 \(pid \d+\) exited with code 3"
-    with (LocalRanks(ranks_command(tmp_path, "fail"), rendezvous, [{"EXTRA": "a"}, {"EXTRA": "b"}]) as ranks,
-          pytest.raises(RanksInterrupted, match=failure) as caught):
-        ranks.wait()
-    assert (caught.value.local_rank, caught.value.returncode) == (1, 3)
-    reports = [ready(tmp_path, rank) for rank in range(2)]
+    previous = signal.signal(signal.SIGTERM, stop_request)
+    try:
+        extra = [{"EXTRA": "a", "OMP_NUM_THREADS": "1"}, {"EXTRA": "b", "OMP_NUM_THREADS": "3"}]
+        with LocalRanks(rank, (tmp_path, "return"), rendezvous, extra) as ranks:
+            # torch's start_processes installs its own handler: the caller's must be back, unblocked.
+            assert signal.getsignal(signal.SIGTERM) is stop_request
+            assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            reports = ranks.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert [report["env"] for report in reports] == [
         {"RANK": str(2 + local), "WORLD_SIZE": "6", "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": "2",
          "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29511", "EXTRA": extra}
         for local, extra in enumerate("ab")]
-    for report in reports:
+    # torch sets the variables after its import in the rank: the thread count must still take effect.
+    assert [report["threads"] for report in reports] == [1, 3]
+    assert [report["pid"] for report in reports] == ranks.pids
+
+
+def test_one_failure_takes_down_every_rank_and_its_children(tmp_path):
+    failure = r"local rank 1 \(pid \d+\) exited with code 3"
+    with (LocalRanks(rank, (tmp_path, "fail"), Rendezvous(2), [{}, {}]) as ranks,
+          pytest.raises(RanksInterrupted, match=failure) as caught):
+        ranks.wait()
+    assert (caught.value.local_rank, caught.value.returncode, caught.value.raised) == (1, 3, None)
+    for report in (ready(tmp_path, local) for local in range(2)):
         wait_until(lambda report=report: not alive(report["pid"]) and not alive(report["child"]),
                    f"the end of rank process {report['pid']} and its child")
+
+
+def test_the_error_a_rank_raised_comes_back_with_its_type(tmp_path):
+    with (LocalRanks(rank, (tmp_path, "raise"), Rendezvous(2), [{}, {}]) as ranks,
+          pytest.raises(RanksInterrupted, match=r"exited with code 1") as caught):
+        ranks.wait()
+    assert caught.value.raised == f"UserError: local rank {caught.value.local_rank} refuses"
 
 
 def test_a_stop_request_reaches_every_rank_as_sigterm(tmp_path):
-    started = lambda: all((tmp_path / f"ready-{rank}").exists() for rank in range(2))  # noqa: E731
-    with LocalRanks(ranks_command(tmp_path, "stop"), Rendezvous(2), [{}, {}]) as ranks:
-        ranks.wait(should_stop=started)
-        assert [process.returncode for process in ranks.processes] == [0, 0]
-    assert all((tmp_path / f"stopped-{rank}").exists() for rank in range(2))
+    with LocalRanks(rank, (tmp_path, "stop"), Rendezvous(2), [{}, {}]) as ranks:
+        assert ranks.wait(should_stop=lambda: started(tmp_path)) == [None, None]
+    assert all((tmp_path / f"stopped-{local}").exists() for local in range(2))
 
 
 def test_a_stop_that_kills_ranks_still_starting_is_a_stop_and_a_stray_sigterm_an_interruption(tmp_path):
-    # "wait" ranks have no SIGTERM handler yet, as a rank still importing torch: the signal kills them.
-    started = lambda: all((tmp_path / f"ready-{rank}").exists() for rank in range(2))  # noqa: E731
-    with LocalRanks(ranks_command(tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks:
-        assert ranks.wait(should_stop=started) is False
-    for report in (ready(tmp_path, rank) for rank in range(2)):
+    # "wait" ranks have no SIGTERM handler, as a rank still importing torch: the signal kills them.
+    with LocalRanks(rank, (tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks:
+        assert ranks.wait(should_stop=lambda: started(tmp_path)) is None
+    for report in (ready(tmp_path, local) for local in range(2)):
         wait_until(lambda report=report: not alive(report["pid"]) and not alive(report["child"]),
                    f"the end of rank process {report['pid']} and its child")
 
-    for rank in range(2):
-        (tmp_path / f"ready-{rank}").unlink()
-    with (LocalRanks(ranks_command(tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks,
+    for local in range(2):
+        (tmp_path / f"ready-{local}").unlink()
+    with (LocalRanks(rank, (tmp_path, "wait"), Rendezvous(2), [{}, {}]) as ranks,
           pytest.raises(RanksInterrupted, match=r"local rank 1 \(pid \d+\) was killed by SIGTERM")):
-        wait_until(started, "the start")
+        wait_until(lambda: started(tmp_path), "the start")
         os.kill(ranks.pids[1], signal.SIGTERM)  # not from a stop request: someone else's signal
         ranks.wait(should_stop=lambda: False)
 
 
 def test_ranks_die_with_a_sigkilled_launcher(tmp_path):
-    launcher_code = ("import sys; from digitslite.engine.launch import LocalRanks, Rendezvous; "
-                     "LocalRanks(sys.argv[1:], Rendezvous(2), [{}, {}]).wait()")
-    launcher = subprocess.Popen([sys.executable, "-c", launcher_code, *ranks_command(tmp_path, "wait")],
-                                start_new_session=True)
+    launcher_code = ("import sys; from pathlib import Path; from digitslite.engine.launch import Rendezvous; "
+                     "from digitslite.engine.local_ranks import LocalRanks; "
+                     "from tests.engine.test_distributed_launch import rank; "
+                     "LocalRanks(rank, (Path(sys.argv[1]), 'wait'), Rendezvous(2), [{}, {}]).wait()")
+    launcher = subprocess.Popen([sys.executable, "-c", launcher_code, str(tmp_path)], start_new_session=True)
     pids = [launcher.pid]
     try:
-        wait_until(lambda: all((tmp_path / f"ready-{rank}").exists() for rank in range(2)), "the start")
-        pids += [ready(tmp_path, rank)["pid"] for rank in range(2)]
+        wait_until(lambda: started(tmp_path), "the start")
+        pids += [ready(tmp_path, local)["pid"] for local in range(2)]
         os.kill(launcher.pid, signal.SIGKILL)
         launcher.wait()
         for pid in pids[1:]:

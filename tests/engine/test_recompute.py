@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from digitslite.caffe.prototxt import parse_net
+from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute, recompute_points
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from tests.engine.test_train import assert_same_weights, final_weights, records, solver, without_timing
 from tests.engine.test_train_support import fcn_net, feed_batches

@@ -10,8 +10,9 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.caffemodel import read_caffemodel, read_weights
 from digitslite.caffe.prototxt import parse_net, parse_solver
+from digitslite.engine.dispatch import train
 from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, snapshot_files, write_snapshot
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from tests.engine.test_train_support import fcn_net, feed_batches
 

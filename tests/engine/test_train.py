@@ -8,8 +8,9 @@ import torch
 
 from digitslite.caffe.caffemodel import read_weights
 from digitslite.caffe.prototxt import parse_net, parse_solver
+from digitslite.engine.dispatch import train
 from digitslite.engine.snapshot import snapshot_files
-from digitslite.engine.train import TrainConfig, train
+from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 from tests.engine.test_train_support import fcn_net, feed_batches, write_dataset
 

@@ -12,6 +12,7 @@ from digitslite.datasets import DatasetOptions, check_dataset
 from digitslite.datasets.options import MAX_PIXELS, resolve_options
 from digitslite.errors import UserError
 from tests.hostile.conftest import dataset_body, job_folders
+from tests.server.harness import wait_for
 
 
 @pytest.mark.parametrize(("width", "height", "field"), [(100000, 100000, "width"), (8000, 8000, "height")])
@@ -69,3 +70,31 @@ def test_an_encoder_process_whose_parent_is_gone_ends_without_a_traceback():
             "os.write(write, b'result')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == -13 and out.stderr == ""  # SIGPIPE
+
+
+def test_the_dataset_request_decodes_no_pixel(client, demo, tmp_path, monkeypatch):
+    """Item 2: the request only reads fields and resolves paths; the check is the job's first phase,
+    which runs in a worker process. Scanning in this (the server's) process fails the test."""
+    def scan_in_the_server(*args, **kwargs):
+        raise AssertionError("the dataset request scanned the folders in the server process")
+    monkeypatch.setattr("digitslite.datasets.create.scan", scan_in_the_server)
+    monkeypatch.setattr("digitslite.datasets.create.make_plan", scan_in_the_server)
+    response = client.post("/api/v1/datasets", json=dataset_body(demo))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    [job] = response.get_json()["jobs"]
+    assert job["status"] == "queued" and job_folders(tmp_path / "jobs") == [job["id"]]
+
+
+def test_the_form_check_decodes_no_pixel_in_the_request(client, demo, monkeypatch):
+    """Item 2: the form's Check runs in a process of its own that the page polls; scanning in this
+    (the server's) process fails the test, and the check still reports."""
+    def scan_in_the_server(*args, **kwargs):
+        raise AssertionError("the Check scanned the folders in the server process")
+    monkeypatch.setattr("digitslite.datasets.scan.scan", scan_in_the_server)
+    monkeypatch.setattr("digitslite.server.pages.dataset_preview.scan", scan_in_the_server)
+    fields = {"images": str(demo / "images"), "labels": str(demo / "labels"), "val_percent": "25"}
+    started = client.post("/pages-api/dataset-check", data=fields)
+    assert started.status_code == 202, started.get_data(as_text=True)
+    poll = started.get_json()["poll"]
+    result = wait_for(lambda: (answer := client.get(poll)).status_code != 202 and answer, 60, "the check")
+    assert result.status_code == 200 and result.get_json()["report"]["counts"] == {"train": 3, "val": 1}

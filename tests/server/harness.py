@@ -232,3 +232,12 @@ def model_request(dataset_id: str, **extra: Any) -> dict[str, Any]:
 def created_id(response: Response) -> str:
     assert response.status in (201, 202), response.body
     return response.json()["jobs"][0]["id"]
+
+
+def form_check(client: Client, fields: dict) -> Response:
+    """Start the New dataset form's Check, then ask for its result until the check process has finished."""
+    started = client.post_form("/pages-api/dataset-check", fields)
+    if started.status != 202:
+        return started
+    poll = started.json()["poll"]
+    return wait_for(lambda: (result := client.get(poll)).status != 202 and result, 60, "the check")

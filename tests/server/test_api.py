@@ -116,18 +116,22 @@ def test_errors_are_json_never_html(world):
     assert "only aborted, failed or interrupted" in _error(resumed, 409)
 
 
-def test_a_dataset_with_bad_labels_is_refused_with_its_report(world):
-    _, client, root, _, _ = world
+def test_a_dataset_with_bad_labels_fails_its_job_with_the_whole_report(world):
+    _, client, root, good_dataset, _ = world
     images, labels = root / "data" / "bad" / "images", root / "data" / "bad" / "labels"
     images.mkdir(parents=True)
     labels.mkdir()
     Image.new("RGB", (8, 8)).save(images / "a.png")
     Image.new("RGB", (8, 8)).save(images / "b.png")
     Image.new("P", (6, 6)).save(labels / "a.png")
-    response = client.post("/api/v1/datasets", {"images": str(images), "labels": str(labels)})
-    message = _error(response, 422)
-    report = response.json()["error"]["report"]
-    assert not report["ok"] and report["problems"] and "dataset has errors" in message
+    job_id = created_id(client.post("/api/v1/datasets", {"images": str(images), "labels": str(labels)}))
+    job = client.wait_status(job_id)
+    assert job["status"] == "failed" and "dataset not created" in job["error"]["message"]
+    report = job["check_report"]
+    problems = {problem["kind"] for problem in report["problems"]}
+    assert not report["ok"] and {"size_mismatch", "unpaired_image"} <= problems, report
+    assert not (root / "jobs" / job_id / "dataset").exists()  # nothing half-created
+    assert client.job(good_dataset)["check_report"] is None
     assert "is not an existing folder" in _error(client.post("/api/v1/datasets", {
         "images": "bad/nothing-here", "labels": str(labels)}), 422, "images")
 
@@ -149,10 +153,13 @@ def test_a_dataset_with_bad_labels_is_refused_with_its_report(world):
     ({"nnodes": 2, "node_rank": 2, "master": "10.0.0.1:29500"}, "node_rank", "at most 1"),
     ({"master": "10.0.0.1:29500"}, "master", "one node needs no meeting point"),
     ({"pipeline_stages": 4097}, "pipeline_stages", "at most"),  # more stages than CPU slots could be
-    ({"pipeline_stages": 2, "ranks": 2}, "pipeline_stages", "leave ranks, nnodes and sync_batchnorm out"),
+    ({"pipeline_stages": 2, "nnodes": 2, "master": "10.0.0.1:29500"}, "pipeline_stages",
+     "leave nnodes and sync_batchnorm out"),
+    ({"pipeline_stages": 2, "ranks": 2049}, "pipeline_stages", "pipeline_stages x ranks must be at most"),
     ({"micro_batches": 4}, "pipeline_stages", "go with pipeline_stages above 1"),
     ({"pipeline_stages": 2, "pipeline_cuts": "pool1,pool2"}, "pipeline_cuts", "2 cuts make 3 stages, not 2"),
     ({"pipeline_stages": 2, "pipeline_schedule": "zigzag"}, "pipeline_schedule", "one of"),
+    ({"pipeline_stages": 2, "pipeline_balance": "weights"}, "pipeline_balance", "one of"),
     ({"recompute": "0"}, "recompute", "give auto, a number of layers"),
 ])
 def test_model_requests_are_checked_before_queueing(world, change, field, words):

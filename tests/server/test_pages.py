@@ -11,7 +11,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.networks import get_network
 from digitslite.server.pages.assets import plotly_bundle
-from tests.server.harness import created_id, dataset_request, make_demo, running_server
+from tests.server.harness import created_id, dataset_request, form_check, make_demo, running_server
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 TINY = get_network("fcn_tiny").network_file.read_text()
@@ -190,7 +190,7 @@ def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):
     before = client.get("/api/v1/jobs").json()["total"]
     fields = {"images": str(demo / "images"), "labels": str(demo / "labels"), "val_percent": "25",
               "classes": str(demo / "classes.txt")}
-    checked = client.post_form("/pages-api/dataset-check", fields).json()
+    checked = form_check(client, fields).json()
     assert checked["report"]["ok"] and checked["report"]["counts"] == {"train": 3, "val": 1}
     assert [stat["name"] for stat in checked["report"]["classes"]][:3] == ["sky", "building", "road"]
     preview = checked["previews"][0]
@@ -201,12 +201,14 @@ def test_the_dataset_check_reports_and_previews_without_creating_a_job(world):
     (demo / "short_colormap.txt").write_text("\n".join(colours[:-1]) + "\n")  # the last colour is unknown
     rgb = {"images": str(demo / "images"), "labels": str(demo / "labels_rgb"), "label_mode": "rgb",
            "colormap": str(demo / "short_colormap.txt"), "val_percent": "25"}
-    bad = client.post_form("/pages-api/dataset-check", rgb).json()
+    bad = form_check(client, rgb).json()
     assert not bad["report"]["ok"] and bad["report"]["problems"][0]["kind"] == "unknown_colour"
     assert "label colours that are not in the colour map" in bad["previews"][0]["problems"]
-    outside = client.post_form("/pages-api/dataset-check", fields | {"images": "/etc"})
+    outside = form_check(client, fields | {"images": "/etc"})
     assert outside.status == 403 and "outside the data roots" in outside.json()["error"]["message"]
     assert client.get("/api/v1/jobs").json()["total"] == before
+    gone = client.get("/pages-api/dataset-check/0123456789abcdef")
+    assert gone.status == 404 and "press Check again" in gone.json()["error"]["message"]
 
 
 def test_explore_records_are_images_with_class_colours(world):

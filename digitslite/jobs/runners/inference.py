@@ -21,9 +21,8 @@ from digitslite.fileio import write_json_atomically
 from digitslite.jobs.kinds.inference import image_files
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.model import snapshot_weights
-from digitslite.layout import (
-    OUTPUTS_DIR,
-)
+from digitslite.layout import OUTPUTS_DIR
+from digitslite.tasks import task_of
 from digitslite.viz.overlay import overlay
 from digitslite.viz.palette import extend_palette, voc_palette
 from digitslite.viz.png import write_label_png, write_rgb_png
@@ -69,7 +68,7 @@ def _model_files(ctx: RunContext) -> tuple[Path, Path, Path | None]:
     return model.deploy_file, weights, info if info.is_file() else None
 
 
-def _items(ctx: RunContext) -> Iterator[Item]:
+def items(ctx: RunContext) -> Iterator[Item]:
     source, limit = ctx.params["source"], ctx.params.get("limit")
     if source == "upload":
         return _files(ctx.folder.inputs_dir, limit)
@@ -107,26 +106,44 @@ class _Scores:
                 "mean_iu": float(iu[present].mean()), "per_class_iu": [float(value) for value in iu]}
 
 
+def unreadable(name: str) -> dict[str, str]:
+    """An image that did not decode: its own failure, reported; the others still run."""
+    print(f"warning: {name}: {UNREADABLE}", flush=True)
+    return {"input": name, "error": UNREADABLE}
+
+
+def nothing_ran(unread: list) -> str:
+    unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
+    return f"there were no images to run the model on{unreadable}"
+
+
+def report_progress(ctx: RunContext, done: int) -> None:
+    total = ctx.params.get("count") or 0
+    ctx.report(done / total if total else 0.0, f"{done} images")
+
+
 def run(ctx: RunContext) -> None:
     from digitslite.engine.infer import load_predictor
 
     deploy, weights, info_file = _model_files(ctx)
-    names: list[str] = []
-    palette = voc_palette()
-    if info_file is not None:
-        info = json.loads(info_file.read_text())
-        names, palette = info["classes"], extend_palette(info["palette"])
+    info = json.loads(info_file.read_text()) if info_file is not None else {}
     device = "cuda" if ctx.spec.gpu_count else "cpu"
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
+    ctx.folder.outputs_dir.mkdir(exist_ok=True)
+    task_of(info).part("inference")(ctx, predictor, info)  # the task of the model's dataset
+
+
+def segment(ctx: RunContext, predictor, info: dict[str, Any]) -> None:
+    """Segmentation's inference: a class map and an overlay per image, scored against the truth."""
+    names, palette = [], voc_palette()
+    if info:
+        names, palette = info["classes"], extend_palette(info["palette"])
     outputs = ctx.folder.outputs_dir
-    outputs.mkdir(exist_ok=True)
-    total = ctx.params.get("count") or 0
     results, unread, scores = [], [], _Scores()
-    for number, (name, pixels, truth) in enumerate(_items(ctx)):
+    for number, (name, pixels, truth) in enumerate(items(ctx)):
         ctx.check_stop()
         if pixels is None:  # that image's own failure: the others still run
-            unread.append({"input": name, "error": UNREADABLE})
-            print(f"warning: {name}: {UNREADABLE}", flush=True)
+            unread.append(unreadable(name))
             continue
         scores_map = next(iter(predictor.predict(pixels).values()))
         prediction = scores_map.argmax(0).astype(np.uint8)
@@ -146,10 +163,9 @@ def run(ctx: RunContext) -> None:
             write_label_png(ctx.job_dir / entry["truth"], truth, palette)
             scores.add(truth, prediction, len(names) or scores_map.shape[0])
         results.append(entry)
-        ctx.report((number + 1) / total if total else 0.0, f"{number + 1} images")
+        report_progress(ctx, number + 1)
     if not results:
-        unreadable = f" ({len(unread)} could not be read as images)" if unread else ""
-        raise UserError(f"there were no images to run the model on{unreadable}")
+        raise UserError(nothing_ran(unread))
     used_palette = palette[:max(len(names), 1)].tolist()
     write_json_atomically(ctx.folder.results_file, {"classes": names, "palette": used_palette,
                                                    "images": results, "unreadable": unread,

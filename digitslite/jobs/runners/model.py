@@ -144,7 +144,8 @@ def _write_job_files(ctx: RunContext, dataset_dir: Path, info: dict[str, Any]) -
 
 
 def run(ctx: RunContext) -> None:
-    from digitslite.engine.train import TrainConfig, train  # torch: only in the worker
+    from digitslite.engine.dispatch import train  # torch: only in the worker
+    from digitslite.engine.train import TrainConfig
 
     dataset_dir = ctx.other_job(ctx.params["dataset"], "dataset").dataset.path
     info = json.loads((dataset_dir / DATASET_INFO_FILE).read_text())
@@ -162,6 +163,7 @@ def run(ctx: RunContext) -> None:
     # from before these fields train one rank per GPU, or one process on the CPU.
     scale_out = ctx.params.get("scale_out") or {"ranks": max(gpus, 1)}
     config = TrainConfig(solver=solver, net=read_net(ctx.folder.train_val_file), solver_dir=ctx.job_dir,
+                         dataset_info=info,
                          dataset_root=dataset_dir, device="cuda" if gpus else "cpu", weights=weights,
                          resume=resume, amp=speed.get("amp"), channels_last=bool(speed.get("channels_last")),
                          compile=bool(speed.get("compile")), **scale_out)

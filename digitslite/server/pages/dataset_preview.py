@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from digitslite.datasets import DatasetOptions
+from digitslite.datasets.controls import as_fields
 from digitslite.datasets.labels import LabelDecoder
 from digitslite.datasets.pairing import Pair
 from digitslite.datasets.problems import KINDS
@@ -45,11 +46,21 @@ def _preview(stage: str, pair: Pair, decoder: LabelDecoder, palette: np.ndarray)
 
 
 def check_with_previews(options: DatasetOptions) -> dict[str, Any]:
-    """{"report": the ValidationReport as a dict, "previews": the first pairs, decoded}."""
+    """{"report": the ValidationReport as a dict, "previews": the first pairs, decoded}; a report with
+    errors also brings "refusal", the form's error line (message, and template for the page's labels)."""
     plan = make_plan(options)
     report = scan(plan, None).report
     palette = extend_palette([stat.colour for stat in report.classes])
     palette[report.ignore_label] = (255, 255, 255)
     pairs = [(stage, pair) for stage in ("train", "val") for pair in plan.stages[stage]][:PREVIEW_PAIRS]
-    return {"report": report.to_dict(), "previews": [_preview(stage, pair, plan.decoder, palette)
-                                                     for stage, pair in pairs]}
+    return with_refusal(report, [_preview(stage, pair, plan.decoder, palette) for stage, pair in pairs])
+
+
+def with_refusal(report: Any, previews: list[dict[str, Any]]) -> dict[str, Any]:
+    """The form's Check result of any task's report: with errors it also brings "refusal", the form's
+    error line (message, and template for the page's labels)."""
+    result = {"report": report.to_dict(), "previews": previews}
+    if not report.ok:
+        result["refusal"] = {"message": f"the dataset has errors: {report.summary_line(as_fields)}",
+                             "template": f"the dataset has errors: {report.summary_line(str)}", "field": None}
+    return result

@@ -16,12 +16,11 @@ from digitslite.jobs.index import JobFilter
 from digitslite.jobs.job import Status
 from digitslite.server.pages.blueprint import pages, pages_api
 from digitslite.server.pages.jobfiles import log_tail, read_json_if_present
-from digitslite.server.pages.records import image_bytes, image_mimetype, label_indices, png
-from digitslite.server.pages.scores import image_scores
+from digitslite.server.pages.records import image_bytes, image_mimetype, png
+from digitslite.server.pages.segmentation import dataset_dir, prediction, truth
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job, whole_arg
 from digitslite.server.services import services
 from digitslite.tasks import task_of
-from digitslite.viz.palette import extend_palette
 
 RESULTS_PER_PAGE = 8
 BROWSER_IMAGES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -43,72 +42,25 @@ def infer_form(job_id: str):
                            roots=[str(root) for root in services().config.data_roots])
 
 
-def _dataset_dir(params: dict[str, Any]) -> Path:
-    return services().scheduler.folder(params["dataset"]).dataset.path
-
-
-def _truth(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray | None:
-    """The ground truth of a validation image (other sources have none): the job's own copy, or for a
-    job made before it kept one, its dataset's record while that dataset lasts."""
-    params = folder.spec().params
-    if params["source"] != "dataset":
-        return None
-    if "truth" in entry:
-        return _class_map(folder.path / entry["truth"])
-    if services().index.get(params["dataset"]) is None:
-        return None
-    serialized = read_record(_dataset_dir(params), "val", "labels", int(entry["input"]))
-    return None if serialized is None else label_indices(serialized)
-
-
-def _class_map(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image)  # a palette PNG: the pixel values are the class indices
-
-
-def _prediction(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray:
-    return _class_map(folder.path / entry["prediction"])
-
-
-def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every named class and every index a prediction used, with its colour and share of the pixels."""
-    pixels: dict[int, int] = {}
-    for entry in results["images"]:
-        for index, count in entry["classes"].items():
-            pixels[int(index)] = pixels.get(int(index), 0) + count
-    total = sum(pixels.values()) or 1
-    names, palette = results["classes"], extend_palette(results["palette"])
-    return [{"index": index, "name": names[index] if index < len(names) else f"class {index}",
-             "colour": palette[index].tolist(), "share": pixels.get(index, 0) / total}
-            for index in sorted(set(range(len(names))) | set(pixels))]
-
-
 @pages.get("/inference/<job_id>")
 def inference(job_id: str):
     row, folder = page_job(job_id, "inference")
     spec, state = folder.spec(), folder.state()
     results = read_json_if_present(folder.results_file) if state.status == Status.DONE else None
-    images, pages_count, page = [], 1, 1
+    pages_count, page, shown = 1, 1, []
     if results:
         pages_count = max(1, -(-len(results["images"]) // RESULTS_PER_PAGE))
         page = min(whole_arg("page", 1), pages_count)
         first = (page - 1) * RESULTS_PER_PAGE
-        for number, entry in enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first):
-            truth = _truth(folder, entry)
-            scores = None if truth is None else image_scores(truth, _prediction(folder, entry))
-            with Image.open(folder.path / entry["prediction"]) as prediction:
-                size = prediction.size  # the input's: the page keeps each image's ratio before it loads
-            images.append({"number": number, "name": entry["input"], "truth": truth is not None,
-                           "scores": scores, "size": size, "mask": entry["prediction"],
-                           "overlay": entry["overlay"]})
-    model = services().index.get(spec.params["model"]["job"])
-    # The model's task; a deleted model's is unknown, and a pretrained job's is the default.
-    task = task_of(services().scheduler.folder(model["id"]).spec().params if model else {})
+        shown = list(enumerate(results["images"][first:first + RESULTS_PER_PAGE], start=first))
+    # The task that made the results (results.json names it; older jobs' results are segmentation's).
+    task = task_of(results or {})
+    context = task.part("pages").inference_context(folder, results, shown) if results else {}
     log, log_end = log_tail(folder)
-    legend = _legend(results) if results else []
     return render_template("inference/inference.html", row=row, spec=spec, state=state, results=results,
-                           images=images, page=page, pages_count=pages_count, model=model, task=task,
-                           page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, legend=legend)
+                           page=page, pages_count=pages_count, task=task,
+                           model=services().index.get(spec.params["model"]["job"]),
+                           page_of_kind=PAGE_OF_KIND, log=log, log_end=log_end, **context)
 
 
 def _input_image(folder: JobFolder, params: dict[str, Any], entry: dict[str, Any]) -> Response:
@@ -118,7 +70,7 @@ def _input_image(folder: JobFolder, params: dict[str, Any], entry: dict[str, Any
     if params["source"] == "dataset":
         if services().index.get(params["dataset"]) is None:
             abort(404, f"the dataset of validation image {name} was deleted")
-        serialized = read_record(_dataset_dir(params), "val", "features", int(name))
+        serialized = read_record(dataset_dir(params), "val", "features", int(name))
         if serialized is None:
             abort(404, f"the dataset has no validation record {name}")
         data = image_bytes(serialized)
@@ -143,7 +95,7 @@ def inference_image(job_id: str, number: int, part: str):
     entry, params = results["images"][number], folder.spec().params
     if part == "input":
         return _input_image(folder, params, entry)
-    indices = _prediction(folder, entry) if part == "prediction" else _truth(folder, entry)
+    indices = prediction(folder, entry) if part == "prediction" else truth(folder, entry)
     if indices is None:
         abort(404, f"image {number} of inference job {job_id} has no ground truth")
     return Response(png(indices.astype(np.uint8)), mimetype="image/png")

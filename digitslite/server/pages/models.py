@@ -9,6 +9,7 @@ from typing import Any
 from flask import render_template, request
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.partition import BALANCES
 from digitslite.caffe.prototxt import filter_net, read_net, read_solver
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
@@ -24,6 +25,7 @@ from digitslite.server.pages.timeline import job_timeline
 from digitslite.server.pages.view import PAGE_OF_KIND, page_job
 from digitslite.server.schemas.requests import NO_AMP
 from digitslite.server.services import services
+from digitslite.tasks import task_of
 
 CHOICES_SHOWN = 100  # datasets, models and pretrained jobs offered by the form
 SOLVER_DEFAULTS = ("type", "base_lr", "lr_policy", "gamma", "power", "stepsize", "momentum", "momentum2",
@@ -131,7 +133,7 @@ def new_model():
     choices = {"datasets": _dataset_choices(), "networks": _network_choices(), "models": models,
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
                "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1,
-               "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER}
+               "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER, "balances": BALANCES}
     # Which policies read each policy-specific field: the form shows a field only for them.
     policies_using = {field: " ".join(policy for policy, needed in POLICY_FIELDS.items() if field in needed)
                       for field in ("gamma", "power", "stepsize", "stepvalue")}
@@ -140,12 +142,17 @@ def new_model():
                            amp_modes=(NO_AMP, *AMP_MODES))
 
 
-def _class_info(folder: JobFolder, dataset_id: str | None) -> dict[str, Any] | None:
-    """Class names and palette: the job's own dataset.json copy, else its dataset job's."""
+def _dataset_info(folder: JobFolder, dataset_id: str | None) -> dict[str, Any] | None:
+    """The job's own dataset.json copy, else its dataset job's."""
     info = read_json_if_present(folder.dataset_info_file)
     if info is None and dataset_id and services().index.get(dataset_id):
         info = dataset_job_info(services().scheduler.folder(dataset_id))
-    return None if info is None else {"classes": info["classes"], "palette": info["palette"]}
+    return info
+
+
+def _class_info(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Class names and palette (a colorization dataset has none)."""
+    return None if info is None else {"classes": info.get("classes", []), "palette": info.get("palette", [])}
 
 
 def _max_iter(folder: JobFolder) -> int | None:
@@ -189,13 +196,14 @@ def model(job_id: str):
     state = folder.state()
     dataset_id = spec.params.get("dataset")
     log, log_end = log_tail(folder)
+    info = _dataset_info(folder, dataset_id)
     return render_template("models/model.html", row=row, spec=spec, state=state,
                            solver=effective_solver(folder.solver_file),
                            timeline=job_timeline(state, time.time()),
                            dataset=services().index.get(dataset_id) if dataset_id else None,
                            snapshots=folder.snapshots(), log=log, log_end=log_end, page_of_kind=PAGE_OF_KIND,
                            has_network=folder.network_file.is_file(),
-                           class_info=_class_info(folder, dataset_id),
+                           class_info=_class_info(info), task=task_of(info or {}),
                            max_iter=_max_iter(folder),
                            ranks=read_json_if_present(folder.ranks_file),
                            pipeline=read_json_if_present(folder.pipeline_file))
@@ -225,6 +233,7 @@ def pretrained(job_id: str):
     # A store import that failed may succeed from a copy of the weights the user has (no internet).
     local_copy = spec.params.get("source") == "store" and state.status == Status.FAILED
     return render_template("models/pretrained.html", row=row, spec=spec, state=state,
-                           info=_class_info(folder, None), files=files, log=log, log_end=log_end,
+                           info=_class_info(_dataset_info(folder, None)), files=files, log=log,
+                           log_end=log_end,
                            classifier=classifier, networks=[network.name for network in list_networks()],
                            local_copy=local_copy, roots=[str(root) for root in services().config.data_roots])

@@ -10,19 +10,21 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, model_validator
 
+from digitslite.caffe.partition import BALANCES
 from digitslite.datasets.colormap import MAX_CLASSES
-from digitslite.datasets.options import ENCODINGS, LABEL_MODES, MAX_SIDE, RESIZE_MODES
+from digitslite.datasets.options import MAX_SIDE, RESIZE_MODES
 from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.index import MAX_PAGE, MAX_PER_PAGE
 from digitslite.jobs.job import Status
 from digitslite.jobs.kinds import KIND_NAMES
 from digitslite.server.schemas.body import Body, Query, rule_broken
-from digitslite.server.schemas.types import Flag, GpuIds, number, sweep, text, whole
+from digitslite.server.schemas.types import Flag, GpuIds, ServerPath, number, sweep, text, whole
+from digitslite.tasks import DEFAULT_TASK, TASKS
 
 Name = text(200)
 Notes = text(10_000)
-Path = text(4096)
+Path = ServerPath
 JobId = text(100)
 # The network sources of a model request; exactly one is given.
 NETWORK_SOURCES = ("network", "network_prototxt", "network_job", "pretrained")
@@ -58,36 +60,35 @@ class GpuFields(Body):
         return self
 
 
-class DatasetRequest(JobFields):
-    """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
-    field `archive`), where the paths are relative to the archive and default to images/, labels/..."""
+# Each task's own fields, from its record: a request refuses those of another task.
+TASK_FIELDS = {name: task.part("request_fields") for name, task in TASKS.items()}
 
+
+class DatasetRequest(JobFields, *TASK_FIELDS.values()):
+    """A dataset from server folders (inside the data roots), or from an uploaded archive (multipart
+    field `archive`), where the paths are relative to the archive and default to images/, labels/...
+    A colorization dataset reads only images (and val_images): its targets come from each photo."""
+
+    task: Literal[tuple(TASKS)] = DEFAULT_TASK.name
+    """what the dataset is for: a task of digitslite.tasks (segmentation: images and label maps;
+    colorization: colour photos alone)"""
     images: Path | None = None
-    labels: Path | None = None
-    train_list: Path | None = None
-    """instead of images and labels: a text file of `image_path label_path` lines on the server
-    (relative paths are read from its folder)"""
-    val_list: Path | None = None
-    """validation pairs as such a list"""
     val_images: Path | None = None
-    val_labels: Path | None = None
-    colormap: Path | None = None
-    """the RGB colour of each class (label_mode rgb)"""
-    classes: Path | None = None
-    """class names, one per line"""
     val_percent: whole(0, 100) | None = None
-    label_mode: Literal[LABEL_MODES] = "palette"
-    nearest: Flag = False
-    """map colours missing from the colour map to the nearest one"""
-    ignore_label: whole(0, 255) = 255
-    encoding: Literal[ENCODINGS] = "png"
     resize: Literal[RESIZE_MODES] = "none"
     width: whole(1, MAX_SIDE) | None = None
     height: whole(1, MAX_SIDE) | None = None
     seed: whole(0) | None = None
-    allow_empty_classes: Flag = False
     check: Flag = True
-    """validate every pair before queueing (a dataset with errors is refused with its report)"""
+    """accepted for older clients and ignored: every dataset job checks its pairs as its first phase"""
+
+    @model_validator(mode="after")
+    def fields_of_the_task(self) -> Self:
+        own = TASK_FIELDS[self.task].model_fields
+        for name in {name for fields in TASK_FIELDS.values() for name in fields.model_fields} - set(own):
+            if name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default:
+                raise rule_broken(name, f"{name} does not apply to task {self.task}; leave it out")
+        return self
 
 
 class ModelRequest(JobFields, GpuFields):
@@ -135,10 +136,12 @@ class ModelRequest(JobFields, GpuFields):
     sync_batchnorm: Flag = False
     recompute: text(2000, "re-materialization: auto, layers per segment, or blob names to cut after "
                           "(docs/SCALING.md)") | None = None
-    pipeline_stages: whole(1, description="pipeline stages, one GPU or CPU slot each") | None = None
+    pipeline_stages: whole(1, description="pipeline stages, one GPU or CPU slot each, in `ranks` "
+                                          "replicas") | None = None
     micro_batches: whole(1, MAX_ITER_SIZE, "batches per update through the pipeline") | None = None
     pipeline_cuts: text(2000, "blob names to cut after, comma-separated") | None = None
     pipeline_schedule: Literal[PIPELINE_SCHEDULES] = PIPELINE_SCHEDULES[0]
+    pipeline_balance: Literal[BALANCES] = BALANCES[0]
 
     @model_validator(mode="after")
     def rules_between_fields(self) -> Self:
@@ -166,9 +169,9 @@ class ModelRequest(JobFields, GpuFields):
         if stages == 1 and ((self.micro_batches or 1) > 1 or self.pipeline_cuts):
             raise rule_broken("pipeline_stages", "micro_batches and pipeline_cuts go with pipeline_stages "
                                                  "above 1; on one process use iter_size")
-        if stages > 1 and (self.ranks or self.nnodes or self.sync_batchnorm):
-            raise rule_broken("pipeline_stages", "pipeline_stages: a pipelined job runs one process per "
-                                                 "stage on this server; leave ranks, nnodes and "
+        if stages > 1 and ((self.nnodes or 1) > 1 or self.sync_batchnorm):
+            raise rule_broken("pipeline_stages", "pipeline_stages: a pipelined job runs its stages and "
+                                                 "replicas (ranks) on this server; leave nnodes and "
                                                  "sync_batchnorm out")
         cuts = self.cuts()
         if cuts and len(cuts) != stages - 1:

@@ -17,10 +17,9 @@ class ErrorDetail(BaseModel):
 
 
 class Error(BaseModel):
-    """Every refusal: the message says why and what to change. A dataset refused for its contents also
-    carries error.report, the validation report; one refused for several paths carries error.fields,
-    a {field, message} for each. A message naming options also comes as error.template, with each
-    option marked [[field]], for a page to name its own controls."""
+    """Every refusal: the message says why and what to change. One refused for several paths carries
+    error.fields, a {field, message} for each. A message naming options also comes as error.template,
+    with each option marked [[field]], for a page to name its own controls."""
 
     error: ErrorDetail
 
@@ -64,6 +63,8 @@ class JobDetail(JobSummary):
     history: list[StatusChange] = []
     transitions: int = 0
     snapshots: list[Snapshot] = []
+    check_report: dict[str, Any] | None = None
+    """a dataset job whose check found errors: the whole validation report (problems, fixes, counts)"""
 
 
 class JobList(BaseModel):

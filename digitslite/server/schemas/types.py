@@ -108,6 +108,7 @@ def sweep(item: Any, description: str = SWEEP_NOTE) -> Any:
 
 
 Flag = Annotated[bool, BeforeValidator(_flag)]
+ServerPath = text(4096)  # a path on the server (inside the data roots) or inside an upload
 # GPU ids as this machine numbers them: a JSON list, or "0,1" in a form.
 GpuIds = Annotated[list[str], BeforeValidator(lambda value: [str(item) for item in _items(value)]),
                    WithJsonSchema({"oneOf": [{"type": "array", "items": {"type": "string"}},

@@ -10,9 +10,18 @@ const checkButton = document.getElementById("check-button");
 const value = (name) => form.querySelector(`[name="${name}"]:checked`)?.value;
 const separateVal = () => document.getElementById("separate-val").checked;
 
+// Fields that only one task reads (from the tasks' records); the other tasks' are hidden and not sent.
+const TASK_FIELDS = JSON.parse(form.dataset.taskFields);
+const task = () => value("task");
+
 function showApplicable() {
+  if (value("source") === "lists" && !TASK_FIELDS[task()].includes("train_list")) form.elements.source.value = "folders";
   const source = value("source");
   const mode = value("label_mode");
+  form.querySelectorAll("[data-task]").forEach((node) => { node.hidden = node.dataset.task !== task(); });
+  form.querySelectorAll("[data-space]").forEach((node) => {
+    node.hidden = node.dataset.space !== form.elements.space.value;
+  });
   form.querySelectorAll("[data-source]").forEach((node) => { node.hidden = node.dataset.source !== source; });
   form.querySelectorAll("[data-mode]").forEach((node) => { node.hidden = node.dataset.mode !== mode; });
   form.querySelectorAll('[data-when="separate-val"]').forEach((node) => { node.hidden = !separateVal(); });
@@ -31,6 +40,8 @@ function fields() {
   if (source !== "upload") drop.push("archive");
   if (source !== "lists") drop.push("train_list", "val_list");
   if (source === "folders") drop.push(...(separateVal() ? ["val_percent"] : ["val_images", "val_labels"]));
+  Object.entries(TASK_FIELDS).forEach(([name, own]) => { if (name !== task()) drop.push(...own); });
+  if (form.elements.space.value !== "lab") drop.push("bins");
   if (value("label_mode") !== "rgb") drop.push("colormap", "nearest");
   if (form.elements.resize.value === "none") drop.push("width", "height");
   drop.forEach((name) => data.delete(name));
@@ -91,21 +102,63 @@ function previewCard(preview, classes) {
       (preview.problems || []).map((problem) => el("div", { class: "error-text small" }, speak(problem, form)))));
 }
 
+const SHOWN_BINS = 12;
+
+// A colorization report: the chroma histogram picture and the most frequent kept bins.
+function showColourReport(report) {
+  const picture = document.getElementById("report-histogram");
+  picture.hidden = !report.histogram_picture;
+  if (report.histogram_picture) picture.src = report.histogram_picture;
+  const bins = report.bins;
+  if (!bins) {
+    document.getElementById("report-bins").replaceChildren(el("p", { class: "muted" },
+      `Colour space ${report.colour_space}: the dataset stores the chroma planes, no bins.`));
+    return;
+  }
+  const total = bins.pixels.reduce((sum, count) => sum + count, 0) || 1;
+  const order = bins.pixels.map((count, index) => index).sort((a, b) => bins.pixels[b] - bins.pixels[a]);
+  document.getElementById("report-bins").replaceChildren(
+    el("p", {}, `${bins.count} ab bins kept (${bins.choice}); the most frequent:`),
+    el("table", { class: "bins" },
+      el("thead", {}, el("tr", {}, el("th", {}, "bin"), el("th", {}, "a"), el("th", {}, "b"), el("th", {}, "pixels"),
+        el("th", {}, "weight"))),
+      el("tbody", {}, order.slice(0, SHOWN_BINS).map((index) => el("tr", {},
+        el("td", { class: "num" }, index), el("td", { class: "num" }, bins.centres[index][0]),
+        el("td", { class: "num" }, bins.centres[index][1]), el("td", { class: "num" }, percent(bins.pixels[index] / total)),
+        el("td", { class: "num" }, bins.weights[index].toFixed(3)))))));
+}
+
+function readyText(report, warnings) {
+  const tail = warnings ? `, ${warnings} warning(s).` : ", no problems.";
+  if (report.task === "colorization") {
+    const bins = report.bins ? `, ${report.bins.count} ab bins` : "";
+    return `Ready: ${report.counts.train} training and ${report.counts.val} validation photos${bins}` + tail;
+  }
+  return `Ready: ${report.counts.train} training and ${report.counts.val} validation pairs, ${report.classes.length} classes` + tail;
+}
+
 function showReport(report, previews = []) {
   const section = document.getElementById("report");
   const errors = report.problems.filter((problem) => problem.severity === "error");
   const warnings = report.problems.length - errors.length;
   const verdict = document.getElementById("report-verdict");
+  const colour = report.task === "colorization";
+  section.querySelectorAll("[data-report]").forEach((node) => {
+    node.hidden = node.dataset.report !== (colour ? "colorization" : "segmentation");
+  });
   verdict.className = `verdict ${report.ok ? "ok" : "bad"}`;
   verdict.textContent = report.ok
-    ? `Ready: ${report.counts.train} training and ${report.counts.val} validation pairs, ${report.classes.length} classes` +
-      (warnings ? `, ${warnings} warning(s).` : ", no problems.")
+    ? readyText(report, warnings)
     : `${errors.reduce((sum, problem) => sum + problem.count, 0)} file(s) have errors that stop this dataset: ` +
       "fix them and check again. Nothing was created.";
   document.getElementById("report-problems").replaceChildren(problemsTable(report.problems));
-  document.getElementById("report-classes").replaceChildren(...classBars(report));
-  document.getElementById("report-previews").replaceChildren(...previews.map((item) => previewCard(item, report.classes)));
-  document.getElementById("report-pairs").hidden = !previews.length; // a refused create brings no pairs
+  if (colour) {
+    showColourReport(report);
+  } else {
+    document.getElementById("report-classes").replaceChildren(...classBars(report));
+    document.getElementById("report-previews").replaceChildren(...previews.map((item) => previewCard(item, report.classes)));
+    document.getElementById("report-pairs").hidden = !previews.length; // a refused create brings no pairs
+  }
   section.hidden = false;
   section.scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -115,10 +168,23 @@ function busy(text) {
   form.querySelectorAll("button").forEach((button) => { button.disabled = Boolean(text); });
 }
 
+const CHECK_POLL_MS = 400;
+
+// The check runs on the server in its own process: start it, then ask for its result until it is there.
+async function runCheck() {
+  const started = await api("POST", "/pages-api/dataset-check", fields());
+  if (!started.ok) return started;
+  for (;;) {
+    await new Promise((resolve) => { setTimeout(resolve, CHECK_POLL_MS); });
+    const result = await api("GET", started.data.poll);
+    if (result.status !== 202) return result;
+  }
+}
+
 checkButton.addEventListener("click", async () => {
   clearErrors(form);
   busy("Checking every image and label…");
-  const result = await api("POST", "/pages-api/dataset-check", fields());
+  const result = await runCheck();
   busy("");
   if (result.ok) {
     keepDrawnSeed(result.data.report.seed);
@@ -139,16 +205,24 @@ function keepDrawnSeed(seed) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
-  busy("Checking and queueing the dataset…");
+  if (value("source") !== "upload") { // server folders are checked first: a dataset with errors is not queued
+    busy("Checking every image and label…");
+    const checked = await runCheck();
+    if (!checked.ok || checked.data.refusal) {
+      busy("");
+      if (checked.ok) showReport(checked.data.report, []);
+      showError(checked.ok ? checked.data.refusal : errorOf(checked), formError, form);
+      return;
+    }
+  }
+  busy("Queueing the dataset…");
   const result = await api("POST", "/api/v1/datasets", fields());
   busy("");
   if (result.ok) {
     window.location.assign(`/datasets/${result.data.jobs[0].id}`);
     return;
   }
-  const error = errorOf(result);
-  if (error.report) showReport(error.report);
-  showError(error, formError, form);
+  showError(errorOf(result), formError, form);
 });
 
 form.addEventListener("change", showApplicable);

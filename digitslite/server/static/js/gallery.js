@@ -18,6 +18,7 @@ async function open(button) {
   const legend = document.getElementById("record-legend");
   legend.replaceChildren();
   dialog.showModal();
+  if (!button.dataset.classesUrl) return; // a colorization record: its colour is the second picture
   const result = await api("GET", button.dataset.classesUrl);
   if (!result.ok) return;
   legend.replaceChildren(...result.data.classes.map((index) => el("li", { "data-class": index },

@@ -54,6 +54,11 @@ jobEvents.addEventListener("metrics", (event) => {
   }
   if (val) {
     if (typeof val.mean_iu === "number") setText("stat-miu", percent(val.mean_iu));
+    if (typeof val.ab_auc === "number") setText("stat-auc", percent(val.ab_auc));
+    if (typeof val.psnr === "number") setText("stat-psnr", `${val.psnr.toFixed(2)} dB`);
+    if (typeof val.colourfulness === "number") {
+      setText("stat-colourfulness", `${val.colourfulness.toFixed(1)} (${(val.truth_colourfulness ?? 0).toFixed(1)})`);
+    }
     if (Array.isArray(val.per_class_iu)) showPerClass(val);
     if (Array.isArray(val.confusion_matrix)) showConfusion(val.confusion_matrix);
   }

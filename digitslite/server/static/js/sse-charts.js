@@ -13,9 +13,16 @@ const SERIES = {
     { phase: "val", key: "mean_accuracy", name: "val mean accuracy" },
     { phase: "train", key: "accuracy", name: "train accuracy" },
   ],
+  "chart-colour": [{ phase: "val", key: "ab_auc", name: "val ab AuC (t = 0..150)" }],
+  "chart-colour-values": [
+    { phase: "val", key: "ab_error", name: "val mean ab error" },
+    { phase: "val", key: "psnr", name: "val PSNR (dB)" },
+    { phase: "val", key: "colourfulness", name: "val colourfulness" },
+    { phase: "val", key: "truth_colourfulness", name: "truth colourfulness" },
+  ],
   "chart-lr": [{ phase: "train", key: "lr", name: "learning rate" }],
 };
-const PERCENT_CHARTS = new Set(["chart-quality"]);
+const PERCENT_CHARTS = new Set(["chart-quality", "chart-colour"]);
 
 export function createCharts() {
   const points = new Map(); // chart id -> [{x: [], y: []} per series]
@@ -38,6 +45,7 @@ export function createCharts() {
     pending = false;
     revision += 1;
     for (const [id, series] of Object.entries(SERIES)) {
+      if (!document.getElementById(id)) continue; // a chart of another task
       const data = points.get(id);
       const traces = series.map((spec, index) => ({ ...data[index], name: spec.name, mode: "lines+markers",
         marker: { size: 4 }, line: { width: 2 }, visible: data[index].x.length ? true : false }));
