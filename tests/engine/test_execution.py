@@ -117,3 +117,18 @@ def test_measurement_times_candidates_without_touching_the_layer() -> None:
     options = execution.candidates(call, batch)
     assert execution._fastest(call, batch, options) in options
     assert weight.grad is None and bias.grad is None and batch.grad is None
+
+
+def test_keep_layout_hands_the_gradient_back_in_the_tensors_layout() -> None:
+    """A row-major gradient reaches a channels_last tensor's producer as channels_last, and a
+    channels_last one with oneDNN's odd batch stride gets the canonical strides without a copy."""
+    source = torch.randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    seen = []
+    tensor = source * 1.0
+    tensor.register_hook(seen.append)
+    execution.keep_layout(tensor).backward(torch.ones(1, 8, 5, 5))
+    assert seen[0].stride() == (200, 1, 40, 8)
+    odd = torch.ones(1, 8, 5, 5).contiguous(memory_format=torch.channels_last).as_strided((1, 8, 5, 5),
+                                                                                           (8, 1, 40, 8))
+    restrided = execution.in_layout(odd, channels_last=True)
+    assert restrided.stride() == (200, 1, 40, 8) and restrided.data_ptr() == odd.data_ptr()
