@@ -6,7 +6,7 @@ exception a rank ended with (its error file). Ours, on top (docs/DESIGN-NOTES.md
 started by torch's elastic launcher"): each rank leads its own process group, so that a kill takes
 its data loader workers and a Ctrl-C at the terminal reaches only the launcher, which turns it into a
 stop request; a rank whose launcher is gone ends, even when it was SIGKILLed; a stop request reaches
-each rank as SIGTERM; a rank that ends before its function returned is a failure, which SIGKILLs
+each rank as SIGTERM; a rank that ends before all functions returned is a failure, which SIGKILLs
 every rank at once (torch's own teardown gives each survivor 30 s after a SIGTERM, and one blocked
 in a collective with the dead rank takes all of them); and the failure is reported as
 RanksInterrupted, without torch's log of it.
@@ -64,7 +64,7 @@ def _rank_process(entry: Callable[..., Any], launcher_pid: int, returned: str, a
     with SIGINT's default action that ends the rank even inside a collective. A launcher gone before
     that request was made is seen here. The rank's variables are set after torch was imported, too
     late for its thread count: OMP_NUM_THREADS is applied here. The file `returned` tells the launcher
-    that this rank's function returned: the rank ends after that by torch's leave, not by failing."""
+    that this rank's function returned: once all have, torch is asked for the results."""
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _CALLERS_SIGNALS)
@@ -124,14 +124,15 @@ class LocalRanks:
     def _returned(self, local: int) -> Path:
         return Path(self.logs.name, f"returned-{local}")
 
-    def _ended_early(self, timeout_s: float) -> ProcessFailure | None:
-        """A rank that ended before its function returned, waiting up to `timeout_s` for one. Until all
-        have returned, only this class looks at the ranks' ends (torch reaps them when asked for the
-        result), so the first to end is seen here with its exit code."""
+    def _first_end(self, timeout_s: float) -> ProcessFailure | None:
+        """A rank that has ended, waiting up to `timeout_s` for one. Before every rank's function has
+        returned, an end is a failure: torch lets a rank leave only once it has collected all the
+        results. Until then only this class looks at the ranks' ends (torch reaps them when asked for
+        the results), so the first to end is seen here, with its exit code."""
         readable, _, _ = select.select(list(self.pidfds.values()), [], [], timeout_s)
         for local, pidfd in self.pidfds.items():
             code = _exit_code(pidfd) if pidfd in readable else None
-            if code is not None and not self._returned(local).exists():
+            if code is not None:
                 pid = self.context.pids()[local]
                 return ProcessFailure(local, pid, code, self.context.error_files[local])
         return None
@@ -153,14 +154,14 @@ class LocalRanks:
                 if not stop_sent and should_stop is not None and should_stop():
                     self.signal(signal.SIGTERM)
                     stop_sent = True
-                failure = self._ended_early(WATCH_INTERVAL_S)
+                failure = self._first_end(WATCH_INTERVAL_S)
             if failure is not None:     # no grace: the others' work is lost either way, and a rank blocked
                 self._kill_groups()     # in a collective with the failed one would not end by itself
             result = self.context.wait(-1, WATCH_INTERVAL_S)    # collects the results, or the failure
             self.kill()     # the data loader workers of ranks that ended
         if failure is None and not result.is_failed():
             return [result.return_values[local] for local in range(len(result.return_values))]
-        if failure is None:     # one killed after its function returned: torch saw it
+        if failure is None:     # one killed while torch collected the results: torch saw it
             ((_, failure),) = result.failures.items()
         if stop_sent and failure.exitcode in (-signal.SIGTERM, -signal.SIGINT):
             return None

@@ -113,8 +113,8 @@ def test_killed_worker_is_interrupted_and_resumes_to_the_same_weights(site):
     assert client.post(f"/api/v1/jobs/{victim}/resume").status == 202
 
     # Second death while no server runs: the next server finds the worker gone and says so.
-    wait_for(lambda: client.job(victim)["run"]["runs"] == 2, 180, "the resumed run to start")
-    pid = client.job(victim)["run"]["pid"]
+    pid = client.wait_status(victim, "running", timeout=180)["run"]["pid"]
+    assert client.job(victim)["run"]["runs"] == 2
     wait_for(lambda: _last_iteration(jobs_dir, victim) > 64
              and (victim_dir / "snapshot_iter_60.solverstate").exists(), 180, "the resumed run to pass 64")
     _freeze(pid)   # it must not finish its last iterations while the server goes down
@@ -164,6 +164,9 @@ def test_a_killed_rank_interrupts_a_two_rank_job_which_resumes_on_two_ranks(site
     assert f"rank 1 (pid {ranks[1]}) was killed by SIGKILL" in job["error"]["message"]
     for pid in [*ranks, worker]:
         wait_for(lambda pid=pid: not _alive(pid), 30, f"process {pid} to end")
+    log = client.get(f"/api/v1/jobs/{model_id}/log").body.decode()
+    assert log.count(f"rank 1 (pid {ranks[1]}) was killed by SIGKILL") == 1  # the worker says it once,
+    assert "Traceback" not in log and not re.search(r"^[EW]\d{4} ", log, re.M)   # without torch's log of it
 
     assert client.post(f"/api/v1/jobs/{model_id}/resume").status == 202
     resumed_at = max(snap["iteration"] for snap in job["snapshots"])
