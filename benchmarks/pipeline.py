@@ -8,13 +8,20 @@ weights and their gradients (glibc's mmap threshold fixed at 128 KiB, so that fr
 the resident set). On CUDA (--gpu) it is torch.cuda.max_memory_allocated less the memory
 allocated before the pass. Goal: recompute <= 0.6x of the plain peak.
 
-Pipeline: fcn_tiny (network_defs) on 2 stages (gloo; NCCL with --gpu and 2 GPUs), batch 1 per
-micro-batch, M = 1, 2, 4, 8 micro-batches per update. The measured time per update (wall) is set
+Pipeline: fcn_tiny (network_defs) on 2 stages (gloo; NCCL with --gpu and 2 GPUs), in --replicas
+data-parallel copies (2 x replicas processes or GPUs), batch 1 per micro-batch, M = 1, 2, 4, 8
+micro-batches per update. The measured time per update (wall) is set
 against GPipe's model: (sum of the stages' busy time)/K x (M + K - 1)/M, the busy times measured in
 the same run (torch's forward_one_chunk/backward_one_chunk). Goal: within 20 % at M = 8.
 
+Stage weights: FCN-8s (network_defs) trained one update on 2 stages (cut balancing FLOPs, then
+parameters): each stage's parameter bytes
+from the partition table and as held by the stage process (pipeline.json), and the process's
+memory peak (CUDA allocator on a GPU, resident set on the CPU).
+
     .venv/bin/python benchmarks/pipeline.py                 # CPU
     .venv/bin/python benchmarks/pipeline.py --gpu           # CUDA: memory, and the pipeline on 2 GPUs
+    .venv/bin/python benchmarks/pipeline.py --gpu --replicas 2   # pipeline x DDP on 4 GPUs (NCCL)
     .venv/bin/python benchmarks/pipeline.py --skip-memory   # only the pipeline part
 """
 import argparse
@@ -29,13 +36,15 @@ from pathlib import Path
 
 import torch
 
+from digitslite.caffe.layer_cost import BYTES_PER_VALUE
+from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
 from digitslite.engine.dispatch import train
-from digitslite.engine.net import CaffeNet
-from digitslite.engine.pipeline import PIPELINE_FILE
+from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.train import TrainConfig
+from digitslite.layout import PIPELINE_FILE
 from digitslite.networks import load_network, load_solver
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -94,31 +103,55 @@ def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
               f"  {result['seconds']:6.1f} s")
 
 
-def pipeline_run(dataset: Path, job: Path, device: str, micro_batches: int, iterations: int) -> dict:
-    net = load_network("fcn_tiny", len(CLASSES))
+def pipeline_run(network: str, dataset: Path, job: Path, device: str, micro_batches: int, iterations: int,
+                 replicas: int = 1, balance: str = "flops") -> dict:
+    """Train `network` (batch 1 per micro-batch) on STAGES stages in `replicas` replicas; pipeline.json."""
+    net = load_network(network, len(CLASSES))
     for layer in net.layer:
         if layer.type == "Data":
             layer.data_param.batch_size = 1
-    solver = load_solver("fcn_tiny")
+    solver = load_solver(network)
     solver.max_iter, solver.display, solver.snapshot, solver.test_interval = iterations, 0, 0, 0
     solver.iter_size = 1
     del solver.test_iter[:]
     train(TrainConfig(solver=solver, net=net, device=device, dataset_root=dataset, pipeline_stages=STAGES,
-                      micro_batches=micro_batches), job)
+                      micro_batches=micro_batches, ranks=replicas, pipeline_balance=balance), job)
     return json.loads((job / PIPELINE_FILE).read_text())
 
 
-def measure_pipeline(size: int, device: str, iterations: int) -> None:
-    print(f"fcn_tiny on {STAGES} stages at {size}x{size}, batch 1 per micro-batch, {iterations} updates, "
+def measure_stage_weights(size: int, device: str, balance: str) -> None:
+    """FCN-8s on STAGES stages: each stage's parameter bytes from the partition table (prototxt) and
+    as held by the stage process after one update, and that process's memory peak."""
+    net = load_network("fcn8s", len(CLASSES))
+    shapes = {"data": (1, 3, size, size), "label": (1, 1, size, size)}
+    table = partition(runnable_net(net, "train", stages=("train",)), STAGES, balance=balance,
+                      input_shapes=shapes)
+    whole = sum(stage.parameters for stage in table.stages) * BYTES_PER_VALUE
+    print(f"FCN-8s (network_defs) on {STAGES} stages balanced by {balance} at 1x3x{size}x{size}, one update, "
+          f"device {device}: whole net {whole / 2**20:.1f} MiB of parameters")
+    print("  stage  layers                     partition (MiB)   held (MiB)   process peak (MiB)")
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
+        dataset = write_scenes(Path(folder) / "dataset", 4, size)
+        found = pipeline_run("fcn8s", dataset, Path(folder) / "fcn8s", device, 1, 1, balance=balance)
+    for planned, stage in zip(table.stages, found["stages"], strict=True):
+        layers = f"{stage['layers'][0]} … {stage['layers'][-1]}"
+        print(f"  {stage['stage']:<6} {layers:<26} {planned.parameters * BYTES_PER_VALUE / 2**20:12.1f}"
+              f"   {stage['parameter_bytes'] / 2**20:10.1f}   {stage['peak_bytes'] / 2**20:14.0f}")
+
+
+def measure_pipeline(size: int, device: str, iterations: int, replicas: int) -> None:
+    print(f"fcn_tiny on {STAGES} stages x {replicas} replica(s) at {size}x{size}, batch 1 per micro-batch, "
+          f"{iterations} updates, "
           f"device {device}, {os.environ.get('OMP_NUM_THREADS')} thread(s) per stage, {os.cpu_count()} cores")
     print("  M   wall/update   model/update   model/measured   bubble (measured, GPipe)")
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
         dataset = write_scenes(Path(folder) / "dataset", 64, size)
         for micro in (1, 2, 4, 8):
-            found = pipeline_run(dataset, Path(folder) / f"m{micro}", device, micro, iterations)
+            found = pipeline_run("fcn_tiny", dataset, Path(folder) / f"m{micro}", device, micro, iterations,
+                                 replicas)
             stages = found["stages"]
             updates = stages[0]["updates"]     # the first update (warm-up) is not counted
-            wall = max(stage["wall_s"] for stage in stages) / updates
+            wall = max(stage["wall_s"] for stage in stages) / updates     # replica 0's stages
             busy = sum(stage["busy_s"] for stage in stages) / updates
             model = busy / STAGES * (micro + STAGES - 1) / micro
             print(f"  {micro:<3} {wall:9.3f} s   {model:10.3f} s   {model / wall:12.2f}       "
@@ -134,8 +167,12 @@ def main() -> None:
                         "is a warm-up)")
     parser.add_argument("--recompute", action="append", help="a --recompute value to measure (repeatable; "
                         "default: after each pooling stage, and auto)")
+    parser.add_argument("--replicas", type=int, default=1, help="data-parallel replicas of the pipeline "
+                        f"(--gpu: {STAGES} x replicas GPUs)")
+    parser.add_argument("--stage-size", type=int, default=64, help="FCN-8s input size for the stage weights")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-stage-weights", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,11 +185,16 @@ def main() -> None:
     if not args.skip_memory:
         modes = args.recompute or ["pool1,pool2,pool3,pool4,pool5", "auto"]
         measure_memory(args.size, device, [None, *modes])
+    needed = STAGES * args.replicas
+    if device == "cuda" and torch.cuda.device_count() < needed:
+        print(f"pipeline and stage weights: skipped, {needed} GPUs are needed and "
+              f"{torch.cuda.device_count()} are visible")
+        return
     if not args.skip_pipeline:
-        if device == "cuda" and torch.cuda.device_count() < STAGES:
-            print(f"pipeline: skipped, {STAGES} GPUs are needed and {torch.cuda.device_count()} are visible")
-        else:
-            measure_pipeline(args.pipeline_size, device, args.iterations)
+        measure_pipeline(args.pipeline_size, device, args.iterations, args.replicas)
+    if not args.skip_stage_weights:
+        for balance in ("flops", "parameters"):
+            measure_stage_weights(args.stage_size, device, balance)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "digitslite"
 
 # Top floor first. A module may import from a lower floor and from its own part; never from a part
@@ -21,18 +19,12 @@ FLOORS = (
     ("engine", "modelstore", "viz"),
     ("datasets", "networks"),
     ("caffe",),
-    ("layout", "tasks", "fileio", "diskfull"),
+    ("layout", "tasks", "fileio", "diskfull", "archives"),
     ("errors", ""),
 )
 # Runners are the worker's: only it (and other runners) may import them.
 RUNNERS = "digitslite.jobs.runners"
 RUNNER_IMPORTERS = ("digitslite.worker", RUNNERS)
-# Module pairs that import each other, still to be untangled (by their issue). Keep this short.
-KNOWN_CYCLES = {
-    # issue 11 (found with issue 12's layers): feeds picks the HDF5 stream lazily (h5py only for HDF5
-    # nets) while hdf5_stream builds on feeds; that choice moves up too.
-    frozenset({"digitslite.engine.feeds", "digitslite.engine.hdf5_stream"}),
-}
 
 
 @dataclass(frozen=True)
@@ -119,15 +111,6 @@ def test_only_the_worker_imports_runners():
 def test_no_two_modules_import_each_other():
     pairs = {(edge.importer, edge.imported): edge for edge in EDGES}
     mutual = sorted({str(edge) for (importer, imported), edge in pairs.items()
-                     if importer != imported and (imported, importer) in pairs
-                     and frozenset({importer, imported}) not in KNOWN_CYCLES})
+                     if importer != imported and (imported, importer) in pairs})
     assert not mutual, "modules that import each other:\n" + "\n".join(mutual)
 
-
-@pytest.mark.parametrize("pair", sorted(sorted(pair) for pair in KNOWN_CYCLES))
-def test_known_cycles_still_exist(pair):
-    """An exception that is no longer needed is removed, so it cannot hide a new cycle."""
-    pairs = {(edge.importer, edge.imported) for edge in EDGES}
-    first, second = pair
-    assert (first, second) in pairs and (second, first) in pairs, \
-        f"{first} and {second} no longer import each other: remove them from KNOWN_CYCLES"

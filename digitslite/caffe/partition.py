@@ -5,7 +5,7 @@ blob on a plain chain, several across a skip connection (FCN's pool3/pool4 score
 their Eltwise or Crop). Each stage passes on what later stages need, so blobs for stage s+2
 travel through stage s+1. Cuts are either named (after the layer that last writes each blob, like
 `--pipeline-cuts pool2,pool4`) or chosen to balance the stages: the smallest largest-stage cost
-(forward FLOPs, or activation bytes), ties going to the cut that hands on fewer bytes.
+(forward FLOPs, activation bytes, or parameters), ties going to the cut that hands on fewer bytes.
 """
 import itertools
 import math
@@ -18,7 +18,9 @@ from digitslite.caffe.layer_cost import BYTES_PER_VALUE, layer_costs
 from digitslite.caffe.shapes import blob_shapes, is_source
 from digitslite.errors import UserError
 
-BALANCES = ("flops", "activations")
+# What balanced cuts even out: forward FLOPs (time), activation bytes, or parameter values (the
+# weights a stage holds, with their gradients and solver history).
+BALANCES = ("flops", "activations", "parameters")
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def partition(net: caffe_pb2.NetParameter, stages: int | None = None, *, cuts: S
                             f"give between 1 and {len(computing)} stages")
         if balance not in BALANCES:
             raise UserError(f"balance {balance!r}: give one of {', '.join(BALANCES)}")
-        weights = [cost.flops if balance == "flops" else cost.activation_bytes for cost in costs]
+        weights = [{"flops": cost.flops, "activations": cost.activation_bytes,
+                    "parameters": cost.parameters}[balance] for cost in costs]
         bounds = _balanced_bounds(weights, crossing_bytes, allowed, stages)
     edges = [0, *bounds, len(net.layer)]
     result = []

@@ -1,8 +1,8 @@
 """`digitslite train`: train a Caffe network on a dataset folder, the worker's path without a server.
 
 With --ranks, --gpus or --nnodes it starts the ranks of this node and joins the others, with
---pipeline-stages one process per stage (see docs/SCALING.md); started by torchrun or Slurm (RANK
-and WORLD_SIZE set) it is one rank.
+--pipeline-stages one process per stage of each of the --ranks replicas (see docs/SCALING.md);
+started by torchrun or Slurm (RANK and WORLD_SIZE set) it is one rank.
 """
 import signal
 import sys
@@ -15,6 +15,7 @@ import click
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
 from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
+from digitslite.caffe.partition import BALANCES
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
 from digitslite.caffe.template import (
     DEFAULT_IGNORE_LABEL,
@@ -216,11 +217,15 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
               "N layers, after the named blobs (comma-separated, e.g. pool2,pool4), or auto (every "
               "sqrt(layers)); alone it means auto. Same numbers, less memory, about one more forward.")
 @click.option("--pipeline-stages", type=click.IntRange(min=1), default=1,
-              help="Cut the net into this many stages, one process (GPU) each (docs/SCALING.md).")
+              help="Cut the net into this many stages, one process (GPU) each, in --ranks replicas "
+              "(--gpus: a multiple of the stages; docs/SCALING.md).")
 @click.option("--micro-batches", type=click.IntRange(min=1), default=1,
               help="Batches per update flowing through the pipeline (as iter_size).")
 @click.option("--pipeline-cuts", metavar="BLOB,BLOB", help="Cut after these blobs instead of balancing "
               "(see digitslite net partition).")
+@click.option("--pipeline-balance", type=click.Choice(BALANCES), default=BALANCES[0], show_default=True,
+              help="What the balanced cut evens out over the stages: forward FLOPs (time), activation "
+              "bytes, or parameters (the weights each stage holds).")
 @click.option("--pipeline-schedule", type=click.Choice(PIPELINE_SCHEDULES), default=PIPELINE_SCHEDULES[0],
               show_default=True, help="Order of the micro-batches' forward and backward passes.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
@@ -229,7 +234,7 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
 def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
             resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
             node_rank, master, sync_batchnorm, recompute, pipeline_stages, micro_batches, pipeline_cuts,
-            pipeline_schedule, job_dir, as_json, **solver_options) -> None:
+            pipeline_balance, pipeline_schedule, job_dir, as_json, **solver_options) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.
@@ -276,7 +281,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         nnodes=nnodes, node_rank=node_rank, master=master, sync_batchnorm=sync_batchnorm,
         recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
         pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
-        pipeline_schedule=pipeline_schedule,
+        pipeline_schedule=pipeline_schedule, pipeline_balance=pipeline_balance,
         dataset_info=_dataset_info(dataset_dir),
     )
     try:

@@ -116,29 +116,65 @@ class SegmentationTransform:
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """image: C x H x W (any dtype), label: H x W -> (float32 image, label), both numpy.
+        """image: C x H x W (any dtype), label: H x W -> (float32 image, int64 label), both numpy.
 
         NumPy, not torch: per-sample work is small, and torch's intra-op thread pool costs more
         than it saves here (about 30x for a uint8->float conversion on a busy 2-core machine).
         """
         return self.place(image, label, self.draw(*label.shape[-2:], rng))
 
+    def output_shape(self, image_shape: tuple[int, ...], placement: "Placement") -> tuple[int, int, int]:
+        """C, H, W of the transformed image of a record of `image_shape` (its label's last two)."""
+        channels, height, width = image_shape
+        if placement.factor is not None:
+            height, width = _scaled(height, placement.factor), _scaled(width, placement.factor)
+        return (channels, *(self.crop_shape or (height, width)))
+
     def place(self, image: np.ndarray, label: np.ndarray,
               placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
-        """The transform with its random choices already drawn (`draw`), in NumPy."""
-        if self.mean is not None:     # one pass: the uint8 pixels are widened inside the subtraction
-            image = np.subtract(image, self._mean_for(image), dtype=np.float32)
-        else:
-            image = image.astype(np.float32, order="C")
+        """The transform with its random choices already drawn (`draw`), in NumPy, into new arrays."""
+        image_out = np.empty(self.output_shape(image.shape, placement), np.float32)
+        label_out = np.empty(label.shape[:-2] + image_out.shape[1:], np.int64)
+        self.place_into(image, label, placement, image_out, label_out)
+        return image_out, label_out
+
+    def place_into(self, image: np.ndarray, label: np.ndarray, placement: "Placement",
+                   image_out: np.ndarray, label_out: np.ndarray) -> None:
+        """`place`, written into float32 `image_out` (output_shape) and `label_out` (the label's
+        leading axes and its H x W, any number dtype): a batch fills its own slots, with no
+        intermediate image.
+
+        Crop and mirror only pick pixels, so they are applied to the record and the mean before the
+        subtraction, which then widens the picked uint8 pixels straight into `image_out`: one pass
+        over the image, then the scale in place; each value is (pixel - mean) * scale in float32,
+        as Caffe computes it. Only scale jitter needs the whole mean-subtracted image first.
+        """
+        mean = self._mean_for(image) if self.mean is not None else None
         if placement.factor is not None:
-            image, label = self._rescale(image, label, placement.factor)
-        if self.crop_shape is not None:
-            image, label = self._crop(image, label, placement)
-        if placement.mirror:
-            image, label = image[:, :, ::-1], label[..., ::-1]
-        if self.scale != 1.0:         # in place: `image` is this call's own array or a view of it
-            image *= np.float32(self.scale)
-        return image, label
+            image = np.subtract(image, mean, dtype=np.float32) if mean is not None else image
+            image, label = self._rescale(image.astype(np.float32, copy=False), label, placement.factor)
+            mean = None
+        height, width = label.shape[-2:]
+        crop_h, crop_w = self.crop_shape or (height, width)
+        rows = slice(placement.top, min(placement.top + crop_h, height))
+        cols = slice(placement.left, min(placement.left + crop_w, width))
+        kept_h, kept_w = rows.stop - rows.start, cols.stop - cols.start
+        if (kept_h, kept_w) != (crop_h, crop_w):     # padded: 0 after the mean, ignore_label
+            image_out.fill(0)
+            label_out.fill(self.ignore_label)
+        # the pad is below and right of the record; a mirror moves it to the left, and writes the
+        # window right to left (cheaper than reading it so)
+        out_cols = slice(crop_w - kept_w, crop_w) if placement.mirror else slice(0, kept_w)
+        flip = slice(None, None, -1 if placement.mirror else 1)
+        pixels, target = image[:, rows, cols], image_out[:, :kept_h, out_cols][:, :, flip]
+        if mean is None:
+            np.copyto(target, pixels, casting="unsafe")
+        else:
+            spot = mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols]
+            np.subtract(pixels, spot, out=target, dtype=np.float32)
+        np.copyto(label_out[..., :kept_h, out_cols][..., flip], label[..., rows, cols], casting="unsafe")
+        if self.scale != 1.0:
+            image_out *= np.float32(self.scale)
 
     def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
         """The mean, checked against a record of `image_shape`, as a float32 tensor on `device`."""
@@ -148,17 +184,8 @@ class SegmentationTransform:
 
     def apply(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
               mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transform on the record's device: uint8 C x H x W image and H x W label in, float32
-        image and int64 label out (`mean` from `mean_tensor`). On the CPU it is `place` (NumPy,
-        see `__call__`); elsewhere the same arithmetic in torch, bit for bit."""
-        if image.device.type == "cpu":
-            image, label = self.place(image.numpy(), label.numpy(), placement)
-            return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                    torch.from_numpy(np.asarray(label, dtype=np.int64)))
-        return self._apply_tensors(image, label, placement, mean)
-
-    def _apply_tensors(self, image: torch.Tensor, label: torch.Tensor, placement: "Placement",
-                       mean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`place` in torch, bit for bit, on the record's device (an accelerator's): uint8 C x H x W
+        image and H x W label in, float32 image and int64 label out (`mean` from `mean_tensor`)."""
         image = image.to(torch.float32)
         label = label.to(torch.int64)
         if mean is not None:
@@ -195,18 +222,6 @@ class SegmentationTransform:
     def _rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
         resized, label = _rescale_tensors(torch.from_numpy(image), torch.tensor(label), factor)
         return resized.numpy(), label.numpy()
-
-    def _crop(self, image: np.ndarray, label: np.ndarray,
-              placement: "Placement") -> tuple[np.ndarray, np.ndarray]:
-        crop_h, crop_w = self.crop_shape
-        pad_h, pad_w = max(0, crop_h - image.shape[1]), max(0, crop_w - image.shape[2])
-        if pad_h or pad_w:
-            image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)))
-            spatial = ((0, pad_h), (0, pad_w))
-            label = np.pad(label, ((0, 0),) * (label.ndim - 2) + spatial, constant_values=self.ignore_label)
-        top, left = placement.top, placement.left
-        rows, columns = slice(top, top + crop_h), slice(left, left + crop_w)
-        return image[:, rows, columns], label[..., rows, columns]
 
 
 @dataclass(frozen=True)
@@ -274,13 +289,13 @@ class SegmentationLmdbDataset(Dataset):
         return image, label
 
     def raw_sample(self, index: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Placement | None]:
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, Placement]:
         """Record `index` untransformed (uint8) with the transform's random choices drawn from `rng`,
         the same draws `sample` makes: a training stream sends these across processes, 4x smaller
-        than float32, and applies the transform in the training process (SegmentationTransform.apply)."""
+        than float32, and transforms them in the training process (`place_into`, or `apply` on an
+        accelerator)."""
         image, label = self.record(index)
-        placement = self.transform.draw(*label.shape[-2:], rng) if self.transform is not None else None
-        return image, label, placement
+        return image, label, self.transform_or_identity.draw(*label.shape[-2:], rng)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 C x H x W image in BGR, int64 H x W label), transformed if a transform is set."""
@@ -290,10 +305,13 @@ class SegmentationLmdbDataset(Dataset):
         """Record `index` through the transform, its random choices drawn from `rng` (callers that
         need a data order independent of the process, like distributed training, pass their own)."""
         image, label = self.record(index)
-        if self.transform is not None:
-            image, label = self.transform(image, label, rng)
-        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                torch.from_numpy(np.asarray(label, dtype=np.int64)))
+        image, label = self.transform_or_identity(image, label, rng)
+        return torch.from_numpy(image), torch.from_numpy(label)
+
+    @property
+    def transform_or_identity(self) -> SegmentationTransform:
+        """The transform; without one, the identity (the float32 pixels; it draws nothing)."""
+        return self.transform if self.transform is not None else SegmentationTransform()
 
 
 @dataclass(frozen=True)

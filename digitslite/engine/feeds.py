@@ -1,23 +1,8 @@
-"""Endless, resumable streams of input batches for a net: {top name: tensor} per batch.
-
-Caffe's Data layer reads records in key order and wraps around; a test net's reader continues
-where the previous test pass stopped. A stream here does the same, on one rank or on several.
-
-The data-order contract (what makes a snapshot resumable with any number of ranks):
-  * A stream is one global sequence. For an LMDB source, sample s is record s mod N, its random
-    crop/mirror drawn from a generator seeded by (seed, source, s): a pure function of s, so
-    neither DataLoader workers nor ranks change it. For a caller's feed, the unit is a batch.
-  * The global sequence is cut into batches of the per-rank batch size B; batch j holds samples
-    [jB, (j+1)B). Batches are dealt round-robin: on W ranks, rank r takes batches r, r+W, r+2W...
-    So one training micro-step of W ranks covers W·B consecutive samples, exactly the samples of
-    one batch of W·B in a single process, and one test pass i runs on rank i mod W.
-  * `position` counts the units taken by all ranks together (samples of the first source, or feed
-    batches); a snapshot stores it. Resuming seeks every rank to it, whatever W and B are now: the
-    run continues with the first sample nobody has taken.
-A net reading several datasets advances them in step, each at the rate of its own batch size.
+"""The streams of a net's inputs: a caller's feed, its Data layers' LMDB datasets, and the choice
+between those and its HDF5Data layers (digitslite.engine.hdf5_stream). Every one keeps the
+data-order contract of digitslite.engine.batch_stream.
 """
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,43 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.pythonlayers import as_data_layer
+from digitslite.engine.batch_stream import Batch, BatchStream, Shard
 from digitslite.errors import UserError
-
-Batch = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Which batches of the global sequence this process takes: rank r of W takes r, r+W, ..."""
-
-    rank: int = 0
-    world_size: int = 1
-
-
-class BatchStream:
-    """This rank's batches of a global sequence; `position` is how much of it all ranks have taken."""
-
-    shard: Shard = Shard()
-
-    @property
-    def position(self) -> int:
-        raise NotImplementedError
-
-    def next(self) -> Batch:
-        """This rank's batch of the next round (every rank calls it once per round)."""
-        raise NotImplementedError
-
-    def seek(self, position: int) -> None:
-        """Continue from `position`: rank r's next batch is then batch r after it."""
-        raise NotImplementedError
-
-    def advanced(self, start: int, batches: int) -> int:
-        """The position `batches` whole batches after `start` (a test of test_iter passes takes
-        test_iter batches, however they were dealt)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release worker processes, if any."""
 
 
 class FeedStream(BatchStream):
@@ -113,18 +63,20 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around).
+    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around),
+    as the LMDB holds it: per source, uint8 images and labels (stacked when they share a size) and
+    each sample's drawn Placement. The training process transforms it (`_finish`).
 
-    With `raw`, an item is what the LMDB holds: per source, uint8 images and labels (stacked when
-    they share a size) and each sample's drawn Placement, a quarter of the bytes of float32
-    samples; the training process transforms it on its device (`_finish`). Without, the worker
-    transforms it (on the CPU, where the training process has no spare device to hand it to).
+    uint8 crosses processes, not float32: a quarter of the bytes. For the CPU the arrays go through
+    the DataLoader's pipe as they are (`_as_is`), not as tensors in shared memory: each batch would
+    take fresh shared pages, and faulting them in cost more than the transform (docs/PERFORMANCE.md,
+    training data path). For an accelerator they become tensors, which the DataLoader pins.
     """
 
-    def __init__(self, bound: Sequence, seed: int, raw: bool) -> None:
-        self.bound, self.seed, self.raw = list(bound), seed, raw
+    def __init__(self, bound: Sequence, seed: int) -> None:
+        self.bound, self.seed = list(bound), seed
 
-    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple] | Batch:
+    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
@@ -133,51 +85,79 @@ class _BatchAt(Dataset):
                        for sample in range(start, start + feed.batch_size)]
             images, labels, placements = zip(*samples, strict=True)
             raw.append((_stacked(images), _stacked(labels), placements))
-        return raw if self.raw else _finish(raw, self.bound, torch.device("cpu"), {})
+        return raw
 
 
-def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
-    """One tensor when every array has the same shape (one shared-memory block to pass), else a list."""
+def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One array when every array has the same shape (one block to pass), else a list of them."""
     if len({array.shape for array in arrays}) == 1:
-        return torch.from_numpy(np.stack(arrays))
-    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
+        return np.stack(arrays)
+    return [np.array(array, order="C") for array in arrays]
+
+
+def _as_is(item: list[tuple]) -> list[tuple]:
+    """The DataLoader's collate_fn for the CPU: items cross as NumPy arrays (see _BatchAt)."""
+    return item
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
     """A worker's raw batch transformed on `device`: float32 N x C x H x W images and Caffe's float
-    N x 1 x H x W label blob; `means` caches each source's mean on the device."""
+    N x 1 x H x W label blob (N x C x H x W for labels of C channels); `means` caches each source's
+    mean on the device."""
     batch: Batch = {}
     for source, (feed, (images, labels, placements)) in enumerate(zip(bound, raw, strict=True)):
-        transform = feed.dataset.transform
-        images = images.to(device, non_blocking=True) if isinstance(images, torch.Tensor) else \
-            [image.to(device, non_blocking=True) for image in images]
-        labels = labels.to(device, non_blocking=True) if isinstance(labels, torch.Tensor) else \
-            [label.to(device, non_blocking=True) for label in labels]
-        pairs = []
-        for image, label, placement in zip(images, labels, placements, strict=True):
-            if transform is None:
-                pairs.append((image.to(torch.float32), label.to(torch.int64)))
-                continue
-            key = (source, tuple(image.shape))
-            if key not in means and device.type != "cpu":
-                means[key] = transform.mean_tensor(tuple(image.shape), device)
-            pairs.append(transform.apply(image, label, placement, means.get(key)))
-        stacked_images, stacked_labels = _stack(pairs, feed.layer_names[0])
-        for top, role in feed.tops.items():
-            batch[top] = stacked_images if role == "image" else stacked_labels
+        if device.type == "cpu":
+            _give_tops(feed, *_placed(feed, images, labels, placements), batch)
+        else:
+            _give_tops(feed, *_applied(feed, images, labels, placements, device, means, source), batch)
     return batch
 
 
-def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """N×C×H×W images and Caffe's float N×1×H×W label blob (N×C×H×W for labels of C channels)."""
-    sizes = {tuple(image.shape) for image, _ in pairs}
-    if len(sizes) > 1:
-        raise UserError(f"layer '{layer}': one batch holds records of sizes {sorted(sizes)[:2]}; use "
-                        "batch_size 1 or a crop_size so that every record has one size")
-    images = torch.stack([image for image, _ in pairs])
+def _placed(feed, images: Sequence, labels: Sequence,
+            placements: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """On the CPU, each record transformed by NumPy straight into its slot of the batch."""
+    transform = feed.dataset.transform_or_identity
+    shape = _one_size([transform.output_shape(tuple(image.shape), placement)
+                       for image, placement in zip(images, placements, strict=True)], feed.layer_names[0])
+    label_shape = tuple(labels[0].shape[:-2]) + shape[1:]     # H x W, or C x H x W (chroma)
+    image_batch = torch.empty((len(placements), *shape))
+    blob_shape = label_shape if len(label_shape) == 3 else (1, *label_shape)    # Caffe's N x 1 x H x W
+    label_batch = torch.empty((len(placements), *blob_shape))
+    for slot, (image, label, placement) in enumerate(zip(images, labels, placements, strict=True)):
+        transform.place_into(np.asarray(image), np.asarray(label), placement,
+                             image_batch[slot].numpy(), label_batch[slot].view(label_shape).numpy())
+    return image_batch, label_batch
+
+
+def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, device: torch.device,
+             means: dict, source: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """On an accelerator, each record moved there and transformed by torch."""
+    transform = feed.dataset.transform_or_identity
+    pairs = []
+    for image, label, placement in zip(images, labels, placements, strict=True):
+        image = torch.as_tensor(image).to(device, non_blocking=True)
+        label = torch.as_tensor(label).to(device, non_blocking=True)
+        key = (source, tuple(image.shape))
+        if key not in means:
+            means[key] = transform.mean_tensor(tuple(image.shape), device)
+        pairs.append(transform.apply(image, label, placement, means[key]))
+    _one_size([tuple(image.shape) for image, _ in pairs], feed.layer_names[0])
     labels = torch.stack([label for _, label in pairs]).float()
-    labels = labels.unsqueeze(1) if labels.dim() == 3 else labels
-    return images, labels
+    return torch.stack([image for image, _ in pairs]), labels.unsqueeze(1) if labels.dim() == 3 else labels
+
+
+def _one_size(sizes: Sequence[tuple[int, ...]], layer: str) -> tuple[int, ...]:
+    """The one size of a batch's transformed records; different sizes cannot form a batch."""
+    if len(set(sizes)) > 1:
+        raise UserError(f"layer '{layer}': one batch holds records of sizes {sorted(set(sizes))[:2]}; use "
+                        "batch_size 1 or a crop_size so that every record has one size")
+    return sizes[0]
+
+
+def _give_tops(feed, images: torch.Tensor, labels: torch.Tensor, batch: Batch) -> None:
+    """Each top of the feed's layers gets the images or the label blob."""
+    for top, role in feed.tops.items():
+        batch[top] = images if role == "image" else labels
 
 
 class _RankBatches(Sampler):
@@ -195,15 +175,15 @@ class _RankBatches(Sampler):
 
 
 class DatasetStream(BatchStream):
-    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes;
-    for an accelerator `device`, workers send uint8 records and the transform runs there (_BatchAt).
+    """Batches of a net's Data layers read from their LMDB datasets, optionally by worker processes
+    that send uint8 records; the transform runs in this process, on `device` (_BatchAt, _finish).
     The unit of `position` is one sample of the first source."""
 
     def __init__(self, bound: Sequence, seed: int, workers: int = 0, pin_memory: bool = False,
                  shard: Shard = Shard(), device: torch.device | None = None) -> None:
         self.bound = list(bound)
         self.device = device if device is not None else torch.device("cpu")
-        self.items = _BatchAt(bound, seed, raw=self.device.type != "cpu")
+        self.items = _BatchAt(bound, seed)
         self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
@@ -218,6 +198,7 @@ class DatasetStream(BatchStream):
     def _loader(self) -> Iterator[Batch]:
         batches = _RankBatches(self.base, self.sizes, self.shard)
         loader = DataLoader(self.items, batch_size=None, sampler=batches, num_workers=self.workers,
+                            collate_fn=_as_is if self.device.type == "cpu" else None,
                             pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
                             # its own generator: a DataLoader draws a seed, which must not move the
                             # global RNG (dropout masks) depending on when a stream is (re)opened
@@ -229,7 +210,7 @@ class DatasetStream(BatchStream):
             self._iterator = self._loader()
         self.rounds += 1
         item = next(self._iterator)
-        return _finish(item, self.bound, self.device, self._means) if self.items.raw else item
+        return _finish(item, self.bound, self.device, self._means)
 
     def seek(self, position: int) -> None:
         if position == self.position:

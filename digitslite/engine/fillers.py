@@ -33,12 +33,14 @@ def _variance_n(shape: torch.Size, filler: Filler) -> float:
     return fan_in
 
 
+# In place: a pipeline stage draws the fillers of every layer (the same random sequence as one
+# process), so the largest layer's draw, not three float64 copies of it, sets its memory peak.
 def _uniform(shape: torch.Size, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, dtype=torch.float64) * (high - low) + low
+    return torch.rand(shape, generator=generator, dtype=torch.float64).mul_(high - low).add_(low)
 
 
 def _gaussian(shape: torch.Size, mean: float, std: float, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=torch.float64) * std + mean
+    return torch.randn(shape, generator=generator, dtype=torch.float64).mul_(std).add_(mean)
 
 
 def _constant(shape, filler, generator):

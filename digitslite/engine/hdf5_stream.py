@@ -1,6 +1,6 @@
 """The batch stream of a net's HDF5Data layers (rows from digitslite.caffe.hdf5_source).
 
-It keeps the data-order contract of digitslite.engine.feeds: the unit of `position` is one row of
+It keeps the data-order contract of digitslite.engine.batch_stream: the unit of `position` is one row of
 the first layer, batch j of the global sequence holds rows [jB, (j+1)B), and rank r of W takes
 batches r, r+W, ...; each further layer advances at the rate of its own batch size.
 """
@@ -11,7 +11,7 @@ import torch
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.hdf5_source import HDF5Rows
-from digitslite.engine.feeds import Batch, BatchStream, Shard
+from digitslite.engine.batch_stream import Batch, BatchStream, Shard
 
 
 class HDF5Stream(BatchStream):

@@ -10,7 +10,7 @@ Backward follows from autograd: a layer whose tops never reach a loss gets no gr
 Parameters shared by ParamSpec name alias one tensor, so their gradients add up in one `.grad`.
 """
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,25 +58,38 @@ class _Step:
     tops: list[str]
     detach: list[bool]
     module: int | None = None          # index into CaffeNet.layers; None for sources and Splits
+    held: bool = True                  # False: another process (pipeline stage) holds its blobs
     blob_refs: list[int] = field(default_factory=list)   # learnable index of each blob
     views: dict[str, tuple[int, ...]] = field(default_factory=dict)   # PERMISSIVE sharing reshapes
+
+
+def runnable_net(net: caffe_pb2.NetParameter, phase: str = "test", *, level: int = 0,
+                 stages: Sequence[str] = (), state: caffe_pb2.NetState | None = None,
+                 source_map=None) -> caffe_pb2.NetParameter:
+    """The layers a CaffeNet runs, in its order: the net filtered for the phase, Splits inserted
+    (a planner cuts this before building the net)."""
+    filtered = filter_net(net, phase, level, tuple(stages), state=state, source_map=source_map)
+    with_splits = insert_splits(filtered, source_map)
+    check_topology(with_splits, source_map)
+    return with_splits
 
 
 class CaffeNet(nn.Module):
     """A Caffe network for one phase/level/stages, built like Caffe's Net::Init.
 
     `state` is merged over phase/level/stages like a solver's train_state/test_state; `seed` seeds
-    the fillers (None: torch's global RNG).
+    the fillers (None: torch's global RNG). `keep`: the layers whose blobs this process holds (a
+    pipeline stage's); every other layer is built, so that the fillers draw as for the whole net,
+    and then lets its blobs go (they become empty), so it cannot run here.
     """
 
     def __init__(self, net: caffe_pb2.NetParameter, phase: str = "test", *, level: int = 0,
                  stages: Sequence[str] = (), input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 seed: int | None = None, source_map=None, state: caffe_pb2.NetState | None = None) -> None:
+                 seed: int | None = None, source_map=None, state: caffe_pb2.NetState | None = None,
+                 keep: Container[str] | None = None) -> None:
         super().__init__()
-        filtered = filter_net(net, phase, level, tuple(stages), state=state, source_map=source_map)
-        self.phase = filtered.state.phase
-        with_splits = insert_splits(filtered, source_map)
-        check_topology(with_splits, source_map)
+        with_splits = runnable_net(net, phase, level=level, stages=stages, state=state, source_map=source_map)
+        self.phase = with_splits.state.phase
         self.shapes: list[LayerShapes] = infer_shapes(with_splits, input_shapes, source_map)
         self.name = net.name
         self.force_backward = net.force_backward
@@ -93,6 +106,8 @@ class CaffeNet(nn.Module):
         self.net_param.CopyFrom(with_splits)
         for layer, layer_shapes in zip(self.net_param.layer, self.shapes, strict=True):
             self._add_layer(layer, layer_shapes, generator, source_map)
+            if keep is not None and layer.name not in keep:
+                self._let_go(self._steps[-1])
         self.output_names: list[str] = self._outputs()
         self._release = self._release_plan()
         # step indices after which the forward is cut into recomputed segments (engine.recompute)
@@ -178,6 +193,8 @@ class CaffeNet(nn.Module):
                tensor: torch.Tensor, spec: caffe_pb2.ParamSpec, step: _Step, source_map) -> int:
         ref = self._owners[spec.name]
         owner = self.learnables[ref]
+        if not owner.tensor.numel():    # its owner let it go: the stage holding both checks them
+            return ref
         owner_shape, shape = tuple(owner.tensor.shape), tuple(tensor.shape)
         permissive = spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE
         if owner_shape != shape and not (permissive and owner.tensor.numel() == tensor.numel()):
@@ -204,6 +221,22 @@ class CaffeNet(nn.Module):
             setattr(owner, attribute, value)
             setattr(owner, explicit, True)
         return ref
+
+    def _let_go(self, step: _Step) -> None:
+        """Replace the step's blobs by empty ones (another process holds them)."""
+        step.held = False
+        if step.module is None:
+            return
+        module = self.layers[step.module]
+        for index, (name, ref) in enumerate(zip(module.blob_names, step.blob_refs, strict=True)):
+            blob = getattr(module, name)
+            empty = torch.empty(0, dtype=blob.dtype)
+            if isinstance(blob, nn.Parameter):
+                empty = nn.Parameter(empty, requires_grad=False)
+            setattr(module, name, empty)
+            learnable = self.learnables[ref]
+            if (learnable.layer, learnable.index) == (step.name, index):
+                learnable.tensor = empty
 
     def _outputs(self) -> list[str]:
         """Caffe's net outputs: blobs still available (produced, never consumed afterwards), by name."""
@@ -322,7 +355,8 @@ class CaffeNet(nn.Module):
         return list(self._steps)
 
     def _module_steps(self) -> list[_Step]:
-        return [step for step in self._steps if step.module is not None]
+        """The steps that run a layer and whose blobs this process holds."""
+        return [step for step in self._steps if step.module is not None and step.held]
 
     def weights(self) -> dict[str, list[np.ndarray]]:
         """Every layer's blobs by layer name as float32 arrays (shared ones under every user)."""
@@ -330,8 +364,9 @@ class CaffeNet(nn.Module):
                 for step in self._module_steps() if step.blob_refs}
 
     def blob_shapes(self) -> dict[str, list[tuple[int, ...]]]:
-        """Layer name -> its blob shapes; [] for layers without blobs (the target of weight matching)."""
-        shapes = {step.name: [] for step in self._steps}
+        """Layer name -> its blob shapes; [] for layers without blobs (the target of weight matching).
+        Layers whose blobs another process holds are left out, so their weights are not asked for."""
+        shapes = {step.name: [] for step in self._steps if step.held}
         for step in self._module_steps():
             shapes[step.name] = [tuple(blob.shape) for blob in self._layer_blobs(step)]
         return shapes

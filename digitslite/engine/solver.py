@@ -141,15 +141,13 @@ class Solver:
     """
 
     def __init__(self, solver: caffe_pb2.SolverParameter, params: Sequence[Learnable],
-                 source: str = "solver", *, owned: Sequence[int] | None = None,
+                 source: str = "solver", *,
                  joint_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        """`owned`: the indices of the parameters this process updates (a pipeline stage's; default
-        all), the others and their history stay as they are. `joint_sum` adds a value over the
-        processes that share the update (the squared gradient norm for clipping)."""
+        """`joint_sum` adds a value over the processes whose parameters make up the net together
+        (a pipeline's stages: the squared gradient norm for clipping)."""
         check_solver(solver, source)
         self.param = solver
         self.params = list(params)
-        self.owned = list(range(len(self.params))) if owned is None else list(owned)
         self.joint_sum = joint_sum
         self.rule, buffers = RULES[solver.type]
         self.hyper = Hyper(f32(solver.momentum), f32(solver.momentum2), f32(solver.rms_decay),
@@ -171,11 +169,11 @@ class Solver:
         Returns the learning rate used. Gradients are consumed (overwritten with the step).
         """
         rate = self.learning_rate()
-        updated = [self.params[index] for index in self.owned]
-        grads = [p.tensor.grad if p.tensor.grad is not None else torch.zeros_like(p.tensor) for p in updated]
+        grads = [p.tensor.grad if p.tensor.grad is not None else torch.zeros_like(p.tensor)
+                 for p in self.params]
         self._clip(grads)
         solver, count = self.param, len(self.params)
-        for index, p, g in zip(self.owned, updated, grads, strict=True):
+        for index, (p, g) in enumerate(zip(self.params, grads, strict=True)):
             if solver.iter_size > 1:
                 g.mul_(f32(1 / solver.iter_size))
             local_decay = f32(solver.weight_decay * p.decay_mult)

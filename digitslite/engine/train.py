@@ -23,12 +23,13 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, read_net_located
 from digitslite.caffe.shapes import input_tops, is_source
+from digitslite.engine.batch_stream import BatchStream, Shard
 from digitslite.engine.distributed import Ranks
-from digitslite.engine.feeds import BatchStream, FeedStream, Shard, data_layer_stream
+from digitslite.engine.feeds import FeedStream, data_layer_stream
 from digitslite.engine.lr_policy import learning_rate
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute
-from digitslite.engine.snapshot import read_snapshot, rng_state, set_rng_state, write_snapshot
+from digitslite.engine.snapshot import Snapshot, read_snapshot, rng_state, set_rng_state, write_snapshot
 from digitslite.engine.solver import SmoothedLoss, Solver, check_solver
 from digitslite.engine.speed import (
     LossScaler,
@@ -83,13 +84,15 @@ class TrainConfig:
     sync_batchnorm: bool = False
     recompute: str | None = None      # re-materialization cuts (digitslite.engine.recompute)
     # Pipeline parallelism (digitslite.engine.pipeline): the train net cut into `pipeline_stages`
-    # stages, one process each, at `pipeline_cuts` (blob names) or balanced; every update takes
+    # stages, one process each, at `pipeline_cuts` (blob names) or balanced by `pipeline_balance`
+    # (digitslite.caffe.partition.BALANCES); every update takes
     # `micro_batches` batches through them ("gpipe" or "1f1b" order), as iter_size = micro_batches.
     pipeline_stages: int = 1
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
     pipeline_schedule: str = "gpipe"
     dataset_info: dict[str, Any] | None = None   # the dataset's dataset.json: its task scores the test passes
+    pipeline_balance: str = "flops"
 
     @property
     def launches_ranks(self) -> bool:
@@ -98,7 +101,8 @@ class TrainConfig:
 
     @property
     def processes_per_node(self) -> int:
-        """The processes this node starts: one per data-parallel rank, or one per pipeline stage."""
+        """The processes this node starts: one per data-parallel rank, times the pipeline stages (a
+        pipeline's ranks are replicas of it)."""
         return self.ranks * self.pipeline_stages
 
 
@@ -291,7 +295,8 @@ class _Training:
         seed = self.param.random_seed if self.param.random_seed >= 0 else None
         if seed is not None:
             torch.manual_seed(seed + ranks.rank)     # Caffe seeds random_seed + solver_rank (§4.1)
-        snapshot = read_snapshot(config.resume) if config.resume is not None and ranks.is_root else None
+        reads = config.resume is not None and self._reads_snapshot()
+        snapshot = read_snapshot(config.resume) if reads else None
         point = ranks.broadcast_object(None if snapshot is None else
                                        (snapshot.iteration, snapshot.current_step, snapshot.extra))
         extra = point[2] if point is not None else None
@@ -318,18 +323,16 @@ class _Training:
             for net in (self.train_net, *self.test_nets):
                 net.load_weights(weights)
         self.probes = [_probe(net, config) for net in self.test_nets]
-        self.solver = Solver(self.param, self.train_net.learnable_params())
+        self.solver = self._solver()
         self.smoothed = SmoothedLoss(self.param.average_loss)
         self.scaler = LossScaler(config.amp == "fp16")
         if snapshot is not None:
-            self.train_net.load_weights(snapshot.caffemodel)
-            self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history,
-                                source=str(config.resume))
+            self._restore(snapshot)
         elif point is not None:
             self.solver.iter, self.solver.current_step = point[0], point[1]
-        ranks.broadcast_([*self.train_net.state_dict(keep_vars=True).values(),
-                          *(t for net in self.test_nets for t in net.state_dict(keep_vars=True).values()),
-                          *self.solver.history])
+        self._share_start([*self.train_net.state_dict(keep_vars=True).values(),
+                           *(t for net in self.test_nets for t in net.state_dict(keep_vars=True).values()),
+                           *self.solver.history])
         if extra is not None:
             self._continue(extra)
         self.parallel = self._parallel(synced)
@@ -343,6 +346,23 @@ class _Training:
     def _shard(self, index: int) -> Shard:
         """This rank's share of stream `index` (0: train, then the test nets')."""
         return Shard(self.ranks.rank, self.ranks.world_size)
+
+    def _reads_snapshot(self) -> bool:
+        """Whether this rank reads the snapshot resumed from (the others get it from _share_start)."""
+        return self.ranks.is_root
+
+    def _solver(self) -> Solver:
+        return Solver(self.param, self.train_net.learnable_params())
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """The snapshot's weights and solver state, on a rank that reads it."""
+        self.train_net.load_weights(snapshot.caffemodel)
+        self.solver.restore(snapshot.iteration, snapshot.current_step, snapshot.history,
+                            source=str(self.config.resume))
+
+    def _share_start(self, tensors: list[torch.Tensor]) -> None:
+        """Make the starting weights, statistics and solver history equal on the ranks that train alike."""
+        self.ranks.broadcast_(tensors)
 
     def _parallel(self, synced: bool) -> torch.nn.Module:
         """The train net as this rank runs it: under DDP when there are several ranks."""
@@ -372,12 +392,15 @@ class _Training:
                             f"{', '.join(first) or 'nothing'}); give every input of the net: "
                             f"{', '.join(tops)}")
         shapes = {top: tuple(torch.as_tensor(first[top]).shape) for top in tops}
-        net = CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
-                       seed=seed, source_map=spec.source_map)
+        net = self._build_net(spec, shapes, seed)
         net.to(self.device)
         if self.config.channels_last:
             net.to(memory_format=torch.channels_last)
         return net
+
+    def _build_net(self, spec: _NetSpec, shapes: dict[str, tuple[int, ...]], seed: int | None) -> CaffeNet:
+        return CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
+                        seed=seed, source_map=spec.source_map)
 
     def _prefix(self) -> str:
         prefix = self.param.snapshot_prefix or SNAPSHOT_PREFIX
@@ -489,19 +512,28 @@ class _Training:
             tally = probe.tally() if probe else None
             keep = probe.keep if probe else ()
             reported = set(net.output_names) | set(net.loss_weights)
-            for _ in self.ranks.passes(iterations):
+            for _ in self._test_passes(iterations):
                 batch = to_device(stream.next(), self.device, self.config.channels_last)
                 with autocast(self.device, self.config.amp):
-                    outputs = net(batch, keep=keep)
-                for name in reported:   # outputs and loss blobs (a loss layer may have no top)
-                    value = outputs[name].detach().double()
+                    outputs = self._test_forward(index, batch, keep)
+                for name in reported.intersection(outputs):   # outputs and loss blobs (a loss layer may
+                    value = outputs[name].detach().double()   # have no top)
                     sums[name] = value if name not in sums else sums[name] + value
-                if tally is not None:
+                if tally is not None and all(name in outputs for name in keep):  # a pipeline's last stage
                     tally.update(outputs)
             stream.seek(stream.advanced(start, iterations))
             shares = self.ranks.gather(({name: value.cpu() for name, value in sums.items()}, tally))
             if shares is not None:
                 self._write_test(index, net, iterations, shares)
+
+    def _test_passes(self, count: int) -> range:
+        """This rank's share of a test's `count` passes."""
+        return self.ranks.passes(count)
+
+    def _test_forward(self, index: int, batch: Mapping[str, torch.Tensor],
+                      keep: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Test net `index` on one batch: its outputs and loss blobs, and the blobs of `keep`."""
+        return self.test_nets[index](batch, keep=keep)
 
     def _write_test(self, index: int, net: CaffeNet, iterations: int,
                     shares: Sequence[tuple[dict[str, torch.Tensor], Tally | None]]) -> None:
@@ -525,8 +557,9 @@ class _Training:
     def snapshot(self) -> None:
         """Rank 0 writes; every rank hands it its RNG state."""
         states = self.ranks.gather(rng_state(self.device))
+        gathered = self._gathered_state()
         self.last_snapshot = self.solver.iter
-        if states is None:
+        if states is None or gathered is None:
             return
         extra = {
             "rng": states[0],
@@ -538,9 +571,17 @@ class _Training:
             "data_seed": self.data_seed,
         }
         files = write_snapshot(self.prefix, self.solver.iter, self.solver.current_step,
-                               self.train_net.net_param,
-                               self.train_net.weights(), self.solver.history_arrays(), extra)
+                               self.train_net.net_param, *gathered, extra)
         self.snapshots.append(files.caffemodel)
+
+    def _gathered_state(self) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]] | None:
+        """The whole train net's weights and solver history on rank 0 (None on the others)."""
+        return (self.train_net.weights(), self.solver.history_arrays()) if self.ranks.is_root else None
+
+    def _display_pass(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+        """The train net's outputs and loss on `batch`, without a gradient (the final display)."""
+        outputs = self.train_net(batch)
+        return outputs, float(self.train_net.loss(outputs))
 
     def _finish(self) -> None:
         """After max_iter: Caffe's final snapshot, display pass and test (§4.2)."""
@@ -551,8 +592,7 @@ class _Training:
         if param.display > 0 and iteration % param.display == 0:
             with torch.no_grad(), autocast(self.device, self.config.amp):
                 batch = to_device(self.train_stream.next(), self.device, self.config.channels_last)
-                outputs = self.train_net(batch)
-                loss = float(self.train_net.loss(outputs))
+                outputs, loss = self._display_pass(batch)
             values, fields = self._train_values(outputs, loss=loss)
             rate, _ = learning_rate(param, iteration, self.solver.current_step)
             self._record(_event(iteration, "train", values, lr=rate, **fields))

@@ -19,6 +19,7 @@ class Tally(Protocol):
 
 
 class Probe(Protocol):
+    layer: str                  # the loss or accuracy layer it reads (a pipeline scores on its stage)
     keep: tuple[str, ...]
 
     def tally(self) -> Tally: ...
@@ -49,6 +50,7 @@ class _ConfusionTally:
 class SegmentationProbe:
     """Where a segmentation test net keeps its scores and labels, for the confusion matrix."""
 
+    layer: str
     score: str
     label: str
     axis: int
@@ -76,5 +78,5 @@ def segmentation_probe(net: CaffeNet, info: Mapping[str, Any] | None = None) -> 
             continue
         holder = layer.loss_param if loss else layer.accuracy_param
         ignore = holder.ignore_label if holder.HasField("ignore_label") else None
-        return SegmentationProbe(layer.bottom[0], layer.bottom[1], axis, scores[axis], ignore)
+        return SegmentationProbe(layer.name, layer.bottom[0], layer.bottom[1], axis, scores[axis], ignore)
     return None

@@ -31,7 +31,7 @@ from digitslite.server.errors import ApiError
 from digitslite.server.model_checks import check_memory, check_prototxt, dataset_image_shape
 from digitslite.server.paths import check_named_paths
 from digitslite.server.render import job_summary
-from digitslite.server.scale_out import scale_out_request
+from digitslite.server.scale_out import cpu_slots, scale_out_request
 from digitslite.server.schemas.openapi import operation
 from digitslite.server.schemas.requests import NETWORK_SOURCES, NO_AMP, ModelRequest
 from digitslite.server.schemas.responses import Created
@@ -114,7 +114,7 @@ def plan_model(values: Mapping[str, Any], ctx: CreateContext) -> list[tuple[JobS
         jobs.append((new_spec("model", body, ctx, params, default_name=name,
                               name=f"{name} [{suffix}]" if sweep else name, group=group,
                               depends_on=[dataset_id, *used], waits_for=[dataset_id], gpus=gpus,
-                              cpu_slots=scale_out.get("pipeline_stages", 1)), None))
+                              cpu_slots=cpu_slots(scale_out)), None))
     return jobs
 
 

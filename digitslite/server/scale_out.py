@@ -5,9 +5,10 @@ as asked, up to the core count. `nnodes`, `node_rank` and `master`: this server'
 `node_rank` of `nnodes` meeting at node 0's ADDR:PORT; the other nodes run the same training (by
 `digitslite train` or another server's job). `sync_batchnorm`: BatchNorm over all ranks' batches.
 
-`pipeline_stages`: the net cut into that many stages, one GPU each (the job's GPU count) or one CPU
-slot each; `micro_batches` per update, `pipeline_cuts` (blob names) and `pipeline_schedule` (gpipe,
-1f1b) as their CLI options. `recompute`: re-materialization cuts (auto, N layers, or blob names).
+`pipeline_stages`: the net cut into that many stages, one GPU or CPU slot each, in `ranks`
+data-parallel replicas (a GPU job: its GPU count is stages x replicas); `micro_batches` per
+update, `pipeline_cuts` (blob names), `pipeline_balance` and `pipeline_schedule` as their CLI options.
+`recompute`: re-materialization cuts (auto, N layers, or blob names).
 """
 import os
 from typing import Any
@@ -24,15 +25,7 @@ def scale_out_request(body: ModelRequest, gpus: int | list[str]) -> dict[str, An
     cores = os.cpu_count() or 1
     stages = body.pipeline_stages or 1
     if stages > 1:
-        if stages > (gpu_count or cores):
-            raise ApiError(422, f"pipeline_stages must be at most {gpu_count or cores} (this job's GPUs, or "
-                                f"this machine's cores), got {stages}", "pipeline_stages")
-        if gpu_count and stages != gpu_count:
-            raise ApiError(422, f"pipeline_stages: a pipelined GPU job runs one stage per GPU; ask for "
-                                f"{stages} GPUs or make pipeline_stages {gpu_count}", "pipeline_stages")
-        return {"pipeline_stages": stages, "micro_batches": body.micro_batches or 1,
-                "pipeline_cuts": body.cuts(), "pipeline_schedule": body.pipeline_schedule,
-                "recompute": body.recompute}
+        return _pipeline_request(body, stages, gpu_count, cores)
     ranks = body.ranks or gpu_count or 1
     if gpu_count and ranks != gpu_count:
         raise ApiError(422, f"ranks: a GPU job trains one rank per GPU; leave ranks out or make it "
@@ -58,3 +51,30 @@ def scale_out_request(body: ModelRequest, gpus: int | list[str]) -> dict[str, An
                                 "port on it, e.g. 10.0.0.1:29500", "master") from exc
     return {"ranks": ranks, "nnodes": nnodes, "node_rank": node_rank, "master": master,
             "sync_batchnorm": body.sync_batchnorm, "recompute": body.recompute}
+
+
+def _pipeline_request(body: ModelRequest, stages: int, gpu_count: int, cores: int) -> dict[str, Any]:
+    """A pipelined job: `ranks` replicas of `stages` processes, one GPU or CPU slot each."""
+    if gpu_count:
+        if gpu_count % stages:
+            raise ApiError(422, f"pipeline_stages: a pipelined GPU job runs one process per GPU, {stages} "
+                                f"per replica; ask for a multiple of {stages} GPUs (got {gpu_count})",
+                           "pipeline_stages")
+        replicas = gpu_count // stages
+        if body.ranks not in (None, replicas):
+            raise ApiError(422, f"ranks: {gpu_count} GPUs make {replicas} replicas of the {stages}-stage "
+                                f"pipeline; leave ranks out or make it {replicas}", "ranks")
+    else:
+        replicas = body.ranks or 1
+        if stages * replicas > cores:
+            raise ApiError(422, f"pipeline_stages x ranks must be at most {cores} (this machine's cores), "
+                                f"got {stages} x {replicas}", "pipeline_stages")
+    return {"pipeline_stages": stages, "ranks": 1 if gpu_count else replicas,
+            "micro_batches": body.micro_batches or 1, "pipeline_cuts": body.cuts(),
+            "pipeline_schedule": body.pipeline_schedule, "pipeline_balance": body.pipeline_balance,
+            "recompute": body.recompute}
+
+
+def cpu_slots(scale_out: dict[str, Any]) -> int:
+    """CPU slots a job without GPUs takes: one per pipeline stage of each replica (1 otherwise)."""
+    return scale_out["pipeline_stages"] * scale_out["ranks"] if "pipeline_stages" in scale_out else 1

@@ -69,6 +69,16 @@ def test_balanced_cuts_minimise_the_largest_stage(fcn8s, stages):
     assert largest < 1.25 * total / stages
 
 
+def test_balancing_parameters_cuts_next_to_fc6(fcn8s):
+    # fc6 holds 102.8 M of the 134.5 M values: with the convolutions before it (14.7 M) it is the
+    # smallest larger half; with fc7 and the head (17.0 M) after it, it would be larger
+    found = partition(fcn8s, 2, balance="parameters", input_shapes=SHAPE)
+    assert [stage.parameters for stage in found.stages] == [14_714_688 + 102_764_544,
+                                                            FCN8S_PARAMETERS - 14_714_688 - 102_764_544]
+    assert found.stages[0].layers[-1] in ("fc6", "relu6", "drop6")
+    reads_are_satisfied(fcn8s, found)
+
+
 def test_bad_cuts_are_refused(fcn8s):
     with pytest.raises(UserError, match="pipeline cut 'pool9': the net has no such blob"):
         partition(fcn8s, cuts=["pool2", "pool9"], input_shapes=SHAPE)

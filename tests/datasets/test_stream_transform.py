@@ -1,11 +1,14 @@
 """Training streams send uint8 records and transform them in the training process: the batches are
 bit for bit those of the per-sample NumPy transform (SegmentationTransform.__call__) for the same seed."""
+import lmdb
 import numpy as np
 import pytest
 import torch
 
+from digitslite.caffe import caffe_pb2
+from digitslite.datasets.reader import close_readers
 from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
-from digitslite.engine.feeds import DatasetStream, _BatchAt, _finish
+from digitslite.engine.feeds import DatasetStream, _applied, _BatchAt, _finish
 from tests.datasets.helpers import make_folders
 from tests.datasets.test_engine_data import build
 
@@ -69,21 +72,66 @@ def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
         expected_image, expected_label = transform.place(image, label, placement)
         mean = transform.mean_tensor(image.shape, torch.device("cpu"))
         image_tensor, label_tensor = (torch.from_numpy(np.array(part, order="C")) for part in (image, label))
-        got_image, got_label = transform._apply_tensors(image_tensor, label_tensor, placement, mean)
+        got_image, got_label = transform.apply(image_tensor, label_tensor, placement, mean)
         assert torch.equal(got_image, torch.from_numpy(np.ascontiguousarray(expected_image)))
         assert torch.equal(got_label, torch.from_numpy(np.array(expected_label, dtype=np.int64)))
 
 
+@pytest.mark.parametrize("finish", ["cpu: NumPy into the batch", "accelerator: torch, run on the CPU"])
 @pytest.mark.parametrize("name", list(TRANSFORMS))
-def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name):
-    """What an accelerator's stream does: uint8 records and placements from the worker, the transform
-    after the hand-over (here on the CPU)."""
+def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample_transform(dataset_dir, name,
+                                                                                          finish):
+    """What a stream does: uint8 records and placements from the worker, the transform after the
+    hand-over, by either path."""
     transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
     dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
     bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
-    items = _BatchAt([bound], SEED, raw=True)
+    items = _BatchAt([bound], SEED)
     for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
         raw = items[(round_index * BATCH,)]
-        assert raw[0][0].dtype == torch.uint8
-        batch = _finish(raw, [bound], torch.device("cpu"), {})
-        assert torch.equal(batch["data"], expected_images) and torch.equal(batch["label"], expected_labels)
+        assert raw[0][0].dtype == np.uint8
+        if finish.startswith("cpu"):
+            batch = _finish(raw, [bound], torch.device("cpu"), {})
+            images, labels = batch["data"], batch["label"]
+        else:
+            images, labels = _applied(bound, *raw[0], torch.device("cpu"), {}, 0)
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+
+
+def _write_raw(path, records: list[np.ndarray]) -> None:
+    """An LMDB of unencoded C x H x W uint8 Datums."""
+    path.mkdir(parents=True)
+    with lmdb.open(str(path), map_size=1 << 22) as env, env.begin(write=True) as txn:
+        for index, planes in enumerate(records):
+            datum = caffe_pb2.Datum(channels=planes.shape[0], height=planes.shape[1], width=planes.shape[2],
+                                    data=planes.tobytes())
+            txn.put(f"{index:09d}".encode(), datum.SerializeToString())
+
+
+@pytest.mark.parametrize("finish", ["cpu: NumPy into the batch", "accelerator: torch, run on the CPU"])
+def test_labels_of_several_channels_stay_c_x_h_x_w_and_move_with_the_image(tmp_path, finish):
+    """Colorization's chroma labels (2 x H x W): cropped and mirrored with the image, a N x 2 x H x W blob."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (1, 5, 6), dtype=np.uint8) for _ in range(4)]
+    chroma = [rng.integers(0, 256, (2, 5, 6), dtype=np.uint8) for _ in range(4)]
+    _write_raw(tmp_path / "features", images)
+    _write_raw(tmp_path / "chroma", chroma)
+    transform = SegmentationTransform(crop_size=(3, 4), mirror=True, scale=0.5)
+    dataset = SegmentationLmdbDataset(tmp_path, transform, labels="chroma")
+    bound = BoundDataLayer(("data",), dataset, 4, {"data": "image", "chroma": "label"})  # mirrored or not
+    try:
+        raw = _BatchAt([bound], SEED)[(0,)]
+        if finish.startswith("cpu"):
+            batch = _finish(raw, [bound], torch.device("cpu"), {})
+            got_images, got_labels = batch["data"], batch["chroma"]
+        else:
+            got_images, got_labels = _applied(bound, *raw[0], torch.device("cpu"), {}, 0)
+        assert got_labels.shape == (4, 2, 3, 4) and got_labels.dtype == torch.float32
+        for sample, placement in enumerate(raw[0][2]):
+            rows, cols = slice(placement.top, placement.top + 3), slice(placement.left, placement.left + 4)
+            flip = slice(None, None, -1 if placement.mirror else 1)
+            expected_image = images[sample][:, rows, cols][:, :, flip].astype(np.float32) * np.float32(0.5)
+            assert np.array_equal(got_images[sample].numpy(), expected_image)
+            assert np.array_equal(got_labels[sample].numpy(), chroma[sample][:, rows, cols][:, :, flip])
+    finally:
+        close_readers()

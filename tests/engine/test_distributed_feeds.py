@@ -7,7 +7,8 @@ import torch
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import filter_net, parse_net
-from digitslite.engine.feeds import FeedStream, Shard, data_layer_stream
+from digitslite.engine.batch_stream import Shard
+from digitslite.engine.feeds import FeedStream, data_layer_stream
 from tests.engine.test_distributed_support import equivalence_net
 from tests.engine.test_train_support import write_dataset
 

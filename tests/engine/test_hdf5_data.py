@@ -9,8 +9,9 @@ import pytest
 
 from digitslite.caffe.prototxt import parse_net, parse_solver
 from digitslite.caffe.shapes import infer_shapes
+from digitslite.engine.batch_stream import Shard
 from digitslite.engine.dispatch import train
-from digitslite.engine.feeds import Shard, data_layer_stream
+from digitslite.engine.feeds import data_layer_stream
 from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
 

@@ -36,6 +36,9 @@ def test_a_pipelined_job_runs_aborts_with_a_snapshot_and_resumes_on_one_process(
         assert "model for equal stages: 33 %" in page                  # (2 − 1) / (2 + 2 − 1)
         stages = json.loads((job_dir / "pipeline.json").read_text())["stages"]
         assert stages[0]["layers"][-1] == "pool2" and stages[1]["receives"][-1] == "pool2"
+        for stage in stages:    # the weights each stage process holds, and its memory peak
+            assert f"<td>{stage['parameters']:,} ({stage['parameter_bytes'] / 2**20:.1f})</td>" in page
+            assert stage["peak_bytes"] > stage["parameter_bytes"] > 0
     finally:
         server.kill()
 

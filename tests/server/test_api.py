@@ -153,10 +153,13 @@ def test_a_dataset_with_bad_labels_fails_its_job_with_the_whole_report(world):
     ({"nnodes": 2, "node_rank": 2, "master": "10.0.0.1:29500"}, "node_rank", "at most 1"),
     ({"master": "10.0.0.1:29500"}, "master", "one node needs no meeting point"),
     ({"pipeline_stages": 4097}, "pipeline_stages", "at most"),  # more stages than CPU slots could be
-    ({"pipeline_stages": 2, "ranks": 2}, "pipeline_stages", "leave ranks, nnodes and sync_batchnorm out"),
+    ({"pipeline_stages": 2, "nnodes": 2, "master": "10.0.0.1:29500"}, "pipeline_stages",
+     "leave nnodes and sync_batchnorm out"),
+    ({"pipeline_stages": 2, "ranks": 2049}, "pipeline_stages", "pipeline_stages x ranks must be at most"),
     ({"micro_batches": 4}, "pipeline_stages", "go with pipeline_stages above 1"),
     ({"pipeline_stages": 2, "pipeline_cuts": "pool1,pool2"}, "pipeline_cuts", "2 cuts make 3 stages, not 2"),
     ({"pipeline_stages": 2, "pipeline_schedule": "zigzag"}, "pipeline_schedule", "one of"),
+    ({"pipeline_stages": 2, "pipeline_balance": "weights"}, "pipeline_balance", "one of"),
     ({"recompute": "0"}, "recompute", "give auto, a number of layers"),
 ])
 def test_model_requests_are_checked_before_queueing(world, change, field, words):

@@ -60,6 +60,7 @@ class ColorizationTally:
 class ColorizationProbe:
     """The blobs a colorization test net is scored from."""
 
+    layer: str
     image: str
     prediction: str
     target: str
@@ -88,7 +89,7 @@ def coding_probe(net: CaffeNet, coding: ColourCoding) -> ColorizationProbe:
         raise UserError(f"net {net.name!r} has no image input to take the lightness from")
     for layer in net.net_param.layer:
         if layer.type in ("InfogainLoss", "EuclideanLoss") and len(layer.bottom) >= 2:
-            return ColorizationProbe(net.input_names[0], layer.bottom[0], layer.bottom[1], coding)
+            return ColorizationProbe(layer.name, net.input_names[0], layer.bottom[0], layer.bottom[1], coding)
     raise UserError(f"net {net.name!r} trains on a colorization dataset but has neither an InfogainLoss "
                     "(ab bins) nor a EuclideanLoss (chroma) to score; start from colorize_classes or "
                     "colorize_hypercolumns")

@@ -1,25 +1,31 @@
-"""The train net as pipeline stages: which layers, which blobs cross, which parameters each owns.
+"""The nets of a pipelined run as stages: which layers, which blobs cross, which parameters each holds.
 
-Every stage process builds the whole CaffeNet (the same fillers as one process, so a pipelined run
-starts from the same weights) and runs only its range of layers (CaffeNet.run_steps). The first
-stage takes the net's inputs, every blob a later stage reads travels from stage to stage (labels
-and the Crop reference included), and the last stage returns the net's loss, which the schedule
-back-propagates. Parameters belong to the stage of the layers using them; one shared by layers
-of two stages cannot be, so such a cut is refused.
+The train net is cut before it is built (digitslite.caffe.partition on the layers a CaffeNet runs),
+and each stage process builds it holding only its own layers' blobs: the other layers are filled
+as for the whole net (the same random draws as one process) and let go at once. A test net is cut
+where the train net is: each of its layers runs on the stage holding the train layer of its name,
+a layer the train net lacks on the stage of the layer before it. The first stage takes the net's
+inputs, every blob a later stage reads travels from stage to stage (labels and the Crop reference
+included), and the last stage returns the net's loss. Parameters belong to the stage of the layer
+owning them; one shared by layers of two stages cannot be, so such a cut is refused.
 """
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from digitslite.caffe import caffe_pb2
 from digitslite.caffe.partition import crossing_blobs, partition
+from digitslite.caffe.shapes import input_tops
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """Stage `index` of `count`: steps [start, stop) of the net, blobs in and out, owned parameters."""
+    """Stage `index` of `count`: layers [start, stop) of the net, the blobs in and out."""
 
     index: int
     count: int
@@ -27,59 +33,101 @@ class StagePlan:
     stop: int
     receives: tuple[str, ...]
     sends: tuple[str, ...]
-    owned: tuple[int, ...]       # indices into net.learnable_params()
-    layers: tuple[str, ...]
-    flops: int                   # forward, one micro-batch (digitslite.caffe.layer_cost)
-    activation_bytes: int
+    layers: tuple[str, ...]      # the layers in the range (Splits left out)
+    flops: int = 0               # forward, one micro-batch (digitslite.caffe.layer_cost)
+    activation_bytes: int = 0
+    parameters: int = 0          # blob values of its layers, from the prototxt
 
     @property
     def is_last(self) -> bool:
         return self.index == self.count - 1
 
 
-def _input_shapes(net: CaffeNet) -> dict[str, tuple[int, ...]]:
-    """The shapes the net was built for, by input top."""
-    return {top: tuple(shape) for step, shapes in zip(net.steps, net.shapes, strict=True)
-            if step.module is None and step.type != "Split" for top, shape in zip(step.tops, shapes.tops,
-                                                                                   strict=True)}
+def _plan(net: caffe_pb2.NetParameter, index: int, edges: Sequence[int], **costs: int) -> StagePlan:
+    start, stop = edges[index], edges[index + 1]
+    count = len(edges) - 1
+    receives = input_tops(net) if index == 0 else crossing_blobs(net, start)
+    sends = () if index == count - 1 else crossing_blobs(net, stop)
+    layers = tuple(layer.name for layer in net.layer[start:stop] if layer.type != "Split")
+    return StagePlan(index, count, start, stop, tuple(receives), tuple(sends), layers, **costs)
 
 
-def plan_stages(net: CaffeNet, count: int, cuts: tuple[str, ...] = ()) -> list[StagePlan]:
-    """Cut the train net into `count` stages (balanced by FLOPs) or at the blobs `cuts`."""
-    found = partition(net.net_param, None if cuts else count, cuts=cuts, input_shapes=_input_shapes(net))
+def _check_sharing(net: caffe_pb2.NetParameter, plans: Sequence[StagePlan]) -> None:
+    """Refuse a cut between layers sharing a parameter (by ParamSpec name)."""
+    stage_of: dict[str, int] = {}
+    for plan in plans:
+        for layer in net.layer[plan.start:plan.stop]:
+            for spec in layer.param:
+                if spec.name and stage_of.setdefault(spec.name, plan.index) != plan.index:
+                    raise UserError(f"layer '{layer.name}' in pipeline stage {plan.index} shares the "
+                                    f"parameter '{spec.name}' with a layer of stage {stage_of[spec.name]}; "
+                                    "put the pipeline cuts so that layers sharing parameters stay in one "
+                                    "stage")
+
+
+def plan_train(net: caffe_pb2.NetParameter, count: int, cuts: Sequence[str],
+               input_shapes: Mapping[str, Sequence[int]], balance: str = "flops") -> list[StagePlan]:
+    """Cut the train net (as digitslite.engine.net.runnable_net gives it) into `count` stages,
+    balanced by `balance` (FLOPs, activations or parameters), or at the blobs `cuts`."""
+    found = partition(net, None if cuts else count, cuts=cuts, balance=balance, input_shapes=input_shapes)
     if len(found.stages) != count:
         raise UserError(f"--pipeline-cuts {','.join(cuts)} make {len(found.stages)} stages but "
                         f"--pipeline-stages is {count}; give {count - 1} cuts")
-    steps = net.steps
-    owner_stage: dict[int, int] = {}
-    learnables = {id(p.tensor): index for index, p in enumerate(net.learnable_params())}
-    plans = []
-    for stage in found.stages:
-        owned = []
-        for step in steps[stage.start:stage.stop]:
-            if step.module is None:
-                continue
-            for tensor in net.layers[step.module].blobs():
-                index = learnables.get(id(tensor))
-                if index is None:
-                    continue
-                if owner_stage.setdefault(index, stage.index) != stage.index:
-                    raise UserError(f"layer '{step.name}' in pipeline stage {stage.index} shares a parameter "
-                                    f"with a layer of stage {owner_stage[index]}; put the pipeline cuts so "
-                                    "that layers sharing parameters stay in one stage")
-                if index not in owned:
-                    owned.append(index)
-        receives = tuple(net.input_names) if stage.index == 0 else tuple(crossing_blobs(net.net_param,
-                                                                                          stage.start))
-        sends = () if stage.index == count - 1 else tuple(crossing_blobs(net.net_param, stage.stop))
-        plans.append(StagePlan(stage.index, count, stage.start, stage.stop, receives, sends,
-                               tuple(sorted(owned)), tuple(stage.layers), stage.flops,
-                               stage.activation_bytes))
+    edges = [0, *found.bounds, len(net.layer)]
+    plans = [_plan(net, stage.index, edges, flops=stage.flops, activation_bytes=stage.activation_bytes,
+                   parameters=stage.parameters) for stage in found.stages]
+    _check_sharing(net, plans)
     return plans
 
 
+def plan_following(net: caffe_pb2.NetParameter, train: Sequence[StagePlan]) -> list[StagePlan]:
+    """Cut another net of the model (a test net) where the train net is cut."""
+    stage_of = {name: plan.index for plan in train for name in plan.layers}
+    edges, current = [0], 0
+    for index, layer in enumerate(net.layer):
+        stage = current if layer.type == "Split" else stage_of.get(layer.name, current)
+        if stage < current:
+            phase = caffe_pb2.Phase.Name(net.state.phase).lower()
+            raise UserError(f"layer '{layer.name}' of the {phase} net comes after layers of pipeline stage "
+                            f"{current} but belongs to stage {stage} in the train net; a pipelined run "
+                            "needs its nets' shared layers in the same order")
+        edges.extend([index] * (stage - current))
+        current = stage
+    edges.extend([len(net.layer)] * (len(train) - current))
+    plans = [_plan(net, index, edges) for index in range(len(train))]
+    _check_sharing(net, plans)
+    return plans
+
+
+def check_losses(net: CaffeNet, plans: Sequence[StagePlan]) -> None:
+    """Refuse a loss computed before the last stage: the schedule back-propagates only the last
+    stage's output (an auxiliary loss there would neither be logged whole nor trained)."""
+    last = plans[-1]
+    for index, step in enumerate(net.steps[:last.start]):
+        for top in step.tops:
+            if top in net.loss_weights:
+                stage = next(plan.index for plan in plans if plan.start <= index < plan.stop)
+                raise UserError(f"layer '{step.name}' computes a loss ('{top}') in pipeline stage {stage}, "
+                                f"before the last ({last.index}); cut the net after every loss layer's "
+                                "inputs, e.g. with --pipeline-cuts, so that the losses are in the last stage")
+
+
+def owned_params(net: CaffeNet, plan: StagePlan) -> list[int]:
+    """Indices into net.learnable_params() of the parameters whose owner layer is in the stage."""
+    layers = set(plan.layers)
+    return [index for index, param in enumerate(net.learnable_params()) if param.layer in layers]
+
+
+def held_values(net: CaffeNet) -> tuple[int, int]:
+    """The blob values this process holds for the net's layers, and their bytes (measured on the
+    tensors; a blob shared by two layers counts for each, as the partition table counts it)."""
+    blobs = [blob for step in net.steps if step.module is not None
+             for blob in net.layers[step.module].blobs()]
+    return sum(blob.numel() for blob in blobs), sum(blob.numel() * blob.element_size() for blob in blobs)
+
+
 def blob_shapes(net: CaffeNet) -> dict[str, tuple[int, ...]]:
-    """Every blob's shape in one batch of the train net (a micro-batch)."""
+    """Every blob's shape in one batch of the net (a micro-batch)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for step, layer_shapes in zip(net.steps, net.shapes, strict=True):
         shapes.update((top, tuple(shape)) for top, shape in zip(step.tops, layer_shapes.tops, strict=False))
@@ -104,18 +152,26 @@ def stage_examples(net: CaffeNet, plan: StagePlan,
 
 class StageModule(nn.Module):
     """The layers of one stage as the module a torch PipelineStage runs: blobs in, blobs out (the
-    last stage: the net's loss). The last stage keeps each micro-batch's output blobs to log."""
+    last stage: the net's loss). Each call keeps the net's outputs and loss blobs the stage made
+    (and the blobs of `keep`) in `outputs`, to log."""
 
-    def __init__(self, net: CaffeNet, plan: StagePlan) -> None:
+    def __init__(self, net: CaffeNet, plan: StagePlan, keep: Sequence[str] = ()) -> None:
         super().__init__()
         self.net, self.plan = net, plan
+        made = set(net.output_names) | set(net.loss_weights)
+        self.reported = made.difference(plan.receives) | set(keep)
         self.outputs: list[dict[str, torch.Tensor]] = []
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         blobs = self.net.run_steps(dict(zip(self.plan.receives, tensors, strict=True)), self.plan.start,
-                                   self.plan.stop, protect=set(self.plan.sends))
+                                   self.plan.stop, protect=set(self.plan.sends) | self.reported)
+        self.outputs.append({name: blobs[name].detach() for name in self.reported if name in blobs})
         if not self.plan.is_last:
             # gloo sends dense row-major tensors only; a convolution may have answered channels_last
             return tuple(blobs[name].contiguous() for name in self.plan.sends)
-        self.outputs.append({name: blobs[name].detach() for name in self.net.output_names if name in blobs})
         return self.net.loss(blobs)
+
+    def partial_loss(self, outputs: Mapping[str, torch.Tensor]) -> float:
+        """The part of the net's loss from the loss blobs in `outputs` (this stage's)."""
+        return math.fsum(float(outputs[name].double().sum()) * weight
+                         for name, weight in self.net.loss_weights.items() if name in outputs)

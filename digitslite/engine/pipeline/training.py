@@ -1,34 +1,62 @@
 """One pipeline stage's training: the Solve loop of engine.train with the train net's forward and
 backward run by torch's pipeline schedules (torch.distributed.pipelining) across the stages.
 
-Each update takes `micro_batches` consecutive batches, as one process with iter_size =
-micro_batches does: the schedule (GPipe's fill-drain, or 1F1B) runs every micro-batch forward
-and backward and adds the gradients up (scale_grads off), and the solver divides by iter_size.
-So a K-stage run of a net without BatchNorm follows the one-process run to float32 rounding
-(BatchNorm sees each micro-batch alone, as in GPipe: docs/DESIGN-NOTES.md).
+Each update takes `micro_batches` consecutive batches per replica: the schedule (GPipe's
+fill-drain, or 1F1B) runs every micro-batch forward and backward and adds the gradients up
+(scale_grads off). With D data-parallel replicas of the pipeline (K·D ranks: rank = replica·K +
+stage), each replica reads its share of the batches as data-parallel ranks do (replica r of D takes
+batches r, r+D, ...), and the stage's gradients are summed over the replicas. The solver divides
+by iter_size = M·D, so the run follows one process with iter_size M·D on the same batches to
+float32 rounding (BatchNorm sees each micro-batch alone, as in GPipe: docs/DESIGN-NOTES.md).
 
-Every stage holds the whole net and updates only its own parameters (and their solver history).
-Before a test pass, a snapshot, or the final display, each parameter and its history go from the
-stage that owns it to every rank: then the test nets, the ordinary .caffemodel + .solverstate of
-rank 0, and a resume on any number of processes work as without a pipeline.
+Each stage holds, loads, updates and keeps the solver history of only its own layers' parameters
+(digitslite.engine.pipeline.stages). Test passes and the final display run forward through the
+stages too; a snapshot gathers the stages' weights and history into the ordinary .caffemodel and
+.solverstate on rank 0, so a resume on any number of processes works as without a pipeline.
 """
 import dataclasses
+import resource
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import distributed
-from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
+from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.partition import BALANCES
+from digitslite.engine.batch_stream import Shard
 from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.distributed import Ranks
-from digitslite.engine.feeds import Shard
+from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.pipeline.bubble import TimedStage, ideal_bubble, measured_bubble
-from digitslite.engine.pipeline.stages import StageModule, plan_stages, stage_examples
+from digitslite.engine.pipeline.groups import StageGroups
+from digitslite.engine.pipeline.stages import (
+    StageModule,
+    StagePlan,
+    check_losses,
+    held_values,
+    owned_params,
+    plan_following,
+    plan_train,
+    stage_examples,
+)
+from digitslite.engine.snapshot import Snapshot
+from digitslite.engine.solver import RULES, Solver
 from digitslite.engine.speed import to_device
-from digitslite.engine.train import LARGEST_LOGGED_BLOB, Feeds, TrainConfig, _Training
+from digitslite.engine.train import (
+    LARGEST_LOGGED_BLOB,
+    Feeds,
+    TrainConfig,
+    _blob_value,
+    _mean_values,
+    _NetSpec,
+    _Training,
+)
+from digitslite.engine.validation import Probe
 from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.layout import PIPELINE_FILE
@@ -43,13 +71,14 @@ def check_pipeline(config: TrainConfig) -> None:
         raise UserError(f"--micro-batches {micro}: give at least 1")
     if config.pipeline_schedule not in SCHEDULES:
         raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of {', '.join(SCHEDULES)}")
+    if config.pipeline_balance not in BALANCES:
+        raise UserError(f"--pipeline-balance {config.pipeline_balance}: give one of {', '.join(BALANCES)}")
     if config.pipeline_schedule == "1f1b" and micro < stages:
         raise UserError(f"--pipeline-schedule 1f1b with {stages} stages needs at least {stages} "
                         f"micro-batches (--micro-batches is {micro}); give more, or use gpipe")
-    if config.ranks > 1 or config.nnodes > 1 or len(config.gpus) not in (0, stages):
-        raise UserError(f"--pipeline-stages {stages} runs one process per stage on this node; data-parallel "
-                        "ranks (--ranks, --nnodes) do not combine with it yet, and --gpus must name one GPU "
-                        "per stage")
+    if config.nnodes > 1:
+        raise UserError(f"--pipeline-stages {stages} runs its stages and replicas on this node; leave out "
+                        "--nnodes")
     if config.solver.iter_size not in (1, micro):
         raise UserError(f"iter_size {config.solver.iter_size} with --micro-batches {micro}: a pipelined "
                         "update takes its micro-batches as iter_size does; leave iter_size at 1")
@@ -58,54 +87,133 @@ def check_pipeline(config: TrainConfig) -> None:
                         "leave them out")
 
 
+def peak_bytes(device: torch.device) -> int:
+    """This process's memory peak so far: the CUDA allocator's on a GPU, the resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class ForwardPipeline:
+    """A net's forward through the stages on one batch, without a gradient (test passes, the final
+    display), on torch's GPipe schedule with one micro-batch."""
+
+    def __init__(self, net: CaffeNet, plan: StagePlan, device: torch.device, group: Any,
+                 keep: Sequence[str] = ()) -> None:
+        self.plan, self.module = plan, StageModule(net, plan, keep)
+        inputs, outputs = stage_examples(net, plan, device)
+        stage = PipelineStage(self.module, plan.index, plan.count, device, input_args=inputs,
+                              output_args=outputs, group=group)
+        self.schedule = ScheduleGPipe(stage, 1)
+
+    @torch.no_grad()
+    def run(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The outputs and loss blobs this stage made (and the blobs it keeps)."""
+        self.module.outputs.clear()
+        inputs = [batch[name] for name in self.plan.receives] if self.plan.index == 0 else []
+        self.schedule.eval(*inputs, return_outputs=False)
+        return self.module.outputs[0]
+
+
 class PipelinedTraining(_Training):
-    """_Training on one stage of a pipeline (rank r runs stage r)."""
+    """_Training on one stage of one replica of a pipeline."""
 
     def __init__(self, config: TrainConfig, job_dir: Path, feeds: Feeds | None, progress,
                  ranks: Ranks) -> None:
         check_pipeline(config)
-        if ranks.world_size != config.pipeline_stages:
-            raise UserError(f"--pipeline-stages {config.pipeline_stages} needs as many processes, but "
-                            f"{ranks.world_size} were started; start one per stage")
+        self.groups = StageGroups.join(ranks, config.pipeline_stages)
         solver = caffe_pb2.SolverParameter()
         solver.CopyFrom(config.solver)
-        solver.iter_size = config.micro_batches
+        solver.iter_size = config.micro_batches * self.groups.replicas
+        self.plans: list[StagePlan] = []
+        self.test_plans: list[StagePlan] = []
         super().__init__(dataclasses.replace(config, solver=solver), job_dir, feeds, progress, ranks)
-        self.replicas = 1
-        self.plans = plan_stages(self.train_net, config.pipeline_stages, tuple(config.pipeline_cuts))
-        self.plan = self.plans[ranks.rank]
-        self.owner = {index: plan.index for plan in self.plans for index in plan.owned}
-        self.solver.owned = list(self.plan.owned)
-        self.solver.joint_sum = self._sum_over_stages
+        self.replicas = self.groups.replicas
         self.module = StageModule(self.train_net, self.plan)
         inputs, outputs = stage_examples(self.train_net, self.plan, self.device)
         self.stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
-                                input_args=inputs, output_args=outputs)
+                                input_args=inputs, output_args=outputs, group=self.groups.pipeline)
         self.schedule = SCHEDULES[config.pipeline_schedule](
             self.stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
+        self.display_forward = ForwardPipeline(self.train_net, self.plan, self.device, self.groups.pipeline)
+        self.test_forwards = [
+            ForwardPipeline(net, plan, self.device, self.groups.pipeline,
+                            keep=_scored_blobs(net, plan, probe))
+            for net, plan, probe in zip(self.test_nets, self.test_plans, self.probes, strict=True)]
         self.busy_s = self.wall_s = 0.0
         self.updates, self.warmed_up = 0, False
         self._write_stages()
 
+    @property
+    def plan(self) -> StagePlan:
+        return self.plans[self.groups.stage]
+
+    # ------------------------------------------------------------------------------------------
+    # building: only this stage's layers hold blobs
+
+    def _build_net(self, spec: _NetSpec, shapes: dict[str, tuple[int, ...]], seed: int | None) -> CaffeNet:
+        runnable = runnable_net(spec.net, spec.phase, stages=spec.stages, state=spec.state,
+                                source_map=spec.source_map)
+        if spec.phase == "train":
+            self.plans = plan_train(runnable, self.groups.stages, tuple(self.config.pipeline_cuts), shapes,
+                                    self.config.pipeline_balance)
+            plan = self.plan
+        else:
+            plan = plan_following(runnable, self.plans)[self.groups.stage]
+            self.test_plans.append(plan)
+        net = CaffeNet(spec.net, spec.phase, stages=spec.stages, state=spec.state, input_shapes=shapes,
+                       seed=seed, source_map=spec.source_map, keep=set(plan.layers))
+        if spec.phase == "train":
+            check_losses(net, self.plans)
+        return net
+
+    def _solver(self) -> Solver:
+        self.owned = owned_params(self.train_net, self.plan)
+        params = self.train_net.learnable_params()
+        return Solver(self.param, [params[index] for index in self.owned], joint_sum=self._sum_over_stages)
+
+    def _reads_snapshot(self) -> bool:
+        return self.groups.replica == 0
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """This stage's layers from the .caffemodel, its parameters' history from the .solverstate."""
+        self.train_net.load_weights(snapshot.caffemodel)
+        count, buffers = len(self.train_net.learnable_params()), RULES[self.param.type][1]
+        if len(snapshot.history) != count * buffers:
+            raise UserError(f"{self.config.resume}: holds {len(snapshot.history)} history blobs but this "
+                            f"solver ({self.param.type} on {count} parameters) needs {count * buffers}; "
+                            "resume with the same network and solver type")
+        mine = [snapshot.history[buffer * count + index] for buffer in range(buffers) for index in self.owned]
+        self.solver.restore(snapshot.iteration, snapshot.current_step, mine, source=str(self.config.resume))
+
+    def _share_start(self, tensors: list[torch.Tensor]) -> None:
+        self.groups.broadcast_over_replicas(tensors)
+
     def _shard(self, index: int) -> Shard:
-        """Every stage reads the whole train stream (the first takes the inputs from it); test
-        passes are dealt to the stages as to data-parallel ranks."""
-        return Shard(0, 1) if index == 0 else super()._shard(index)
+        """Every stage of a replica reads the replica's batches (the first takes the inputs from them)."""
+        return Shard(self.groups.replica, self.groups.replicas)
+
+    def _test_passes(self, count: int) -> range:
+        return range(self.groups.replica, count, self.groups.replicas)
 
     def _parallel(self, synced: bool) -> torch.nn.Module:
         return self.train_net
 
     def _sum_over_stages(self, value: torch.Tensor) -> torch.Tensor:
-        total = value.clone()
-        distributed.all_reduce(total)
-        return total
+        # on this rank's device: a stage without parameters computes its zero on the CPU, which NCCL refuses
+        total = value.to(self.device, copy=True)
+        distributed.all_reduce(total, group=self.groups.pipeline)
+        return total.to(value.device)
 
     def _tensors(self) -> list[torch.Tensor]:
-        return [self.solver.params[index].tensor for index in self.plan.owned]
+        return [param.tensor for param in self.solver.params]
 
-    def step(self) -> tuple[dict[str, torch.Tensor], int]:
-        """One update's micro-batches through the pipeline; the loss and the last micro-batch's
-        output blobs come from the last stage to every rank."""
+    # ------------------------------------------------------------------------------------------
+    # running
+
+    def step(self) -> tuple[dict[str, Any], int]:
+        """One update's micro-batches through the pipeline, the gradients summed over the replicas;
+        the loss and the last micro-batch's logged outputs go to rank 0."""
         for tensor in self._tensors():
             tensor.grad = None
         count = self.config.micro_batches
@@ -125,53 +233,111 @@ class PipelinedTraining(_Training):
             self.busy_s += self.stage.busy_s - busy
             self.updates += 1
         self.warmed_up = True
-        shared: Any = None
-        if last:
-            total = None
-            for loss in losses:
-                total = loss.detach() if total is None else total + loss.detach()
-            outputs = {name: value.cpu() for name, value in self.module.outputs[-1].items()
-                       if value.numel() <= LARGEST_LOGGED_BLOB}
-            shared = (float(total / count), outputs)
-        loss, outputs = self.ranks.broadcast_object(shared, src=self.plan.count - 1)
-        self.smoothed.add(torch.tensor(loss))
-        return outputs, images
+        self.groups.sum_over_replicas([tensor.grad for tensor in self._tensors()])
+        loss = float(torch.stack([value.detach() for value in losses]).sum()) / count if last else None
+        values, combined = self._to_root(loss, self.module.outputs[-1])
+        if combined is not None:
+            self.smoothed.add(torch.tensor(combined))
+        return values, images
 
-    @torch.no_grad()
-    def _share_weights(self) -> None:
-        """Each parameter and its history from the stage that owns it to every rank."""
-        count = len(self.solver.params)
-        for index, param in enumerate(self.solver.params):
-            source = self.owner.get(index, 0)
-            for tensor in (param.tensor, *self.solver.history[index::count]):
-                distributed.broadcast(tensor.data, src=source)
+    def _to_root(self, loss: float | None,
+                 outputs: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], float | None]:
+        """On rank 0: the logged outputs of every stage and the loss (its parts summed over the
+        stages), each averaged over the replicas; ({}, None) elsewhere."""
+        logged = {name: _blob_value(value) for name, value in outputs.items()
+                  if value.numel() <= LARGEST_LOGGED_BLOB}
+        shares = self.ranks.gather((self.groups.replica, loss, logged))
+        if shares is None:
+            return {}, None
+        replicas: dict[int, tuple[list[float], dict[str, Any]]] = {}
+        for replica, part, values in shares:
+            parts, merged = replicas.setdefault(replica, ([], {}))
+            parts.extend([part] if part is not None else [])
+            merged.update(values)
+        means = _mean_values([merged for _, merged in replicas.values()])
+        return means, float(np.mean([sum(parts) for parts, _ in replicas.values()]))
+
+    def _train_values(self, outputs: Mapping[str, Any],
+                      **fields: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The outputs come from _to_root already gathered and averaged."""
+        return dict(outputs), fields
+
+    def _display_pass(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], float]:
+        outputs = self.display_forward.run(batch)
+        values, loss = self._to_root(self.display_forward.module.partial_loss(outputs), outputs)
+        return values, loss if loss is not None else float("nan")
+
+    def test_all(self) -> None:
+        # stored statistics (BatchNorm) as replica 0 has them, as DDP gives every rank rank 0's buffers
+        self.groups.broadcast_over_replicas(self.train_net.buffers())
+        super().test_all()
+
+    def _test_forward(self, index: int, batch: Mapping[str, torch.Tensor],
+                      keep: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.test_forwards[index].run(batch)
+
+    # ------------------------------------------------------------------------------------------
+    # snapshots and the stage table
+
+    def _gathered_state(self) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]] | None:
+        """The stages of replica 0 send their layers' weights and their parameters' history to rank 0,
+        which puts them together in the whole net's order."""
+        mine = (self.train_net.weights(), self.owned, self.solver.history_arrays()) \
+            if self.groups.replica == 0 else None
+        shares = self.ranks.gather(mine)
+        if shares is None:
+            return None
+        count, buffers = len(self.train_net.learnable_params()), RULES[self.param.type][1]
+        weights: dict[str, list[np.ndarray]] = {}
+        history: list[np.ndarray | None] = [None] * (count * buffers)
+        for share in shares:
+            if share is None:
+                continue
+            stage_weights, owned, stage_history = share
+            weights.update(stage_weights)
+            for buffer in range(buffers):
+                for position, index in enumerate(owned):
+                    history[buffer * count + index] = stage_history[buffer * len(owned) + position]
+        return weights, history
 
     def _write_stages(self) -> None:
-        """pipeline.json (rank 0): each stage's layers, device and cost, and the bubble so far."""
-        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s, self.updates))
+        """pipeline.json (rank 0): each stage's layers, devices, held parameters and cost, and the
+        bubble so far."""
+        values, value_bytes = held_values(self.train_net)
+        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s, self.updates, values,
+                                    value_bytes, peak_bytes(self.device)))
         if shares is None:
             return
-        stages = [{"stage": plan.index, "layers": list(plan.layers), "device": device,
-                   "receives": list(plan.receives), "sends": list(plan.sends),
-                   "parameters": sum(self.solver.params[i].tensor.numel() for i in plan.owned),
-                   "flops": plan.flops, "activation_bytes": plan.activation_bytes,
-                   "busy_s": busy, "wall_s": wall, "updates": updates}
-                  for plan, (device, busy, wall, updates) in zip(self.plans, shares, strict=True)]
+        stages = []
+        for plan in self.plans:
+            mine = shares[plan.index::plan.count]     # this stage in every replica
+            _, busy, wall, updates, held, held_bytes, peak = mine[0]
+            stages.append({"stage": plan.index, "layers": list(plan.layers),
+                           "device": ", ".join(share[0] for share in mine),
+                           "receives": list(plan.receives), "sends": list(plan.sends),
+                           "parameters": held, "parameter_bytes": held_bytes, "peak_bytes": peak,
+                           "flops": plan.flops, "activation_bytes": plan.activation_bytes, "busy_s": busy,
+                           "wall_s": wall, "updates": updates})
         write_json_atomically(self.job_dir / PIPELINE_FILE, {
             "net": self.train_net.name, "micro_batches": self.config.micro_batches,
-            "schedule": self.config.pipeline_schedule, "stages": stages,
+            "replicas": self.groups.replicas, "schedule": self.config.pipeline_schedule, "stages": stages,
             "bubble": measured_bubble([share[1] for share in shares], [share[2] for share in shares]),
             "ideal_bubble": ideal_bubble(len(self.plans), self.config.micro_batches)})
 
-    def test_all(self) -> None:
-        self._share_weights()
-        super().test_all()
-
     def snapshot(self) -> None:
-        self._share_weights()
         self._write_stages()
         super().snapshot()
 
-    def _finish(self) -> None:
-        self._share_weights()
-        super()._finish()
+
+def _scored_blobs(net: CaffeNet, plan: StagePlan, probe: Probe | None) -> tuple[str, ...]:
+    """The blobs the test net's probe reads, kept by the stage that holds its layer (none elsewhere)."""
+    if probe is None or probe.layer not in plan.layers:
+        return ()
+    held = set(plan.receives) | {top for layer in net.net_param.layer[plan.start:plan.stop]
+                                 for top in layer.top}
+    missing = [name for name in probe.keep if name not in held]
+    if missing:
+        raise UserError(f"a pipelined run scores its test net on the stage of layer {probe.layer!r}, which "
+                        f"does not hold {', '.join(missing)}; cut the net so that they reach that stage "
+                        "(--pipeline-cuts) or train without --pipeline-stages")
+    return probe.keep

@@ -10,6 +10,7 @@ from typing import Literal, Self
 
 from pydantic import ConfigDict, model_validator
 
+from digitslite.caffe.partition import BALANCES
 from digitslite.datasets.colormap import MAX_CLASSES
 from digitslite.datasets.options import MAX_SIDE, RESIZE_MODES
 from digitslite.engine.choices import AMP_MODES, PIPELINE_SCHEDULES, SOLVER_TYPES
@@ -135,10 +136,12 @@ class ModelRequest(JobFields, GpuFields):
     sync_batchnorm: Flag = False
     recompute: text(2000, "re-materialization: auto, layers per segment, or blob names to cut after "
                           "(docs/SCALING.md)") | None = None
-    pipeline_stages: whole(1, description="pipeline stages, one GPU or CPU slot each") | None = None
+    pipeline_stages: whole(1, description="pipeline stages, one GPU or CPU slot each, in `ranks` "
+                                          "replicas") | None = None
     micro_batches: whole(1, MAX_ITER_SIZE, "batches per update through the pipeline") | None = None
     pipeline_cuts: text(2000, "blob names to cut after, comma-separated") | None = None
     pipeline_schedule: Literal[PIPELINE_SCHEDULES] = PIPELINE_SCHEDULES[0]
+    pipeline_balance: Literal[BALANCES] = BALANCES[0]
 
     @model_validator(mode="after")
     def rules_between_fields(self) -> Self:
@@ -166,9 +169,9 @@ class ModelRequest(JobFields, GpuFields):
         if stages == 1 and ((self.micro_batches or 1) > 1 or self.pipeline_cuts):
             raise rule_broken("pipeline_stages", "micro_batches and pipeline_cuts go with pipeline_stages "
                                                  "above 1; on one process use iter_size")
-        if stages > 1 and (self.ranks or self.nnodes or self.sync_batchnorm):
-            raise rule_broken("pipeline_stages", "pipeline_stages: a pipelined job runs one process per "
-                                                 "stage on this server; leave ranks, nnodes and "
+        if stages > 1 and ((self.nnodes or 1) > 1 or self.sync_batchnorm):
+            raise rule_broken("pipeline_stages", "pipeline_stages: a pipelined job runs its stages and "
+                                                 "replicas (ranks) on this server; leave nnodes and "
                                                  "sync_batchnorm out")
         cuts = self.cuts()
         if cuts and len(cuts) != stages - 1:
