@@ -10,9 +10,11 @@ from digitslite.engine.host_memory import retain_freed_memory
 if sys.argv[1] == "retain" and not retain_freed_memory():
     print("no mallopt")
     sys.exit()
-torch.ones(64 << 18)          # 64 MiB, freed at once
+for _ in range(16):           # glibc settles on reusing the block after a few rounds
+    torch.ones(64 << 18)      # 64 MiB, freed at once
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.ones(64 << 18)
+for _ in range(8):
+    torch.ones(64 << 18)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -28,5 +30,5 @@ def test_a_freed_block_is_reused_without_page_faults() -> None:
     if retained == "no mallopt":
         pytest.skip("this C library has no mallopt (not glibc)")
     default = int(_faults("default"))
-    assert default > 10_000           # 16,384 pages of 4 KiB faulted in again
-    assert int(retained) < default // 10
+    assert default > 100_000          # 8 x 16,384 pages of 4 KiB faulted in again
+    assert int(retained) <= default // 8     # at most one of the 8 rounds faulted in again
