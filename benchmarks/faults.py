@@ -1,5 +1,6 @@
-"""Faults against real servers on loopback: server kills at random moments while dataset and model
-jobs are created, worker kills during dataset creation, and a full small filesystem.
+"""Faults against real servers on loopback: server kills at random moments while dataset (from
+folders and from an uploaded zip) and model jobs are created, worker kills during dataset creation,
+and a full small filesystem.
 
 At the end, with every job finished and no server running, it counts what must be zero: job
 folders that cannot be read, index rows that disagree with their folders, processes the run
@@ -10,6 +11,7 @@ root (it mounts a small tmpfs) and is skipped otherwise.
 """
 import argparse
 import contextlib
+import io
 import json
 import os
 import random
@@ -23,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,11 @@ from digitslite.jobs.index import JobFilter, JobIndex
 MARK = "DIGITSLITE_FAULTS_RUN"
 TERMINAL = {"done", "failed", "aborted", "interrupted"}
 SERVING = re.compile(r"serving http://127\.0\.0\.1:(\d+)")
+# A round's requests take well under a second since dataset requests only queue; a kill within this
+# lands before, during or after them. (Clients that created jobs until the kill made ~50 a round,
+# more than the settling server can run in its wait.)
+KILL_WITHIN_S = 1.0
+SERVERS: list = []  # every server started, so that a run that fails midway stops them
 
 
 class Server:
@@ -46,6 +54,7 @@ class Server:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "digitslite", "serve", "--port", "0", "--quiet", "--jobs-dir",
                  str(jobs_dir), "--data-root", str(data)], stdout=out, stderr=subprocess.STDOUT, env=env)
+        SERVERS.append(self)
         deadline = time.monotonic() + 60
         while not (match := SERVING.search(self.log.read_text(errors="replace"))):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -55,8 +64,20 @@ class Server:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data else {})
+        return self._send(method, path, data, {"Content-Type": "application/json"} if data else {})
+
+    def upload(self, path: str, fields: dict[str, str], archive: bytes) -> tuple[int, Any]:
+        """A multipart POST of `fields` and `archive` (as the field `archive`)."""
+        boundary = secrets.token_hex(8)
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                 for name, value in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; filename="demo.zip"'
+                     f'\r\nContent-Type: application/zip\r\n\r\n'.encode() + archive + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self._send("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 raw = response.read()
@@ -92,8 +113,19 @@ def model_body(dataset_id: str, name: str) -> dict[str, Any]:
             "snapshot_interval": 10, "test_interval": 20, "seed": 1}
 
 
+def demo_zip(demo: Path) -> bytes:
+    """The demo's images and labels as an upload."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for folder in ("images", "labels"):
+            for path in sorted((demo / folder).iterdir()):
+                archive.write(path, f"{folder}/{path.name}")
+    return data.getvalue()
+
+
 def server_kills(jobs_dir: Path, data: Path, demo: Path, mark: str, count: int, rng: random.Random) -> int:
     """`count` servers, each SIGKILLed at a random moment while jobs are being created."""
+    archive = demo_zip(demo)
     server = Server(jobs_dir, data, mark)
     _, created = server.call("POST", "/datasets", dataset_body(demo, "base"))
     base = created["jobs"][0]["id"]
@@ -103,15 +135,15 @@ def server_kills(jobs_dir: Path, data: Path, demo: Path, mark: str, count: int, 
         server = Server(jobs_dir, data, mark)
 
         def create(server: Server = server, tag: int = round_number) -> None:
-            """Create datasets and models until the server is gone."""
+            """Create a dataset from folders, one from a zip and a model, unless the server goes first."""
             with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                while True:
-                    server.call("POST", "/datasets", dataset_body(demo, f"d{tag}"))
-                    server.call("POST", "/models", model_body(base, f"m{tag}"))
+                server.call("POST", "/datasets", dataset_body(demo, f"d{tag}"))
+                server.upload("/datasets", {"name": f"u{tag}", "val_percent": "25"}, archive)
+                server.call("POST", "/models", model_body(base, f"m{tag}"))
         threads = [threading.Thread(target=create, daemon=True) for _ in range(2)]
         for thread in threads:
             thread.start()
-        time.sleep(rng.uniform(0.0, 3.0))  # the fault's moment is the point: random on purpose
+        time.sleep(rng.uniform(0.0, KILL_WITHIN_S))  # the fault's moment is the point: random on purpose
         server.kill()
         for thread in threads:
             thread.join(timeout=60)
@@ -186,16 +218,25 @@ def full_disk(data: Path, demo: Path, mark: str, root: Path) -> dict[str, Any] |
 def settle(jobs_dir: Path, data: Path, mark: str) -> None:
     """One last server: every job the kills left running or queued is run to its end."""
     server = Server(jobs_dir, data, mark)
-    index = JobIndex(jobs_dir / "index.sqlite")
-    for row in index.list(JobFilter(), per_page=500)[0]:
+    for row in all_rows(jobs_dir):
         server.wait(row["id"], TERMINAL)
-    index.close()
     server.stop()
 
 
-def marked_processes(mark: str) -> list[str]:
+def all_rows(jobs_dir: Path) -> list[dict[str, Any]]:
+    index = JobIndex(jobs_dir / "index.sqlite")
+    rows, page = [], 1
+    while batch := index.list(JobFilter(), page=page, per_page=500)[0]:
+        rows += batch
+        page += 1
+    index.close()
+    return rows
+
+
+def marked_processes(mark: str) -> dict[int, str]:
+    """The live processes this run started (servers, workers and their helpers), by pid."""
     wanted = f"{MARK}={mark}".encode() + b"\0"
-    found = []
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -203,14 +244,24 @@ def marked_processes(mark: str) -> list[str]:
             if (entry / "stat").read_text().rsplit(") ", 1)[1][0] in "ZX":
                 continue
             if (b"\0" + (entry / "environ").read_bytes()).find(b"\0" + wanted) >= 0:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
     return found
+
+
+def stop_everything(mark: str) -> None:
+    """After a failed run: no server or worker of it may outlive it."""
+    for server in SERVERS:
+        if server.process.poll() is None:
+            server.kill()
+    for pid in marked_processes(mark):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def check(jobs_dir: Path, mark: str) -> dict[str, int]:
     """The four counts that must be zero, read with no server running."""
-    index = JobIndex(jobs_dir / "index.sqlite")
-    rows = {row["id"]: row for row in index.list(JobFilter(), per_page=500)[0]}
+    rows = {row["id"]: row for row in all_rows(jobs_dir)}
     folders = [entry for entry in jobs_dir.iterdir() if entry.is_dir() and is_job_folder_name(entry.name)]
     unreadable, mismatches = 0, len(rows.keys() - {folder.name for folder in folders})
     for path in folders:
@@ -222,7 +273,6 @@ def check(jobs_dir: Path, mark: str) -> dict[str, int]:
             continue
         row = rows.get(path.name)
         mismatches += row is None or row["status"] != str(state.status)
-    index.close()
     partial = [path for path in jobs_dir.rglob("*") if ".partial-" in path.name or
                path.name.startswith((".new-", ".trash-"))]
     return {"job folders": len(folders), "unreadable folders": unreadable, "index mismatches": mismatches,
@@ -244,9 +294,13 @@ def main() -> None:
         demo = data / "demo"
         jobs_dir = root / "jobs"
         started = time.monotonic()
-        server_kills(jobs_dir, data, demo, mark, args.server_kills, rng)
-        resumed = worker_kills(jobs_dir, data, demo, mark, args.worker_kills)
-        settle(jobs_dir, data, mark)
+        try:
+            server_kills(jobs_dir, data, demo, mark, args.server_kills, rng)
+            resumed = worker_kills(jobs_dir, data, demo, mark, args.worker_kills)
+            settle(jobs_dir, data, mark)
+        except BaseException:
+            stop_everything(mark)
+            raise
         counts = check(jobs_dir, mark)
         print(f"server kills during creation: {args.server_kills}, worker kills during dataset creation: "
               f"{resumed}, {time.monotonic() - started:.0f} s")

@@ -15,6 +15,7 @@ LOCK_FILE = "worker.lock"
 LOG_FILE = "log.txt"
 ABORT_MARKER = "abort.requested"    # present while an abort is asked for (survives a server restart)
 INPUTS_DIR = "inputs"               # uploaded files; the job's parameters name them relative to it
+UPLOAD_DIR = "upload"               # an uploaded archive, under its own name, that the job unpacks to inputs/
 
 # ---- a job folder: what its kind leaves there
 METRICS_FILE = "metrics.jsonl"      # a training's records, one JSON object per line
@@ -111,6 +112,7 @@ class JobFiles:
     log_file = _file(LOG_FILE)
     abort_marker = _file(ABORT_MARKER)
     inputs_dir = _file(INPUTS_DIR)
+    upload_dir = _file(UPLOAD_DIR)
     metrics_file = _file(METRICS_FILE)
     ranks_file = _file(RANKS_FILE)
     pipeline_file = _file(PIPELINE_FILE)

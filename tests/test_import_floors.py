@@ -19,7 +19,7 @@ FLOORS = (
     ("engine", "modelstore", "viz"),
     ("datasets", "networks"),
     ("caffe",),
-    ("layout", "tasks", "fileio", "diskfull"),
+    ("layout", "tasks", "fileio", "diskfull", "archives"),
     ("errors", ""),
 )
 # Runners are the worker's: only it (and other runners) may import them.

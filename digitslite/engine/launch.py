@@ -67,10 +67,12 @@ class RanksInterrupted(Exception):  # noqa: N818 - an outcome the job server rep
     from its latest snapshot when resumed."""
 
     def __init__(self, message: str, local_rank: int, pid: int, returncode: int,
-                 raised: str | None = None) -> None:
-        """`raised`: the exception the rank ended with, as "Type: message", if it raised one."""
+                 raised: str | None = None, traceback: str | None = None) -> None:
+        """`raised`: the exception the rank ended with, as "Type: message", if it raised one, and
+        `traceback` its traceback as Python prints it."""
         super().__init__(message)
         self.local_rank, self.pid, self.returncode, self.raised = local_rank, pid, returncode, raised
+        self.traceback = traceback
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ relays rank 0's metrics records to `progress`, and returns rank 0's result.
 
 `<job>/ranks.json` says who runs (ranks, pids, GPUs) and how it ended: "done", "stopped", or
 "interrupted" with the reason when a rank died (all ranks are then killed; resume from the latest
-snapshot) or "failed" with the message when a rank refused the input.
+snapshot) or "failed" with the message when a rank refused the input. A refusal is reported as one
+message, as in one process; a rank that crashed has its traceback printed once, on stderr.
 """
 import dataclasses
 import json
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -149,8 +151,11 @@ def train_on_local_ranks(config: TrainConfig, job_dir: Path, should_stop: Callab
                     _write_status(job_dir, status, "failed", refusal)
                     raise UserError(refusal) from None
                 rank = rendezvous.environment(exc.local_rank).rank
-                reason = (f"rank {rank} (pid {exc.pid}) {describe_exit(exc.returncode)}, so every rank of "
-                          "this node was stopped; resume to continue from the latest snapshot")
+                if exc.traceback is not None:
+                    print(f"rank {rank} failed:\n{exc.traceback.rstrip()}", file=sys.stderr, flush=True)
+                how = f"failed with {exc.raised}" if exc.raised is not None else describe_exit(exc.returncode)
+                reason = (f"rank {rank} (pid {exc.pid}) {how}, so every rank of this node was stopped; "
+                          "resume to continue from the latest snapshot")
                 _write_status(job_dir, status, "interrupted", reason)
                 raise RanksInterrupted(reason, exc.local_rank, exc.pid, exc.returncode) from None
         relay()

@@ -1,7 +1,9 @@
 """What every job-creating request shares: name, group, notes, priority, GPUs, and uploaded inputs.
 
 Uploaded files end up in the new job's `inputs/` folder; a job's parameters name them relative to
-it, so that a clone copies `inputs/` and means the same files.
+it, so that a clone copies `inputs/` and means the same files. An uploaded archive that the job
+unpacks itself goes to its `upload/` folder instead, and a clone of a job that has not unpacked
+it yet copies that.
 """
 import contextlib
 import secrets
@@ -34,7 +36,8 @@ class CreateContext:
     identity: Identity
     config: ServerConfig
     inputs: Path | None = None  # becomes the new job's inputs/ folder (an upload, or the cloned job's)
-    move_inputs: bool = False  # an upload is moved; a clone's inputs are copied
+    move_inputs: bool = False  # an upload is moved; a clone's inputs (or archive) are copied
+    archive: Path | None = None  # goes into the new job's upload/ folder, for the job to unpack
 
 
 def json_object_body() -> dict[str, Any]:
@@ -113,16 +116,22 @@ def snapshot_ref(job_id: str, iteration: int | None, field: str) -> dict[str, An
 
 
 def copy_inputs(ctx: CreateContext) -> Prepare | None:
-    """The step that puts the upload (or the cloned job's inputs) into the new job's folder."""
-    if ctx.inputs is None:
+    """The step that puts the upload (or the cloned job's inputs, or its archive) into the new job's
+    folder."""
+    if ctx.inputs is None and ctx.archive is None:
         return None
-    source = ctx.inputs
+    inputs, archive = ctx.inputs, ctx.archive
 
     def prepare(staging: Path) -> None:
-        if ctx.move_inputs:
-            shutil.move(source, JobFiles(staging).inputs_dir)
-        else:
-            shutil.copytree(source, JobFiles(staging).inputs_dir, symlinks=True)
+        files = JobFiles(staging)
+        if archive is not None:
+            files.upload_dir.mkdir()
+            (shutil.move if ctx.move_inputs else shutil.copyfile)(archive, files.upload_dir / archive.name)
+        if inputs is not None:
+            if ctx.move_inputs:
+                shutil.move(inputs, files.inputs_dir)
+            else:
+                shutil.copytree(inputs, files.inputs_dir, symlinks=True)
     return prepare
 
 

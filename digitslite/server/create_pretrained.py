@@ -14,11 +14,11 @@ from typing import Any
 from flask import Blueprint, jsonify
 from werkzeug.utils import secure_filename
 
+from digitslite.archives import extract_archive
 from digitslite.errors import UserError
 from digitslite.jobs.job import JobSpec
 from digitslite.jobs.kinds.pretrained import FILE_ROLES, checked_deploy, checked_weights
 from digitslite.layout import DATASET_INFO_FILE, DEPLOY_FILE, INPUTS_DIR, NETWORK_FILE
-from digitslite.server.archives import extract_archive
 from digitslite.server.auth import current_identity
 from digitslite.server.create_common import (
     COMMON_FIELDS,

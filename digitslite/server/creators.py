@@ -24,5 +24,8 @@ def clone_job(folder: JobFolder, overrides: dict[str, Any], identity: Identity) 
     common = {"name": spec.name, "group": spec.group, "notes": spec.notes, "priority": spec.priority}
     request = {**common, **spec.params.get("request", {}), **overrides}
     inputs = folder.inputs_dir if folder.inputs_dir.is_dir() else None
-    ctx = CreateContext(identity, services().config, inputs, move_inputs=False)
+    # An uploaded archive the job has not unpacked yet: the clone gets it to unpack itself.
+    archive = None if inputs is not None or not folder.upload_dir.is_dir() else \
+        next(iter(sorted(folder.upload_dir.iterdir())), None)
+    ctx = CreateContext(identity, services().config, inputs, move_inputs=False, archive=archive)
     return services().scheduler.submit(PLANNERS[spec.kind](request, ctx))

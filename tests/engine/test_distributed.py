@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from digitslite.caffe.prototxt import parse_net, parse_solver
 from digitslite.cli import main
 from digitslite.engine.dispatch import train
-from digitslite.engine.launch import EXIT_INTERRUPTED, free_port
+from digitslite.engine.launch import EXIT_INTERRUPTED, RanksInterrupted, free_port
+from digitslite.engine.rank_training import train_on_local_ranks
 from digitslite.engine.snapshot import read_snapshot, snapshot_files
 from digitslite.engine.train import TrainConfig
 from digitslite.errors import UserError
@@ -241,3 +242,36 @@ def test_a_rank_refusing_its_input_fails_the_run_with_its_message(dataset, tmp_p
         train(config(tmp_path / "missing", 2, 4, ranks=2), tmp_path / "job")
     status = json.loads((tmp_path / "job" / "ranks.json").read_text())
     assert status["status"] == "failed" and "not an LMDB folder" in status["reason"]
+
+
+def test_the_command_reports_a_ranks_refusal_as_its_one_error_line(dataset, tmp_path):
+    net = tmp_path / "net.prototxt"
+    net.write_text(equivalence_net(2))
+    process = start(["digitslite", *cli_args(tmp_path / "missing", net, tmp_path / "job", "--ranks", "2",
+                                             "--max-iter", "2")])
+    try:
+        _, err = process.communicate(timeout=DEADLINE_S)
+    finally:
+        kill_groups([process.pid])
+    assert process.returncode == 1
+    assert json.loads((tmp_path / "job" / "ranks.json").read_text())["status"] == "failed"  # by a rank
+    (line,) = err.splitlines()   # not torch's log of the failed rank above it
+    assert line.startswith("error: layer 'data'") and "not an LMDB folder" in line
+
+
+def crash_on_rank_1(config: TrainConfig, job_dir: Path, *, should_stop, progress) -> None:
+    """A rank's training that fails with a bug on rank 1, while rank 0 waits for the others."""
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("a bug in rank 1")
+    while True:
+        signal.pause()
+
+
+def test_a_crashed_rank_interrupts_the_run_with_its_traceback_printed_once(dataset, tmp_path, capfd):
+    with pytest.raises(RanksInterrupted, match=r"rank 1 \(pid \d+\) failed with RuntimeError: a bug in rank"):
+        train_on_local_ranks(config(dataset, 2, 4, ranks=2), tmp_path, None, None, crash_on_rank_1)
+    err = capfd.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 1
+    assert err.count("RuntimeError: a bug in rank 1") == 1
+    assert err.startswith("rank 1 failed:\nTraceback") and 'in crash_on_rank_1\n' in err
+    assert json.loads((tmp_path / "ranks.json").read_text())["status"] == "interrupted"

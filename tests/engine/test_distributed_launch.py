@@ -22,11 +22,14 @@ VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADD
 
 def rank(folder: Path, mode: str) -> dict:
     """A rank that reports its variables, starts a child in its process group (as a data loader worker
-    is), and then does what its mode says: "wait" for a signal, "fail" once rank 0 is ready, "raise"
-    an error at once, "stop" cleanly on SIGTERM, or "return" its report."""
+    is), and then does what its mode says: "wait" for a signal, "deaf": wait ignoring SIGTERM (as a
+    rank blocked in a collective), "fail" once rank 0 is ready, "raise" an error at once, "stop"
+    cleanly on SIGTERM, or "return" its report."""
     local = int(os.environ["LOCAL_RANK"])
     if mode == "stop":
         signal.signal(signal.SIGTERM, lambda *_: Path(folder, f"stopped-{local}").write_text(""))
+    if mode == "deaf":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if mode == "raise":
         raise UserError(f"local rank {local} refuses")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -88,6 +91,23 @@ def test_one_failure_takes_down_every_rank_and_its_children(tmp_path):
           pytest.raises(RanksInterrupted, match=failure) as caught):
         ranks.wait()
     assert (caught.value.local_rank, caught.value.returncode, caught.value.raised) == (1, 3, None)
+    for report in (ready(tmp_path, local) for local in range(2)):
+        wait_until(lambda report=report: not alive(report["pid"]) and not alive(report["child"]),
+                   f"the end of rank process {report['pid']} and its child")
+
+
+def test_a_failure_kills_the_other_ranks_at_once_even_those_deaf_to_sigterm(tmp_path):
+    # torch's own teardown would SIGTERM the deaf rank and SIGKILL it only 30 s later.
+    with (LocalRanks(rank, (tmp_path, "deaf"), Rendezvous(2), [{}, {}]) as ranks,
+          pytest.raises(RanksInterrupted, match=r"local rank 1 \(pid \d+\) was killed by SIGKILL")):
+        wait_until(lambda: started(tmp_path), "the start")
+        os.kill(ranks.pids[1], signal.SIGKILL)
+        killed = time.monotonic()
+        try:
+            ranks.wait()
+        finally:
+            ended_after = time.monotonic() - killed
+    assert ended_after < 15, f"the launcher took {ended_after:.1f} s to end the deaf rank"
     for report in (ready(tmp_path, local) for local in range(2)):
         wait_until(lambda report=report: not alive(report["pid"]) and not alive(report["child"]),
                    f"the end of rank process {report['pid']} and its child")

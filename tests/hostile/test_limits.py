@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from digitslite.server.archives import MAX_MEMBERS, MAX_RATIO, UnsafeArchiveError, extract_tar, extract_zip
+from digitslite.archives import MAX_MEMBERS, MAX_RATIO, UnsafeArchiveError, extract_archive
 from digitslite.server.config import MAX_JSON_BODY_BYTES, ServerConfig
 from tests.hostile.conftest import job_folders
 
@@ -38,7 +38,7 @@ def _bomb() -> io.BytesIO:
 
 def test_a_zip_bomb_is_refused_from_its_directory_before_unpacking(tmp_path):
     with pytest.raises(UnsafeArchiveError, match=f"more than {MAX_RATIO} times its own size"):
-        extract_zip(_bomb(), tmp_path, max_bytes=4096 << 20, field="archive")
+        extract_archive(_bomb(), tmp_path, max_bytes=4096 << 20, field="archive")
     assert not any(tmp_path.iterdir())
 
 
@@ -50,7 +50,7 @@ def test_a_tar_bomb_is_stopped_by_the_ratio_while_unpacking(tmp_path):
         archive.addfile(member, io.BytesIO(bytes(member.size)))
     data.seek(0)
     with pytest.raises(UnsafeArchiveError, match="times its own size"):
-        extract_tar(data, tmp_path, max_bytes=4096 << 20, field="archive")
+        extract_archive(data, tmp_path, max_bytes=4096 << 20, field="archive")
 
 
 def test_too_many_members_are_refused_before_unpacking(tmp_path):
@@ -60,7 +60,7 @@ def test_too_many_members_are_refused_before_unpacking(tmp_path):
             archive.writestr(f"images/{number}.png", b"x")
     data.seek(0)
     with pytest.raises(UnsafeArchiveError, match="more than 20 files"):
-        extract_zip(data, tmp_path, max_bytes=10**6, field="archive", max_members=20)
+        extract_archive(data, tmp_path, max_bytes=10**6, field="archive", max_members=20)
     assert not any(tmp_path.iterdir())
 
 

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import threading
 from pathlib import Path
@@ -34,6 +35,28 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
     except OSError:
         return False
+
+
+def _freeze(pid: int) -> None:
+    """SIGSTOP `pid` and wait until it is stopped: it runs no more code, and dies only of SIGKILL
+    (or of a signal it has no handler for)."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "T", 30, f"{pid} to stop")
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether `pid` has a handler for SIGTERM (bit 14 of SigCgt in /proc/PID/status)."""
+    caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def _trained_since_resume(client, job_id: str, snapshot: str) -> int:
+    """The last iteration the job's log reports after "resuming from `snapshot`" (-1: none yet): only
+    the resumed run logs there, whatever the metrics file of the run before still says."""
+    log = client.get(f"/api/v1/jobs/{job_id}/log").body.decode()
+    _, resumed, after = log.rpartition(f"resuming from {snapshot}\n")
+    return max((int(n) for n in re.findall(r"^Iteration (\d+),", after, re.M)), default=-1) if resumed else -1
 
 
 def _last_iteration(jobs_dir: Path, job_id: str) -> int:
@@ -81,17 +104,20 @@ def test_killed_worker_is_interrupted_and_resumes_to_the_same_weights(site):
     victim_dir = jobs_dir / victim
 
     # First death while the server watches.
+    pid = client.wait_status(victim, "running")["run"]["pid"]
     wait_for(lambda: (victim_dir / "snapshot_iter_20.solverstate").exists()
              and _last_iteration(jobs_dir, victim) > 24, 180, "the victim to pass its first snapshot")
-    os.killpg(client.job(victim)["run"]["pid"], signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
     job = client.wait_status(victim)
     assert job["status"] == "interrupted" and "SIGKILL" in job["error"]["message"]
     assert client.post(f"/api/v1/jobs/{victim}/resume").status == 202
 
     # Second death while no server runs: the next server finds the worker gone and says so.
-    wait_for(lambda: client.job(victim)["run"]["runs"] == 2 and _last_iteration(jobs_dir, victim) > 64
+    pid = client.wait_status(victim, "running", timeout=180)["run"]["pid"]
+    assert client.job(victim)["run"]["runs"] == 2
+    wait_for(lambda: _last_iteration(jobs_dir, victim) > 64
              and (victim_dir / "snapshot_iter_60.solverstate").exists(), 180, "the resumed run to pass 64")
-    pid = client.job(victim)["run"]["pid"]
+    _freeze(pid)   # it must not finish its last iterations while the server goes down
     server.kill()
     os.killpg(pid, signal.SIGKILL)
     server = Server(jobs_dir, roots).start()
@@ -138,14 +164,17 @@ def test_a_killed_rank_interrupts_a_two_rank_job_which_resumes_on_two_ranks(site
     assert f"rank 1 (pid {ranks[1]}) was killed by SIGKILL" in job["error"]["message"]
     for pid in [*ranks, worker]:
         wait_for(lambda pid=pid: not _alive(pid), 30, f"process {pid} to end")
+    log = client.get(f"/api/v1/jobs/{model_id}/log").body.decode()
+    assert log.count(f"rank 1 (pid {ranks[1]}) was killed by SIGKILL") == 1  # the worker says it once,
+    assert "Traceback" not in log and not re.search(r"^[EW]\d{4} ", log, re.M)   # without torch's log of it
 
     assert client.post(f"/api/v1/jobs/{model_id}/resume").status == 202
     resumed_at = max(snap["iteration"] for snap in job["snapshots"])
-    wait_for(lambda: _last_iteration(jobs_dir, model_id) > resumed_at + 4, 180, "the resumed ranks to train")
+    # The killed run may have logged past resumed_at + 4 itself: only lines after the resume count.
+    wait_for(lambda: _trained_since_resume(client, model_id, f"snapshot_iter_{resumed_at}.solverstate")
+             > resumed_at + 4, 180, "the resumed ranks to train")
     running = _rank_pids(job_dir)
     assert len(set(running) - set(ranks)) == 2  # two new rank processes
-    assert f"resuming from snapshot_iter_{resumed_at}.solverstate" in client.get(
-        f"/api/v1/jobs/{model_id}/log").body.decode()
     page = " ".join(client.request("GET", f"/models/{model_id}").body.decode().split())
     assert "2 in all; last run running" in page
     assert all(f"rank {rank}: pid {pid}</li>" in page for rank, pid in enumerate(running))
@@ -220,7 +249,10 @@ def test_abort_escalates_to_sigkill_when_the_worker_does_not_stop_in_time(site):
     client = server.client()
     model_id = created_id(client.post("/api/v1/models", model_request(_dataset(client, demo))))
     pid = client.wait_status(model_id, "running")["run"]["pid"]
-    # Still importing torch, far from the training loop that would notice the SIGTERM.
+    # A worker that cannot act on the SIGTERM (as one stuck in the kernel): frozen once its handler is
+    # in place (without one the SIGTERM alone would end it), so it is still there after the grace.
+    wait_for(lambda: _handles_sigterm(pid), 60, "the worker's SIGTERM handler")
+    _freeze(pid)
     assert client.post(f"/api/v1/jobs/{model_id}/abort").status == 202
     job = client.wait_status(model_id)
     assert job["status"] == "aborted" and job["abort_requested"] is False and not _alive(pid)
