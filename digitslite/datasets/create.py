@@ -11,10 +11,11 @@ import secrets
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from digitslite.datasets.mean import mean_blob
 from digitslite.datasets.options import DatasetOptions
@@ -24,6 +25,9 @@ from digitslite.datasets.scan import Plan, Progress, ScanOutcome, make_plan, sca
 from digitslite.errors import UserError
 from digitslite.layout import MEAN_FILE, DatasetFiles, db_name
 from digitslite.tasks.segmentation import TASK
+
+PlanT = TypeVar("PlanT")
+OutcomeT = TypeVar("OutcomeT")
 
 
 class DatasetInvalidError(UserError):
@@ -120,12 +124,20 @@ def create_dataset(options: DatasetOptions, out_dir: Path | str,
     `progress(done, total)` is called from this process as pairs complete.
     """
     _refuse_existing(Path(out_dir).expanduser().absolute())
-    plan = make_plan(options)
+    return publish_checked(out_dir, make_plan(options), scan, _write_extras, progress)
+
+
+def publish_checked(out_dir: Path | str, plan: PlanT,
+                    scan_into: Callable[[PlanT, Path, Progress | None], OutcomeT],
+                    write_extras: Callable[[Path, PlanT, OutcomeT], dict],
+                    progress: Progress | None = None) -> DatasetSummary:
+    """Scan `plan` into a partial folder, refuse with the report if it found errors, else add the
+    extras (which return dataset.json's content) and publish: one way for every task to write."""
     with publishing(out_dir) as partial:
-        outcome = scan(plan, partial, progress)
+        outcome = scan_into(plan, partial, progress)
         if not outcome.report.ok:
             raise DatasetInvalidError(outcome.report)
-        info = _write_extras(partial, plan, outcome)
+        info = write_extras(partial, plan, outcome)
     return DatasetSummary(Path(out_dir).expanduser().absolute(), info, outcome.report)
 
 

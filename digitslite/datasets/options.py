@@ -6,6 +6,7 @@ contradiction refused up front with the flag to change, before a single image is
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from digitslite.datasets.colormap import RGB, ColorMap, read_class_names, read_colormap
 from digitslite.datasets.controls import OptionError
@@ -19,6 +20,13 @@ DEFAULT_VAL_PERCENT = 10
 # The encoders' memory grows with them (the mean alone takes 24 bytes a pixel).
 MAX_SIDE = 8192
 MAX_PIXELS = 4096 * 4096
+
+
+def recorded_options(options: Any) -> dict:
+    """A task's options (a dataclass) as recorded in dataset.json; `within` is the server's business,
+    not the data's."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in asdict(options).items() if key != "within"}
 
 
 @dataclass
@@ -48,9 +56,7 @@ class DatasetOptions:
     within: tuple[Path, ...] | None = None
 
     def to_dict(self) -> dict:
-        """The options as recorded in dataset.json; `within` is the server's business, not the data's."""
-        return {key: str(value) if isinstance(value, Path) else value
-                for key, value in asdict(self).items() if key != "within"}
+        return recorded_options(self)
 
 
 @dataclass(frozen=True)

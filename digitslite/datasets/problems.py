@@ -4,6 +4,7 @@ Every check in dataset creation reports through one catalogue of problem kinds, 
 table, the JSON API and the one-line error all say the same thing with the same fix. The texts name
 options as [[name]] (datasets.controls), each interface in its own words.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -143,3 +144,29 @@ class ProblemLog:
     @property
     def has_errors(self) -> bool:
         return any(problem.severity == ERROR for problem in self._by_kind.values())
+
+
+class ProblemVerdict:
+    """The verdict every task's report gives over its `problems`: one definition of ok, errors,
+    warnings and the one-line summary, so a dataset of any task is refused in the same words."""
+
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [problem for problem in self.problems if problem.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [problem for problem in self.problems if problem.severity == WARNING]
+
+    def summary_line(self, words: Callable[[str], str] = as_flags) -> str:
+        """One line naming every error kind with its count, first example and fix; options in `words`
+        (the command line's flags unless told; identity keeps the [[name]] marks)."""
+        return "; ".join(f"{problem.count} {words(KINDS[problem.kind].what)} "
+                         f"(e.g. {words(problem.examples[0])}): {words(KINDS[problem.kind].fix)}"
+                         for problem in self.errors)

@@ -3,15 +3,13 @@
 It is what `--dry-run` prints, what the job server's Check button shows, and what a refused
 creation carries, so a user sees every problem at once instead of one per attempt.
 """
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from digitslite.datasets.colormap import RGB
-from digitslite.datasets.controls import as_flags
 from digitslite.datasets.encoder import ItemResult
-from digitslite.datasets.problems import ERROR, KINDS, WARNING, Problem
+from digitslite.datasets.problems import Problem, ProblemVerdict
 
 STAGES = ("train", "val")
 
@@ -72,7 +70,7 @@ class ClassStat:
 
 
 @dataclass
-class ValidationReport:
+class ValidationReport(ProblemVerdict):
     """Problems (errors and warnings) and per-class statistics of a planned dataset."""
 
     problems: list[Problem]
@@ -84,30 +82,11 @@ class ValidationReport:
     source_image_size: dict[str, dict | None]
     seed: int
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [problem for problem in self.problems if problem.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [problem for problem in self.problems if problem.severity == WARNING]
-
     def to_dict(self) -> dict:
         return {"ok": self.ok, "problems": [problem.to_dict() for problem in self.problems],
                 "counts": self.counts, "classes": [stat.to_dict() for stat in self.classes],
                 "ignore_label": self.ignore_label, "ignored_pixels": self.ignored_pixels,
                 "image_size": self.image_size, "source_image_size": self.source_image_size, "seed": self.seed}
-
-    def summary_line(self, words: Callable[[str], str] = as_flags) -> str:
-        """One line naming every error kind with its count, first example and fix; options in `words`
-        (the command line's flags unless told; identity keeps the [[name]] marks)."""
-        return "; ".join(f"{problem.count} {words(KINDS[problem.kind].what)} "
-                         f"(e.g. {words(problem.examples[0])}): {words(KINDS[problem.kind].fix)}"
-                         for problem in self.errors)
 
 
 def class_stats(stages: dict[str, StageStats], names: list[str], colours: list[RGB]) -> list[ClassStat]:

@@ -9,6 +9,7 @@ from digitslite.caffe.caffemodel import read_blob_file
 from digitslite.cli import main
 from digitslite.datasets.colorize.create import check_colorize, create_colorize
 from digitslite.datasets.colorize.options import ColorizeOptions
+from digitslite.datasets.controls import as_fields
 from digitslite.datasets.create import DatasetInvalidError
 from digitslite.datasets.reader import close_readers
 from digitslite.datasets.records import datum_array
@@ -125,6 +126,9 @@ def test_only_grey_photos_is_an_empty_training_split(tmp_path):
     assert not report.ok
     assert [problem.kind for problem in report.errors] == ["empty_split"]
     assert report.to_dict()["histogram_picture"] is None
+    # each interface in its own words: the command line's flag, the page's field
+    assert "change --val-percent" in report.summary_line()
+    assert "change the val_percent field" in report.summary_line(as_fields)
 
 
 def test_check_reports_bins_and_the_histogram_picture(photos):

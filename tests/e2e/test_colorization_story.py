@@ -7,14 +7,9 @@ import re
 from playwright.sync_api import Page, expect
 
 from digitslite.datasets.colorize.demo import write_colour_demo
+from tests.e2e.steps import JOB_URL, fill_training, follow
 
-JOB_URL = r"/{}/\d{{8}}-\d{{6}}-[0-9a-f]{{6}}$"
 TRAINING_S = 180_000  # ms: generous bounds for a loaded CI machine
-
-
-def _follow(page: Page, link) -> None:
-    with page.expect_navigation():
-        link.click()
 
 
 def _pixels_of(page: Page, selector: str) -> str:
@@ -56,15 +51,9 @@ def _story(site, page: Page, shots, created: list[str]) -> None:
     created.append(_job_id(page))
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=TRAINING_S)
 
-    _follow(page, page.get_by_role("link", name="New model on it"))
+    follow(page, page.get_by_role("link", name="New model on it"))
     page.get_by_role("radio", name=re.compile("colorize_classes ")).check()
-    page.get_by_label("training length").fill("12")
-    page.get_by_label("unit").select_option("max_iter")
-    page.get_by_label("Batch size").fill("2")
-    page.get_by_label("Test every").fill("4")
-    page.get_by_label("Snapshot every").fill("12")
-    page.get_by_label("Log every").fill("2")
-    page.get_by_label("Name", exact=True).fill("bins")
+    fill_training(page, iterations=12, batch=2, test_every=4, snapshot_every=12, log_every=2, name="bins")
     page.get_by_role("button", name="Create model").click()
     expect(page).to_have_url(re.compile(JOB_URL.format("models")))
     created.append(_job_id(page))
@@ -74,7 +63,7 @@ def _story(site, page: Page, shots, created: list[str]) -> None:
     expect(page.locator("[data-status-badge]")).to_have_text("done", timeout=TRAINING_S)
     shots(page, "colour-model")
 
-    _follow(page, page.locator(".job-actions").get_by_role("link", name="Infer"))
+    follow(page, page.locator(".job-actions").get_by_role("link", name="Infer"))
     page.get_by_label("Images", exact=True).set_input_files(f"{photos}/val_images/0000.png")
     page.get_by_role("button", name="Run inference").click()
     expect(page).to_have_url(re.compile(JOB_URL.format("inference")))

@@ -6,7 +6,8 @@ import re
 
 from playwright.sync_api import Page, expect
 
-JOB_URL = r"/{}/\d{{8}}-\d{{6}}-[0-9a-f]{{6}}$"
+from tests.e2e.steps import JOB_URL, fill_training, follow
+
 TRAINING_S = 120_000  # ms: generous bounds for a loaded CI machine; the steps take seconds
 
 
@@ -24,18 +25,12 @@ def _pixel(page: Page, selector: str, x: int, y: int) -> list[int]:
                          f".getImageData({x}, {y}, 1, 1).data)")
 
 
-def _follow(page: Page, link) -> None:
-    """Click a link and wait until the new page has loaded (its scripts have run)."""
-    with page.expect_navigation():
-        link.click()
-
-
 def _create_dataset(page: Page, site, shots) -> str:
     demo = site.demo
     page.goto("/")
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     shots(page, "home-empty")
-    _follow(page, page.get_by_role("link", name="New dataset").first)
+    follow(page, page.get_by_role("link", name="New dataset").first)
     images = page.get_by_label("Images folder")
     images.fill(f"{demo}/")
     expect(page.locator(f'datalist option[value="{demo}/images/"]')).to_have_count(1)  # path completion
@@ -71,16 +66,10 @@ def _create_dataset(page: Page, site, shots) -> str:
 
 
 def _train_abort_resume(page: Page, site, dataset_id: str, shots) -> None:
-    _follow(page, page.get_by_role("link", name="New model on it"))
+    follow(page, page.get_by_role("link", name="New model on it"))
     expect(page.get_by_label("Train on")).to_have_value(dataset_id)
     expect(page.get_by_role("radio", name=re.compile("fcn_tiny"))).to_be_checked()
-    page.get_by_label("training length").fill("5000")
-    page.get_by_label("unit").select_option("max_iter")
-    page.get_by_label("Batch size").fill("2")
-    page.get_by_label("Test every").fill("20")
-    page.get_by_label("Snapshot every").fill("20")
-    page.get_by_label("Log every").fill("5")
-    page.get_by_label("Name", exact=True).fill("tiny")
+    fill_training(page, iterations=5000, batch=2, test_every=20, snapshot_every=20, log_every=5, name="tiny")
     expect(page.locator("#lr-caption")).to_have_text("Learning rate over 5000 iterations.")
     shots(page, "new-model")
     page.get_by_role("button", name="Create model").click()
@@ -120,7 +109,7 @@ def _train_abort_resume(page: Page, site, dataset_id: str, shots) -> None:
 
 
 def _infer_upload(page: Page, site, shots) -> None:
-    _follow(page, page.locator(".job-actions").get_by_role("link", name="Infer"))
+    follow(page, page.locator(".job-actions").get_by_role("link", name="Infer"))
     image = sorted((site.demo / "val_images").iterdir())[0]
     page.get_by_label("Images", exact=True).set_input_files(image)
     shots(page, "infer-form")
@@ -155,7 +144,7 @@ def _infer_upload(page: Page, site, shots) -> None:
 
 
 def _infer_validation(page: Page, shots) -> None:
-    _follow(page, page.get_by_role("link", name="Infer again"))
+    follow(page, page.get_by_role("link", name="Infer again"))
     page.get_by_text("Validation images", exact=True).click()
     page.get_by_label("How many").fill("2")
     page.get_by_role("button", name="Run inference").click()

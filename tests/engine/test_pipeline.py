@@ -59,6 +59,18 @@ def with_iter_size(settings, iter_size: int):
     return copy
 
 
+def assert_piped_equals_iter_size(net, settings, dataset, tmp_path, iter_size: int,
+                                  final_display: bool = True, **pipeline):
+    """Train on one process with `iter_size` (job "one") and on the pipeline `pipeline` describes (job
+    "piped"), assert the two runs agree, and return the piped run."""
+    one = train(TrainConfig(solver=with_iter_size(settings, iter_size), net=net, device="cpu",
+                            dataset_root=dataset), tmp_path / "one")
+    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, **pipeline),
+                  tmp_path / "piped")
+    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped", final_display)
+    return piped
+
+
 def test_fcn_tiny_on_two_stages_with_four_micro_batches_equals_iter_size_four(dataset, tmp_path):
     net = bind_data_sources(load_network("fcn_tiny", 3), dataset)
     for layer in net.layer:
@@ -68,11 +80,8 @@ def test_fcn_tiny_on_two_stages_with_four_micro_batches_equals_iter_size_four(da
     settings.max_iter, settings.display, settings.random_seed, settings.snapshot = 3, 1, 5, 0
     settings.ClearField("test_iter")
     settings.test_interval = 0
-    one = train(TrainConfig(solver=with_iter_size(settings, 4), net=net, device="cpu", dataset_root=dataset),
-                tmp_path / "one")
-    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
-                              micro_batches=4, pipeline_balance="parameters"), tmp_path / "piped")
-    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 4, pipeline_stages=2, micro_batches=4,
+                                  pipeline_balance="parameters")
     # the cut that evens out the weights: after pool3 (72,080 and 56,022 values), not conv2_2 (FLOPs)
     stages = json.loads((tmp_path / "piped" / "pipeline.json").read_text())["stages"]
     assert [(stage["layers"][-1], stage["parameters"]) for stage in stages] == [("pool3", 72_080),
@@ -83,12 +92,9 @@ def test_a_skip_connection_crosses_stages_with_1f1b_and_recompute(dataset, tmp_p
     # the Crop at the end reads the input data: it travels through both later stages
     net = parse_net(NO_DROPOUT)
     settings = solver("max_iter: 3 display: 1 clip_gradients: 0.5")
-    one = train(TrainConfig(solver=with_iter_size(settings, 3), net=net, device="cpu", dataset_root=dataset),
-                tmp_path / "one")
-    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=3,
-                              micro_batches=3, pipeline_cuts=("pool1", "score_fr"), pipeline_schedule="1f1b",
-                              recompute="1"), tmp_path / "piped")
-    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 3, pipeline_stages=3, micro_batches=3,
+                                  pipeline_cuts=("pool1", "score_fr"), pipeline_schedule="1f1b",
+                                  recompute="1")
 
 
 def test_two_replicas_of_two_stages_with_two_micro_batches_equal_iter_size_four(dataset, tmp_path):
@@ -96,11 +102,8 @@ def test_two_replicas_of_two_stages_with_two_micro_batches_equal_iter_size_four(
     # update are those of iter_size 4 on one process; the test passes are dealt to the replicas
     net = parse_net(NO_DROPOUT)
     settings = solver("max_iter: 3 display: 1 clip_gradients: 0.5 test_iter: 2 test_interval: 2")
-    one = train(TrainConfig(solver=with_iter_size(settings, 4), net=net, device="cpu", dataset_root=dataset),
-                tmp_path / "one")
-    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
-                              micro_batches=2, ranks=2, pipeline_cuts=("pool1",)), tmp_path / "piped")
-    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped", final_display=False)
+    assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 4, final_display=False, pipeline_stages=2,
+                                  micro_batches=2, ranks=2, pipeline_cuts=("pool1",))
     tests = [[line for line in records(job) if line["phase"] == "val"] for job in (tmp_path / "one",
                                                                                    tmp_path / "piped")]
     assert [line["iteration"] for line in tests[1]] == [line["iteration"] for line in tests[0]] == [0, 2]
@@ -146,11 +149,8 @@ def test_batchnorm_normalises_each_micro_batch_as_iter_size_does(dataset, tmp_pa
     # stored mean/variance sums included (they are compared with the weights)
     net = parse_net(BATCHNORM)
     settings = solver("max_iter: 3 display: 1")
-    one = train(TrainConfig(solver=with_iter_size(settings, 2), net=net, device="cpu", dataset_root=dataset),
-                tmp_path / "one")
-    piped = train(TrainConfig(solver=settings, net=net, device="cpu", dataset_root=dataset, pipeline_stages=2,
-                              micro_batches=2, pipeline_cuts=("conv1",)), tmp_path / "piped")
-    assert_close_runs(one, piped, tmp_path / "one", tmp_path / "piped")
+    piped = assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 2, pipeline_stages=2,
+                                          micro_batches=2, pipeline_cuts=("conv1",))
     # Caffe's scale factor s <- 0.999 s + 1 once per forward: 3 updates x 2 micro-batches = 6 forwards
     assert final_weights(piped)["bn1"][2][0] == pytest.approx((1 - 0.999 ** 6) / (1 - 0.999), rel=1e-6)
 

@@ -12,7 +12,6 @@ image leaves its key unused, which Caffe's cursor-order reading does not notice)
 import datetime
 import json
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -40,18 +39,17 @@ from digitslite.datasets.colorize.rebalance import (
     smoothed_distribution,
 )
 from digitslite.datasets.colorize.report import ColorizeReport
-from digitslite.datasets.create import DatasetInvalidError, DatasetSummary, publishing
+from digitslite.datasets.create import DatasetSummary, publish_checked
 from digitslite.datasets.pairing import find_images
 from digitslite.datasets.parallel import WorkerPool, chunked
 from digitslite.datasets.problems import ProblemLog
 from digitslite.datasets.records import record_key
 from digitslite.datasets.report import STAGES, SizeStats
 from digitslite.datasets.resize import ResizeSpec
+from digitslite.datasets.scan import Progress
 from digitslite.datasets.split import split_pairs
 from digitslite.layout import HISTOGRAM_FILE, INFOGAIN_FILE, DatasetFiles, db_name
 from digitslite.tasks.colorization import TASK
-
-Progress = Callable[[int, int], None]
 
 
 class ImageEntry(NamedTuple):
@@ -204,13 +202,7 @@ def check_colorize(options: ColorizeOptions, progress: Progress | None = None) -
 def create_colorize(options: ColorizeOptions, out_dir: Path | str,
                     progress: Progress | None = None) -> DatasetSummary:
     """Check and write the dataset to `out_dir`; raise DatasetInvalidError (with the report) on errors."""
-    plan = make_colorize_plan(options)
-    with publishing(out_dir) as partial:
-        outcome = scan_colorize(plan, partial, progress)
-        if not outcome.report.ok:
-            raise DatasetInvalidError(outcome.report)
-        info = _write_extras(partial, plan, outcome)
-    return DatasetSummary(Path(out_dir).expanduser().absolute(), info, outcome.report)
+    return publish_checked(out_dir, make_colorize_plan(options), scan_colorize, _write_extras, progress)
 
 
 def _write_extras(folder: Path, plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:

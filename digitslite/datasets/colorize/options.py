@@ -1,12 +1,18 @@
 """What a colorization dataset is made from: one folder of colour images (and optionally a second
 for validation), the colour space and the ab bins; checked up front, naming the flag to change."""
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from digitslite.datasets.colorize.bins import BIN_CHOICES
 from digitslite.datasets.colorize.colour import SPACES
-from digitslite.datasets.options import DEFAULT_VAL_PERCENT, _check_choice, _check_resize, _folder
+from digitslite.datasets.options import (
+    DEFAULT_VAL_PERCENT,
+    _check_choice,
+    _check_resize,
+    _folder,
+    recorded_options,
+)
 from digitslite.errors import UserError
 
 DEFAULT_SPACE = "lab"
@@ -31,9 +37,7 @@ class ColorizeOptions:
     within: tuple[Path, ...] | None = None
 
     def to_dict(self) -> dict:
-        """The options as recorded in dataset.json; `within` is the server's business, not the data's."""
-        return {key: str(value) if isinstance(value, Path) else value
-                for key, value in asdict(self).items() if key != "within"}
+        return recorded_options(self)
 
 
 @dataclass(frozen=True)
