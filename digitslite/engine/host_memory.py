@@ -6,8 +6,9 @@ activations and gradients again: about 85,000 page faults and 110 ms of system t
 FCN-AlexNet's 1.1 s forward+backward at 500x500. Caffe allocates its blobs once; torch's CUDA
 allocator caches. `retain_freed_memory` tells glibc to serve large blocks from its heap and never
 trim it, so after the first few iterations each reuses the previous one's pages; the process
-keeps its peak footprint (+320 MB resident on that net). Once per process, and only once a graph is recorded on the CPU:
-the job server's inference never calls it. Without glibc's mallopt (musl, macOS) it does nothing.
+keeps its peak footprint (+320 MB resident on that net). Once per process, and only once a graph
+is recorded on the CPU: the job server's inference never calls it. Without glibc's mallopt (musl,
+macOS) it does nothing.
 """
 import ctypes
 import functools
