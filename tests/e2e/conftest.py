@@ -4,6 +4,7 @@ test-output/screenshots/, and a check that no page asks any host but the server.
 
 Without /usr/bin/chromium these tests are skipped, with the reason; under CI=true they fail.
 """
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,13 +64,26 @@ class Site:
         return self.client.get("/api/v1/jobs").json()["total"]
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[Site]:
+    """A server with the demo folders in its data root and no job yet, stopped on leaving."""
     demo = make_demo(root / "data", count=8, val_count=4)
     env = {"DIGITSLITE_STORE_URLS": UNREACHABLE_STORE}
     with running_server(root / "jobs", [root / "data"], env=env) as server:
         yield Site(server.url, server.client(), demo, root / "jobs")
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Iterator[Site]:
+    with serving(tmp_path_factory.mktemp("e2e")) as shared:
+        yield shared
+
+
+@pytest.fixture
+def fresh_site(tmp_path) -> Iterator[Site]:
+    """A server of the test's own: for what depends on there being no dataset yet, whatever ran before."""
+    with serving(tmp_path) as fresh:
+        yield fresh
 
 
 @dataclass
@@ -125,3 +139,10 @@ def shots(request: pytest.FixtureRequest) -> Callable[[Page, str], None]:
         page.set_viewport_size(DESKTOP)
         assert width <= PHONE["width"], f"{name} is {width} px wide on a {PHONE['width']} px phone"
     return take
+
+
+@pytest.fixture
+def fresh_page(browser: Browser, fresh_site: Site) -> Iterator[Page]:
+    opened, watched = open_page(browser, fresh_site.url)
+    yield opened
+    check_watched(opened, watched)

@@ -1,7 +1,7 @@
 """What the pages refuse before anything is created: a prototxt with a mistake shows the error with its
 line as it is typed (and Create is held back), a Crop offset is fixed in one click, and a label folder
-with a colour the colour map lacks gets the check report (the form's Check creates nothing; Create queues
-a job whose check fails it, its page showing the whole report and no dataset)."""
+with a colour the colour map lacks gets the check report (the form's Check and Create create nothing; a
+job queued through the API fails its check, its page showing the whole report and no dataset)."""
 import re
 
 from playwright.sync_api import Page, expect
@@ -18,7 +18,8 @@ def _open(page: Page, path: str) -> None:
     page.wait_for_load_state()
 
 
-def test_a_bad_prototxt_shows_its_line_before_submission(site, page: Page, shots):
+def test_a_bad_prototxt_shows_its_line_before_submission(fresh_site, fresh_page: Page, shots):
+    site, page = fresh_site, fresh_page  # its blob shapes are the net's own: no dataset to bind to
     jobs = site.job_count()
     _open(page, "/models/new")
     page.get_by_text("Custom prototxt", exact=True).click()
