@@ -63,7 +63,7 @@ def new_dataset():
             values = {key: value for key, value in values.items() if key not in paths}
     return render_template("datasets/new.html", values=values, uploaded=uploaded, label_modes=LABEL_MODES,
                            encodings=ENCODINGS, resize_modes=RESIZE_MODES, tasks=TASKS,
-                           task_fields=_own_fields(), spaces=SPACES, bin_choices=BIN_CHOICES,
+                           task_fields=TASK_OWN_FIELDS, spaces=SPACES, bin_choices=BIN_CHOICES,
                            roots=[str(root) for root in services().config.data_roots])
 
 
@@ -74,11 +74,14 @@ def _own_fields() -> dict[str, list[str]]:
     return {name: sorted(own - shared) for name, own in names.items()}
 
 
+TASK_OWN_FIELDS = _own_fields()
+
+
 @pages.get("/datasets/<job_id>")
 def dataset(job_id: str):
     row, folder = page_job(job_id, "dataset")
-    info = dataset_job_info(folder)
-    task = task_of(info or folder.spec().params)
+    spec, info = folder.spec(), dataset_job_info(folder)
+    task = task_of(info or spec.params)
     stage = request.args.get("stage") if request.args.get("stage") in STAGES else "train"
     count = (info or {}).get("counts", {}).get(stage, 0)
     gallery_pages = max(1, -(-count // GALLERY_PER_PAGE))
@@ -89,9 +92,9 @@ def dataset(job_id: str):
               if model and model["kind"] == "model"]
     log, log_end = log_tail(folder)
     context = task.part("pages").dataset_context(info) if info else {}
-    return render_template("datasets/dataset.html", row=row, spec=folder.spec(), state=folder.state(),
+    return render_template("datasets/dataset.html", row=row, spec=spec, state=folder.state(),
                            info=info, task=task, check_report=check_report(folder.path), stage=stage,
-                           positions=list(names), names=names,
+                           names=names,
                            gallery_page=page, gallery_pages=gallery_pages, models=models, log=log,
                            log_end=log_end, page_of_kind=PAGE_OF_KIND, **context)
 

@@ -95,7 +95,7 @@ def inference_image(job_id: str, number: int, part: str):
     entry, params = results["images"][number], folder.spec().params
     if part == "input":
         return _input_image(folder, params, entry)
-    indices = prediction(folder, entry) if part == "prediction" else truth(folder, entry)
+    indices = prediction(folder, entry) if part == "prediction" else truth(folder, params, entry)
     if indices is None:
         abort(404, f"image {number} of inference job {job_id} has no ground truth")
     return Response(png(indices.astype(np.uint8)), mimetype="image/png")

@@ -42,10 +42,9 @@ def dataset_dir(params: dict[str, Any]) -> Path:
     return services().scheduler.folder(params["dataset"]).dataset.path
 
 
-def truth(folder: JobFolder, entry: dict[str, Any]) -> np.ndarray | None:
+def truth(folder: JobFolder, params: dict[str, Any], entry: dict[str, Any]) -> np.ndarray | None:
     """The ground truth of a validation image (other sources have none): the job's own copy, or for a
     job made before it kept one, its dataset's record while that dataset lasts."""
-    params = folder.spec().params
     if params["source"] != "dataset":
         return None
     if "truth" in entry:
@@ -81,9 +80,9 @@ def _legend(results: dict[str, Any]) -> list[dict[str, Any]]:
 def inference_context(folder: JobFolder, results: dict[str, Any],
                       shown: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """This page's results with their scores against the truth, and the legend of all results."""
-    images = []
+    images, params = [], folder.spec().params
     for number, entry in shown:
-        known = truth(folder, entry)
+        known = truth(folder, params, entry)
         scores = None if known is None else image_scores(known, prediction(folder, entry))
         with Image.open(folder.path / entry["prediction"]) as mask:
             size = mask.size  # the input's: the page keeps each image's ratio before it loads
