@@ -20,11 +20,13 @@ from digitslite.viz.png import write_rgb_png
 
 
 def stored_lightness(coding: StoredColours, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(H x W uint8 lightness as the dataset stores it, the original RGB or None) of an input image."""
+    """(H x W uint8 lightness as the dataset stores it, the image in the colour space or None for a
+    grey input) of an input image."""
     if pixels.ndim == 2:
         return pixels, None
-    lightness, _ = coding.space.encode(coding.space.from_rgb(pixels))
-    return lightness, pixels
+    converted = coding.space.from_rgb(pixels)
+    lightness, _ = coding.space.encode(converted)
+    return lightness, converted
 
 
 def recolour(coding: StoredColours, lightness: np.ndarray, distribution: np.ndarray,
@@ -43,7 +45,7 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
     results, scores = [], ColorizationScores()
     for number, (name, pixels) in enumerate(items):
         stem = f"{number:05d}"
-        lightness, original = stored_lightness(coding, pixels)
+        lightness, converted = stored_lightness(coding, pixels)
         output = next(iter(predict(lightness).values()))
         plane = coding.lightness(lightness[None, None])
         if method == "classes":
@@ -62,11 +64,11 @@ def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndar
         if method == "classes":
             entry.update(distribution=f"{named}/{stem}_distribution.npy",
                          lightness=f"{named}/{stem}_lightness.png")
-        if original is not None:
-            write_rgb_png(outputs / f"{stem}_original.png", original)
-            entry.update(original=f"{named}/{stem}_original.png", psnr=_finite(psnr(colour, original)))
-            truth = coding.space.from_rgb(original)[..., 1:].transpose(2, 0, 1)
-            scores.update(chroma[None], truth[None], colour[None], original[None])
+        if converted is not None:   # a colour input: its own chroma is the truth
+            write_rgb_png(outputs / f"{stem}_original.png", pixels)
+            entry.update(original=f"{named}/{stem}_original.png", psnr=_finite(psnr(colour, pixels)))
+            truth = converted[..., 1:].transpose(2, 0, 1)
+            scores.update(chroma[None], truth[None], colour[None], pixels[None])
         results.append(entry)
         progress(number + 1)
     return {"task": TASK.name, "method": method, "temperature": coding.temperature,
