@@ -1,8 +1,9 @@
 """FCN inference latency (fp32 and AMP) and training images/s on one device, by default settings.
 
 Inference: the deploy net of FCN-AlexNet (DIGITS) and FCN-8s at 1x3xSxS with He-scaled random
-weights, median latency of --reps timed forwards after --warmup, in float32 and under autocast
-bf16 and fp16; each AMP result is checked against float32 (max |diff| / max |fp32| of the score,
+weights, median latency of --reps timed forwards after --warmup: in float32 as `digitslite infer`
+runs it (replayed from a CUDA graph on a GPU), in float32 eagerly, and under autocast bf16 and
+fp16; each result is checked against the eager float32 one (max |diff| / max |fp32| of the score,
 and the share of pixels whose argmax class agrees). Training: the deploy net plus a
 SoftmaxWithLoss, forward, backward and digitslite's SGD update (momentum 0.9, weight decay
 5e-4), images/s over the timed iterations.
@@ -26,6 +27,7 @@ from vs_caffe import CASES, prepare
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.prototxt import read_net
+from digitslite.engine.cuda_graphs import GraphedForward
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.solver import Solver
 from digitslite.engine.speed import AMP_DTYPES, configure_backends
@@ -56,15 +58,18 @@ def _net(workdir: Path, name: str, device: torch.device) -> CaffeNet:
 
 def inference(workdir: Path, device: torch.device, warmup: int, reps: int) -> list[dict]:
     net = _net(workdir, "deploy", device).eval()
+    forward = GraphedForward(net)    # what digitslite infer runs; eager on the CPU and under autocast
     data = torch.from_numpy(np.load(workdir / "inputs.npz")["data"]).to(device)
     rows = []
     with torch.inference_mode():
         reference = net({"data": data})["score"].float()
-        for precision in ("fp32", *AMP_DTYPES):
+        for precision in ("fp32", "fp32 eager", *AMP_DTYPES):
             row = {"precision": precision}
             try:
                 def run(precision=precision):
                     if precision == "fp32":
+                        return forward({"data": data})["score"]
+                    if precision == "fp32 eager":
                         return net({"data": data})["score"]
                     with torch.autocast(device.type, dtype=AMP_DTYPES[precision]):
                         return net({"data": data})["score"]

@@ -95,8 +95,10 @@ def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
         # glibc's dynamic mmap threshold would keep freed blocks of up to 32 MB in the heap, which the
         # resident set then counts as in use; a fixed threshold returns every block over 128 KiB
         environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True,
-                                           env=environment).stdout)
+        child = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if child.returncode != 0:
+            raise SystemExit(f"the memory pass with recompute {mode or 'off'} failed:\n{child.stderr}")
+        result = json.loads(child.stdout)
         peak = result["peak_bytes"] / 2**20
         plain = plain or peak
         print(f"  recompute {mode or 'off':<32} activation peak {peak:9.0f} MiB  ({peak / plain:.2f}x)"

@@ -36,7 +36,7 @@ def main() -> None:
                 continue
             goal = GOALS_MS.get(result["net"]) if result["size"] == 500 and on_gpu else None
             verdict = "" if goal is None else f"<= {goal} ms: {'met' if row['ms'] <= goal else 'NOT met'}"
-            agreement = "" if row["precision"] == "fp32" else \
+            agreement = "" if row["precision"] == "fp32 eager" else \
                 f" (max rel diff {row['max_rel_diff']:.1e}, argmax {100 * row['argmax_agree']:.2f}% agree)"
             lines.append(f"| {name} | {row['ms']:.2f} ms{agreement} | {verdict} |")
         rate = result["training"]["images_per_s"]

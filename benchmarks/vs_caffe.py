@@ -242,6 +242,18 @@ def caffe_python() -> Path | None:
     return next((path for path in ORACLES if path.is_file()), None)
 
 
+def opencv_missing() -> str | None:
+    """Why OpenCV's DNN cannot be a baseline here, or None. Some builds lack the Caffe importer
+    (the CUDA image of the lent GPU machines has none)."""
+    try:
+        import cv2
+    except ImportError:
+        return "OpenCV skipped: cv2 is missing (pip install opencv-python-headless==4.13.0.92)"
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        return f"OpenCV skipped: OpenCV {cv2.__version__} has no Caffe importer (cv2.dnn.readNetFromCaffe)"
+    return None
+
+
 def measure(name: str, case: Case, args: argparse.Namespace, workdir: Path) -> dict:
     """One net: agreement first, then interleaved repetitions of every engine; medians in ms."""
     batch, size = args.batch or case.default_batch, args.size or case.default_size
@@ -259,7 +271,11 @@ def measure(name: str, case: Case, args: argparse.Namespace, workdir: Path) -> d
             notes.append("Caffe skipped: no caffe-oracle build (bash ../shared/tools/caffe-oracle/build.sh)")
         else:
             workers["caffe"] = Worker("caffe", python, workdir, args.threads)
-        workers["opencv"] = Worker("opencv", Path(sys.executable), workdir, args.threads)
+        missing = opencv_missing()
+        if missing:
+            notes.append(missing)
+        else:
+            workers["opencv"] = Worker("opencv", Path(sys.executable), workdir, args.threads)
         for engine, worker in list(workers.items()):
             try:
                 agreed = check_agreement(found, worker.results, engine)

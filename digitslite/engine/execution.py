@@ -309,14 +309,22 @@ def _fastest(call: ConvCall, batch: torch.Tensor, options: tuple[str, ...]) -> s
         return step
 
     steps = {execution: once(execution) for execution in options}
-    for step in steps.values():
-        step()
     best = {execution: float("inf") for execution in options}
-    for _ in range(_ROUNDS):
-        for execution, step in steps.items():
-            sync()
-            start = time.perf_counter()
+    # the probes keep what they save for their own backward: inside a recomputed segment
+    # (torch.utils.checkpoint) the segment's hooks would count it, and the recomputation, which
+    # finds the choice made, would save a different sequence of tensors
+    with torch.autograd.graph.saved_tensors_hooks(_kept, _kept):
+        for step in steps.values():
             step()
-            sync()
-            best[execution] = min(best[execution], time.perf_counter() - start)
+        for _ in range(_ROUNDS):
+            for execution, step in steps.items():
+                sync()
+                start = time.perf_counter()
+                step()
+                sync()
+                best[execution] = min(best[execution], time.perf_counter() - start)
     return min(options, key=best.__getitem__)
+
+
+def _kept(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor

@@ -31,6 +31,7 @@ from digitslite.caffe.layers import LAYER_TYPES
 from digitslite.caffe.prototxt import read_net
 from digitslite.caffe.shapes import is_source
 from digitslite.engine.choices import CHANNEL_ORDERS, DEFAULT_MAX_TILE
+from digitslite.engine.cuda_graphs import GraphedForward
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
@@ -197,6 +198,7 @@ class Predictor:
         self.blob_names = list(dict.fromkeys([*net.output_names, *blobs]))
         self.max_tile = max_tile
         self.geometry = tile_geometry(net.net_param, self.input_name, self.blob_names)
+        self._run = GraphedForward(self.net, self.blob_names)
 
     def predict(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Each reported blob for one image, without the batch axis, as float32 arrays."""
@@ -209,7 +211,7 @@ class Predictor:
     def _forward(self, blob: torch.Tensor) -> dict[str, np.ndarray]:
         try:
             with torch.inference_mode():
-                outputs = self.net.forward({self.input_name: blob.to(self.device)}, keep=self.blob_names)
+                outputs = self._run({self.input_name: blob.to(self.device)})
         except RuntimeError as exc:
             if tuple(blob.shape[-2:]) == self.input_shape[2:]:
                 raise

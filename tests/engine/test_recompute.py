@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from digitslite.caffe.prototxt import parse_net
+from digitslite.engine import execution
 from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet
 from digitslite.engine.recompute import enable_recompute, recompute_points
@@ -59,6 +60,29 @@ def test_a_recomputed_backward_runs_the_segment_again_and_gives_identical_gradie
     assert (len(plain_calls), len(recompute_calls)) == (1, 2)   # conv1 ran again in the backward pass
     assert loss == plain_loss
     assert len(recomputed) == len(plain) > 0
+    for a, b in zip(plain, recomputed, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_convolution_measured_at_its_first_call_recomputes_the_same(monkeypatch):
+    """On CUDA a convolution times its candidates at its first call, which is inside a recomputed
+    segment; the recomputation finds the choice made and must still give the same gradients. Here
+    the CPU's rule is wrapped in that measurement, so the probes run where they run on CUDA."""
+    rule, measured = execution._cpu_rule, set()
+
+    def measure_first(call, batch, options):
+        key = execution._key(call, batch)
+        if key not in measured:
+            measured.add(key)
+            execution._fastest(call, batch, options)
+        return rule(call, batch, options)
+
+    monkeypatch.delenv(execution.FORCE_VARIABLE, raising=False)
+    monkeypatch.setattr(execution, "_cpu_rule", measure_first)
+    plain_loss, plain = gradients(None, [])
+    measured.clear()
+    loss, recomputed = gradients("pool1,score_fr", [])
+    assert loss == plain_loss
     for a, b in zip(plain, recomputed, strict=True):
         assert torch.equal(a, b)
 
