@@ -15,6 +15,8 @@ it runs as image: oneDNN's weight gradient over 3 channels is 1.4x (FCN-AlexNet'
 (FCN-8s' conv1_1) slower than im2col and a matrix product, as Caffe computes it. A rule,
 not a measurement, on the CPU: timings on a shared machine flip from run to run, and a choice
 that changed between a run and its resume would change the numbers.
+A call that records no graph on the CPU runs channels_last as oneDNN's convolution with the
+weight packed once (`PackedWeight`) and, where the net asks, the ReLU after it folded in (`convolve`).
 On CUDA the winner depends on the GPU, the dtype and cuDNN, so the first call of a layer with a
 new key (geometry, input shape and layout, device, dtype, threads, autocast, whether gradients
 flow) times each candidate on the real input, interleaved, and keeps the fastest for the life of
