@@ -2,6 +2,8 @@
 packed weight and folds in the plain ReLU after it; its blobs are a float64 reference's (computed
 here with torch's float64 convolution) within the golden forward tolerance, like the recorded
 forward's, and a ReLU another layer's read or a negative slope needs stays a layer of its own."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -125,3 +127,13 @@ def test_a_pooled_batch_of_one_stays_channels_last_through_a_1x1_convolution(nam
     expected = F.conv2d(pooled.double(), weight.double(), bias.double())
     assert execution.is_channels_last(out)
     assert relative_error(out.numpy(), expected.numpy()) <= FORWARD
+
+
+def test_a_net_that_has_packed_its_weights_can_be_copied() -> None:
+    """oneDNN's packed tensors cannot be copied: a copy of the net starts with empty caches."""
+    net = _net()
+    x = torch.randn(1, 3, 20, 20)
+    with torch.no_grad():
+        net({"x": x})
+        copied = copy.deepcopy(net)({"x": x})["r4"]
+    assert relative_error(copied.numpy(), _reference(net, x)["r4"].numpy()) <= FORWARD
