@@ -21,10 +21,11 @@ from digitslite.caffe.shapes import Shape, input_tops
 from digitslite.caffe.sourcemap import SourceMap
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
+from digitslite.cli._dataset import DatasetJson
 from digitslite.cli._options import input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
-from digitslite.fileio import read_json, write_atomically
+from digitslite.fileio import write_atomically
 from digitslite.layout import DatasetFiles
 
 NetFile = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -76,16 +77,11 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
     """The check options a dataset folder (dataset.json) gives; --classes wins over its class count."""
     if dataset is None:
         return {"num_classes": classes}
-    files = DatasetFiles(dataset)
-    info_file = files.info_file
-    try:
-        info = read_json(info_file)
-        count = len(info["classes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{info_file}: cannot read the class list ({exc}); give --dataset a folder made by "
-                        "`digitslite dataset create`") from None
+    dataset_json = DatasetJson.read(dataset)
+    count, _ = dataset_json.labels()
+    info = dataset_json.info
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
-    first_image = files.db("train", "features")
+    first_image = DatasetFiles(dataset).db("train", "features")
     shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(first_image))
     return {"num_classes": classes or count, "image_shape": shape, "ignore_label": info.get("ignore_label")}
 
