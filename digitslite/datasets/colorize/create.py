@@ -205,7 +205,8 @@ def check_colorize(options: ColorizeOptions, progress: Progress | None = None) -
 def create_colorize(options: ColorizeOptions, out_dir: Path | str,
                     progress: Progress | None = None) -> DatasetSummary:
     """Check and write the dataset to `out_dir`; raise DatasetInvalidError (with the report) on errors."""
-    return publish_checked(out_dir, make_colorize_plan(options), scan_colorize, _write_extras, progress)
+    return publish_checked(out_dir, lambda: make_colorize_plan(options), scan_colorize, _write_extras,
+                           progress)
 
 
 def _write_extras(folder: Path, plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:
