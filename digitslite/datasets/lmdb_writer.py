@@ -88,3 +88,22 @@ class SplitWriters:
             else:
                 writer.abandon()
         self._writers.clear()
+
+
+class WritingState:
+    """What an encoding process keeps that writes records (a parallel.WorkState's base): its writers,
+    None when it only checks, committed by finish_writing and let go by abandon."""
+
+    def __init__(self, out_dir: Path | None, stop_encoding) -> None:
+        self.stop_encoding = stop_encoding  # a multiprocessing.Event, or a LocalFlag in-process
+        self.writers = SplitWriters(out_dir) if out_dir is not None else None
+
+    def finish_writing(self) -> None:
+        """Commit and close this process's writers."""
+        if self.writers is not None:
+            self.writers.close()
+
+    def abandon(self) -> None:
+        """Let go of the writers without committing (the work stopped early)."""
+        if self.writers is not None:
+            self.writers.close(commit=False)

@@ -15,7 +15,7 @@ import numpy as np
 from digitslite.datasets.colorize.bins import label_map
 from digitslite.datasets.colorize.colour import COLOUR_SPACES, is_grey
 from digitslite.datasets.encoder import STAGE_NUMBERS, open_image
-from digitslite.datasets.lmdb_writer import SplitWriters
+from digitslite.datasets.lmdb_writer import WritingState
 from digitslite.datasets.reader import close_readers, db_value
 from digitslite.datasets.records import datum_array, label_datum, planes_datum
 from digitslite.datasets.resize import ResizeSpec, resize_pair
@@ -73,12 +73,13 @@ class PlanesConfig:
         return PlanesState(self, stop_encoding)
 
 
-class PlanesState:
+class PlanesState(WritingState):
+    """Checks and converts each photo, writes its planes and sums the training planes."""
+
     def __init__(self, config: PlanesConfig, stop_encoding) -> None:
+        super().__init__(config.out_dir, stop_encoding)
         self.config = config
-        self.stop_encoding = stop_encoding
         self.totals = PlaneTotals()
-        self.writers = SplitWriters(config.out_dir) if config.out_dir is not None else None
 
     def process(self, items: list[ImageItem]) -> list[ImageResult]:
         return [self._one(item) for item in items]
@@ -113,13 +114,8 @@ class PlanesState:
         return result
 
     def finish(self) -> PlaneTotals:
-        if self.writers is not None:
-            self.writers.close()
+        self.finish_writing()
         return self.totals
-
-    def abandon(self) -> None:
-        if self.writers is not None:
-            self.writers.close(commit=False)
 
 
 @dataclass(frozen=True)
@@ -131,13 +127,12 @@ class LabelsConfig:
         return LabelsState(self, stop_encoding)
 
 
-class LabelsState:
+class LabelsState(WritingState):
     """Reads the chroma records back through datasets.reader and writes their bin labels."""
 
     def __init__(self, config: LabelsConfig, stop_encoding) -> None:
+        super().__init__(config.out_dir, stop_encoding)
         self.config = config
-        self.stop_encoding = stop_encoding
-        self.writers = SplitWriters(config.out_dir)
 
     def process(self, items: list[tuple[str, bytes]]) -> list[None]:
         files = DatasetFiles(self.config.out_dir)
@@ -149,8 +144,8 @@ class LabelsState:
 
     def finish(self) -> None:
         close_readers()  # the folder is renamed when it is published
-        self.writers.close()
+        self.finish_writing()
 
     def abandon(self) -> None:
         close_readers()
-        self.writers.close(commit=False)
+        super().abandon()
