@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.surgery import bilinear_profile
 from digitslite.errors import UserError
 
 Filler = caffe_pb2.FillerParameter
@@ -79,10 +80,7 @@ def _msra(shape, filler, generator):
 def _bilinear(shape, filler, generator):
     if len(shape) != 4 or shape[2] != shape[3]:
         raise ValueError(f"the bilinear filler needs a 4-D blob with a square kernel, not {tuple(shape)}")
-    size = shape[3]
-    factor = math.ceil(size / 2.0)
-    centre = (size - 1) / (2.0 * factor)
-    taps = 1.0 - (torch.arange(size, dtype=torch.float64) / factor - centre).abs()
+    taps = torch.from_numpy(bilinear_profile(shape[3]))
     return torch.outer(taps, taps).expand(shape).clone()
 
 
