@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net, set_batch_size
 from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
 from digitslite.caffe.partition import BALANCES
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
@@ -122,9 +122,7 @@ def _net(net_file: str | None, batch_size: int | None, dataset: DatasetJson | No
                             "the dataset): give --dataset")
         net = complete_digits_net(net, dataset.labels()[0])
     if batch_size is not None:
-        for layer in net.layer:
-            if layer.type == "Data":
-                layer.data_param.batch_size = batch_size
+        set_batch_size(net, batch_size)
     return net
 
 
