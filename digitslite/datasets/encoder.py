@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from digitslite.datasets.labels import Found, LabelDecoder, is_16bit, value_histogram
-from digitslite.datasets.lmdb_writer import SplitWriters, WritingState
+from digitslite.datasets.lmdb_writer import SplitWriters, StopFlag, WritingState
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.options import MAX_PIXELS
 from digitslite.datasets.records import feature_datum, label_datum, record_key
@@ -35,7 +35,7 @@ class EncoderConfig:
     out_dir: Path | None  # where the split LMDBs go; None only checks
     seed: int
 
-    def start(self, stop_encoding) -> "EncoderState":
+    def start(self, stop_encoding: StopFlag) -> "EncoderState":
         return EncoderState(self, stop_encoding)
 
 
@@ -59,7 +59,7 @@ class ItemResult:
 class EncoderState(WritingState):
     """What one encoding process keeps between chunks: its LMDB writers and its mean sum."""
 
-    def __init__(self, config: EncoderConfig, stop_encoding) -> None:
+    def __init__(self, config: EncoderConfig, stop_encoding: StopFlag) -> None:
         super().__init__(config.out_dir, stop_encoding)
         self.config = config
         self.mean = MeanAccumulator()

@@ -2,7 +2,7 @@
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from digitslite.datasets.controls import as_fields
@@ -22,12 +22,12 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error_response(status: int, message: str, field: str | None = None, **extra: Any):
+def error_response(status: int, message: str, field: str | None = None, **extra: Any) -> tuple[Response, int]:
     body = {"error": {"message": message, "field": field, **extra}}
     return jsonify(body), status
 
 
-def disk_full_response(exc: Exception):
+def disk_full_response(exc: Exception) -> tuple[Response, int] | None:
     """A 507 that says "disk full" with the jobs directory, when that is what `exc` means; else None."""
     jobs_dir = current_app.extensions["digitslite"].config.jobs_dir
     if not is_disk_full(exc, jobs_dir):

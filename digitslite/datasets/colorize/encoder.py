@@ -15,7 +15,7 @@ import numpy as np
 from digitslite.datasets.colorize.bins import label_map
 from digitslite.datasets.colorize.colour import COLOUR_SPACES, is_grey
 from digitslite.datasets.encoder import STAGE_NUMBERS, open_image
-from digitslite.datasets.lmdb_writer import WritingState
+from digitslite.datasets.lmdb_writer import StopFlag, WritingState
 from digitslite.datasets.reader import close_readers, db_value
 from digitslite.datasets.records import datum_array, label_datum, planes_datum
 from digitslite.datasets.resize import ResizeSpec, resize_pair
@@ -69,14 +69,14 @@ class PlanesConfig:
     out_dir: Path | None  # None only checks
     seed: int
 
-    def start(self, stop_encoding) -> "PlanesState":
+    def start(self, stop_encoding: StopFlag) -> "PlanesState":
         return PlanesState(self, stop_encoding)
 
 
 class PlanesState(WritingState):
     """Checks and converts each photo, writes its planes and sums the training planes."""
 
-    def __init__(self, config: PlanesConfig, stop_encoding) -> None:
+    def __init__(self, config: PlanesConfig, stop_encoding: StopFlag) -> None:
         super().__init__(config.out_dir, stop_encoding)
         self.config = config
         self.totals = PlaneTotals()
@@ -123,14 +123,14 @@ class LabelsConfig:
     out_dir: Path
     lookup: np.ndarray  # (256, 256) uint16: stored chroma pair -> bin
 
-    def start(self, stop_encoding) -> "LabelsState":
+    def start(self, stop_encoding: StopFlag) -> "LabelsState":
         return LabelsState(self, stop_encoding)
 
 
 class LabelsState(WritingState):
     """Reads the chroma records back through datasets.reader and writes their bin labels."""
 
-    def __init__(self, config: LabelsConfig, stop_encoding) -> None:
+    def __init__(self, config: LabelsConfig, stop_encoding: StopFlag) -> None:
         super().__init__(config.out_dir, stop_encoding)
         self.config = config
 
