@@ -22,7 +22,7 @@ from digitslite.caffe.sourcemap import SourceMap
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
 from digitslite.cli._dataset import DatasetJson
-from digitslite.cli._options import input_shape_option
+from digitslite.cli._options import InputShapes, input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
 from digitslite.fileio import write_atomically
@@ -93,8 +93,9 @@ def _record_shape(source: str) -> Shape | None:
     return first_record_shape(Path(source).expanduser())
 
 
-def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,
-            classes: int | None, text: str | None = None, source: str | None = None) -> NetReport:
+def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+            dataset: Path | None, classes: int | None, text: str | None = None,
+            source: str | None = None) -> NetReport:
     """The shared check of FILE (or of `text`, a net held in it) in the CLI's words. A template (with
     {{num_classes}}) is trained by digitslite, which derives missing Crop offsets, as for
     network_defs/; any other net crops as Caffe does."""
@@ -121,8 +122,8 @@ def _shape_text(shape: Shape) -> str:
 @command.command()
 @click.argument("file", type=NetFile)
 @_shape_options
-def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
-           dataset: Path | None, as_json: bool) -> None:
+def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+           classes: int | None, dataset: Path | None, as_json: bool) -> None:
     """Print the shape of every blob of FILE."""
     report = _report(file, phase, stages, input_shapes, dataset, classes)
     if not report.blobs:
@@ -296,8 +297,8 @@ def _print_notes(report: NetReport) -> None:
 @command.command()
 @click.argument("file", type=NetFile)
 @_shape_options
-def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
-          dataset: Path | None, as_json: bool) -> None:
+def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+          classes: int | None, dataset: Path | None, as_json: bool) -> None:
     """Parse, upgrade, filter and check FILE (a network or a solver): topology, shapes, Crop offsets and,
     with --dataset or --classes, the class count and ignore value; exit 1 on a problem."""
     text = _read_text(file)
@@ -348,8 +349,8 @@ def _stage_dict(stage: Stage) -> dict:
               help="What the stages are balanced by.")
 @_shape_options
 def partition_command(file: Path, stage_count: int | None, cuts: str | None, balance: str, phase: str,
-                      stages: tuple[str, ...], input_shapes, classes: int | None, dataset: Path | None,
-                      as_json: bool) -> None:
+                      stages: tuple[str, ...], input_shapes: InputShapes, classes: int | None,
+                      dataset: Path | None, as_json: bool) -> None:
     """Cut FILE into pipeline stages: each stage's layers, parameters, FLOPs and activation memory."""
     if stage_count is None and not cuts:
         raise click.UsageError("give --stages K or --pipeline-cuts BLOB,BLOB")
