@@ -8,7 +8,8 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -136,7 +137,7 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
 
     stop_requested = []
 
-    def request_stop(signum, frame) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
         stop_requested.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -212,10 +213,14 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
-            resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
-            node_rank, master, sync_batchnorm, recompute, pipeline_stages, micro_batches, pipeline_cuts,
-            pipeline_balance, pipeline_schedule, job_dir, as_json, **solver_options) -> None:
+def command(dataset: str | None, network: str | None, net_file: str | None, solver_file: str | None,
+            stepvalue: tuple[int, ...], test_iter: int | None, batch_size: int | None,
+            stages: tuple[str, ...], weights: tuple[str, ...], resume: str | None, use_gpu: bool | None,
+            amp: str | None, channels_last: bool, use_compile: bool, cudnn_benchmark: bool,
+            workers: int | None, ranks: int, gpus: str | None, nnodes: int, node_rank: int,
+            master: str | None, sync_batchnorm: bool, recompute: str | None, pipeline_stages: int,
+            micro_batches: int, pipeline_cuts: str | None, pipeline_balance: str, pipeline_schedule: str,
+            job_dir: str, as_json: bool, **solver_options: Any) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 from digitslite.datasets.mean import mean_blob
@@ -91,7 +92,7 @@ def _sigterm_raises() -> Iterator[None]:
         yield
         return
 
-    def abort(signum, frame):
+    def abort(signum: int, frame: FrameType | None) -> None:
         raise DatasetAbortedError("dataset creation was aborted (SIGTERM); nothing was written")
 
     signal.signal(signal.SIGTERM, abort)
