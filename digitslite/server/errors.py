@@ -36,6 +36,15 @@ def disk_full_response(exc: Exception) -> tuple[Response, int] | None:
     return error_response(507, disk_full_message(jobs_dir))
 
 
+def unexpected_error_response(exc: Exception) -> tuple[Response, int]:
+    """A full disk's 507, else a 500 whose details go to the server log, not to the client."""
+    full = disk_full_response(exc)
+    if full is not None:
+        return full
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(500, "internal server error; the server log has the details")
+
+
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -74,10 +83,4 @@ def install_error_handlers(app: Flask) -> None:
                 response.headers[name] = value
         return response, status
 
-    @app.errorhandler(Exception)
-    def _internal(exc: Exception):
-        full = disk_full_response(exc)
-        if full is not None:
-            return full
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal server error; the server log has the details")
+    app.errorhandler(Exception)(unexpected_error_response)
