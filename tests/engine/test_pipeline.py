@@ -80,8 +80,9 @@ def test_fcn_tiny_on_two_stages_with_four_micro_batches_equals_iter_size_four(da
     settings.max_iter, settings.display, settings.random_seed, settings.snapshot = 3, 1, 5, 0
     settings.ClearField("test_iter")
     settings.test_interval = 0
+    # GPipe's order here (the default for M >= K is 1F1B, which the skip-connection test takes)
     assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 4, pipeline_stages=2, micro_batches=4,
-                                  pipeline_balance="parameters")
+                                  pipeline_balance="parameters", pipeline_schedule="gpipe")
     # the cut that evens out the weights: after pool3 (72,080 and 56,022 values), not conv2_2 (FLOPs)
     stages = json.loads((tmp_path / "piped" / "pipeline.json").read_text())["stages"]
     assert [(stage["layers"][-1], stage["parameters"]) for stage in stages] == [("pool3", 72_080),
@@ -249,6 +250,7 @@ def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_pa
     assert stages["stages"][1]["receives"] == ["pool1"]
     assert stages["stages"][1]["inputs"] == ["data_data_0_split_1", "label"]
     assert stages["replicas"] == 2 and [stage["device"] for stage in stages["stages"]] == ["cpu, cpu"] * 2
+    assert stages["schedule"] == "1f1b"     # the default where M >= K
     assert stages["ideal_bubble"] == pytest.approx(1 / 3)     # (K − 1) / (M + K − 1), K = M = 2
     assert 0 <= stages["bubble"] < 1
     for stage in stages["stages"]:    # 2 updates, the first one a warm-up

@@ -62,7 +62,16 @@ from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.layout import PIPELINE_FILE
 
-SCHEDULES = dict(zip(PIPELINE_SCHEDULES, (ScheduleGPipe, Schedule1F1B), strict=True))
+SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
+
+
+def schedule_of(config: TrainConfig) -> str:
+    """The schedule a run takes: "auto" is 1F1B where it applies (M >= K), GPipe below that. 1F1B
+    holds K micro-batches' activations instead of M and is never slower than GPipe when the
+    stages' forward and backward times differ (docs/DESIGN-NOTES.md)."""
+    if config.pipeline_schedule != "auto":
+        return config.pipeline_schedule
+    return "1f1b" if config.micro_batches >= config.pipeline_stages else "gpipe"
 
 
 def check_pipeline(config: TrainConfig) -> None:
@@ -70,8 +79,9 @@ def check_pipeline(config: TrainConfig) -> None:
     stages, micro = config.pipeline_stages, config.micro_batches
     if micro < 1:
         raise UserError(f"--micro-batches {micro}: give at least 1")
-    if config.pipeline_schedule not in SCHEDULES:
-        raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of {', '.join(SCHEDULES)}")
+    if config.pipeline_schedule not in PIPELINE_SCHEDULES:
+        raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of "
+                        f"{', '.join(PIPELINE_SCHEDULES)}")
     if config.pipeline_balance not in BALANCES:
         raise UserError(f"--pipeline-balance {config.pipeline_balance}: give one of {', '.join(BALANCES)}")
     if config.pipeline_schedule == "1f1b" and micro < stages:
@@ -137,7 +147,7 @@ class PipelinedTraining(_Training):
         inputs, outputs = stage_examples(self.train_net, self.plan, self.device)
         self.stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
                                 input_args=inputs, output_args=outputs, group=self.groups.pipeline)
-        self.schedule = SCHEDULES[config.pipeline_schedule](
+        self.schedule = SCHEDULES[schedule_of(config)](
             self.stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
         self.display_forward = ForwardPipeline(self.train_net, self.plan, self.device, self.groups.pipeline)
         self.test_forwards = [
@@ -325,7 +335,7 @@ class PipelinedTraining(_Training):
                            "wall_s": wall, "updates": updates})
         write_json_atomically(self.job_dir / PIPELINE_FILE, {
             "net": self.train_net.name, "micro_batches": self.config.micro_batches,
-            "replicas": self.groups.replicas, "schedule": self.config.pipeline_schedule, "stages": stages,
+            "replicas": self.groups.replicas, "schedule": schedule_of(self.config), "stages": stages,
             "bubble": measured_bubble([share[1] + share[2] for share in shares],
                                       [share[3] for share in shares]),
             "ideal_bubble": ideal_bubble(len(self.plans), self.config.micro_batches)})
