@@ -43,10 +43,10 @@ from digitslite.caffe.layer_cost import BYTES_PER_VALUE
 from digitslite.caffe.partition import partition
 from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
-from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.pipeline.bubble import fill_drain_time
+from digitslite.engine.pipeline.training import SCHEDULES
 from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.train import TrainConfig
 from digitslite.layout import PIPELINE_FILE
@@ -168,7 +168,7 @@ def measure_pipeline(sizes: list[int], device: str, iterations: int, replicas: i
           f"thread(s) per stage, {os.cpu_count()} cores")
     print("  size  schedule  M   wall/update  model/update  model/measured  fill-drain/measured  "
           "forward, backward per stage (ms)   bubble (measured, GPipe)  load")
-    runs = [(schedule, micro) for schedule in PIPELINE_SCHEDULES for micro in (1, 2, 4, 8)
+    runs = [(schedule, micro) for schedule in SCHEDULES for micro in (1, 2, 4, 8)
             if schedule == "gpipe" or micro >= STAGES]     # 1F1B needs M >= K
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
         for size in sizes:
