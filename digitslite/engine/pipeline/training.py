@@ -204,7 +204,7 @@ class PipelinedTraining(_Training):
         self.groups.broadcast_over_replicas(tensors)
 
     def _shard(self, index: int) -> Shard:
-        """Every stage of a replica reads the replica's batches (the first takes the inputs from them)."""
+        """Every stage of a replica reads the replica's batches and takes the net inputs its layers read."""
         return Shard(self.groups.replica, self.groups.replicas)
 
     def _test_passes(self, count: int) -> range:
