@@ -209,7 +209,8 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
               help="What the balanced cut evens out over the stages: forward FLOPs (time), activation "
               "bytes, or parameters (the weights each stage holds).")
 @click.option("--pipeline-schedule", type=click.Choice(PIPELINE_SCHEDULES), default=PIPELINE_SCHEDULES[0],
-              show_default=True, help="Order of the micro-batches' forward and backward passes.")
+              show_default=True, help="Order of the micro-batches' forward and backward passes; auto: "
+              "1f1b where --micro-batches is at least --pipeline-stages, gpipe below.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
