@@ -2,6 +2,7 @@
 between those and its HDF5Data layers (digitslite.engine.hdf5_stream). Every one keeps the
 data-order contract of digitslite.engine.batch_stream.
 """
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +13,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.engine.batch_stream import Batch, BatchStream, Shard
+from digitslite.engine.host_memory import retain_freed_memory
+from digitslite.engine.slot_ring import SlotRing
 from digitslite.errors import UserError
+
+_PREFETCH = 2   # batches each worker has in flight (the DataLoader's prefetch_factor)
 
 
 class FeedStream(BatchStream):
@@ -63,41 +68,62 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around),
-    as the LMDB holds it: per source, uint8 images and labels (stacked when they share a size) and
-    each sample's drawn Placement. The training process transforms it (`_finish`).
+    """Item (j, (s_0, s_1, ...)) is batch j of a loader, whose source f starts at sample s_f (records
+    wrap around), as the LMDB holds it: per source, the uint8 images, the labels and each sample's
+    drawn Placement. The training process transforms it (`_finish`).
 
-    uint8 crosses processes, not float32: a quarter of the bytes. For the CPU the arrays go through
-    the DataLoader's pipe as they are (`_as_is`), not as tensors in shared memory: each batch would
-    take fresh shared pages, and faulting them in cost more than the transform (docs/PERFORMANCE.md,
-    training data path). For an accelerator they become tensors, which the DataLoader pins.
+    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker writes them
+    into slot j of a shared-memory ring (digitslite.engine.slot_ring) when there is one, and sends
+    only their places; otherwise they go through the DataLoader's pipe as NumPy arrays, which
+    `_received` tells apart. For an accelerator they become tensors, which the DataLoader pins.
     """
 
-    def __init__(self, bound: Sequence, seed: int) -> None:
-        self.bound, self.seed = list(bound), seed
+    def __init__(self, bound: Sequence, seed: int, ring: SlotRing | None = None) -> None:
+        self.bound, self.seed, self.ring = list(bound), seed, ring
 
-    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
+    def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> tuple[int | None, list[tuple]]:
+        sequence, starts = item
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
             samples = [dataset.raw_sample(sample % len(dataset),
                                           np.random.default_rng([self.seed, source, sample]))
                        for sample in range(start, start + feed.batch_size)]
-            images, labels, placements = zip(*samples, strict=True)
-            raw.append((_stacked(images), _stacked(labels), placements))
+            raw.append(tuple(zip(*samples, strict=True)))
+        return _sent(sequence, raw, self.ring)
+
+
+def _sent(sequence: int, raw: list[tuple], ring: SlotRing | None) -> tuple[int | None, list[tuple]]:
+    """(the slot of the ring that holds the records, their places), or (None, the records)."""
+    if ring is not None:
+        put = ring.put(sequence, [array for images, labels, _ in raw for array in (*images, *labels)])
+        if put is not None:
+            slot, places = put
+            places = iter(places)
+            return slot, [(tuple(next(places) for _ in images), tuple(next(places) for _ in labels),
+                           placements) for images, labels, placements in raw]
+    return None, raw
+
+
+def _received(item: tuple[int | None, list[tuple]], ring: SlotRing | None) -> list[tuple]:
+    """The records of a batch, as views of its slot if it came through the ring."""
+    slot, raw = item
+    if slot is None:
         return raw
+    return [(ring.take(images), ring.take(labels), placements) for images, labels, placements in raw]
 
 
-def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    """One array when every array has the same shape (one block to pass), else a list of them."""
-    if len({array.shape for array in arrays}) == 1:
-        return np.stack(arrays)
-    return [np.array(array, order="C") for array in arrays]
-
-
-def _as_is(item: list[tuple]) -> list[tuple]:
-    """The DataLoader's collate_fn for the CPU: items cross as NumPy arrays (see _BatchAt)."""
+def _as_is(item: tuple) -> tuple:
+    """The DataLoader's collate_fn for the CPU: items cross as they are (see _BatchAt)."""
     return item
+
+
+def _as_tensors(item: tuple[None, list[tuple]]) -> tuple[None, list[tuple]]:
+    """The collate_fn for an accelerator: each record a C-ordered tensor (a decoded image is a
+    strided view of the decoder's buffer), which the DataLoader can pin."""
+    slot, raw = item
+    return slot, [(*(tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in arrays)
+                     for arrays in (images, labels)), placements) for images, labels, placements in raw]
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
@@ -146,6 +172,11 @@ def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, dev
     return torch.stack([image for image, _ in pairs]), labels.unsqueeze(1) if labels.dim() == 3 else labels
 
 
+def _worker_started(_: int) -> None:
+    """A worker keeps the memory it frees: each record's decode reuses the previous one's pages."""
+    retain_freed_memory()
+
+
 def _one_size(sizes: Sequence[tuple[int, ...]], layer: str) -> tuple[int, ...]:
     """The one size of a batch's transformed records; different sizes cannot form a batch."""
     if len(set(sizes)) > 1:
@@ -161,17 +192,17 @@ def _give_tops(feed, images: torch.Tensor, labels: torch.Tensor, batch: Batch) -
 
 
 class _RankBatches(Sampler):
-    """The start samples of this rank's batches, one round after another, forever."""
+    """This rank's batches, one round after another, forever, numbered."""
 
     def __init__(self, base: int, sizes: Sequence[int], shard: Shard) -> None:
         self.base, self.sizes, self.shard = base, list(sizes), shard
 
-    def __iter__(self) -> Iterator[tuple[int, ...]]:
+    def __iter__(self) -> Iterator[tuple[int, tuple[int, ...]]]:
+        """(j, the start samples of the j-th batch of this rank from `base` on)."""
         first = self.sizes[0]
-        batch = self.shard.rank
-        while True:
-            yield tuple(self.base * size // first + batch * size for size in self.sizes)
-            batch += self.shard.world_size
+        for sequence in itertools.count():
+            batch = self.shard.rank + sequence * self.shard.world_size
+            yield sequence, tuple(self.base * size // first + batch * size for size in self.sizes)
 
 
 class DatasetStream(BatchStream):
@@ -183,23 +214,30 @@ class DatasetStream(BatchStream):
                  shard: Shard = Shard(), device: torch.device | None = None) -> None:
         self.bound = list(bound)
         self.device = device if device is not None else torch.device("cpu")
-        self.items = _BatchAt(bound, seed)
         self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
         self.base, self.rounds = 0, 0
-        self._iterator: Iterator[Batch] | None = None
+        self._iterator: Iterator[tuple] | None = None
+        self._ring: SlotRing | None = None
 
     @property
     def position(self) -> int:
         return self.base + self.rounds * self.shard.world_size * self.sizes[0]
 
-    def _loader(self) -> Iterator[Batch]:
+    def _loader(self) -> Iterator[tuple]:
         batches = _RankBatches(self.base, self.sizes, self.shard)
-        loader = DataLoader(self.items, batch_size=None, sampler=batches, num_workers=self.workers,
-                            collate_fn=_as_is if self.device.type == "cpu" else None,
-                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
+        on_cpu = self.device.type == "cpu"
+        if on_cpu:
+            retain_freed_memory()   # each batch's float32 tensors reuse the previous one's pages
+        # a new ring for new workers: those of a closed loader may still be writing the old one
+        self._ring = SlotRing.for_loader(self.workers, _PREFETCH, self._batch_bytes()) \
+            if on_cpu and self.workers else None
+        loader = DataLoader(_BatchAt(self.bound, self.seed, self._ring), batch_size=None, sampler=batches,
+                            num_workers=self.workers, collate_fn=_as_is if on_cpu else _as_tensors,
+                            pin_memory=self.pin_memory, prefetch_factor=_PREFETCH if self.workers else None,
+                            worker_init_fn=_worker_started,
                             # its own generator: a DataLoader draws a seed, which must not move the
                             # global RNG (dropout masks) depending on when a stream is (re)opened
                             generator=torch.Generator().manual_seed(self.seed))
@@ -210,7 +248,14 @@ class DatasetStream(BatchStream):
             self._iterator = self._loader()
         self.rounds += 1
         item = next(self._iterator)
-        return _finish(item, self.bound, self.device, self._means)
+        batch = _finish(_received(item, self._ring), self.bound, self.device, self._means)
+        if item[0] is not None:
+            self._ring.release(item[0])
+        return batch
+
+    def _batch_bytes(self) -> int:
+        """The bytes of one batch of records like each source's first (a slot of the ring)."""
+        return sum(feed.batch_size * SlotRing.room(feed.dataset.record(0)) for feed in self.bound)
 
     def seek(self, position: int) -> None:
         if position == self.position:
@@ -222,7 +267,7 @@ class DatasetStream(BatchStream):
         return start + batches * self.sizes[0]
 
     def close(self) -> None:
-        self._iterator = None
+        self._iterator = self._ring = None
 
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,
