@@ -4,9 +4,10 @@ the training process.
 The DataLoader's own hand-over pickles a batch: NumPy arrays cross its pipe (a copy into the
 pickle, two through the kernel, one out), tensors get a fresh shared-memory segment per batch,
 which both sides fault in page by page. The ring is allocated once and faulted in once; a worker
-writes each record into the slot of its batch in the record's own memory order (a plain copy of
-what the decoder made), and the training process transforms straight from the slot. Only the
-records' places (offset, shape, memory order) travel through the pipe.
+copies each record into the slot of its batch, C-ordered (a decoded image is a strided view of
+the decoder's H x W x RGB buffer: this copy is the transposition, which costs less here than
+reading the view strided in the transform), and the training process transforms straight from
+the slot. Only the records' places (offset, dtype, shape) travel through the pipe.
 
 Batch j (the j-th the sampler hands out) goes to slot j mod slots. A DataLoader has at most
 prefetch x workers batches in flight, so `for_loader`'s ring of prefetch x workers + 2 slots is
@@ -24,9 +25,8 @@ import torch
 _ALIGN = 64                 # bytes; each array starts on a cache line
 _SHM = "/dev/shm"           # where shm_open makes the ring's (at once unlinked) file
 
-# An array's place in a slot: (offset in the ring, its dtype, the shape it is stored in, the axis
-# order that gives back its shape, the axes it reads backwards).
-Place = tuple[int, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+# An array's place in a slot: (offset in the ring, dtype, shape); it is stored C-ordered.
+Place = tuple[int, str, tuple[int, ...]]
 
 
 def _shm_free() -> int:
@@ -40,22 +40,10 @@ def _room(array: np.ndarray) -> int:
     return -(-array.nbytes // _ALIGN) * _ALIGN
 
 
-def _place(array: np.ndarray, offset: int) -> Place:
-    """Where `array` goes at `offset`, stored in its own memory order (outermost axis first, each
-    axis forwards), so that copying it there is a straight copy of its memory."""
-    strides = array.strides
-    order = sorted(range(array.ndim), key=lambda axis: -abs(strides[axis]))
-    flipped = tuple(axis for axis in range(array.ndim) if strides[axis] < 0)
-    axes = tuple(sorted(range(array.ndim), key=order.__getitem__))
-    return offset, array.dtype.str, tuple(array.shape[axis] for axis in order), axes, flipped
-
-
 def _view(memory: np.ndarray, place: Place) -> np.ndarray:
-    """The array at `place` in the ring's bytes, with the shape and strides of the one put there."""
-    offset, dtype, stored, axes, flipped = place
-    size = math.prod(stored) * np.dtype(dtype).itemsize
-    array = memory[offset:offset + size].view(dtype).reshape(stored).transpose(axes)
-    return array[tuple(slice(None, None, -1 if axis in flipped else 1) for axis in range(array.ndim))]
+    """The C-ordered array at `place` in the ring's bytes."""
+    offset, dtype, shape = place
+    return memory[offset:offset + math.prod(shape) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
 
 
 class SlotRing:
@@ -96,7 +84,7 @@ class SlotRing:
         if flags[slot]:
             return None
         for array in arrays:
-            places.append(_place(array, offset))
+            places.append((offset, array.dtype.str, array.shape))
             offset += _room(array)
         if offset > (slot + 1) * self.slot_bytes:
             return None
