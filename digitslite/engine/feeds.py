@@ -119,10 +119,10 @@ def _as_is(item: tuple) -> tuple:
 
 
 def _as_tensors(item: tuple[None, list[tuple]]) -> tuple[None, list[tuple]]:
-    """The collate_fn for an accelerator: each record a C-ordered tensor (a decoded image is a
-    strided view of the decoder's buffer), which the DataLoader can pin."""
+    """The collate_fn for an accelerator: each record a C-ordered tensor of its own (a decoded
+    image is a strided view of the decoder's read-only buffer), which the DataLoader can pin."""
     slot, raw = item
-    return slot, [(*(tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in arrays)
+    return slot, [(*(tuple(torch.from_numpy(np.array(array, order="C")) for array in arrays)
                      for arrays in (images, labels)), placements) for images, labels, placements in raw]
 
 
