@@ -2,6 +2,7 @@
 between those and its HDF5Data layers (digitslite.engine.hdf5_stream). Every one keeps the
 data-order contract of digitslite.engine.batch_stream.
 """
+import collections
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ from digitslite.engine.host_memory import retain_freed_memory
 from digitslite.engine.slot_ring import SlotRing
 from digitslite.errors import UserError
 
-_PREFETCH = 2   # batches each worker has in flight (the DataLoader's prefetch_factor)
+_PREFETCH = 2                           # items each worker has in flight (the DataLoader's prefetch_factor)
+_ITEM_BYTES, _ITEM_BATCHES = 1 << 20, 8     # see _per_item
 
 
 class FeedStream(BatchStream):
@@ -68,21 +70,27 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (j, (s_0, s_1, ...)) is batch j of a loader, whose source f starts at sample s_f (records
-    wrap around), as the LMDB holds it: per source, the uint8 images, the labels and each sample's
-    drawn Placement. The training process transforms it (`_finish`).
+    """Item (j, (b_j, b_j+1, ...)) is batches j, j+1, ... of a loader, where b = (s_0, s_1, ...) says
+    at which sample each source f starts the batch (records wrap around); each batch as the LMDB
+    holds it: per source, the uint8 images, the labels and each sample's drawn Placement. The
+    training process transforms it (`_finish`). Several batches to an item when they are small
+    (`_per_item`): a hand-over has a fixed cost.
 
-    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker writes them
-    into slot j of a shared-memory ring (digitslite.engine.slot_ring) when there is one, and sends
-    only their places; otherwise they go through the DataLoader's pipe as NumPy arrays, which
-    `_received` tells apart. For an accelerator they become tensors, which the DataLoader pins.
+    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker writes batch
+    j into slot j of a shared-memory ring (digitslite.engine.slot_ring) when there is one, and sends
+    only the records' places; otherwise they go through the DataLoader's pipe as NumPy arrays,
+    which `_received` tells apart. For an accelerator they become tensors, which the DataLoader pins.
     """
 
     def __init__(self, bound: Sequence, seed: int, ring: SlotRing | None = None) -> None:
         self.bound, self.seed, self.ring = list(bound), seed, ring
 
-    def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> tuple[int | None, list[tuple]]:
-        sequence, starts = item
+    def __getitem__(self, item: tuple[int, tuple[tuple[int, ...], ...]]) -> list[tuple]:
+        """Per batch: (its slot, its records' places), or (None, its records)."""
+        first, batches = item
+        return [_sent(first + index, self._batch(starts), self.ring) for index, starts in enumerate(batches)]
+
+    def _batch(self, starts: tuple[int, ...]) -> list[tuple]:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
@@ -90,7 +98,7 @@ class _BatchAt(Dataset):
                                           np.random.default_rng([self.seed, source, sample]))
                        for sample in range(start, start + feed.batch_size)]
             raw.append(tuple(zip(*samples, strict=True)))
-        return _sent(sequence, raw, self.ring)
+        return raw
 
 
 def _sent(sequence: int, raw: list[tuple], ring: SlotRing | None) -> tuple[int | None, list[tuple]]:
@@ -118,12 +126,12 @@ def _as_is(item: tuple) -> tuple:
     return item
 
 
-def _as_tensors(item: tuple[None, list[tuple]]) -> tuple[None, list[tuple]]:
-    """The collate_fn for an accelerator: each record a C-ordered tensor of its own (a decoded
-    image is a strided view of the decoder's read-only buffer), which the DataLoader can pin."""
-    slot, raw = item
-    return slot, [(*(tuple(torch.from_numpy(np.array(array, order="C")) for array in arrays)
-                     for arrays in (images, labels)), placements) for images, labels, placements in raw]
+def _as_tensors(item: list[tuple[None, list[tuple]]]) -> list[tuple[None, list[tuple]]]:
+    """The collate_fn for an accelerator: each record a C-ordered tensor of its own, which the
+    DataLoader can pin."""
+    return [(slot, [(*(tuple(torch.from_numpy(np.array(array, order="C")) for array in arrays)
+                       for arrays in (images, labels)), placements) for images, labels, placements in raw])
+            for slot, raw in item]
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
@@ -172,6 +180,12 @@ def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, dev
     return torch.stack([image for image, _ in pairs]), labels.unsqueeze(1) if labels.dim() == 3 else labels
 
 
+def _per_item(batch_bytes: int) -> int:
+    """Batches to an item of the DataLoader: enough for _ITEM_BYTES, at most _ITEM_BATCHES. A
+    hand-over costs about 0.15 ms of CPU time in all, 5 % of a batch of four 160x120 records."""
+    return max(1, min(_ITEM_BATCHES, _ITEM_BYTES // batch_bytes))
+
+
 def _worker_started(_: int) -> None:
     """A worker keeps the memory it frees: each record's decode reuses the previous one's pages."""
     retain_freed_memory()
@@ -192,17 +206,19 @@ def _give_tops(feed, images: torch.Tensor, labels: torch.Tensor, batch: Batch) -
 
 
 class _RankBatches(Sampler):
-    """This rank's batches, one round after another, forever, numbered."""
+    """This rank's batches, one round after another, forever, `per_item` to an item (_BatchAt)."""
 
-    def __init__(self, base: int, sizes: Sequence[int], shard: Shard) -> None:
-        self.base, self.sizes, self.shard = base, list(sizes), shard
+    def __init__(self, base: int, sizes: Sequence[int], shard: Shard, per_item: int = 1) -> None:
+        self.base, self.sizes, self.shard, self.per_item = base, list(sizes), shard, per_item
 
-    def __iter__(self) -> Iterator[tuple[int, tuple[int, ...]]]:
-        """(j, the start samples of the j-th batch of this rank from `base` on)."""
-        first = self.sizes[0]
-        for sequence in itertools.count():
-            batch = self.shard.rank + sequence * self.shard.world_size
-            yield sequence, tuple(self.base * size // first + batch * size for size in self.sizes)
+    def __iter__(self) -> Iterator[tuple[int, tuple[tuple[int, ...], ...]]]:
+        """(j, the start samples of batches j, j+1, ... of this rank from `base` on)."""
+        for first in itertools.count(step=self.per_item):
+            yield first, tuple(self._starts(sequence) for sequence in range(first, first + self.per_item))
+
+    def _starts(self, sequence: int) -> tuple[int, ...]:
+        batch = self.shard.rank + sequence * self.shard.world_size
+        return tuple(self.base * size // self.sizes[0] + batch * size for size in self.sizes)
 
 
 class DatasetStream(BatchStream):
@@ -219,21 +235,24 @@ class DatasetStream(BatchStream):
         self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
         self.base, self.rounds = 0, 0
-        self._iterator: Iterator[tuple] | None = None
+        self._iterator: Iterator[list] | None = None
+        self._pending: collections.deque = collections.deque()    # received batches not yet taken
         self._ring: SlotRing | None = None
 
     @property
     def position(self) -> int:
         return self.base + self.rounds * self.shard.world_size * self.sizes[0]
 
-    def _loader(self) -> Iterator[tuple]:
-        batches = _RankBatches(self.base, self.sizes, self.shard)
-        on_cpu = self.device.type == "cpu"
+    def _loader(self) -> Iterator[list]:
+        on_cpu, per_item = self.device.type == "cpu", 1
         if on_cpu:
             retain_freed_memory()   # each batch's float32 tensors reuse the previous one's pages
-        # a new ring for new workers: those of a closed loader may still be writing the old one
-        self._ring = SlotRing.for_loader(self.workers, _PREFETCH, self._batch_bytes()) \
-            if on_cpu and self.workers else None
+        if on_cpu and self.workers:
+            batch_bytes = self._batch_bytes()
+            per_item = _per_item(batch_bytes)
+            # a new ring for new workers: those of a closed loader may still be writing the old one
+            self._ring = SlotRing.for_loader(self.workers, _PREFETCH, per_item, batch_bytes)
+        batches = _RankBatches(self.base, self.sizes, self.shard, per_item)
         loader = DataLoader(_BatchAt(self.bound, self.seed, self._ring), batch_size=None, sampler=batches,
                             num_workers=self.workers, collate_fn=_as_is if on_cpu else _as_tensors,
                             pin_memory=self.pin_memory, prefetch_factor=_PREFETCH if self.workers else None,
@@ -244,10 +263,12 @@ class DatasetStream(BatchStream):
         return iter(loader)
 
     def next(self) -> Batch:
-        if self._iterator is None:
-            self._iterator = self._loader()
+        if not self._pending:
+            if self._iterator is None:
+                self._iterator = self._loader()
+            self._pending.extend(next(self._iterator))
         self.rounds += 1
-        item = next(self._iterator)
+        item = self._pending.popleft()
         batch = _finish(_received(item, self._ring), self.bound, self.device, self._means)
         if item[0] is not None:
             self._ring.release(item[0])
@@ -268,6 +289,7 @@ class DatasetStream(BatchStream):
 
     def close(self) -> None:
         self._iterator = self._ring = None
+        self._pending.clear()
 
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,

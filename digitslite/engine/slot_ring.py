@@ -4,16 +4,15 @@ the training process.
 The DataLoader's own hand-over pickles a batch: NumPy arrays cross its pipe (a copy into the
 pickle, two through the kernel, one out), tensors get a fresh shared-memory segment per batch,
 which both sides fault in page by page. The ring is allocated once and faulted in once; a worker
-copies each record into the slot of its batch, C-ordered (a decoded image is a strided view of
-the decoder's H x W x RGB buffer: this copy is the transposition, which costs less here than
-reading the view strided in the transform), and the training process transforms straight from
-the slot. Only the records' places (offset, dtype, shape) travel through the pipe.
+copies each record C-ordered into the slot of its batch, and the training process transforms
+straight from the slot. Only the records' places (offset, dtype, shape) travel through the pipe.
 
 Batch j (the j-th the sampler hands out) goes to slot j mod slots. A DataLoader has at most
-prefetch x workers batches in flight, so `for_loader`'s ring of prefetch x workers + 2 slots is
-not reused before the training process is done with a batch; a "taken" flag per slot makes
-sure of it: a worker finding its slot still taken, or a batch larger than a slot, sends the
-batch through the pipe instead (`put`), and so does a stream without room in /dev/shm.
+prefetch x workers items in flight, and the training process holds one, so `for_loader`'s ring
+of (prefetch x workers + 2) x batches per item slots is not reused before the training process
+is done with a batch. A "taken" flag per slot makes sure of it: a worker that finds its slot
+still taken, or a batch larger than a slot, sends the batch through the pipe instead (`put`);
+so does a stream without room in /dev/shm.
 """
 import math
 import shutil
@@ -64,10 +63,10 @@ class SlotRing:
         return sum(_room(array) for array in arrays)
 
     @classmethod
-    def for_loader(cls, workers: int, prefetch: int, batch_bytes: int) -> "SlotRing | None":
-        """A ring for a DataLoader's batches of about `batch_bytes`, or None where /dev/shm has not
-        room for it twice over (batches then go through the pipe)."""
-        slots = prefetch * workers + 2
+    def for_loader(cls, workers: int, prefetch: int, per_item: int, batch_bytes: int) -> "SlotRing | None":
+        """A ring for a DataLoader's items of `per_item` batches of about `batch_bytes`, or None
+        where /dev/shm has not room for it twice over (batches then go through the pipe)."""
+        slots = (prefetch * workers + 2) * per_item
         slot_bytes = -(-batch_bytes // _ALIGN) * _ALIGN     # each slot starts on a cache line
         if _shm_free() < 2 * slots * slot_bytes:
             return None

@@ -86,12 +86,12 @@ def test_stream_batches_equal_the_per_sample_transform(bound, monkeypatch, case)
             batch = stream.next()
             assert torch.equal(batch["data"], expected_images)
             assert torch.equal(batch["label"], expected_labels)
-        workers = stream._iterator._workers
+        workers, ring = stream._iterator._workers, stream._ring
         pids = {os.getpid(), *(worker.pid for worker in workers)}
     finally:
         stream.close()
     if case == "through the ring":
-        assert slots == [batch % (2 * 2 + 2) for batch in range(8)]     # prefetch 2 x 2 workers + 2
+        assert slots == [batch % ring.slots for batch in range(8)]
     else:
         assert slots == [None] * 8
     assert not any(worker.is_alive() for worker in workers)
