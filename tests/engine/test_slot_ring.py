@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from digitslite.engine import feeds, slot_ring
+from digitslite.engine.batch_stream import Shard
 from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
 from digitslite.engine.feeds import DatasetStream
 from digitslite.engine.slot_ring import SlotRing
@@ -96,3 +97,26 @@ def test_stream_batches_equal_the_per_sample_transform(bound, monkeypatch, case)
         assert slots == [None] * 8
     assert not any(worker.is_alive() for worker in workers)
     assert not _shm_files(pids)
+
+
+def _taken_batches(bound, workers: int, shard: Shard) -> list[torch.Tensor]:
+    """3 batches, a seek to where the stream is, 3 more, a seek elsewhere, 4 more."""
+    stream = DatasetStream([bound], SEED, workers=workers, shard=shard)
+    try:
+        images = [stream.next()["data"]]
+        assert len(stream._pending) == (7 if workers else 0)     # the rest of an item of 8 batches
+        images += [stream.next()["data"] for _ in range(2)]
+        stream.seek(stream.position)
+        images += [stream.next()["data"] for _ in range(3)]
+        stream.seek(7)
+        return images + [stream.next()["data"] for _ in range(4)]
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize("shard", [Shard(), Shard(rank=1, world_size=2)])
+def test_several_batches_to_an_item_keep_the_data_order_of_ranks_and_seeks(bound, shard):
+    """Small batches travel 8 to a DataLoader item here; the batches are those read in process."""
+    expected = _taken_batches(bound, 0, shard)
+    got = _taken_batches(bound, 2, shard)
+    assert all(torch.equal(one, other) for one, other in zip(got, expected, strict=True))
