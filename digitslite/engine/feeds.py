@@ -127,11 +127,16 @@ def _as_is(item: tuple) -> tuple:
 
 
 def _as_tensors(item: list[tuple[None, list[tuple]]]) -> list[tuple[None, list[tuple]]]:
-    """The collate_fn for an accelerator: each record a C-ordered tensor of its own, which the
-    DataLoader can pin."""
-    return [(slot, [(*(tuple(torch.from_numpy(np.array(array, order="C")) for array in arrays)
-                       for arrays in (images, labels)), placements) for images, labels, placements in raw])
+    """The collate_fn for an accelerator: records as tensors, which the DataLoader can pin."""
+    return [(slot, [(_stacked(images), _stacked(labels), placements) for images, labels, placements in raw])
             for slot, raw in item]
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+    """One tensor when every array has the same shape (one block to pass and pin), else one each."""
+    if len({array.shape for array in arrays}) == 1:
+        return torch.from_numpy(np.stack(arrays))
+    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
