@@ -127,8 +127,10 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
     """Run a trained net on IMAGE files and report each output blob and its argmax class."""
     import torch  # only when the command runs: `digitslite --help` must not wait for it
 
+    from digitslite.engine.host_memory import retain_freed_memory
     from digitslite.engine.infer import load_predictor, read_image, resize_image
 
+    retain_freed_memory()   # image after image, each forward reuses the last one's pages
     info = read_json(dataset_json) if dataset_json is not None else {}
     task = task_of(info)
     if task.cli_inference is not None:  # a task whose outputs are not class maps (colorization: pictures)

@@ -89,26 +89,27 @@ def run(execution: str, call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
     if execution == IMAGE:
         return _ImageConvolution.apply(batch, call.weight, call.bias, call)
     if execution == CHANNELS_LAST:
-        layout = torch.channels_last
-        return function(batch.contiguous(memory_format=layout), call.weight.contiguous(memory_format=layout),
-                        call.bias, groups=call.groups, **options)
+        weight = call.weight.contiguous(memory_format=torch.channels_last)
+        return function(channels_last_view(batch), weight, call.bias, groups=call.groups, **options)
     return function(batch.contiguous(), call.weight.contiguous(), call.bias, groups=call.groups, **options)
 
 
 def _gemm(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
-    """im2col and one (batched) matrix product; a 1x1 unit-stride unpadded conv needs no im2col."""
+    """im2col and one (batched) matrix product, pixels by filter taps, so that the output comes out
+    channels_last like every other execution's on the CPU; a 1x1 unit-stride unpadded conv needs no
+    im2col (a channels_last batch already is its pixels-by-channels matrix)."""
     n, channels, height, width = batch.shape
     out_channels, _, kernel_h, kernel_w = call.weight.shape
     out_h, out_w = call.out_size(batch)
     if (kernel_h, kernel_w) == (1, 1) and call.stride == (1, 1) and call.padding == (0, 0):
-        columns = batch.reshape(n, channels, height * width)
+        pixels = batch.permute(0, 2, 3, 1).reshape(n, height * width, channels)
     else:
-        columns = F.unfold(batch, (kernel_h, kernel_w), dilation=call.dilation, padding=call.padding,
-                           stride=call.stride)
-    out = call.weight.reshape(out_channels, -1) @ columns
+        pixels = F.unfold(batch, (kernel_h, kernel_w), dilation=call.dilation, padding=call.padding,
+                          stride=call.stride).transpose(1, 2)
+    out = pixels @ call.weight.reshape(out_channels, -1).t()
     if call.bias is not None:
-        out = out + call.bias.view(1, -1, 1)
-    return out.view(n, out_channels, out_h, out_w)
+        out = out + call.bias
+    return out.view(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
 
 
 class _ImageConvolution(torch.autograd.Function):
@@ -132,7 +133,7 @@ class _ImageConvolution(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             layout = torch.channels_last
             grad_batch = torch.ops.aten.convolution_backward(
-                grad, batch.contiguous(memory_format=layout), weight.contiguous(memory_format=layout), None,
+                grad, channels_last_view(batch), weight.contiguous(memory_format=layout), None,
                 list(stride), list(padding), list(dilation), False, [0, 0], 1, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             columns = F.unfold(batch, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)
@@ -148,6 +149,15 @@ def keep_layout(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.dim() != 4 or not (torch.is_grad_enabled() and tensor.requires_grad):
         return tensor
     return _KeepLayout.apply(tensor)
+
+
+def channels_last_view(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` channels_last with the canonical strides (a view when it is channels_last already).
+    A pooling output of a batch of 1 has an odd stride on N; torch's convolution then takes the
+    input for NCHW and returns NCHW, and a 1x1 convolution's output is NCHW as well (FCN-8s'
+    score_pool3 and score_pool4 took 15x their time and the copies around them more)."""
+    n, c, h, w = tensor.shape
+    return tensor.permute(0, 2, 3, 1).flatten().view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def is_channels_last(tensor: torch.Tensor) -> bool:
@@ -182,9 +192,51 @@ class _KeepLayout(torch.autograd.Function):
         return in_layout(grad, ctx.channels_last)
 
 
-def convolve(call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
-    """The convolution by the execution chosen for this key (measured on first use)."""
-    return run(choose(call, batch), call, batch)
+class PackedWeight:
+    """One layer's weight reordered into oneDNN's own blocked layout for one input shape, kept while
+    the weight is unchanged: torch's channels_last convolution reorders it on every call (FCN-8s:
+    59 MB a forward). Every writer of a weight (loading, the solver) writes in place through torch,
+    which counts the tensor's versions; a copy of the layer starts with an empty cache."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._packed: torch.Tensor | None = None
+
+    def __reduce__(self):
+        return (PackedWeight, ())
+
+    def get(self, call: ConvCall, batch: torch.Tensor) -> torch.Tensor:
+        weight = call.weight
+        key = (weight.data_ptr(), weight._version, tuple(batch.shape))
+        if key != self._key:
+            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight.detach(), list(call.padding), list(call.stride), list(call.dilation), call.groups,
+                list(batch.shape))
+            self._key = key
+        return self._packed
+
+
+def convolve(call: ConvCall, batch: torch.Tensor, relu: bool = False,
+             packed: PackedWeight | None = None) -> torch.Tensor:
+    """The convolution by the execution chosen for this key (measured on first use), followed by a
+    ReLU when `relu` (asked only while no graph is recorded). With `packed`, a channels_last
+    convolution that records no graph runs as oneDNN's with the cached packed weight and the ReLU
+    fused into it: the same kernel and summation order as channels_last, without the weight's
+    reorder and a second pass over the output."""
+    execution = choose(call, batch)
+    if packed is not None and execution == CHANNELS_LAST and _packs(call, batch):
+        return torch.ops.mkldnn._convolution_pointwise(
+            channels_last_view(batch), packed.get(call, batch), call.bias, list(call.padding),
+            list(call.stride), list(call.dilation), call.groups, "relu" if relu else "none", [], "")
+    out = run(execution, call, batch)
+    return out.relu_() if relu else out
+
+
+def _packs(call: ConvCall, batch: torch.Tensor) -> bool:
+    """A forward float32 convolution on the CPU, outside autocast and torch.compile, with no graph."""
+    return (not call.transposed and not torch.is_grad_enabled() and batch.device.type == "cpu"
+            and batch.dtype == call.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling() and torch.backends.mkldnn.is_available())
 
 
 def choose(call: ConvCall, batch: torch.Tensor) -> str:

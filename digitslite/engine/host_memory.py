@@ -1,4 +1,4 @@
-"""A process that trains on the CPU keeps the memory it frees, for the next iteration.
+"""A process that trains or infers on the CPU keeps the memory it frees, for the next iteration.
 
 glibc hands every block above its mmap threshold (32 MiB at most) back to the kernel when it is
 freed, and trims its heap, so each CPU iteration faults in, and the kernel zeroes, its large
@@ -6,9 +6,10 @@ activations and gradients again: about 85,000 page faults and 110 ms of system t
 FCN-AlexNet's 1.1 s forward+backward at 500x500. Caffe allocates its blobs once; torch's CUDA
 allocator caches. `retain_freed_memory` tells glibc to serve large blocks from its heap and never
 trim it, so after the first few iterations each reuses the previous one's pages; the process
-keeps its peak footprint (+320 MB resident on that net). Once per process, and only once a graph
-is recorded on the CPU: the job server's inference never calls it. Without glibc's mallopt (musl,
-macOS) it does nothing.
+keeps its peak footprint (+320 MB resident on that net). Once per process: when a graph is
+recorded on the CPU, and in the processes that run a net image after image (`digitslite infer`,
+an inference job's worker), whose every forward would fault in its activations again; the job
+server itself never calls it. Without glibc's mallopt (musl, macOS) it does nothing.
 """
 import ctypes
 import functools

@@ -111,6 +111,7 @@ class CaffeNet(nn.Module):
                 self._let_go(self._steps[-1])
         self.output_names: list[str] = self._outputs()
         self._release = self._release_plan()
+        self._relu_after = self._relu_pairs()
         # step indices after which the forward is cut into recomputed segments (engine.recompute)
         self.recompute_after: tuple[int, ...] = ()
 
@@ -257,6 +258,30 @@ class CaffeNet(nn.Module):
                 plan[index].append(name)
         return plan
 
+    def _relu_pairs(self) -> dict[int, bool]:
+        """The Convolutions whose ReLU can run inside them when no graph is recorded: index -> whether
+        that ReLU is in place. The next step must be a plain ReLU (negative_slope 0) on the conv's
+        only top, and nothing else may read the top before the ReLU: it is in place, or the top has
+        no other reader and no loss weight (a blob kept by name is checked when the net runs)."""
+        pairs = {}
+        for index, (step, after) in enumerate(itertools.pairwise(self._steps)):
+            if (step.type != "Convolution" or after.type != "ReLU" or step.views or not step.held
+                    or not after.held or len(step.tops) != 1 or after.bottoms != step.tops
+                    or len(step.bottoms) != 1 or self.layers[after.module].negative_slope != 0):
+                continue
+            in_place = after.tops == after.bottoms
+            top = step.tops[0]
+            readers = sum(top in later.bottoms for later in self._steps[index + 1:])
+            if in_place or (readers == 1 and top not in self.loss_weights):
+                pairs[index] = in_place
+        return pairs
+
+    def _fuses_relu(self, index: int, stop: int, protect: set[str] | None) -> bool:
+        """Step `index` is a Convolution that runs the ReLU after it (engine.execution.convolve)."""
+        in_place = self._relu_after.get(index)
+        return (in_place is not None and index + 1 < stop and not torch.is_grad_enabled()
+                and (in_place or self._steps[index].tops[0] not in (protect or ())))
+
     # ------------------------------------------------------------------------------------------
     # running
 
@@ -303,16 +328,21 @@ class CaffeNet(nn.Module):
     def _run_range(self, given: Mapping[str, torch.Tensor], start: int, stop: int,
                    protect: set[str] | None) -> dict[str, torch.Tensor]:
         blobs = dict(given)    # a recomputation starts again from the same `given`
+        relu_done = False      # the step before, a Convolution, ran this step's ReLU
         for index in range(start, stop):
             step = self._steps[index]
             if step.module is None and step.type != "Split":
                 continue
             bottoms = [blobs[name].detach() if cut else blobs[name]
                        for name, cut in zip(step.bottoms, step.detach, strict=True)]
-            if step.module is None:
+            if step.module is None or relu_done:
                 tops = bottoms * len(step.tops)
+                relu_done = False
             elif step.views:
                 tops = self._call_sharing(step, bottoms)
+            elif self._fuses_relu(index, stop, protect):
+                tops = self.layers[step.module](*bottoms, relu=True)
+                relu_done = True
             else:   # called inline: a separate frame would make torch.compile recompile it per layer
                 tops = self.layers[step.module](*bottoms)
             blobs.update(zip(step.tops, tops, strict=False))

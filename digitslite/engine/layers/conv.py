@@ -33,6 +33,7 @@ class _ConvolutionBase(CaffeLayer):
         if conv.bias_term:
             self.bias = self.new_param(self.blob_shapes[1], conv.bias_filler, generator, "bias_filler")
             self.blob_names = ("weight", "bias")
+        self._packed = None if self.transposed else execution.PackedWeight()
 
     def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
         """View the bottom as (outer, C, spatial...) with at least one spatial axis for torch's convs."""
@@ -57,23 +58,29 @@ class _ConvolutionBase(CaffeLayer):
                                       f"{size} (pad {pad}) on spatial axis {dim}",
                                       "use a smaller kernel or a larger input")
 
-    def _convolve(self, batch: torch.Tensor) -> torch.Tensor:
+    def _convolve(self, batch: torch.Tensor, relu: bool) -> torch.Tensor:
         """2-D: the execution chosen for this device (digitslite.engine.execution); else torch's."""
         if self.num_spatial == 2:
             call = execution.ConvCall(self.transposed, self.weight, self.bias, self.groups, **self._options())
-            return execution.convolve(call, batch)
+            return execution.convolve(call, batch, relu, self._packed)
         function = (_DECONV if self.transposed else _CONV)[max(self.num_spatial, 1)]
-        return function(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+        out = function(batch, self._torch_weight(), self.bias, groups=self.groups, **self._options())
+        return out.relu_() if relu else out
 
-    def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *bottoms: torch.Tensor, relu: bool = False) -> tuple[torch.Tensor, ...]:
+        """The tops; with `relu` (only while no graph is recorded) each passed through a ReLU, the
+        ReLU layer after this one that the net folds in (CaffeNet._fuses_relu)."""
         tops = []
         for bottom in bottoms:
             batch = self._as_batch(bottom)
             self._check_size(batch)
-            out = self._convolve(batch)
+            out = self._convolve(batch, relu)
             if self.num_spatial == 0:
                 out = out.squeeze(-1)
-            tops.append(out.reshape(*bottom.shape[:self.axis], *out.shape[1:]))
+            shape = (*bottom.shape[:self.axis], *out.shape[1:])
+            # a reshape to the same shape would give a channels_last batch of 1 an odd N stride,
+            # on which torch's max pooling runs 18x slower
+            tops.append(out if out.shape == shape else out.reshape(shape))
         return tuple(tops)
 
 

@@ -123,11 +123,14 @@ def report_progress(ctx: RunContext, done: int) -> None:
 
 
 def run(ctx: RunContext) -> None:
+    from digitslite.engine.host_memory import retain_freed_memory
     from digitslite.engine.infer import load_predictor
 
     deploy, weights, info_file = _model_files(ctx)
     info = json.loads(info_file.read_text()) if info_file is not None else {}
     device = "cuda" if ctx.spec.gpu_count else "cpu"
+    if device == "cpu":     # the job's own process: image after image reuses the last one's pages
+        retain_freed_memory()
     predictor = load_predictor(deploy, weights, device=device, warn=lambda text: print(f"warning: {text}"))
     ctx.folder.outputs_dir.mkdir(exist_ok=True)
     task_of(info).part("inference")(ctx, predictor, info)  # the task of the model's dataset
