@@ -37,6 +37,7 @@ from digitslite.engine.data import (
     load_mean,
 )
 from digitslite.engine.feeds import DatasetStream
+from digitslite.engine.host_memory import retain_freed_memory
 
 SETS = {"demo 160x120": (160, 120), "png 480x360": (480, 360)}
 
@@ -140,6 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(1)    # the training process shares the cores with the workers
+    retain_freed_memory()       # as a CPU stream does in the training process: raw alike in every repeat
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets.split(","):

@@ -10,9 +10,12 @@ allocated before the pass. Goal: recompute <= 0.6x of the plain peak.
 
 Pipeline: fcn_tiny (network_defs) on 2 stages (gloo; NCCL with --gpu and 2 GPUs), in --replicas
 data-parallel copies (2 x replicas processes or GPUs), batch 1 per micro-batch, M = 1, 2, 4, 8
-micro-batches per update. The measured time per update (wall) is set
-against GPipe's model: (sum of the stages' busy time)/K x (M + K - 1)/M, the busy times measured in
-the same run (torch's forward_one_chunk/backward_one_chunk). Goal: within 20 % at M = 8.
+micro-batches per update, at each --pipeline-size, on both schedules (GPipe; 1F1B from M = 2). The
+measured time per update (wall) is set against GPipe's model: (sum of the stages' busy time)/K x
+(M + K - 1)/M, the busy times measured in the same run (torch's forward_one_chunk/
+backward_one_chunk). Goal: within 20 % at M = 8. Next to it, the schedule played through with each
+stage's own forward and backward seconds (bubble.fill_drain_time): what free hand-overs would give
+on these uneven stages. Each row carries the load average at its end (the machine may be shared).
 
 Stage weights: FCN-8s (network_defs) trained one update on 2 stages (cut balancing FLOPs, then
 parameters): each stage's parameter bytes
@@ -42,6 +45,8 @@ from digitslite.caffe.prototxt import read_net
 from digitslite.datasets.demo import CLASSES
 from digitslite.engine.dispatch import train
 from digitslite.engine.net import CaffeNet, runnable_net
+from digitslite.engine.pipeline.bubble import fill_drain_time
+from digitslite.engine.pipeline.training import SCHEDULES
 from digitslite.engine.recompute import enable_recompute
 from digitslite.engine.train import TrainConfig
 from digitslite.layout import PIPELINE_FILE
@@ -106,7 +111,8 @@ def measure_memory(size: int, device: str, modes: list[str | None]) -> None:
 
 
 def pipeline_run(network: str, dataset: Path, job: Path, device: str, micro_batches: int, iterations: int,
-                 replicas: int = 1, balance: str = "flops") -> dict:
+                 replicas: int = 1, balance: str = "flops", schedule: str = "gpipe",
+                 cuts: tuple[str, ...] = ()) -> dict:
     """Train `network` (batch 1 per micro-batch) on STAGES stages in `replicas` replicas; pipeline.json."""
     net = load_network(network, len(CLASSES))
     for layer in net.layer:
@@ -117,7 +123,8 @@ def pipeline_run(network: str, dataset: Path, job: Path, device: str, micro_batc
     solver.iter_size = 1
     del solver.test_iter[:]
     train(TrainConfig(solver=solver, net=net, device=device, dataset_root=dataset, pipeline_stages=STAGES,
-                      micro_batches=micro_batches, ranks=replicas, pipeline_balance=balance), job)
+                      micro_batches=micro_batches, ranks=replicas, pipeline_balance=balance,
+                      pipeline_schedule=schedule, pipeline_cuts=cuts), job)
     return json.loads((job / PIPELINE_FILE).read_text())
 
 
@@ -141,30 +148,47 @@ def measure_stage_weights(size: int, device: str, balance: str) -> None:
               f"   {stage['parameter_bytes'] / 2**20:10.1f}   {stage['peak_bytes'] / 2**20:14.0f}")
 
 
-def measure_pipeline(size: int, device: str, iterations: int, replicas: int) -> None:
-    print(f"fcn_tiny on {STAGES} stages x {replicas} replica(s) at {size}x{size}, batch 1 per micro-batch, "
-          f"{iterations} updates, "
-          f"device {device}, {os.environ.get('OMP_NUM_THREADS')} thread(s) per stage, {os.cpu_count()} cores")
-    print("  M   wall/update   model/update   model/measured   bubble (measured, GPipe)")
+def pipeline_row(found: dict, micro: int, schedule: str) -> str:
+    """One run's wall time per update against the two models, from its pipeline.json."""
+    stages = found["stages"]
+    updates = stages[0]["updates"]     # the first update (warm-up) is not counted
+    wall = max(stage["wall_s"] for stage in stages) / updates     # replica 0's stages
+    busy = sum(stage["busy_s"] for stage in stages) / updates
+    model = busy / STAGES * (micro + STAGES - 1) / micro
+    forward = [stage["forward_s"] / updates / micro for stage in stages]
+    backward = [stage["backward_s"] / updates / micro for stage in stages]
+    uneven = fill_drain_time(forward, backward, micro, schedule)
+    split = "  ".join(f"{1e3 * f:.0f}, {1e3 * b:.0f}" for f, b in zip(forward, backward, strict=True))
+    return (f"{micro:<3} {wall:8.3f} s  {model:9.3f} s  {model / wall:10.2f}  {uneven / wall:15.2f}      "
+            f"{split:<30}  {found['bubble']:.2f}, {found['ideal_bubble']:.2f}  {os.getloadavg()[0]:10.1f}")
+
+
+def measure_pipeline(sizes: list[int], device: str, iterations: int, replicas: int,
+                     cuts: tuple[str, ...]) -> None:
+    print(f"fcn_tiny on {STAGES} stages x {replicas} replica(s), cut {','.join(cuts) or 'by FLOPs'}, batch 1 "
+          f"per micro-batch, {iterations} updates, device {device}, {os.environ.get('OMP_NUM_THREADS')} "
+          f"thread(s) per stage, {os.cpu_count()} cores")
+    print("  size  schedule  M   wall/update  model/update  model/measured  fill-drain/measured  "
+          "forward, backward per stage (ms)   bubble (measured, GPipe)  load")
+    runs = [(schedule, micro) for schedule in SCHEDULES for micro in (1, 2, 4, 8)
+            if schedule == "gpipe" or micro >= STAGES]     # 1F1B needs M >= K
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as folder:
-        dataset = write_scenes(Path(folder) / "dataset", 64, size)
-        for micro in (1, 2, 4, 8):
-            found = pipeline_run("fcn_tiny", dataset, Path(folder) / f"m{micro}", device, micro, iterations,
-                                 replicas)
-            stages = found["stages"]
-            updates = stages[0]["updates"]     # the first update (warm-up) is not counted
-            wall = max(stage["wall_s"] for stage in stages) / updates     # replica 0's stages
-            busy = sum(stage["busy_s"] for stage in stages) / updates
-            model = busy / STAGES * (micro + STAGES - 1) / micro
-            print(f"  {micro:<3} {wall:9.3f} s   {model:10.3f} s   {model / wall:12.2f}       "
-                  f"{found['bubble']:.2f}, {found['ideal_bubble']:.2f}")
+        for size in sizes:
+            dataset = write_scenes(Path(folder) / f"dataset{size}", 64, size)
+            for schedule, micro in runs:
+                found = pipeline_run("fcn_tiny", dataset, Path(folder) / f"{size}{schedule}{micro}", device,
+                                     micro, iterations, replicas, schedule=schedule, cuts=cuts)
+                print(f"  {size:<5} {schedule:<9} {pipeline_row(found, micro, schedule)}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", action="store_true", help="measure on CUDA (NCCL for the pipeline)")
     parser.add_argument("--size", type=int, default=512, help="FCN-8s input size")
-    parser.add_argument("--pipeline-size", type=int, default=192, help="fcn_tiny scene size")
+    parser.add_argument("--pipeline-size", type=int, action="append", help="fcn_tiny scene size "
+                        "(repeatable; default 192, 256 and 384)")
+    parser.add_argument("--pipeline-cuts", default="", help="blobs to cut fcn_tiny after (default: the "
+                        "FLOP-balanced cut)")
     parser.add_argument("--iterations", type=int, default=11, help="updates per pipeline run (the first "
                         "is a warm-up)")
     parser.add_argument("--recompute", action="append", help="a --recompute value to measure (repeatable; "
@@ -193,7 +217,8 @@ def main() -> None:
               f"{torch.cuda.device_count()} are visible")
         return
     if not args.skip_pipeline:
-        measure_pipeline(args.pipeline_size, device, args.iterations, args.replicas)
+        cuts = tuple(name for name in args.pipeline_cuts.split(",") if name)
+        measure_pipeline(args.pipeline_size or [192, 256, 384], device, args.iterations, args.replicas, cuts)
     if not args.skip_stage_weights:
         for balance in ("flops", "parameters"):
             measure_stage_weights(args.stage_size, device, balance)

@@ -141,6 +141,16 @@ def _read(source: BinaryIO, name: str, field: str) -> bytes:
         raise UnsafeArchiveError(f"{field}: member {name!r} cannot be read ({exc})", field) from None
 
 
+def _member_path(name: str, field: str, odd_kind: str | None) -> PurePosixPath | None:
+    """The member's safe path relative to the target (None for the archive root entry); a member of
+    an odd kind (a link, a special file: `odd_kind` names it) is refused."""
+    relative = _safe_relative(name, field)
+    if odd_kind is not None:
+        raise UnsafeArchiveError(f"{field}: member {name!r} is {odd_kind}; archives may hold only files "
+                                 "and folders", field)
+    return relative
+
+
 @dataclass(frozen=True)
 class _Member:
     name: str
@@ -161,10 +171,8 @@ def _zip_members(archive: zipfile.ZipFile, budget: _Budget, max_members: int,
         raise _refuse_count(max_members, field)
     budget.declare(sum(member.file_size for member in members))
     for member in members:
-        relative = _safe_relative(member.filename, field)
-        if stat.S_ISLNK(member.external_attr >> 16):
-            raise UnsafeArchiveError(f"{field}: member {member.filename!r} is a link; archives may hold "
-                                     "only files and folders", field)
+        linked = stat.S_ISLNK(member.external_attr >> 16)
+        relative = _member_path(member.filename, field, "a link" if linked else None)
         if relative is None:
             continue
         if member.is_dir():
@@ -193,10 +201,8 @@ def _tar_members(archive: tarfile.TarFile, budget: _Budget, max_members: int,
             raise UnsafeArchiveError(f"{field}: not a readable tar archive ({exc})", field) from None
         if count > max_members:
             raise _refuse_count(max_members, field)
-        relative = _safe_relative(member.name, field)
-        if not (member.isfile() or member.isdir()):
-            raise UnsafeArchiveError(f"{field}: member {member.name!r} is a link or special file; "
-                                     "archives may hold only files and folders", field)
+        odd = not (member.isfile() or member.isdir())
+        relative = _member_path(member.name, field, "a link or special file" if odd else None)
         if relative is None:
             continue
         if member.isdir():

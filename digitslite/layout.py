@@ -73,21 +73,10 @@ class DatasetFiles:
     def __init__(self, path: Path | str):
         self.path = Path(path)
 
-    @property
-    def info_file(self) -> Path:
-        return self.path / DATASET_INFO_FILE
-
-    @property
-    def mean_file(self) -> Path:
-        return self.path / MEAN_FILE
-
-    @property
-    def infogain_file(self) -> Path:
-        return self.path / INFOGAIN_FILE
-
-    @property
-    def histogram_file(self) -> Path:
-        return self.path / HISTOGRAM_FILE
+    info_file = _file(DATASET_INFO_FILE)
+    mean_file = _file(MEAN_FILE)
+    infogain_file = _file(INFOGAIN_FILE)
+    histogram_file = _file(HISTOGRAM_FILE)
 
     def db(self, stage: str, part: str) -> Path:
         return self.path / db_name(stage, part)

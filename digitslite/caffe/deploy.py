@@ -88,6 +88,14 @@ def bind_data_sources(net: caffe_pb2.NetParameter, dataset_dir: Path,
         part = LABEL_DATABASES.get(layer.top[0], "features") if layer.top else "features"
         layer.data_param.source = str(DatasetFiles(dataset_dir).db(stage, part))
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
-        if batch_size is not None:
-            layer.data_param.batch_size = batch_size
+    if batch_size is not None:
+        set_batch_size(bound, batch_size)
     return bound
+
+
+def set_batch_size(net: caffe_pb2.NetParameter, batch_size: int) -> None:
+    """Write `batch_size` into every Data layer of `net`, in place: what a batch size given for a
+    network that reads LMDBs means (DIGITS' batch size field)."""
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.batch_size = batch_size

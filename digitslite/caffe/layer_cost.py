@@ -12,6 +12,7 @@ from digitslite.caffe.geometry import Shape, canonical_axis
 from digitslite.caffe.layers import LAYER_TYPES, Source
 from digitslite.caffe.paramshapes import param_shapes
 from digitslite.caffe.shapes import LayerShapes, infer_shapes
+from digitslite.caffe.sourcemap import SourceMap
 
 BYTES_PER_VALUE = 4      # float32 activations
 _MOVING_FAMILIES = ("structure", "crop")   # and Concat, Im2col: they move values, they compute none
@@ -55,7 +56,7 @@ def _flops(layer: caffe_pb2.LayerParameter, shapes: LayerShapes) -> int:
 
 
 def layer_costs(net: caffe_pb2.NetParameter, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                source_map=None) -> list[LayerCost]:
+                source_map: SourceMap | None = None) -> list[LayerCost]:
     """One LayerCost per layer of `net` (filtered; Split layers in or not), in order."""
     shapes = infer_shapes(net, input_shapes, source_map)
     params = param_shapes(net, input_shapes, source_map)

@@ -16,6 +16,7 @@ from functools import cache
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.layer_cost import BYTES_PER_VALUE, layer_costs
 from digitslite.caffe.shapes import blob_shapes, is_source
+from digitslite.caffe.sourcemap import SourceMap
 from digitslite.errors import UserError
 
 # What balanced cuts even out: forward FLOPs (time), activation bytes, or parameter values (the
@@ -104,7 +105,7 @@ def _balanced_bounds(costs: list[int], crossing: Mapping[int, int], allowed: lis
 
 def partition(net: caffe_pb2.NetParameter, stages: int | None = None, *, cuts: Sequence[str] = (),
               balance: str = "flops", input_shapes: Mapping[str, Sequence[int]] | None = None,
-              source_map=None) -> Partition:
+              source_map: SourceMap | None = None) -> Partition:
     """Cut the filtered `net` into `stages` stages (or at the blobs `cuts`) of consecutive layers."""
     costs = layer_costs(net, input_shapes, source_map)
     sizes = blob_shapes(net, input_shapes, source_map)

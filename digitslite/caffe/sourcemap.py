@@ -295,8 +295,3 @@ def _record_layer(source_map: SourceMap, layer: _LayerBlock) -> None:
         return
     source_map.layer_starts[name] = (layer.start.line, layer.start.column)
     source_map.layer_fields[name] = layer.fields
-
-
-def map_layers(text: str, path: str) -> SourceMap:
-    """The SourceMap of prototxt `text` read from `path`; never fails, whatever the text."""
-    return scan_text(text, path).source_map

@@ -73,12 +73,17 @@ class Surgery:
     actions: list[LayerAction]
 
 
-def bilinear_kernel(size: int) -> np.ndarray:
-    """The size x size kernel of Caffe's bilinear filler (caffe-spec §3):
-    f = ceil(size/2), c = (size-1)/(2f), value = (1-|x/f-c|)·(1-|y/f-c|)."""
+def bilinear_profile(size: int) -> np.ndarray:
+    """One axis of Caffe's bilinear filler (caffe-spec §3), in float64: f = ceil(size/2),
+    c = (size-1)/(2f), value = 1-|x/f-c|; the kernel is the outer product of two."""
     factor = math.ceil(size / 2)
     centre = (size - 1) / (2 * factor)
-    profile = 1 - np.abs(np.arange(size) / factor - centre)
+    return 1 - np.abs(np.arange(size) / factor - centre)
+
+
+def bilinear_kernel(size: int) -> np.ndarray:
+    """The size x size float32 kernel of Caffe's bilinear filler."""
+    profile = bilinear_profile(size)
     return np.outer(profile, profile).astype(np.float32)
 
 

@@ -4,6 +4,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -86,7 +87,7 @@ OPTIONS_OF_EVERY_TASK = ("workers",)
 @click.option("--dry-run", is_flag=True, help="Only check: print the report and class statistics.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the report) as JSON.")
 @click.option("-o", "--out", help="Output folder of the dataset (must not exist).")
-def create(task, dry_run, as_json, out, **flags) -> None:
+def create(task: str, dry_run: bool, as_json: bool, out: str | None, **flags: Any) -> None:
     """Validate image/label folders (or text-file lists of pairs), or a folder of colour photos, and write
     train_db/ and val_db/ LMDBs and dataset.json."""
     record = TASKS[task]

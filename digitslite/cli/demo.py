@@ -15,7 +15,8 @@ from digitslite.tasks import DEFAULT_TASK, TASKS
 @click.option("--height", type=int, help="Image height in pixels (default 120; colorization 64).")
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same scenes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def command(out, task, count, val_count, width, height, seed, as_json) -> None:
+def command(out: str, task: str, count: int | None, val_count: int | None, width: int | None,
+            height: int | None, seed: int, as_json: bool) -> None:
     """Write urban scenes: images/, labels/ (palette PNG), labels_rgb/ + colormap.txt, classes.txt, val_*/;
     or, with --task colorization, colour scenes in images/ and val_images/."""
     given = {"count": count, "val_count": val_count, "width": width, "height": height}

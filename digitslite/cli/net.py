@@ -21,10 +21,11 @@ from digitslite.caffe.shapes import Shape, input_tops
 from digitslite.caffe.sourcemap import SourceMap
 from digitslite.caffe.template import NUM_CLASSES_FIELD, fill_template
 from digitslite.caffe.textedit import fix_crop_offsets
-from digitslite.cli._options import input_shape_option
+from digitslite.cli._dataset import DatasetJson
+from digitslite.cli._options import InputShapes, input_shape_option
 from digitslite.cli._output import emit_json
 from digitslite.errors import UserError
-from digitslite.fileio import read_json, write_atomically
+from digitslite.fileio import write_atomically
 from digitslite.layout import DatasetFiles
 
 NetFile = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -76,16 +77,11 @@ def _dataset_options(dataset: Path | None, classes: int | None) -> dict:
     """The check options a dataset folder (dataset.json) gives; --classes wins over its class count."""
     if dataset is None:
         return {"num_classes": classes}
-    files = DatasetFiles(dataset)
-    info_file = files.info_file
-    try:
-        info = read_json(info_file)
-        count = len(info["classes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{info_file}: cannot read the class list ({exc}); give --dataset a folder made by "
-                        "`digitslite dataset create`") from None
+    dataset_json = DatasetJson.read(dataset)
+    count, _ = dataset_json.labels()
+    info = dataset_json.info
     size = ((info.get("image_size") or {}).get("train") or {}).get("max")
-    first_image = files.db("train", "features")
+    first_image = DatasetFiles(dataset).db("train", "features")
     shape = (info.get("channels", 3), size[1], size[0]) if size else _record_shape(str(first_image))
     return {"num_classes": classes or count, "image_shape": shape, "ignore_label": info.get("ignore_label")}
 
@@ -97,8 +93,9 @@ def _record_shape(source: str) -> Shape | None:
     return first_record_shape(Path(source).expanduser())
 
 
-def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes, dataset: Path | None,
-            classes: int | None, text: str | None = None, source: str | None = None) -> NetReport:
+def _report(path: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+            dataset: Path | None, classes: int | None, text: str | None = None,
+            source: str | None = None) -> NetReport:
     """The shared check of FILE (or of `text`, a net held in it) in the CLI's words. A template (with
     {{num_classes}}) is trained by digitslite, which derives missing Crop offsets, as for
     network_defs/; any other net crops as Caffe does."""
@@ -125,8 +122,8 @@ def _shape_text(shape: Shape) -> str:
 @command.command()
 @click.argument("file", type=NetFile)
 @_shape_options
-def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
-           dataset: Path | None, as_json: bool) -> None:
+def shapes(file: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+           classes: int | None, dataset: Path | None, as_json: bool) -> None:
     """Print the shape of every blob of FILE."""
     report = _report(file, phase, stages, input_shapes, dataset, classes)
     if not report.blobs:
@@ -300,8 +297,8 @@ def _print_notes(report: NetReport) -> None:
 @command.command()
 @click.argument("file", type=NetFile)
 @_shape_options
-def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes, classes: int | None,
-          dataset: Path | None, as_json: bool) -> None:
+def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes: InputShapes,
+          classes: int | None, dataset: Path | None, as_json: bool) -> None:
     """Parse, upgrade, filter and check FILE (a network or a solver): topology, shapes, Crop offsets and,
     with --dataset or --classes, the class count and ignore value; exit 1 on a problem."""
     text = _read_text(file)
@@ -352,8 +349,8 @@ def _stage_dict(stage: Stage) -> dict:
               help="What the stages are balanced by.")
 @_shape_options
 def partition_command(file: Path, stage_count: int | None, cuts: str | None, balance: str, phase: str,
-                      stages: tuple[str, ...], input_shapes, classes: int | None, dataset: Path | None,
-                      as_json: bool) -> None:
+                      stages: tuple[str, ...], input_shapes: InputShapes, classes: int | None,
+                      dataset: Path | None, as_json: bool) -> None:
     """Cut FILE into pipeline stages: each stage's layers, parameters, FLOPs and activation memory."""
     if stage_count is None and not cuts:
         raise click.UsageError("give --stages K or --pipeline-cuts BLOB,BLOB")

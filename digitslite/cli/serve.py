@@ -1,13 +1,12 @@
 """`digitslite serve`: the job server and JSON API (default http://127.0.0.1:5000, jobs in ./jobs)."""
 import logging
-import signal
-import threading
 from pathlib import Path
 
 import click
 
+from digitslite.cli._server import address_options, listening
 from digitslite.errors import UserError
-from digitslite.server.config import USERS_FILE, ServerConfig, is_loopback
+from digitslite.server.config import DEFAULT_PORT, USERS_FILE, ServerConfig, is_loopback
 from digitslite.server.users import UserStore
 
 
@@ -22,8 +21,7 @@ def _refuse_open_without_users(config: ServerConfig) -> None:
 
 
 @click.command()
-@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port [default: 5000; 0 picks a free one].")
+@address_options(DEFAULT_PORT)
 @click.option("--jobs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Jobs directory [default: $DIGITSLITE_JOBS_DIR or ./jobs].")
 @click.option("--data-root", "data_roots", type=click.Path(file_okay=False, path_type=Path), multiple=True,
@@ -32,11 +30,9 @@ def _refuse_open_without_users(config: ServerConfig) -> None:
 @click.option("--insecure", is_flag=True,
               help="Serve on a non-loopback address even without users (no login at all).")
 @click.option("--quiet", is_flag=True, help="Do not log every request.")
-def command(host: str | None, port: int | None, jobs_dir: Path | None, data_roots: tuple[Path, ...],
+def command(host: str, port: int, jobs_dir: Path | None, data_roots: tuple[Path, ...],
             insecure: bool, quiet: bool) -> None:
     """Run the job server: scheduler, workers and the JSON API under /api/v1."""
-    from werkzeug.serving import make_server
-
     from digitslite.server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,18 +42,12 @@ def command(host: str | None, port: int | None, jobs_dir: Path | None, data_root
                                    insecure=insecure or None)
     _refuse_open_without_users(config)
     app = create_app(config)
-    server = make_server(config.host, config.port, app, threaded=True)
     services = app.extensions["digitslite"]
-
-    def shut_down(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
-    click.echo(f"digitslite: serving http://{config.host}:{server.port} (jobs in {services.config.jobs_dir})",
-               err=True)
-    try:
-        server.serve_forever()
-    finally:
-        services.scheduler.stop()  # running workers go on; the next server re-attaches to them
-        click.echo("digitslite: stopped; running jobs keep running", err=True)
+    with listening(config.host, config.port, app) as server:
+        click.echo(f"digitslite: serving http://{config.host}:{server.port} (jobs in "
+                   f"{services.config.jobs_dir})", err=True)
+        try:
+            server.serve_forever()
+        finally:
+            services.scheduler.stop()  # running workers go on; the next server re-attaches to them
+            click.echo("digitslite: stopped; running jobs keep running", err=True)

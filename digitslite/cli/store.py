@@ -1,15 +1,12 @@
 """`digitslite store`: list, import, publish, convolutionalize, index and serve model stores."""
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 
 import click
-from werkzeug.serving import make_server
 
 from digitslite.cli._output import emit_json
-from digitslite.errors import UserError
+from digitslite.cli._server import address_options, listening
 from digitslite.modelstore.client import FetchPolicy
 from digitslite.modelstore.convolutionalize import convolutionalize_model
 from digitslite.modelstore.entries import index_store
@@ -20,6 +17,7 @@ from digitslite.modelstore.publish import publish_job
 from digitslite.server.modelstore.tree import create_store_app
 
 _MB = 1_000_000
+STORE_PORT = 8000  # what `store serve` listens on unless told
 
 
 def _size_text(size: int | None, exact: bool = True) -> str:
@@ -171,26 +169,12 @@ def index_command(store_dir: Path, as_json: bool) -> None:
 
 @command.command(name="serve")
 @click.argument("store_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port (0 picks a free one).")
+@address_options(STORE_PORT)
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve_command(store_dir: Path, host: str, port: int, verbose: bool) -> None:
     """Serve the store folder STORE_DIR over HTTP, with byte ranges so downloads resume."""
     if not verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    try:
-        server = make_server(host, port, create_store_app(store_dir), threaded=True)
-    except OSError as exc:
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host"
-                        ) from None
-
-    def shut_down(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
-    click.echo(f"serving http://{host}:{server.port}/ (store {store_dir})")
-    try:
+    with listening(host, port, create_store_app(store_dir)) as server:
+        click.echo(f"serving http://{host}:{server.port}/ (store {store_dir})")
         server.serve_forever()
-    finally:
-        server.server_close()

@@ -2,7 +2,7 @@
 import click
 
 from digitslite.caffe.surgery import transplant_files
-from digitslite.cli._options import input_shape_option
+from digitslite.cli._options import InputShapes, input_shape_option
 from digitslite.cli._output import emit_json
 
 
@@ -25,7 +25,8 @@ def _shape_text(shape) -> str:
 @input_shape_option("Shape of an input blob of both nets as NAME=N,C,H,W, where they cannot say it "
                     "themselves (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-layer report as JSON.")
-def command(src_net, src_weights, dst_net, output, interp, expand_score, input_shapes, as_json) -> None:
+def command(src_net: str, src_weights: str, dst_net: str, output: str, interp: tuple[str, ...],
+            expand_score: tuple[str, ...], input_shapes: InputShapes, as_json: bool) -> None:
     """Transplant weights by layer name, coercing InnerProduct into Convolution where the numbers fit.
 
     Every layer with parameters is reported as copied, coerced, expanded, interpolated,

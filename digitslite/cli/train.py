@@ -8,12 +8,13 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net
+from digitslite.caffe.deploy import bind_data_sources, dataset_deploy_net, set_batch_size
 from digitslite.caffe.digitsnet import complete_digits_net, supplied_inputs, unset_class_outputs
 from digitslite.caffe.partition import BALANCES
 from digitslite.caffe.prototxt import parse_net, parse_solver, read_net, write_net, write_solver
@@ -23,13 +24,13 @@ from digitslite.caffe.template import (
     NUM_CLASSES_FIELD,
     fill_template,
 )
+from digitslite.cli._dataset import DatasetJson
 from digitslite.cli._output import emit_json
 from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.logline import log_line
 from digitslite.engine.lr_policy import POLICIES
 from digitslite.errors import UserError
-from digitslite.fileio import read_json
-from digitslite.layout import TRAIN_VAL_FILE, DatasetFiles, JobFiles
+from digitslite.layout import TRAIN_VAL_FILE, JobFiles
 from digitslite.networks import load_network, load_solver
 
 if TYPE_CHECKING:  # torch loads with the engine: only when a command runs, never for --help
@@ -82,34 +83,17 @@ def _field_names(options: dict) -> Callable[[str], str]:
     return lambda field: f"--{given[field].replace('_', '-')}" if field in given else field
 
 
-def _dataset_labels(dataset: Path) -> tuple[int, int]:
-    """The class count (a colorization dataset's ab bins) and ignore value of a dataset folder, from its
-    dataset.json."""
-    info_file = DatasetFiles(dataset).info_file
-    try:
-        info = read_json(info_file)
-        return len(info["classes"]), int(info.get("ignore_label", DEFAULT_IGNORE_LABEL))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{info_file}: cannot read the class list ({exc}); give a folder made by "
-                        "`digitslite dataset create`") from None
-
-
-def _dataset_info(dataset: Path | None) -> dict | None:
-    """The dataset folder's dataset.json (its task scores the test passes), if there is one."""
-    info_file = None if dataset is None else DatasetFiles(dataset).info_file
-    return read_json(info_file) if info_file is not None and info_file.is_file() else None
-
-
-def _standard_network(name: str, dataset: Path | None) -> tuple[caffe_pb2.NetParameter,
-                                                                  caffe_pb2.SolverParameter]:
+def _standard_network(name: str, dataset: DatasetJson | None) -> tuple[caffe_pb2.NetParameter,
+                                                                        caffe_pb2.SolverParameter]:
     """A network of network_defs/ for the dataset's class count and ignore value, reading its LMDBs,
     and its solver."""
     if dataset is None:
         raise UserError("--network needs --dataset: the class count comes from the dataset's dataset.json")
-    return bind_data_sources(load_network(name, *_dataset_labels(dataset)), dataset), load_solver(name)
+    net = bind_data_sources(load_network(name, *dataset.labels()), dataset.folder)
+    return net, load_solver(name)
 
 
-def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
+def _read_net(net_file: str, dataset: DatasetJson | None) -> caffe_pb2.NetParameter:
     """The --net file, its {{num_classes}} and {{ignore_label}} (if any) filled from the dataset."""
     try:
         text = Path(net_file).read_text(encoding="utf-8")
@@ -117,13 +101,13 @@ def _read_net(net_file: str, dataset: Path | None) -> caffe_pb2.NetParameter:
         return read_net(net_file)   # a binary net, or its own error for an unreadable file
     if NUM_CLASSES_FIELD not in text and IGNORE_LABEL_FIELD not in text:
         return read_net(net_file)
-    classes, ignore = _dataset_labels(dataset) if dataset is not None else (None, DEFAULT_IGNORE_LABEL)
+    classes, ignore = dataset.labels() if dataset is not None else (None, DEFAULT_IGNORE_LABEL)
     filled = fill_template(text, classes, net_file, "give --dataset: its class count fills it",
                            ignore_label=ignore)
     return parse_net(filled, net_file)
 
 
-def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
+def _net(net_file: str | None, batch_size: int | None, dataset: DatasetJson | None,
          standard: caffe_pb2.NetParameter | None = None) -> caffe_pb2.NetParameter | None:
     """The net to train (None: the solver names its nets), completed as DIGITS completes its networks
     (data layers it supplies, unset class outputs), with --batch-size written into Data layers."""
@@ -137,11 +121,9 @@ def _net(net_file: str | None, batch_size: int | None, dataset: Path | None,
         if dataset is None:
             raise UserError(f"{net_file} is a DIGITS-style network (its data, label or class count come from "
                             "the dataset): give --dataset")
-        net = complete_digits_net(net, _dataset_labels(dataset)[0])
+        net = complete_digits_net(net, dataset.labels()[0])
     if batch_size is not None:
-        for layer in net.layer:
-            if layer.type == "Data":
-                layer.data_param.batch_size = batch_size
+        set_batch_size(net, batch_size)
     return net
 
 
@@ -155,7 +137,7 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
 
     stop_requested = []
 
-    def request_stop(signum, frame) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
         stop_requested.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -227,14 +209,19 @@ def _run(config: "TrainConfig", job_dir: Path) -> "TrainResult":
               help="What the balanced cut evens out over the stages: forward FLOPs (time), activation "
               "bytes, or parameters (the weights each stage holds).")
 @click.option("--pipeline-schedule", type=click.Choice(PIPELINE_SCHEDULES), default=PIPELINE_SCHEDULES[0],
-              show_default=True, help="Order of the micro-batches' forward and backward passes.")
+              show_default=True, help="Order of the micro-batches' forward and backward passes; auto: "
+              "1f1b where --micro-batches is at least --pipeline-stages, gpipe below.")
 @click.option("-o", "--output", "job_dir", required=True, type=click.Path(file_okay=False),
               help="Job folder for metrics.jsonl and snapshots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch_size, stages, weights,
-            resume, use_gpu, amp, channels_last, use_compile, cudnn_benchmark, workers, ranks, gpus, nnodes,
-            node_rank, master, sync_batchnorm, recompute, pipeline_stages, micro_batches, pipeline_cuts,
-            pipeline_balance, pipeline_schedule, job_dir, as_json, **solver_options) -> None:
+def command(dataset: str | None, network: str | None, net_file: str | None, solver_file: str | None,
+            stepvalue: tuple[int, ...], test_iter: int | None, batch_size: int | None,
+            stages: tuple[str, ...], weights: tuple[str, ...], resume: str | None, use_gpu: bool | None,
+            amp: str | None, channels_last: bool, use_compile: bool, cudnn_benchmark: bool,
+            workers: int | None, ranks: int, gpus: str | None, nnodes: int, node_rank: int,
+            master: str | None, sync_batchnorm: bool, recompute: str | None, pipeline_stages: int,
+            micro_batches: int, pipeline_cuts: str | None, pipeline_balance: str, pipeline_schedule: str,
+            job_dir: str, as_json: bool, **solver_options: Any) -> None:
     """Train a network with Caffe's solver semantics, writing metrics and snapshots into a job folder.
 
     With --resume and neither --net nor --solver, the copies saved in the job folder are used.
@@ -247,14 +234,15 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
     job = Path(job_dir)
     files = JobFiles(job)
     dataset_dir = Path(dataset).absolute() if dataset else None  # resolved once, from where the command runs
+    dataset_json = DatasetJson.read(dataset_dir) if dataset_dir else None
     if resume and not net_file and not solver_file and files.solver_file.is_file():
         net_file, solver_file = str(files.train_val_file), str(files.solver_file)
     if network and net_file:
         raise click.UsageError("give --network or --net, not both")
-    standard_net, standard_solver = _standard_network(network, dataset_dir) if network else (None, None)
+    standard_net, standard_solver = _standard_network(network, dataset_json) if network else (None, None)
     solver_dir = Path(solver_file).parent if solver_file else None
     solver = _solver(solver_file, solver_options, stepvalue, test_iter, standard_solver)
-    net = _net(net_file, batch_size, dataset_dir, standard_net)
+    net = _net(net_file, batch_size, dataset_json, standard_net)
     if net is None and not (solver.net or solver.HasField("net_param") or solver.train_net
                             or solver.HasField("train_net_param")):
         raise UserError("no network to train: give --network or --net (or a --solver that names its net)")
@@ -268,8 +256,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         if net is not None:
             write_net(net, files.train_val_file)
         if network:   # what `digitslite infer` runs on the dataset's images
-            info = read_json(DatasetFiles(dataset_dir).info_file)
-            write_net(dataset_deploy_net(net, info), files.deploy_file)
+            write_net(dataset_deploy_net(net, dataset_json.info), files.deploy_file)
         write_solver(solver, files.solver_file)
     config = TrainConfig(
         solver=solver, net=net, stages=stages, solver_dir=solver_dir if net is None else job,
@@ -282,7 +269,7 @@ def command(dataset, network, net_file, solver_file, stepvalue, test_iter, batch
         recompute=recompute, pipeline_stages=pipeline_stages, micro_batches=micro_batches,
         pipeline_cuts=[cut.strip() for cut in (pipeline_cuts or "").split(",") if cut.strip()],
         pipeline_schedule=pipeline_schedule, pipeline_balance=pipeline_balance,
-        dataset_info=_dataset_info(dataset_dir),
+        dataset_info=None if dataset_json is None else dataset_json.info,
     )
     try:
         result = _run(config, job)

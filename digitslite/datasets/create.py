@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 from digitslite.datasets.mean import mean_blob
@@ -75,9 +76,12 @@ def remove_partials(out_dir: Path | str) -> list[Path]:
     return stale
 
 
-def _refuse_existing(out: Path) -> None:
+def unused_output(out_dir: Path | str) -> Path:
+    """`out_dir` as an absolute path, refused if something is there already (an empty folder is not)."""
+    out = Path(out_dir).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: the output folder already exists; choose a new folder or delete it")
+    return out
 
 
 @contextmanager
@@ -88,7 +92,7 @@ def _sigterm_raises() -> Iterator[None]:
         yield
         return
 
-    def abort(signum, frame):
+    def abort(signum: int, frame: FrameType | None) -> None:
         raise DatasetAbortedError("dataset creation was aborted (SIGTERM); nothing was written")
 
     signal.signal(signal.SIGTERM, abort)
@@ -102,15 +106,14 @@ def _sigterm_raises() -> Iterator[None]:
 def publishing(out_dir: Path | str) -> Iterator[Path]:
     """A hidden partial folder beside `out_dir` to write into, renamed to `out_dir` when the block
     ends normally and removed when it raises (SIGTERM included)."""
-    out = Path(out_dir).expanduser().absolute()
-    _refuse_existing(out)
+    out = unused_output(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f"{_partial_name(out)}{secrets.token_hex(4)}"
     partial.mkdir()
     try:
         with _sigterm_raises():
             yield partial
-        _refuse_existing(out)
+        unused_output(out)  # another creation may have published it meanwhile
         os.rename(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -123,16 +126,18 @@ def create_dataset(options: DatasetOptions, out_dir: Path | str,
 
     `progress(done, total)` is called from this process as pairs complete.
     """
-    _refuse_existing(Path(out_dir).expanduser().absolute())
-    return publish_checked(out_dir, make_plan(options), scan, _write_extras, progress)
+    return publish_checked(out_dir, lambda: make_plan(options), scan, _write_extras, progress)
 
 
-def publish_checked(out_dir: Path | str, plan: PlanT,
+def publish_checked(out_dir: Path | str, plan_for: Callable[[], PlanT],
                     scan_into: Callable[[PlanT, Path, Progress | None], OutcomeT],
                     write_extras: Callable[[Path, PlanT, OutcomeT], dict],
                     progress: Progress | None = None) -> DatasetSummary:
-    """Scan `plan` into a partial folder, refuse with the report if it found errors, else add the
-    extras (which return dataset.json's content) and publish: one way for every task to write."""
+    """Refuse an output folder in use, then make the plan (listing the images can take long), scan it
+    into a partial folder, refuse with the report if it found errors, else add the extras (which
+    return dataset.json's content) and publish: one way for every task to write."""
+    unused_output(out_dir)
+    plan = plan_for()
     with publishing(out_dir) as partial:
         outcome = scan_into(plan, partial, progress)
         if not outcome.report.ok:

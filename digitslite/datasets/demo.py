@@ -7,15 +7,13 @@ and sensor noise, so colour alone does not give the class away; every class appe
 scene, so a majority-class guess scores a low mean IU. Scene i of a split depends only on (seed,
 split, i), never on the count.
 """
-import os
-import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digitslite.datasets.create import publishing
 from digitslite.errors import UserError
 
 CLASSES = ("sky", "building", "road", "sidewalk", "grass", "tree", "car", "pedestrian", "pole", "sign")
@@ -237,11 +235,7 @@ def write_demo(out_dir: Path | str, count: int = 64, val_count: int = 16, width:
     out = Path(out_dir).expanduser().absolute()
     if count < 1 or val_count < 0 or width < 32 or height < 32:
         raise UserError("demo needs --count >= 1, --val-count >= 0 and an image of at least 32x32 pixels")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: already exists; choose a new folder for the demo data or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
-    try:
+    with publishing(out) as partial:
         for prefix in ("", "val_"):
             for folder in ("images", "labels", "labels_rgb"):
                 (partial / f"{prefix}{folder}").mkdir(parents=True)
@@ -252,10 +246,6 @@ def write_demo(out_dir: Path | str, count: int = 64, val_count: int = 16, width:
         (partial / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
         (partial / "colormap.txt").write_text("".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
                                                       in zip(CLASS_COLOURS, CLASSES, strict=True)))
-        os.rename(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     folders = {name: str(out / name) for name in ("images", "labels", "val_images", "val_labels")}
     return {"path": str(out), "description": f"demo data ({len(CLASSES)} classes)", "count": count,
             "val_count": val_count, "width": width, "height": height, "seed": seed, "classes": list(CLASSES),

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from digitslite.datasets.labels import Found, LabelDecoder, is_16bit, value_histogram
-from digitslite.datasets.lmdb_writer import SplitWriters
+from digitslite.datasets.lmdb_writer import SplitWriters, StopFlag, WritingState
 from digitslite.datasets.mean import MeanAccumulator
 from digitslite.datasets.options import MAX_PIXELS
 from digitslite.datasets.records import feature_datum, label_datum, record_key
@@ -35,7 +35,7 @@ class EncoderConfig:
     out_dir: Path | None  # where the split LMDBs go; None only checks
     seed: int
 
-    def start(self, stop_encoding) -> "EncoderState":
+    def start(self, stop_encoding: StopFlag) -> "EncoderState":
         return EncoderState(self, stop_encoding)
 
 
@@ -56,28 +56,21 @@ class ItemResult:
     stored_size: tuple[int, int] | None = None
 
 
-class EncoderState:
+class EncoderState(WritingState):
     """What one encoding process keeps between chunks: its LMDB writers and its mean sum."""
 
-    def __init__(self, config: EncoderConfig, stop_encoding) -> None:
+    def __init__(self, config: EncoderConfig, stop_encoding: StopFlag) -> None:
+        super().__init__(config.out_dir, stop_encoding)
         self.config = config
-        self.stop_encoding = stop_encoding  # a multiprocessing.Event, or a LocalFlag in-process
         self.mean = MeanAccumulator()
-        self.writers = SplitWriters(config.out_dir) if config.out_dir is not None else None
 
     def process(self, items: list[WorkItem]) -> list[ItemResult]:
         return process_chunk(items, self)
 
     def finish(self) -> MeanAccumulator:
         """Commit and close this process's writers; return its mean sum."""
-        if self.writers is not None:
-            self.writers.close()
+        self.finish_writing()
         return self.mean
-
-    def abandon(self) -> None:
-        """Let go of the writers without committing (the work stopped early)."""
-        if self.writers is not None:
-            self.writers.close(commit=False)
 
 
 def end_quietly_on_broken_pipe() -> None:

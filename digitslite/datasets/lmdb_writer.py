@@ -7,6 +7,7 @@ transactions, and a process whose map another process has grown adopts the new s
 (MDB_MAP_RESIZED) and retries. Records are committed in batches and synced once at close.
 """
 from pathlib import Path
+from typing import Protocol
 
 import lmdb
 
@@ -88,3 +89,28 @@ class SplitWriters:
             else:
                 writer.abandon()
         self._writers.clear()
+
+
+class StopFlag(Protocol):
+    """Set when the work is to stop early: a multiprocessing.Event, or parallel.LocalFlag in-process."""
+
+    def is_set(self) -> bool: ...
+
+
+class WritingState:
+    """What an encoding process keeps that writes records (a parallel.WorkState's base): its writers,
+    None when it only checks, committed by finish_writing and let go by abandon."""
+
+    def __init__(self, out_dir: Path | None, stop_encoding: StopFlag) -> None:
+        self.stop_encoding = stop_encoding
+        self.writers = SplitWriters(out_dir) if out_dir is not None else None
+
+    def finish_writing(self) -> None:
+        """Commit and close this process's writers."""
+        if self.writers is not None:
+            self.writers.close()
+
+    def abandon(self) -> None:
+        """Let go of the writers without committing (the work stopped early)."""
+        if self.writers is not None:
+            self.writers.close(commit=False)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from digitslite.datasets.encoder import bound_memory, end_quietly_on_broken_pipe
+from digitslite.datasets.lmdb_writer import StopFlag
 
 MAX_CHUNK = 4
 BARRIER_TIMEOUT_S = 600
@@ -27,7 +28,7 @@ class WorkState(Protocol):
 
 
 class WorkConfig(Protocol):
-    def start(self, stop_encoding) -> WorkState: ...
+    def start(self, stop_encoding: StopFlag) -> WorkState: ...
 
 
 def chunked(items: list, workers: int) -> list[list]:
@@ -63,7 +64,7 @@ class LocalFlag:
 _pool_state: dict = {}
 
 
-def _init_pool_worker(config: WorkConfig, stop_encoding, barrier) -> None:
+def _init_pool_worker(config: WorkConfig, stop_encoding: StopFlag, barrier) -> None:
     """Pool initializer: bounded memory, this process's state, and the barrier _finish_pool_worker
     waits at."""
     bound_memory()

@@ -146,8 +146,9 @@ class SegmentationTransform:
 
         Crop and mirror only pick pixels, so they are applied to the record and the mean before the
         subtraction, which then widens the picked uint8 pixels straight into `image_out`: one pass
-        over the image, then the scale in place; each value is (pixel - mean) * scale in float32,
-        as Caffe computes it. Only scale jitter needs the whole mean-subtracted image first.
+        over each channel, then the scale in place while the channel is in the cache; each value
+        is (pixel - mean) * scale in float32, as Caffe computes it. Only scale jitter needs the
+        whole mean-subtracted image first.
         """
         mean = self._mean_for(image) if self.mean is not None else None
         if placement.factor is not None:
@@ -167,14 +168,16 @@ class SegmentationTransform:
         out_cols = slice(crop_w - kept_w, crop_w) if placement.mirror else slice(0, kept_w)
         flip = slice(None, None, -1 if placement.mirror else 1)
         pixels, target = image[:, rows, cols], image_out[:, :kept_h, out_cols][:, :, flip]
-        if mean is None:
-            np.copyto(target, pixels, casting="unsafe")
-        else:
-            spot = mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols]
-            np.subtract(pixels, spot, out=target, dtype=np.float32)
+        spot = None if mean is None else mean if mean.shape[1:] == (1, 1) else mean[:, rows, cols]
+        for channel in range(len(image_out)):   # a channel is still in the cache when it is scaled
+            if spot is None:
+                np.copyto(target[channel], pixels[channel], casting="unsafe")
+            else:
+                np.subtract(pixels[channel], spot[min(channel, len(spot) - 1)], out=target[channel],
+                            dtype=np.float32)
+            if self.scale != 1.0:
+                image_out[channel] *= np.float32(self.scale)
         np.copyto(label_out[..., :kept_h, out_cols][..., flip], label[..., rows, cols], casting="unsafe")
-        if self.scale != 1.0:
-            image_out *= np.float32(self.scale)
 
     def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
         """The mean, checked against a record of `image_shape`, as a float32 tensor on `device`."""

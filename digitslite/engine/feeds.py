@@ -2,6 +2,8 @@
 between those and its HDF5Data layers (digitslite.engine.hdf5_stream). Every one keeps the
 data-order contract of digitslite.engine.batch_stream.
 """
+import collections
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +14,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.pythonlayers import as_data_layer
 from digitslite.engine.batch_stream import Batch, BatchStream, Shard
+from digitslite.engine.host_memory import retain_freed_memory
+from digitslite.engine.slot_ring import SlotRing
 from digitslite.errors import UserError
+
+_PREFETCH = 2                           # items each worker has in flight (the DataLoader's prefetch_factor)
+_ITEM_BYTES, _ITEM_BATCHES = 1 << 20, 8     # see _per_item
 
 
 class FeedStream(BatchStream):
@@ -63,41 +70,73 @@ class FeedStream(BatchStream):
 
 
 class _BatchAt(Dataset):
-    """Item (s_0, s_1, ...) is the batch whose source f starts at sample s_f (records wrap around),
-    as the LMDB holds it: per source, uint8 images and labels (stacked when they share a size) and
-    each sample's drawn Placement. The training process transforms it (`_finish`).
+    """Item (j, (b_j, b_j+1, ...)) is batches j, j+1, ... of a loader, where b = (s_0, s_1, ...) says
+    at which sample each source f starts the batch (records wrap around); each batch as the LMDB
+    holds it: per source, the uint8 images, the labels and each sample's drawn Placement. The
+    training process transforms it (`_finish`). Several batches to an item when they are small
+    (`_per_item`): a hand-over has a fixed cost.
 
-    uint8 crosses processes, not float32: a quarter of the bytes. For the CPU the arrays go through
-    the DataLoader's pipe as they are (`_as_is`), not as tensors in shared memory: each batch would
-    take fresh shared pages, and faulting them in cost more than the transform (docs/PERFORMANCE.md,
-    training data path). For an accelerator they become tensors, which the DataLoader pins.
+    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker writes batch
+    j into slot j of a shared-memory ring (digitslite.engine.slot_ring) when there is one, and sends
+    only the records' places; otherwise they go through the DataLoader's pipe as NumPy arrays,
+    which `_received` tells apart. For an accelerator they become tensors, which the DataLoader pins.
     """
 
-    def __init__(self, bound: Sequence, seed: int) -> None:
-        self.bound, self.seed = list(bound), seed
+    def __init__(self, bound: Sequence, seed: int, ring: SlotRing | None = None) -> None:
+        self.bound, self.seed, self.ring = list(bound), seed, ring
 
-    def __getitem__(self, starts: tuple[int, ...]) -> list[tuple]:
+    def __getitem__(self, item: tuple[int, tuple[tuple[int, ...], ...]]) -> list[tuple]:
+        """Per batch: (its slot, its records' places), or (None, its records)."""
+        first, batches = item
+        return [_sent(first + index, self._batch(starts), self.ring) for index, starts in enumerate(batches)]
+
+    def _batch(self, starts: tuple[int, ...]) -> list[tuple]:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
             samples = [dataset.raw_sample(sample % len(dataset),
                                           np.random.default_rng([self.seed, source, sample]))
                        for sample in range(start, start + feed.batch_size)]
-            images, labels, placements = zip(*samples, strict=True)
-            raw.append((_stacked(images), _stacked(labels), placements))
+            raw.append(tuple(zip(*samples, strict=True)))
         return raw
 
 
-def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    """One array when every array has the same shape (one block to pass), else a list of them."""
-    if len({array.shape for array in arrays}) == 1:
-        return np.stack(arrays)
-    return [np.array(array, order="C") for array in arrays]
+def _sent(sequence: int, raw: list[tuple], ring: SlotRing | None) -> tuple[int | None, list[tuple]]:
+    """(the slot of the ring that holds the records, their places), or (None, the records)."""
+    if ring is not None:
+        put = ring.put(sequence, [array for images, labels, _ in raw for array in (*images, *labels)])
+        if put is not None:
+            slot, places = put
+            places = iter(places)
+            return slot, [(tuple(next(places) for _ in images), tuple(next(places) for _ in labels),
+                           placements) for images, labels, placements in raw]
+    return None, raw
 
 
-def _as_is(item: list[tuple]) -> list[tuple]:
-    """The DataLoader's collate_fn for the CPU: items cross as NumPy arrays (see _BatchAt)."""
+def _received(item: tuple[int | None, list[tuple]], ring: SlotRing | None) -> list[tuple]:
+    """The records of a batch, as views of its slot if it came through the ring."""
+    slot, raw = item
+    if slot is None:
+        return raw
+    return [(ring.take(images), ring.take(labels), placements) for images, labels, placements in raw]
+
+
+def _as_is(item: tuple) -> tuple:
+    """The DataLoader's collate_fn for the CPU: items cross as they are (see _BatchAt)."""
     return item
+
+
+def _as_tensors(item: list[tuple[None, list[tuple]]]) -> list[tuple[None, list[tuple]]]:
+    """The collate_fn for an accelerator: records as tensors, which the DataLoader can pin."""
+    return [(slot, [(_stacked(images), _stacked(labels), placements) for images, labels, placements in raw])
+            for slot, raw in item]
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+    """One tensor when every array has the same shape (one block to pass and pin), else one each."""
+    if len({array.shape for array in arrays}) == 1:
+        return torch.from_numpy(np.stack(arrays))
+    return [torch.from_numpy(np.array(array, order="C")) for array in arrays]
 
 
 def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict) -> Batch:
@@ -146,6 +185,17 @@ def _applied(feed, images: Sequence, labels: Sequence, placements: Sequence, dev
     return torch.stack([image for image, _ in pairs]), labels.unsqueeze(1) if labels.dim() == 3 else labels
 
 
+def _per_item(batch_bytes: int) -> int:
+    """Batches to an item of the DataLoader: enough for _ITEM_BYTES, at most _ITEM_BATCHES. A
+    hand-over costs about 0.15 ms of CPU time in all, 5 % of a batch of four 160x120 records."""
+    return max(1, min(_ITEM_BATCHES, _ITEM_BYTES // batch_bytes))
+
+
+def _worker_started(_: int) -> None:
+    """A worker keeps the memory it frees: each record's decode reuses the previous one's pages."""
+    retain_freed_memory()
+
+
 def _one_size(sizes: Sequence[tuple[int, ...]], layer: str) -> tuple[int, ...]:
     """The one size of a batch's transformed records; different sizes cannot form a batch."""
     if len(set(sizes)) > 1:
@@ -161,17 +211,19 @@ def _give_tops(feed, images: torch.Tensor, labels: torch.Tensor, batch: Batch) -
 
 
 class _RankBatches(Sampler):
-    """The start samples of this rank's batches, one round after another, forever."""
+    """This rank's batches, one round after another, forever, `per_item` to an item (_BatchAt)."""
 
-    def __init__(self, base: int, sizes: Sequence[int], shard: Shard) -> None:
-        self.base, self.sizes, self.shard = base, list(sizes), shard
+    def __init__(self, base: int, sizes: Sequence[int], shard: Shard, per_item: int = 1) -> None:
+        self.base, self.sizes, self.shard, self.per_item = base, list(sizes), shard, per_item
 
-    def __iter__(self) -> Iterator[tuple[int, ...]]:
-        first = self.sizes[0]
-        batch = self.shard.rank
-        while True:
-            yield tuple(self.base * size // first + batch * size for size in self.sizes)
-            batch += self.shard.world_size
+    def __iter__(self) -> Iterator[tuple[int, tuple[tuple[int, ...], ...]]]:
+        """(j, the start samples of batches j, j+1, ... of this rank from `base` on)."""
+        for first in itertools.count(step=self.per_item):
+            yield first, tuple(self._starts(sequence) for sequence in range(first, first + self.per_item))
+
+    def _starts(self, sequence: int) -> tuple[int, ...]:
+        batch = self.shard.rank + sequence * self.shard.world_size
+        return tuple(self.base * size // self.sizes[0] + batch * size for size in self.sizes)
 
 
 class DatasetStream(BatchStream):
@@ -183,34 +235,53 @@ class DatasetStream(BatchStream):
                  shard: Shard = Shard(), device: torch.device | None = None) -> None:
         self.bound = list(bound)
         self.device = device if device is not None else torch.device("cpu")
-        self.items = _BatchAt(bound, seed)
         self._means: dict = {}
         self.sizes = [feed.batch_size for feed in bound]
         self.seed, self.shard = seed, shard
         self.workers, self.pin_memory = workers, pin_memory
         self.base, self.rounds = 0, 0
-        self._iterator: Iterator[Batch] | None = None
+        self._iterator: Iterator[list] | None = None
+        self._pending: collections.deque = collections.deque()    # received batches not yet taken
+        self._ring: SlotRing | None = None
 
     @property
     def position(self) -> int:
         return self.base + self.rounds * self.shard.world_size * self.sizes[0]
 
-    def _loader(self) -> Iterator[Batch]:
-        batches = _RankBatches(self.base, self.sizes, self.shard)
-        loader = DataLoader(self.items, batch_size=None, sampler=batches, num_workers=self.workers,
-                            collate_fn=_as_is if self.device.type == "cpu" else None,
-                            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None,
+    def _loader(self) -> Iterator[list]:
+        on_cpu, per_item = self.device.type == "cpu", 1
+        if on_cpu:
+            retain_freed_memory()   # each batch's float32 tensors reuse the previous one's pages
+        if on_cpu and self.workers:
+            batch_bytes = self._batch_bytes()
+            per_item = _per_item(batch_bytes)
+            # a new ring for new workers: those of a closed loader may still be writing the old one
+            self._ring = SlotRing.for_loader(self.workers, _PREFETCH, per_item, batch_bytes)
+        batches = _RankBatches(self.base, self.sizes, self.shard, per_item)
+        loader = DataLoader(_BatchAt(self.bound, self.seed, self._ring), batch_size=None, sampler=batches,
+                            num_workers=self.workers, collate_fn=_as_is if on_cpu else _as_tensors,
+                            pin_memory=self.pin_memory, prefetch_factor=_PREFETCH if self.workers else None,
+                            worker_init_fn=_worker_started,
                             # its own generator: a DataLoader draws a seed, which must not move the
                             # global RNG (dropout masks) depending on when a stream is (re)opened
                             generator=torch.Generator().manual_seed(self.seed))
         return iter(loader)
 
     def next(self) -> Batch:
-        if self._iterator is None:
-            self._iterator = self._loader()
+        if not self._pending:
+            if self._iterator is None:
+                self._iterator = self._loader()
+            self._pending.extend(next(self._iterator))
         self.rounds += 1
-        item = next(self._iterator)
-        return _finish(item, self.bound, self.device, self._means)
+        item = self._pending.popleft()
+        batch = _finish(_received(item, self._ring), self.bound, self.device, self._means)
+        if item[0] is not None:
+            self._ring.release(item[0])
+        return batch
+
+    def _batch_bytes(self) -> int:
+        """The bytes of one batch of records like each source's first (a slot of the ring)."""
+        return sum(feed.batch_size * SlotRing.room(feed.dataset.record(0)) for feed in self.bound)
 
     def seek(self, position: int) -> None:
         if position == self.position:
@@ -222,7 +293,8 @@ class DatasetStream(BatchStream):
         return start + batches * self.sizes[0]
 
     def close(self) -> None:
-        self._iterator = None
+        self._iterator = self._ring = None
+        self._pending.clear()
 
 
 def data_layer_stream(layers: Iterable[caffe_pb2.LayerParameter], phase: int, dataset_root: Path | None,

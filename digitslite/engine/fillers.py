@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.surgery import bilinear_profile
 from digitslite.errors import UserError
 
 Filler = caffe_pb2.FillerParameter
@@ -56,8 +57,8 @@ def _gaussian_filler(shape, filler, generator):
     if filler.sparse >= 0:
         # Each weight survives with probability sparse / num_outputs, so every input keeps about
         # `sparse` nonzero outgoing connections.
-        keep = filler.sparse / shape[0] if len(shape) else 1.0
-        values *= torch.bernoulli(torch.full(shape, min(keep, 1.0), dtype=torch.float64), generator=generator)
+        keep = filler.sparse / (shape[0] if len(shape) else 1)
+        values *= torch.bernoulli(torch.full(shape, keep, dtype=torch.float64), generator=generator)
     return values
 
 
@@ -79,10 +80,7 @@ def _msra(shape, filler, generator):
 def _bilinear(shape, filler, generator):
     if len(shape) != 4 or shape[2] != shape[3]:
         raise ValueError(f"the bilinear filler needs a 4-D blob with a square kernel, not {tuple(shape)}")
-    size = shape[3]
-    factor = math.ceil(size / 2.0)
-    centre = (size - 1) / (2.0 * factor)
-    taps = 1.0 - (torch.arange(size, dtype=torch.float64) / factor - centre).abs()
+    taps = torch.from_numpy(bilinear_profile(shape[3]))
     return torch.outer(taps, taps).expand(shape).clone()
 
 
@@ -111,6 +109,11 @@ def fill(tensor: torch.Tensor, filler: Filler, generator: torch.Generator | None
     if filler.sparse != -1 and filler.type != "gaussian":
         raise UserError(f"{context}: 'sparse' is only supported by the gaussian filler; "
                         "remove it or use type: \"gaussian\"")
+    outputs = tensor.shape[0] if tensor.dim() else 1
+    if filler.type == "gaussian" and filler.sparse > outputs:
+        # The keep probability sparse / outputs would pass 1, which Caffe's Bernoulli draw aborts on.
+        raise UserError(f"{context}: sparse {filler.sparse} is more than the blob's {outputs} outputs "
+                        f"(each weight is kept with probability sparse / outputs); use at most {outputs}")
     try:
         values = make(tensor.shape, filler, generator)
     except ValueError as problem:

@@ -182,7 +182,9 @@ class Solver:
                        alpha=local_decay)
             local_rate = f32(rate * p.lr_mult)
             step = self.rule(g, self.history[index::count], self.hyper, local_rate, self.iter + 1)
-            if local_rate != 0:
+            # A scheduled rate of 0 still applies the step (SGD's momentum history carries on, §4.3);
+            # only lr_mult 0 freezes a parameter (§4.4: BatchNorm statistics stay as forward left them).
+            if p.lr_mult != 0:
                 p.tensor.sub_(step)
         self.iter += 1
         return rate

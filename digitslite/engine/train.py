@@ -86,11 +86,11 @@ class TrainConfig:
     # Pipeline parallelism (digitslite.engine.pipeline): the train net cut into `pipeline_stages`
     # stages, one process each, at `pipeline_cuts` (blob names) or balanced by `pipeline_balance`
     # (digitslite.caffe.partition.BALANCES); every update takes
-    # `micro_batches` batches through them ("gpipe" or "1f1b" order), as iter_size = micro_batches.
+    # `micro_batches` batches through them (choices.PIPELINE_SCHEDULES), as iter_size = micro_batches.
     pipeline_stages: int = 1
     micro_batches: int = 1
     pipeline_cuts: Sequence[str] = ()
-    pipeline_schedule: str = "gpipe"
+    pipeline_schedule: str = "auto"
     dataset_info: dict[str, Any] | None = None   # the dataset's dataset.json: its task scores the test passes
     pipeline_balance: str = "flops"
 

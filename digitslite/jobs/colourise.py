@@ -6,7 +6,7 @@ has no original. outputs/ gets per image the grey input, the colourised picture,
 known) and, for a net over ab bins, the predicted distribution (float16 .npy) with the stored
 lightness, so a page can decode it again at another temperature without running the net.
 """
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,9 @@ def recolour(coding: StoredColours, lightness: np.ndarray, distribution: np.ndar
     return coding.rgb(coding.lightness(lightness[None, None]), chroma[None])[0]
 
 
-def colourise(coding: StoredColours, predict, items: Iterable[tuple[str, np.ndarray]], outputs: Path,
-              progress, named: str = OUTPUTS_DIR) -> dict[str, Any]:
+def colourise(coding: StoredColours, predict: Callable[[np.ndarray], dict[str, np.ndarray]],
+              items: Iterable[tuple[str, np.ndarray]], outputs: Path, progress: Callable[[int], None],
+              named: str = OUTPUTS_DIR) -> dict[str, Any]:
     """Run `predict` (stored lightness -> {blob: array}) over `items` (name, pixels); write the files
     into `outputs` and return results.json's content, whose paths start with `named` (the folder as
     the reader knows it). `progress(count)` is called after each image."""

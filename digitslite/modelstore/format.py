@@ -284,12 +284,6 @@ def file_digests(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256",
     return {algorithm: hasher.hexdigest() for algorithm, hasher in hashers.items()}
 
 
-def describe_file(path: str | os.PathLike) -> FileRecord:
-    """The record a store writes for a file it holds: sha256 and size."""
-    path = Path(path)
-    return FileRecord(path.name, file_digests(path), size=path.stat().st_size)
-
-
 def verify_file(path: str | os.PathLike, record: FileRecord, source: str) -> None:
     """Raise ChecksumError unless the file has the record's size and every digest it gives.
 

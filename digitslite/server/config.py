@@ -9,6 +9,7 @@ from typing import Any
 from digitslite.errors import UserError
 from digitslite.jobs.gpus import query_gpus
 
+DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 # Files of the jobs directory beside the job folders: the job index and the accounts.
 INDEX_FILE = "index.sqlite"
@@ -56,7 +57,7 @@ def _env_gpus() -> list[str] | None:
 @dataclass(frozen=True)
 class ServerConfig:
     jobs_dir: Path = Path("jobs")
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     # Server-side folders a dataset or inference request may name; nothing outside them is read.
     data_roots: tuple[Path, ...] = (Path("data"),)

@@ -29,6 +29,10 @@ from digitslite.server.services import services
 
 download_api = Blueprint("download_api", __name__)
 
+# The job files a download carries (when the job has them), by their key in info.json.
+CARRIED = {"deploy file": DEPLOY_FILE, "train_val file": TRAIN_VAL_FILE, "solver file": SOLVER_FILE,
+           "network file": NETWORK_FILE, "dataset file": DATASET_INFO_FILE}
+
 
 def _info(folder: JobFolder, weights_name: str, iteration: int, files: list[str]) -> dict:
     spec = folder.spec()
@@ -36,9 +40,7 @@ def _info(folder: JobFolder, weights_name: str, iteration: int, files: list[str]
             "digitslite version": __version__,
             "creation time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(spec.created)),
             "snapshot file": weights_name, "snapshot iteration": iteration}
-    for key, name in (("deploy file", DEPLOY_FILE), ("train_val file", TRAIN_VAL_FILE),
-                      ("solver file", SOLVER_FILE), ("network file", NETWORK_FILE),
-                      ("dataset file", DATASET_INFO_FILE)):
+    for key, name in CARRIED.items():
         if name in files:
             info[key] = name
     dataset_file = folder.path / DATASET_INFO_FILE
@@ -67,8 +69,7 @@ def download_model(job_id: str):
         wanted = "" if iteration is None else f" at iteration {iteration}"
         raise ApiError(404, f"model job {job_id} has no snapshot{wanted} (snapshots: {have})", "snapshot")
     snapshot = chosen[-1]
-    files = [name for name in (DEPLOY_FILE, TRAIN_VAL_FILE, SOLVER_FILE, NETWORK_FILE, DATASET_INFO_FILE)
-             if (folder.path / name).is_file()]
+    files = [name for name in CARRIED.values() if (folder.path / name).is_file()]
     info = json.dumps(_info(folder, snapshot.weights.name, snapshot.iteration, files), indent=1).encode()
     # An unnamed temporary file: large weights never sit in memory, and nothing is left behind.
     archive = tempfile.TemporaryFile()  # noqa: SIM115 - send_file closes it after sending

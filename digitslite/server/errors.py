@@ -2,7 +2,7 @@
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from digitslite.datasets.controls import as_fields
@@ -22,18 +22,27 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error_response(status: int, message: str, field: str | None = None, **extra: Any):
+def error_response(status: int, message: str, field: str | None = None, **extra: Any) -> tuple[Response, int]:
     body = {"error": {"message": message, "field": field, **extra}}
     return jsonify(body), status
 
 
-def disk_full_response(exc: Exception):
+def disk_full_response(exc: Exception) -> tuple[Response, int] | None:
     """A 507 that says "disk full" with the jobs directory, when that is what `exc` means; else None."""
     jobs_dir = current_app.extensions["digitslite"].config.jobs_dir
     if not is_disk_full(exc, jobs_dir):
         return None
     log.warning("%s %s: %s", request.method, request.path, exc)
     return error_response(507, disk_full_message(jobs_dir))
+
+
+def unexpected_error_response(exc: Exception) -> tuple[Response, int]:
+    """A full disk's 507, else a 500 whose details go to the server log, not to the client."""
+    full = disk_full_response(exc)
+    if full is not None:
+        return full
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(500, "internal server error; the server log has the details")
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -74,10 +83,4 @@ def install_error_handlers(app: Flask) -> None:
                 response.headers[name] = value
         return response, status
 
-    @app.errorhandler(Exception)
-    def _internal(exc: Exception):
-        full = disk_full_response(exc)
-        if full is not None:
-            return full
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal server error; the server log has the details")
+    app.errorhandler(Exception)(unexpected_error_response)

@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 from digitslite.caffe import caffe_pb2
+from digitslite.caffe.deploy import set_batch_size
 from digitslite.caffe.memory import training_memory
 from digitslite.caffe.netcheck import CheckOptions, check_net_text
 from digitslite.caffe.prototxt import filter_net, parse_net
@@ -57,9 +58,7 @@ def _with_batch(net: caffe_pb2.NetParameter, batch: int | None) -> caffe_pb2.Net
         return net
     sized = caffe_pb2.NetParameter()
     sized.CopyFrom(net)
-    for layer in sized.layer:
-        if layer.type == "Data":
-            layer.data_param.batch_size = batch
+    set_batch_size(sized, batch)
     return sized
 
 

@@ -11,6 +11,15 @@ PATH_FIELDS = frozenset({"source", "mean_file", "meanfile", "file_name", "root_f
                          "net", "train_net", "test_net"})
 
 
+def _refuse_outside(resolved: Path, roots: tuple[Path, ...], field: str, named: str, moved: str) -> None:
+    """403 unless `resolved` is a data root or lies inside one; `named` is how the request named it,
+    `moved` what the user should move under a root."""
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        listed = ", ".join(str(root) for root in roots) or "none"
+        raise ApiError(403, f"{field}: {named} is outside the data roots ({listed}); move the {moved} under "
+                            "one of them or add its folder to DIGITSLITE_DATA_ROOTS", field)
+
+
 def resolve_data_path(raw: str, roots: tuple[Path, ...], field: str, *, folder: bool = True) -> Path:
     """The real path that `raw` names, refused (403) unless it lies inside one of `roots`.
 
@@ -24,10 +33,7 @@ def resolve_data_path(raw: str, roots: tuple[Path, ...], field: str, *, folder: 
     try:
         path = Path(raw).expanduser()
         resolved = (path if path.is_absolute() else roots[0] / path).resolve()
-        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-            listed = ", ".join(str(root) for root in roots)
-            raise ApiError(403, f"{field}: {raw} is outside the data roots ({listed}); move the data under "
-                                "one of them or add its folder to DIGITSLITE_DATA_ROOTS", field)
+        _refuse_outside(resolved, roots, field, raw, "data")
         if folder and not resolved.is_dir():
             raise ApiError(422, f"{field}: {raw} is not an existing folder", field)
         if not folder and not resolved.is_file():
@@ -63,9 +69,4 @@ def check_named_paths(message: Message, roots: tuple[Path, ...], field: str) -> 
             raise ApiError(403, f"{field}: {place} {raw!r} climbs out of the job's files; name a file inside "
                                 "the data roots by its absolute path", field)
         if PurePath(raw).is_absolute():
-            resolved = Path(raw).resolve()
-            if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-                listed = ", ".join(str(root) for root in roots) or "none"
-                raise ApiError(403, f"{field}: {place} {raw} is outside the data roots ({listed}); move "
-                                    "the file under one of them or add its folder to DIGITSLITE_DATA_ROOTS",
-                               field)
+            _refuse_outside(Path(raw).resolve(), roots, field, f"{place} {raw}", "file")

@@ -9,12 +9,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from digitslite.errors import UserError
 from digitslite.layout import JobFiles
+
+if TYPE_CHECKING:  # matplotlib loads only for a report
+    from matplotlib.figure import Figure
 
 FORMATS = (".pdf", ".png", ".svg")
 QUALITY = ("mean_iu", "pixel_accuracy")  # validation scores drawn beside the loss, when recorded
@@ -71,7 +74,7 @@ def _names(metrics: JobMetrics, count: int) -> list[str]:
     return [metrics.classes[i] if i < len(metrics.classes) else f"class {i}" for i in range(count)]
 
 
-def draw_report(metrics: JobMetrics, title: str):
+def draw_report(metrics: JobMetrics, title: str) -> "Figure":
     """The figure (matplotlib.figure.Figure): curves, and with a segmentation validation the
     confusion matrix and per-class IU."""
     from matplotlib.figure import Figure  # here: matplotlib loads only for a report

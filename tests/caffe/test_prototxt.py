@@ -18,7 +18,7 @@ from digitslite.caffe.prototxt import (
     write_net,
     write_solver,
 )
-from digitslite.caffe.sourcemap import map_layers
+from digitslite.caffe.sourcemap import scan_text
 from digitslite.errors import UserError
 
 PEER_NETS = [
@@ -160,7 +160,7 @@ def test_source_map_finds_each_layer_block_and_its_fields():
 def test_source_map_knows_old_layers_blocks_and_v0_nested_names():
     text = ('layers {\n  name: "v1"\n  type: RELU\n}\n'
             'layers {\n  layer {\n    name: "v0"\n    type: "relu"\n  }\n  bottom: "x"\n}\n')
-    source_map = map_layers(text, "t.prototxt")
+    source_map = scan_text(text, "t.prototxt").source_map
     assert source_map.layer_starts == {"v1": (1, 1), "v0": (5, 1)}
     assert source_map.where("v0", "type") == "t.prototxt:8:5"
 

@@ -14,6 +14,7 @@ from digitslite.datasets.create import DatasetInvalidError
 from digitslite.datasets.reader import close_readers
 from digitslite.datasets.records import datum_array
 from digitslite.engine.data import SegmentationLmdbDataset
+from digitslite.errors import UserError
 from tests.datasets.helpers import datum, leftovers, read_lmdb, save_image
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -171,3 +172,11 @@ def test_the_engine_reads_lightness_and_16_bit_bins(photos):
     assert set(images) == {STORED[RED][0], STORED[BLUE][0]}  # red and the half blue photo's first pixel
     assert images[STORED[RED][0]].dtype.is_floating_point is False
     assert (images[STORED[RED][0]] == 284).all()  # above 255: read as 16 bits
+
+
+def test_an_output_folder_in_use_is_refused_before_the_photos_are_looked_at(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="the output folder already exists"):  # not: no such --images
+        create_colorize(ColorizeOptions(images=tmp_path / "missing"), tmp_path / "ds")
+    assert (tmp_path / "ds" / "keep.txt").read_text() == "mine"

@@ -8,7 +8,7 @@ import torch
 from digitslite.caffe import caffe_pb2
 from digitslite.datasets.reader import close_readers
 from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
-from digitslite.engine.feeds import DatasetStream, _applied, _BatchAt, _finish
+from digitslite.engine.feeds import DatasetStream, _applied, _as_tensors, _BatchAt, _finish
 from tests.datasets.helpers import make_folders
 from tests.datasets.test_engine_data import build
 
@@ -88,13 +88,13 @@ def test_raw_uint8_batches_finished_in_the_training_process_equal_the_per_sample
     bound = BoundDataLayer(("data",), dataset, BATCH, {"data": "image", "label": "label"})
     items = _BatchAt([bound], SEED)
     for round_index, (expected_images, expected_labels) in enumerate(per_sample_batches(dataset, rounds=3)):
-        raw = items[(round_index * BATCH,)]
-        assert raw[0][0].dtype == np.uint8
+        [(slot, raw)] = items[(round_index, ((round_index * BATCH,),))]
+        assert slot is None and raw[0][0][0].dtype == np.uint8
         if finish.startswith("cpu"):
             batch = _finish(raw, [bound], torch.device("cpu"), {})
             images, labels = batch["data"], batch["label"]
         else:
-            images, labels = _applied(bound, *raw[0], torch.device("cpu"), {}, 0)
+            images, labels = _applied(bound, *_as_tensors([(slot, raw)])[0][1][0], torch.device("cpu"), {}, 0)
         assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
 
 
@@ -120,12 +120,13 @@ def test_labels_of_several_channels_stay_c_x_h_x_w_and_move_with_the_image(tmp_p
     dataset = SegmentationLmdbDataset(tmp_path, transform, labels="chroma")
     bound = BoundDataLayer(("data",), dataset, 4, {"data": "image", "chroma": "label"})  # mirrored or not
     try:
-        raw = _BatchAt([bound], SEED)[(0,)]
+        [(_, raw)] = _BatchAt([bound], SEED)[(0, ((0,),))]
         if finish.startswith("cpu"):
             batch = _finish(raw, [bound], torch.device("cpu"), {})
             got_images, got_labels = batch["data"], batch["chroma"]
         else:
-            got_images, got_labels = _applied(bound, *raw[0], torch.device("cpu"), {}, 0)
+            records = _as_tensors([(None, raw)])[0][1][0]
+            got_images, got_labels = _applied(bound, *records, torch.device("cpu"), {}, 0)
         assert got_labels.shape == (4, 2, 3, 4) and got_labels.dtype == torch.float32
         for sample, placement in enumerate(raw[0][2]):
             rows, cols = slice(placement.top, placement.top + 3), slice(placement.left, placement.left + 4)

@@ -120,6 +120,17 @@ def test_sparse_is_refused_outside_gaussian():
         filled((2, 2), 'type: "uniform" sparse: 1')
 
 
+def test_sparse_equal_to_the_outputs_keeps_every_weight():
+    assert (filled((50, 40), 'type: "gaussian" std: 1 sparse: 50') != 0).all()
+
+
+def test_sparse_above_the_outputs_is_refused_naming_the_layer_and_field():
+    context = "layer 'ip1' (InnerProduct) weight_filler"
+    expected = r"layer 'ip1' \(InnerProduct\) weight_filler: sparse 51 .* 50 outputs"
+    with pytest.raises(UserError, match=expected):
+        fill(torch.empty(50, 40), filler('type: "gaussian" sparse: 51'), context=context)
+
+
 def test_the_same_seed_gives_the_same_values():
     def draw(seed):
         return filled((4, 4), 'type: "gaussian"', seed=seed)

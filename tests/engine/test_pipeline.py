@@ -80,8 +80,9 @@ def test_fcn_tiny_on_two_stages_with_four_micro_batches_equals_iter_size_four(da
     settings.max_iter, settings.display, settings.random_seed, settings.snapshot = 3, 1, 5, 0
     settings.ClearField("test_iter")
     settings.test_interval = 0
+    # GPipe's order here (the default for M >= K is 1F1B, which the skip-connection test takes)
     assert_piped_equals_iter_size(net, settings, dataset, tmp_path, 4, pipeline_stages=2, micro_batches=4,
-                                  pipeline_balance="parameters")
+                                  pipeline_balance="parameters", pipeline_schedule="gpipe")
     # the cut that evens out the weights: after pool3 (72,080 and 56,022 values), not conv2_2 (FLOPs)
     stages = json.loads((tmp_path / "piped" / "pipeline.json").read_text())["stages"]
     assert [(stage["layers"][-1], stage["parameters"]) for stage in stages] == [("pool3", 72_080),
@@ -245,8 +246,11 @@ def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_pa
     assert (ranks["status"], [rank["rank"] for rank in ranks["ranks"]]) == ("done", [0, 1, 2, 3])
     stages = json.loads((job / "pipeline.json").read_text())
     assert [stage["layers"][-1] for stage in stages["stages"]] == ["pool1", "loss"]
-    assert stages["stages"][1]["receives"] == ["data_data_0_split_1", "label", "pool1"]
+    # the labels and the Crop reference are net inputs: the last stage reads them from its own batch
+    assert stages["stages"][1]["receives"] == ["pool1"]
+    assert stages["stages"][1]["inputs"] == ["data_data_0_split_1", "label"]
     assert stages["replicas"] == 2 and [stage["device"] for stage in stages["stages"]] == ["cpu, cpu"] * 2
+    assert stages["schedule"] == "1f1b"     # the default where M >= K
     assert stages["ideal_bubble"] == pytest.approx(1 / 3)     # (K − 1) / (M + K − 1), K = M = 2
     assert 0 <= stages["bubble"] < 1
     for stage in stages["stages"]:    # 2 updates, the first one a warm-up
@@ -262,3 +266,23 @@ def test_the_cli_trains_a_pipeline_and_lists_its_stage_processes(dataset, tmp_pa
     alone = CliRunner().invoke(main, [*common, "--micro-batches", "2", "-o", str(tmp_path / "alone")])
     assert alone.exit_code == 1
     assert "--micro-batches and --pipeline-cuts go with --pipeline-stages" in alone.stderr
+
+
+def test_stages_take_net_inputs_from_their_batch_and_send_gradients_only_where_they_flow():
+    from digitslite.engine.pipeline.stages import carries_gradient, plan_train
+
+    # a Power layer on the label computes a blob without a gradient that crosses the cut after pool1
+    text = NO_DROPOUT.replace(
+        'layer { name: "pool1"',
+        'layer { name: "twice" type: "Power" bottom: "label" top: "twice" power_param { scale: 2 } }\n'
+        'layer { name: "pool1"').replace(
+        'layer { name: "loss"',
+        'layer { name: "quiet" type: "Silence" bottom: "twice" }\nlayer { name: "loss"')
+    runnable = runnable_net(parse_net(text), "train", stages=("train",))
+    plans = plan_train(runnable, 2, ("pool1",), SHAPES)
+    assert plans[0].receives == () and plans[0].inputs == (("data", "data"), ("label", "label"))
+    assert plans[0].sends == plans[1].receives == ("twice", "pool1")
+    assert plans[1].inputs == (("data_data_0_split_1", "data"), ("label_label_0_split_1", "label"))
+    net = CaffeNet(parse_net(text), "train", input_shapes=SHAPES, seed=1)
+    assert {"conv1", "pool1"} <= carries_gradient(net)
+    assert not {"data", "label", "twice"} & carries_gradient(net)

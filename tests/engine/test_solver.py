@@ -189,6 +189,26 @@ def test_lr_mult_zero_leaves_the_parameter_unchanged_even_with_decay_and_momentu
     torch.testing.assert_close(frozen.tensor, torch.tensor([1.0, 2.0]))
 
 
+def test_a_scheduled_rate_of_zero_still_applies_the_momentum_history():
+    """Caffe runs Regularize and ComputeUpdateValue with rate 0 too: Δ = momentum·h, not 0.
+
+    Hand-computed: θ = 1, gradient 2, weight decay 0.25, momentum 0.5; step policy with gamma 0
+    gives rate 0.1 at iteration 0 and 0 from iteration 1.
+    iteration 0: g = 2 + 0.25·1 = 2.25, h = 0.1·2.25 = 0.225, θ = 0.775;
+    iteration 1: h = 0.5·0.225 + 0·g = 0.1125, θ = 0.6625.
+    """
+    p = Param(torch.tensor([1.0], requires_grad=True))
+    solver = Solver(sgd(base_lr=0.1, momentum=0.5, weight_decay=0.25, lr_policy="step", stepsize=1,
+                        gamma=0.0), [p])
+    rates = []
+    for _ in range(2):
+        p.tensor.grad = torch.tensor([2.0])
+        rates.append(solver.apply_update())
+    assert rates == [pytest.approx(0.1), 0.0]
+    torch.testing.assert_close(solver.history[0], torch.tensor([0.1125]))
+    torch.testing.assert_close(p.tensor.detach(), torch.tensor([0.6625]))
+
+
 def test_iter_size_two_halves_equal_one_full_batch():
     full, halves = make_params(np.linspace(-1, 1, 6), 0.1), make_params(np.linspace(-1, 1, 6), 0.1)
     fields = {"weight_decay": 0.5, "momentum": 0.9, "base_lr": 0.01}

@@ -32,7 +32,8 @@ def test_a_pipelined_job_runs_aborts_with_a_snapshot_and_resumes_on_one_process(
         job = client.wait_status(model_id)
         assert job["status"] == "aborted" and job["snapshots"]
         page = " ".join(client.request("GET", f"/models/{model_id}").body.decode().split())
-        assert "2 stages, 2 micro-batches per update (gpipe); measured bubble" in page
+        # the default schedule: 1F1B, as M >= K
+        assert "2 stages, 2 micro-batches per update (1f1b); measured bubble" in page
         assert "model for equal stages: 33 %" in page                  # (2 − 1) / (2 + 2 − 1)
         stages = json.loads((job_dir / "pipeline.json").read_text())["stages"]
         assert stages[0]["layers"][-1] == "pool2" and stages[1]["receives"][-1] == "pool2"

@@ -1,5 +1,5 @@
 """Softmax, ArgMax and Accuracy: class scores along an axis."""
-from digitslite.caffe.footprint import Footprints, union
+from digitslite.caffe.footprint import Footprint, Footprints, union
 from digitslite.caffe.geometry import RuleError, Shape, canonical_axis
 from digitslite.caffe.layers.record import Layer, LayerType, count, expect_bottoms, fmt, up_to
 
@@ -15,7 +15,7 @@ def check_labels(scores: Shape, labels: Shape, axis_param: int) -> int:
     return axis
 
 
-def along_channels(axis: int, bottoms: Footprints):
+def along_channels(axis: int, bottoms: Footprints) -> Footprint | None:
     """Pixel-wise when the layer works along the channel axis of 4-D blobs, else not local."""
     return union(bottoms) if bottoms and canonical_axis(axis, 4) == 1 else None
 

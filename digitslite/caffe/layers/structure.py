@@ -3,6 +3,7 @@ SSD's Permute."""
 import itertools
 import math
 
+from digitslite.caffe import caffe_pb2
 from digitslite.caffe.footprint import Footprints, pixelwise, shifted
 from digitslite.caffe.geometry import RuleError, Shape, canonical_axis, crop_offsets
 from digitslite.caffe.layers.classification import along_channels
@@ -137,7 +138,7 @@ def _tile(layer: Layer, bottoms: list[Shape]) -> list[Shape]:
     return [(*data[:axis], data[axis] * tiles, *data[axis + 1:])]
 
 
-def permute_order(param, num_axes: int) -> tuple[int, ...]:
+def permute_order(param: caffe_pb2.PermuteParameter, num_axes: int) -> tuple[int, ...]:
     """SSD's axis order: the listed axes, then every other axis in its order."""
     listed = list(param.order)
     if len(set(listed)) != len(listed) or any(axis >= num_axes for axis in listed):

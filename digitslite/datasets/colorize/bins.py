@@ -59,18 +59,17 @@ def stored_lookup(centres: np.ndarray) -> np.ndarray:
     return nearest_centre(stored_ab(), centres).astype(np.uint16)
 
 
-def bin_counts(chroma_histogram: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Pixels per bin, from a (256, 256) histogram of stored chroma pairs."""
-    lookup = stored_lookup(centres)
-    counts = np.bincount(lookup.ravel(), weights=chroma_histogram.ravel(), minlength=len(centres))
-    return counts.astype(np.int64)
+def bin_counts(chroma_histogram: np.ndarray, lookup: np.ndarray, count: int) -> np.ndarray:
+    """Pixels in each of `count` bins, from a (256, 256) histogram of stored chroma pairs and the
+    bins' stored_lookup."""
+    return np.bincount(lookup.ravel(), weights=chroma_histogram.ravel(), minlength=count).astype(np.int64)
 
 
 def kept_centres(bins: str, chroma_histogram: np.ndarray) -> np.ndarray:
     """(Q, 2) centres of the bins a dataset keeps, from its training chroma histogram."""
     centres = candidate_centres(bins)
     if bins == "paper":
-        centres = centres[bin_counts(chroma_histogram, centres) > 0]
+        centres = centres[bin_counts(chroma_histogram, stored_lookup(centres), len(centres)) > 0]
     return centres
 
 

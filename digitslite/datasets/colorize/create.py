@@ -73,10 +73,12 @@ class ColorizePlan:
 
 @dataclass
 class Bins:
-    """The kept ab bins with their training pixels, smoothed distribution and weights."""
+    """The kept ab bins with their training pixels, smoothed distribution and weights, and the bin
+    of every stored chroma pair (what counts the pixels and labels the records)."""
 
     choice: str
     centres: np.ndarray
+    lookup: np.ndarray  # (256, 256) uint16, bins.stored_lookup of the centres
     pixels: np.ndarray
     distribution: np.ndarray
     weights: np.ndarray
@@ -123,9 +125,10 @@ def _bins(plan: ColorizePlan, totals: PlaneTotals) -> Bins | None:
         return None
     histogram = totals.chroma_histogram.reshape(256, 256)
     centres = kept_centres(plan.resolved.bins, histogram)
-    pixels = bin_counts(histogram, centres)
+    lookup = stored_lookup(centres)
+    pixels = bin_counts(histogram, lookup, len(centres))
     distribution = smoothed_distribution(pixels, centres)
-    return Bins(plan.resolved.bins, centres, pixels, distribution, rebalancing_weights(distribution))
+    return Bins(plan.resolved.bins, centres, lookup, pixels, distribution, rebalancing_weights(distribution))
 
 
 def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
@@ -176,7 +179,7 @@ def scan_colorize(plan: ColorizePlan, out_dir: Path | None,
     bins = _bins(plan, totals)
     if labelled and not plan.problems.has_errors:
         done = len(items) + len(items) - len(stored)
-        with WorkerPool(LabelsConfig(out_dir, stored_lookup(bins.centres)), resolved.workers) as pool:
+        with WorkerPool(LabelsConfig(out_dir, bins.lookup), resolved.workers) as pool:
             for chunk in pool.results(chunked(stored, resolved.workers)):
                 done += 0 if chunk is None else len(chunk)
                 if progress:
@@ -202,7 +205,8 @@ def check_colorize(options: ColorizeOptions, progress: Progress | None = None) -
 def create_colorize(options: ColorizeOptions, out_dir: Path | str,
                     progress: Progress | None = None) -> DatasetSummary:
     """Check and write the dataset to `out_dir`; raise DatasetInvalidError (with the report) on errors."""
-    return publish_checked(out_dir, make_colorize_plan(options), scan_colorize, _write_extras, progress)
+    return publish_checked(out_dir, lambda: make_colorize_plan(options), scan_colorize, _write_extras,
+                           progress)
 
 
 def _write_extras(folder: Path, plan: ColorizePlan, outcome: ColorizeOutcome) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from digitslite.datasets.colorize.bins import label_map
 from digitslite.datasets.colorize.colour import COLOUR_SPACES, is_grey
 from digitslite.datasets.encoder import STAGE_NUMBERS, open_image
-from digitslite.datasets.lmdb_writer import SplitWriters
+from digitslite.datasets.lmdb_writer import StopFlag, WritingState
 from digitslite.datasets.reader import close_readers, db_value
 from digitslite.datasets.records import datum_array, label_datum, planes_datum
 from digitslite.datasets.resize import ResizeSpec, resize_pair
@@ -69,16 +69,17 @@ class PlanesConfig:
     out_dir: Path | None  # None only checks
     seed: int
 
-    def start(self, stop_encoding) -> "PlanesState":
+    def start(self, stop_encoding: StopFlag) -> "PlanesState":
         return PlanesState(self, stop_encoding)
 
 
-class PlanesState:
-    def __init__(self, config: PlanesConfig, stop_encoding) -> None:
+class PlanesState(WritingState):
+    """Checks and converts each photo, writes its planes and sums the training planes."""
+
+    def __init__(self, config: PlanesConfig, stop_encoding: StopFlag) -> None:
+        super().__init__(config.out_dir, stop_encoding)
         self.config = config
-        self.stop_encoding = stop_encoding
         self.totals = PlaneTotals()
-        self.writers = SplitWriters(config.out_dir) if config.out_dir is not None else None
 
     def process(self, items: list[ImageItem]) -> list[ImageResult]:
         return [self._one(item) for item in items]
@@ -113,13 +114,8 @@ class PlanesState:
         return result
 
     def finish(self) -> PlaneTotals:
-        if self.writers is not None:
-            self.writers.close()
+        self.finish_writing()
         return self.totals
-
-    def abandon(self) -> None:
-        if self.writers is not None:
-            self.writers.close(commit=False)
 
 
 @dataclass(frozen=True)
@@ -127,17 +123,16 @@ class LabelsConfig:
     out_dir: Path
     lookup: np.ndarray  # (256, 256) uint16: stored chroma pair -> bin
 
-    def start(self, stop_encoding) -> "LabelsState":
+    def start(self, stop_encoding: StopFlag) -> "LabelsState":
         return LabelsState(self, stop_encoding)
 
 
-class LabelsState:
+class LabelsState(WritingState):
     """Reads the chroma records back through datasets.reader and writes their bin labels."""
 
-    def __init__(self, config: LabelsConfig, stop_encoding) -> None:
+    def __init__(self, config: LabelsConfig, stop_encoding: StopFlag) -> None:
+        super().__init__(config.out_dir, stop_encoding)
         self.config = config
-        self.stop_encoding = stop_encoding
-        self.writers = SplitWriters(config.out_dir)
 
     def process(self, items: list[tuple[str, bytes]]) -> list[None]:
         files = DatasetFiles(self.config.out_dir)
@@ -149,8 +144,8 @@ class LabelsState:
 
     def finish(self) -> None:
         close_readers()  # the folder is renamed when it is published
-        self.writers.close()
+        self.finish_writing()
 
     def abandon(self) -> None:
         close_readers()
-        self.writers.close(commit=False)
+        super().abandon()

@@ -5,7 +5,8 @@ digitslite.caffe.shapes), so parameter shapes are fixed at construction, as in C
 The type's record (digitslite.caffe.layers) checks the parameters and resolves them once: the
 layer receives its window and its parameter blob shapes and only computes.
 """
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -19,13 +20,14 @@ from digitslite.errors import UserError
 Shape = tuple[int, ...]
 
 LAYERS: dict[str, type["CaffeLayer"]] = {}
+LayerClass = TypeVar("LayerClass", bound=type["CaffeLayer"])
 
 
-def register(*type_names: str):
+def register(*type_names: str) -> Callable[[LayerClass], LayerClass]:
     """Class decorator: make the layer class the implementation of the given Caffe type names,
     each of which must have a record; whether the class is a loss comes from the records."""
 
-    def decorate(cls: type["CaffeLayer"]) -> type["CaffeLayer"]:
+    def decorate(cls: LayerClass) -> LayerClass:
         for name in type_names:
             if name in LAYERS:
                 raise ValueError(f"layer type {name!r} is registered twice")

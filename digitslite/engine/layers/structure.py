@@ -4,6 +4,7 @@ import itertools
 import math
 
 import torch
+from google.protobuf.message import Message
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.geometry import canonical_axis, crop_offsets
@@ -66,7 +67,7 @@ class _AlongAxis(CaffeLayer):
     """Concat and Slice pick their axis from `axis` or the deprecated non-negative `<name>_dim`."""
 
     @staticmethod
-    def resolve_axis(message, legacy: str, num_axes: int) -> int:
+    def resolve_axis(message: Message, legacy: str, num_axes: int) -> int:
         """The axis the record accepted: the legacy field when given, else `axis`."""
         if message.HasField(legacy):
             return getattr(message, legacy)

@@ -4,9 +4,10 @@ The train net is cut before it is built (digitslite.caffe.partition on the layer
 and each stage process builds it holding only its own layers' blobs: the other layers are filled
 as for the whole net (the same random draws as one process) and let go at once. A test net is cut
 where the train net is: each of its layers runs on the stage holding the train layer of its name,
-a layer the train net lacks on the stage of the layer before it. The first stage takes the net's
-inputs, every blob a later stage reads travels from stage to stage (labels and the Crop reference
-included), and the last stage returns the net's loss. Parameters belong to the stage of the layer
+a layer the train net lacks on the stage of the layer before it. Every stage reads the replica's
+batches, so each takes the net inputs its layers read (labels, the Crop reference) from its own
+copy; only computed blobs travel from stage to stage, and a gradient travels back only for those
+that carry one. The last stage returns the net's loss. Parameters belong to the stage of the layer
 owning them; one shared by layers of two stages cannot be, so such a cut is refused.
 """
 import math
@@ -18,7 +19,7 @@ from torch import nn
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.partition import crossing_blobs, partition
-from digitslite.caffe.shapes import input_tops
+from digitslite.caffe.shapes import input_tops, is_source
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
@@ -31,8 +32,9 @@ class StagePlan:
     count: int
     start: int
     stop: int
-    receives: tuple[str, ...]
+    receives: tuple[str, ...]    # computed blobs from the previous stage
     sends: tuple[str, ...]
+    inputs: tuple[tuple[str, str], ...]   # (blob, net input it is): taken from the stage's own batch
     layers: tuple[str, ...]      # the layers in the range (Splits left out)
     flops: int = 0               # forward, one micro-batch (digitslite.caffe.layer_cost)
     activation_bytes: int = 0
@@ -43,13 +45,30 @@ class StagePlan:
         return self.index == self.count - 1
 
 
+def input_copies(net: caffe_pb2.NetParameter) -> dict[str, str]:
+    """Each blob that holds a net input as it was read (the input, or a Split's copy of it) -> the
+    input; a layer rewriting one in place makes it a computed blob."""
+    copies = {name: name for name in input_tops(net)}
+    for layer in net.layer:
+        if layer.type == "Split" and layer.bottom[0] in copies:
+            copies.update(dict.fromkeys(layer.top, copies[layer.bottom[0]]))
+        elif not is_source(layer):
+            for top in layer.top:
+                copies.pop(top, None)
+    return copies
+
+
 def _plan(net: caffe_pb2.NetParameter, index: int, edges: Sequence[int], **costs: int) -> StagePlan:
     start, stop = edges[index], edges[index + 1]
     count = len(edges) - 1
-    receives = input_tops(net) if index == 0 else crossing_blobs(net, start)
-    sends = () if index == count - 1 else crossing_blobs(net, stop)
+    copies = input_copies(net)
+    needed = input_tops(net) if index == 0 else crossing_blobs(net, start)
+    receives = tuple(name for name in needed if name not in copies)
+    inputs = tuple((name, copies[name]) for name in needed if name in copies)
+    later = crossing_blobs(net, stop) if index < count - 1 else []
+    sends = tuple(name for name in later if name not in copies)
     layers = tuple(layer.name for layer in net.layer[start:stop] if layer.type != "Split")
-    return StagePlan(index, count, start, stop, tuple(receives), tuple(sends), layers, **costs)
+    return StagePlan(index, count, start, stop, receives, sends, inputs, layers, **costs)
 
 
 def _check_sharing(net: caffe_pb2.NetParameter, plans: Sequence[StagePlan]) -> None:
@@ -134,42 +153,67 @@ def blob_shapes(net: CaffeNet) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def carries_gradient(net: CaffeNet) -> set[str]:
+    """The blobs a gradient flows back through: those a layer with a trained parameter (lr_mult ≠ 0)
+    writes, or writes from such a blob over a bottom that propagate_down does not cut. Net inputs
+    carry none (no stage sends them). A layer without a gradient of its own (ArgMax) counts as
+    carrying one: torch then sends zeros, which is only wasted, while the reverse would be wrong."""
+    learnables = net.learnable_params()
+    carrying: set[str] = set()
+    for step in net.steps:
+        trained = any(learnables[ref].lr_mult != 0 for ref in step.blob_refs)
+        if trained or any(name in carrying for name, cut in zip(step.bottoms, step.detach, strict=True)
+                          if not cut):
+            carrying.update(step.tops)
+        else:
+            carrying.difference_update(step.tops)
+    return carrying
+
+
 def stage_examples(net: CaffeNet, plan: StagePlan,
                    device: torch.device) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Tensors shaped like one micro-batch's stage inputs and outputs: torch's PipelineStage sizes
+    """Tensors shaped like one micro-batch's received and sent blobs: torch's PipelineStage sizes
     its buffers from them, instead of inferring them by running the layers on uninitialised memory
-    (which would also move BatchNorm statistics and draw Dropout masks)."""
-    shapes = blob_shapes(net)
+    (which would also move BatchNorm statistics and draw Dropout masks). Whether one requires a
+    gradient decides whether a gradient buffer is sent back for it."""
+    shapes, carrying = blob_shapes(net), carries_gradient(net)
 
-    def example(name: str, grad: bool) -> torch.Tensor:
-        return torch.empty(shapes[name], device=device).requires_grad_(grad)
+    def example(name: str) -> torch.Tensor:
+        return torch.empty(shapes[name], device=device).requires_grad_(name in carrying)
 
-    inputs = tuple(example(name, plan.index > 0) for name in plan.receives)
-    outputs = tuple(example(name, True) for name in plan.sends) if not plan.is_last else \
+    inputs = tuple(example(name) for name in plan.receives)
+    outputs = tuple(example(name) for name in plan.sends) if not plan.is_last else \
         (torch.empty((), device=device, requires_grad=True),)
     return inputs, outputs
 
 
 class StageModule(nn.Module):
-    """The layers of one stage as the module a torch PipelineStage runs: blobs in, blobs out (the
-    last stage: the net's loss). Each call keeps the net's outputs and loss blobs the stage made
-    (and the blobs of `keep`) in `outputs`, to log."""
+    """The layers of one stage as the module a torch PipelineStage runs: received blobs (positional)
+    and the stage's net inputs (by blob name) in, blobs out (the last stage: the net's loss). Each
+    call keeps the net's outputs and loss blobs the stage made (and the blobs of `keep`) in
+    `outputs`, to log."""
 
     def __init__(self, net: CaffeNet, plan: StagePlan, keep: Sequence[str] = ()) -> None:
         super().__init__()
         self.net, self.plan = net, plan
         made = set(net.output_names) | set(net.loss_weights)
-        self.reported = made.difference(plan.receives) | set(keep)
+        self.reported = made.difference(plan.receives, (blob for blob, _ in plan.inputs)) | set(keep)
         self.outputs: list[dict[str, torch.Tensor]] = []
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        blobs = self.net.run_steps(dict(zip(self.plan.receives, tensors, strict=True)), self.plan.start,
-                                   self.plan.stop, protect=set(self.plan.sends) | self.reported)
+    def forward(self, *received: torch.Tensor,
+                **inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        given = {**dict(zip(self.plan.receives, received, strict=True)), **inputs}
+        blobs = self.net.run_steps(given, self.plan.start, self.plan.stop,
+                                   protect=set(self.plan.sends) | self.reported)
         self.outputs.append({name: blobs[name].detach() for name in self.reported if name in blobs})
         if not self.plan.is_last:
             # gloo sends dense row-major tensors only; a convolution may have answered channels_last
             return tuple(blobs[name].contiguous() for name in self.plan.sends)
         return self.net.loss(blobs)
+
+    def input_kwargs(self, batches: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The stage's net inputs from the batches of one update (the schedule splits them again)."""
+        return {blob: torch.cat([batch[source] for batch in batches]) for blob, source in self.plan.inputs}
 
     def partial_loss(self, outputs: Mapping[str, torch.Tensor]) -> float:
         """The part of the net's loss from the loss blobs in `outputs` (this stage's)."""

@@ -31,6 +31,7 @@ from digitslite.caffe.partition import BALANCES
 from digitslite.engine.batch_stream import Shard
 from digitslite.engine.choices import PIPELINE_SCHEDULES
 from digitslite.engine.distributed import Ranks
+from digitslite.engine.host_memory import retain_freed_memory
 from digitslite.engine.net import CaffeNet, runnable_net
 from digitslite.engine.pipeline.bubble import TimedStage, ideal_bubble, measured_bubble
 from digitslite.engine.pipeline.groups import StageGroups
@@ -61,7 +62,16 @@ from digitslite.errors import UserError
 from digitslite.fileio import write_json_atomically
 from digitslite.layout import PIPELINE_FILE
 
-SCHEDULES = dict(zip(PIPELINE_SCHEDULES, (ScheduleGPipe, Schedule1F1B), strict=True))
+SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
+
+
+def schedule_of(config: TrainConfig) -> str:
+    """The schedule a run takes: "auto" is 1F1B where it applies (M >= K), GPipe below that. 1F1B
+    holds K micro-batches' activations instead of M and is never slower than GPipe when the
+    stages' forward and backward times differ (docs/DESIGN-NOTES.md)."""
+    if config.pipeline_schedule != "auto":
+        return config.pipeline_schedule
+    return "1f1b" if config.micro_batches >= config.pipeline_stages else "gpipe"
 
 
 def check_pipeline(config: TrainConfig) -> None:
@@ -69,8 +79,9 @@ def check_pipeline(config: TrainConfig) -> None:
     stages, micro = config.pipeline_stages, config.micro_batches
     if micro < 1:
         raise UserError(f"--micro-batches {micro}: give at least 1")
-    if config.pipeline_schedule not in SCHEDULES:
-        raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of {', '.join(SCHEDULES)}")
+    if config.pipeline_schedule not in PIPELINE_SCHEDULES:
+        raise UserError(f"--pipeline-schedule {config.pipeline_schedule}: give one of "
+                        f"{', '.join(PIPELINE_SCHEDULES)}")
     if config.pipeline_balance not in BALANCES:
         raise UserError(f"--pipeline-balance {config.pipeline_balance}: give one of {', '.join(BALANCES)}")
     if config.pipeline_schedule == "1f1b" and micro < stages:
@@ -110,8 +121,7 @@ class ForwardPipeline:
     def run(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The outputs and loss blobs this stage made (and the blobs it keeps)."""
         self.module.outputs.clear()
-        inputs = [batch[name] for name in self.plan.receives] if self.plan.index == 0 else []
-        self.schedule.eval(*inputs, return_outputs=False)
+        self.schedule.eval(return_outputs=False, **self.module.input_kwargs([batch]))
         return self.module.outputs[0]
 
 
@@ -129,18 +139,22 @@ class PipelinedTraining(_Training):
         self.test_plans: list[StagePlan] = []
         super().__init__(dataclasses.replace(config, solver=solver), job_dir, feeds, progress, ranks)
         self.replicas = self.groups.replicas
+        if self.device.type == "cpu":
+            # the stage runs its layers directly (not CaffeNet's forward, which asks for this): without
+            # it every micro-batch faults its activations in afresh (docs/PERFORMANCE.md)
+            retain_freed_memory()
         self.module = StageModule(self.train_net, self.plan)
         inputs, outputs = stage_examples(self.train_net, self.plan, self.device)
         self.stage = TimedStage(self.module, self.plan.index, self.plan.count, self.device,
                                 input_args=inputs, output_args=outputs, group=self.groups.pipeline)
-        self.schedule = SCHEDULES[config.pipeline_schedule](
+        self.schedule = SCHEDULES[schedule_of(config)](
             self.stage, config.micro_batches, loss_fn=lambda loss, micro_batch: loss, scale_grads=False)
         self.display_forward = ForwardPipeline(self.train_net, self.plan, self.device, self.groups.pipeline)
         self.test_forwards = [
             ForwardPipeline(net, plan, self.device, self.groups.pipeline,
                             keep=_scored_blobs(net, plan, probe))
             for net, plan, probe in zip(self.test_nets, self.test_plans, self.probes, strict=True)]
-        self.busy_s = self.wall_s = 0.0
+        self.forward_s = self.backward_s = self.wall_s = 0.0
         self.updates, self.warmed_up = 0, False
         self._write_stages()
 
@@ -190,7 +204,7 @@ class PipelinedTraining(_Training):
         self.groups.broadcast_over_replicas(tensors)
 
     def _shard(self, index: int) -> Shard:
-        """Every stage of a replica reads the replica's batches (the first takes the inputs from them)."""
+        """Every stage of a replica reads the replica's batches and takes the net inputs its layers read."""
         return Shard(self.groups.replica, self.groups.replicas)
 
     def _test_passes(self, count: int) -> range:
@@ -220,17 +234,16 @@ class PipelinedTraining(_Training):
         batches = [to_device(self.train_stream.next(), self.device, self.config.channels_last)
                    for _ in range(count)]
         images = sum(next(iter(batch.values())).shape[0] for batch in batches if batch)
-        inputs = [torch.cat([batch[name] for batch in batches]) for name in self.plan.receives] \
-            if self.plan.index == 0 else []
         self.module.outputs.clear()
         losses: list[torch.Tensor] = []
         last = self.plan.is_last
-        started, busy = time.perf_counter(), self.stage.busy_s
-        self.schedule.step(*inputs, target=torch.arange(count) if last else None,
-                           losses=losses if last else None, return_outputs=False)
+        started, busy = time.perf_counter(), (self.stage.forward_s, self.stage.backward_s)
+        self.schedule.step(target=torch.arange(count) if last else None, losses=losses if last else None,
+                           return_outputs=False, **self.module.input_kwargs(batches))
         if self.warmed_up:     # the first update (buffers, first kernels) is not the pipeline's rhythm
             self.wall_s += time.perf_counter() - started
-            self.busy_s += self.stage.busy_s - busy
+            self.forward_s += self.stage.forward_s - busy[0]
+            self.backward_s += self.stage.backward_s - busy[1]
             self.updates += 1
         self.warmed_up = True
         self.groups.sum_over_replicas([tensor.grad for tensor in self._tensors()])
@@ -304,24 +317,27 @@ class PipelinedTraining(_Training):
         """pipeline.json (rank 0): each stage's layers, devices, held parameters and cost, and the
         bubble so far."""
         values, value_bytes = held_values(self.train_net)
-        shares = self.ranks.gather((str(self.device), self.busy_s, self.wall_s, self.updates, values,
-                                    value_bytes, peak_bytes(self.device)))
+        shares = self.ranks.gather((str(self.device), self.forward_s, self.backward_s, self.wall_s,
+                                    self.updates, values, value_bytes, peak_bytes(self.device)))
         if shares is None:
             return
         stages = []
         for plan in self.plans:
             mine = shares[plan.index::plan.count]     # this stage in every replica
-            _, busy, wall, updates, held, held_bytes, peak = mine[0]
+            _, forward, backward, wall, updates, held, held_bytes, peak = mine[0]
             stages.append({"stage": plan.index, "layers": list(plan.layers),
                            "device": ", ".join(share[0] for share in mine),
                            "receives": list(plan.receives), "sends": list(plan.sends),
+                           "inputs": [blob for blob, _ in plan.inputs],
                            "parameters": held, "parameter_bytes": held_bytes, "peak_bytes": peak,
-                           "flops": plan.flops, "activation_bytes": plan.activation_bytes, "busy_s": busy,
+                           "flops": plan.flops, "activation_bytes": plan.activation_bytes,
+                           "forward_s": forward, "backward_s": backward, "busy_s": forward + backward,
                            "wall_s": wall, "updates": updates})
         write_json_atomically(self.job_dir / PIPELINE_FILE, {
             "net": self.train_net.name, "micro_batches": self.config.micro_batches,
-            "replicas": self.groups.replicas, "schedule": self.config.pipeline_schedule, "stages": stages,
-            "bubble": measured_bubble([share[1] for share in shares], [share[2] for share in shares]),
+            "replicas": self.groups.replicas, "schedule": schedule_of(self.config), "stages": stages,
+            "bubble": measured_bubble([share[1] + share[2] for share in shares],
+                                      [share[3] for share in shares]),
             "ideal_bubble": ideal_bubble(len(self.plans), self.config.micro_batches)})
 
     def snapshot(self) -> None:
@@ -333,8 +349,8 @@ def _scored_blobs(net: CaffeNet, plan: StagePlan, probe: Probe | None) -> tuple[
     """The blobs the test net's probe reads, kept by the stage that holds its layer (none elsewhere)."""
     if probe is None or probe.layer not in plan.layers:
         return ()
-    held = set(plan.receives) | {top for layer in net.net_param.layer[plan.start:plan.stop]
-                                 for top in layer.top}
+    made = {top for layer in net.net_param.layer[plan.start:plan.stop] for top in layer.top}
+    held = {*plan.receives, *(blob for blob, _ in plan.inputs)} | made
     missing = [name for name in probe.keep if name not in held]
     if missing:
         raise UserError(f"a pipelined run scores its test net on the stage of layer {probe.layer!r}, which "

@@ -1,7 +1,7 @@
 """Colorization's inference job (named by its task record): each image's lightness in, its grey,
 colourised and original pictures out (digitslite.jobs.colourise), with the colour scores."""
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,8 +12,11 @@ from digitslite.jobs.colourise import colourise
 from digitslite.jobs.runners.context import RunContext
 from digitslite.jobs.runners.inference import items, nothing_ran, report_progress, unreadable
 
+if TYPE_CHECKING:  # torch loads with the predictor the runner is given
+    from digitslite.engine.infer import Predictor
 
-def colourise_images(ctx: RunContext, predictor, info: dict[str, Any]) -> None:
+
+def colourise_images(ctx: RunContext, predictor: "Predictor", info: dict[str, Any]) -> None:
     """Colourise the job's images with the colour coding of the model's dataset."""
     unread: list[dict[str, str]] = []
 

@@ -3,17 +3,15 @@
 Requests under /api/ and /pages-api/, and clients that prefer JSON, keep the JSON errors of
 digitslite.server.errors.
 """
-import logging
 import time
 
 from flask import make_response, render_template, request
 from werkzeug.exceptions import Forbidden, NotFound
 
-from digitslite.server.errors import disk_full_response, error_response
+from digitslite.server.errors import error_response, unexpected_error_response
 from digitslite.server.pages.blueprint import pages
 from digitslite.server.pages.view import add_security_headers
 
-log = logging.getLogger(__name__)
 JSON_PREFIXES = ("/api/", "/pages-api/")
 
 
@@ -46,10 +44,7 @@ def forbidden(exc: Forbidden):
 
 @pages.app_errorhandler(Exception)
 def internal_error(exc: Exception):
-    full = disk_full_response(exc)
-    if full is not None:
-        return full
-    log.exception("unhandled error in %s %s", request.method, request.path)
-    if not wants_html():
-        return error_response(500, "internal server error; the server log has the details")
+    response = unexpected_error_response(exc)  # logs it
+    if response[1] != 500 or not wants_html():  # a full disk's 507 says what to do
+        return response
     return _page(500, "The server hit an error it did not expect.")

@@ -11,7 +11,7 @@ from flask import render_template, request
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.partition import BALANCES
 from digitslite.caffe.prototxt import filter_net, read_net, read_solver
-from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, SOLVER_TYPES
+from digitslite.engine.choices import AMP_MODES, DEFAULT_SOLVER, PIPELINE_SCHEDULES, SOLVER_TYPES
 from digitslite.engine.lr_policy import POLICIES, POLICY_FIELDS
 from digitslite.jobs.folder import JobFolder
 from digitslite.jobs.index import JobFilter
@@ -133,7 +133,8 @@ def new_model():
     choices = {"datasets": _dataset_choices(), "networks": _network_choices(), "models": models,
                "pretrained": [row for row in _recent("pretrained") if row["status"] == Status.DONE],
                "gpus": list(services().config.gpus or []), "cores": os.cpu_count() or 1,
-               "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER, "balances": BALANCES}
+               "solver_names": SOLVER_NAMES, "default_solver": DEFAULT_SOLVER, "balances": BALANCES,
+               "schedules": PIPELINE_SCHEDULES}
     # Which policies read each policy-specific field: the form shows a field only for them.
     policies_using = {field: " ".join(policy for policy, needed in POLICY_FIELDS.items() if field in needed)
                       for field in ("gamma", "power", "stepsize", "stepvalue")}
