@@ -1,5 +1,7 @@
 """Training streams send uint8 records and transform them in the training process: the batches are
 bit for bit those of the per-sample NumPy transform (SegmentationTransform.__call__) for the same seed."""
+import random
+
 import lmdb
 import numpy as np
 import pytest
@@ -7,8 +9,13 @@ import torch
 
 from digitslite.caffe import caffe_pb2
 from digitslite.datasets.reader import close_readers
-from digitslite.engine.data import BoundDataLayer, SegmentationLmdbDataset, SegmentationTransform, load_mean
-from digitslite.engine.feeds import DatasetStream, _applied, _as_tensors, _BatchAt, _finish
+from digitslite.engine.data import (
+    BoundDataLayer,
+    SegmentationLmdbDataset,
+    SegmentationTransform,
+    load_mean,
+)
+from digitslite.engine.feeds import DatasetStream, _applied, _as_tensors, _BatchAt, _finish, sample_draws
 from tests.datasets.helpers import make_folders
 from tests.datasets.test_engine_data import build
 
@@ -19,7 +26,7 @@ def per_sample_batches(dataset: SegmentationLmdbDataset, rounds: int) -> list[tu
     """The batches as the stream made them before: NumPy transform per sample, drawn from (seed, 0, s)."""
     batches = []
     for start in range(0, rounds * BATCH, BATCH):
-        pairs = [dataset.sample(sample % len(dataset), np.random.default_rng([SEED, 0, sample]))
+        pairs = [dataset.sample(sample % len(dataset), sample_draws(SEED, 0, sample))
                  for sample in range(start, start + BATCH)]
         batches.append((torch.stack([image for image, _ in pairs]),
                         torch.stack([label for _, label in pairs]).unsqueeze(1).float()))
@@ -68,7 +75,7 @@ def test_the_torch_transform_for_accelerators_equals_numpy(dataset_dir, name):
     transform = TRANSFORMS[name](dataset_dir / "mean.binaryproto")
     dataset = SegmentationLmdbDataset(dataset_dir / "train_db", transform)
     for sample in range(8):
-        image, label, placement = dataset.raw_sample(sample % len(dataset), np.random.default_rng(sample))
+        image, label, placement = dataset.raw_sample(sample % len(dataset), random.Random(sample))
         expected_image, expected_label = transform.place(image, label, placement)
         mean = transform.mean_tensor(image.shape, torch.device("cpu"))
         image_tensor, label_tensor = (torch.from_numpy(np.array(part, order="C")) for part in (image, label))
