@@ -1,11 +1,13 @@
 """Cutting a filtered net into K pipeline stages of consecutive layers, at blob boundaries.
 
-A cut before layer b hands on every blob that an earlier layer wrote and a later layer reads: one
-blob on a plain chain, several across a skip connection (FCN's pool3/pool4 scores waiting for
+A cut before layer b hands on every blob that an earlier layer computed and a later layer reads:
+one blob on a plain chain, several across a skip connection (FCN's pool3/pool4 scores waiting for
 their Eltwise or Crop). Each stage passes on what later stages need, so blobs for stage s+2
-travel through stage s+1. Cuts are either named (after the layer that last writes each blob, like
-`--pipeline-cuts pool2,pool4`) or chosen to balance the stages: the smallest largest-stage cost
-(forward FLOPs, activation bytes, or parameters), ties going to the cut that hands on fewer bytes.
+travel through stage s+1. The net's inputs (and Split copies of them) are not handed on: every
+stage reads those it needs from its own batch. Cuts are either named (after the layer that last
+writes each blob, like `--pipeline-cuts pool2,pool4`) or chosen to balance the stages: the
+smallest largest-stage cost (forward FLOPs, activation bytes, or parameters), ties going to the
+cut that hands on fewer bytes.
 """
 import itertools
 import math
@@ -15,7 +17,7 @@ from functools import cache
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.layer_cost import BYTES_PER_VALUE, layer_costs
-from digitslite.caffe.shapes import blob_shapes, is_source
+from digitslite.caffe.shapes import blob_shapes, input_tops, is_source
 from digitslite.caffe.sourcemap import SourceMap
 from digitslite.errors import UserError
 
@@ -26,7 +28,8 @@ BALANCES = ("flops", "activations", "parameters")
 
 @dataclass(frozen=True)
 class Stage:
-    """Layers [start, stop) of the net and what they cost; `sends` go on to the next stage."""
+    """Layers [start, stop) of the net and what they cost; `sends` go on to the next stage, `inputs`
+    are the net inputs its layers read from the stage's own batch."""
 
     index: int
     start: int
@@ -38,6 +41,7 @@ class Stage:
     receives: list[str]
     sends: list[str]
     send_bytes: int
+    inputs: list[str]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,24 @@ def crossing_blobs(net: caffe_pb2.NetParameter, boundary: int) -> list[str]:
         written.update(dict.fromkeys(layer.top))
     read_later = {name for layer in net.layer[boundary:] for name in layer.bottom}
     return [name for name in written if name in read_later]
+
+
+def input_copies(net: caffe_pb2.NetParameter) -> dict[str, str]:
+    """Each blob that holds a net input as it was read (the input, or a Split's copy of it) -> the
+    input; a layer rewriting one in place makes it a computed blob."""
+    copies = {name: name for name in input_tops(net)}
+    for layer in net.layer:
+        if layer.type == "Split" and layer.bottom[0] in copies:
+            copies.update(dict.fromkeys(layer.top, copies[layer.bottom[0]]))
+        elif not is_source(layer):
+            for top in layer.top:
+                copies.pop(top, None)
+    return copies
+
+
+def handed_on(net: caffe_pb2.NetParameter, boundary: int, copies: Mapping[str, str]) -> list[str]:
+    """The computed blobs a cut before layer `boundary` hands on (`copies`: input_copies(net))."""
+    return [name for name in crossing_blobs(net, boundary) if name not in copies]
 
 
 def last_writers(net: caffe_pb2.NetParameter) -> dict[str, int]:
@@ -113,7 +135,8 @@ def partition(net: caffe_pb2.NetParameter, stages: int | None = None, *, cuts: S
                  if not is_source(layer) and layer.type != "Split"]
     # a boundary right after a computing layer, with another still to come
     allowed = [index + 1 for index in computing[:-1]]
-    crossing = {bound: crossing_blobs(net, bound) for bound in allowed}
+    copies = input_copies(net)
+    crossing = {bound: handed_on(net, bound, copies) for bound in allowed}
     crossing_bytes = {bound: sum(math.prod(sizes[name]) for name in names) * BYTES_PER_VALUE
                       for bound, names in crossing.items()}
     if cuts:
@@ -142,5 +165,7 @@ def partition(net: caffe_pb2.NetParameter, stages: int | None = None, *, cuts: S
             sum(cost.parameters for cost in part),
             crossing.get(start, []),
             crossing.get(stop, []),
-            crossing_bytes.get(stop, 0)))
+            crossing_bytes.get(stop, 0),
+            list(dict.fromkeys(name for layer in net.layer[start:stop] for name in layer.bottom
+                               if name in copies))))
     return Partition(result)

@@ -13,7 +13,8 @@ from digitslite.errors import UserError
 
 def colourise_files(net_path: Path, weights_path: Path, info: dict[str, Any], save_dir: Path | None,
                     temperature: float, device: str, as_json: bool, images: tuple[Path, ...]) -> None:
-    """Colourise `images` with the colour coding of the model's dataset.json `info`."""
+    """Colourise `images` with the colour coding of the model's dataset.json `info`, on `device`
+    (resolved: not "auto")."""
     from digitslite.engine.colorization.coding import stored_colours
     from digitslite.engine.infer import load_predictor, read_image
     from digitslite.jobs.colourise import colourise
@@ -22,10 +23,6 @@ def colourise_files(net_path: Path, weights_path: Path, info: dict[str, Any], sa
         raise UserError("a colorization model writes pictures: give --save-dir")
     unique_stems(images)
     save_dir.mkdir(parents=True, exist_ok=True)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     predictor = load_predictor(net_path, weights_path, channels="gray", device=device,
                                warn=lambda message: click.echo(f"warning: {message}", err=True))
     items = ((str(image), read_image(image, gray=False)) for image in images)

@@ -125,13 +125,15 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
             save_dir: Path | None, opacity: float, max_tile: int, device: str, temperature: float,
             as_json: bool, images: tuple[Path, ...]) -> None:
     """Run a trained net on IMAGE files and report each output blob and its argmax class."""
-    import torch  # only when the command runs: `digitslite --help` must not wait for it
-
+    # only when the command runs: `digitslite --help` must not wait for torch
     from digitslite.engine.host_memory import retain_freed_memory
     from digitslite.engine.infer import load_predictor, read_image, resize_image
+    from digitslite.engine.speed import resolve_device
 
     retain_freed_memory()   # image after image, each forward reuses the last one's pages
     info = read_json(dataset_json) if dataset_json is not None else {}
+    if device == "auto":
+        device = str(resolve_device(None))
     task = task_of(info)
     if task.cli_inference is not None:  # a task whose outputs are not class maps (colorization: pictures)
         task.part("cli_inference")(net_path, weights_path, info, save_dir, temperature, device, as_json,
@@ -140,8 +142,6 @@ def command(net_path: Path, weights_path: Path, scale: float, mean: tuple[float,
     names, palette = read_dataset_classes(dataset_json) if dataset_json else ([], voc_palette())
     if labels_path is not None:
         names = read_class_names(labels_path)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     predictor = load_predictor(
         net_path, weights_path, channels=channels, mean=mean, scale=scale, blobs=blobs, max_tile=max_tile,
         device=device, warn=lambda message: click.echo(f"warning: {message}", err=True))

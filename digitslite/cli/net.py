@@ -336,7 +336,7 @@ def check(file: Path, phase: str, stages: tuple[str, ...], input_shapes: InputSh
 def _stage_dict(stage: Stage) -> dict:
     return {"stage": stage.index, "layers": stage.layers, "parameters": stage.parameters,
             "flops": stage.flops, "activation_bytes": stage.activation_bytes, "receives": stage.receives,
-            "sends": stage.sends, "send_bytes": stage.send_bytes}
+            "sends": stage.sends, "send_bytes": stage.send_bytes, "inputs": stage.inputs}
 
 
 @command.command(name="partition")
@@ -376,3 +376,6 @@ def partition_command(file: Path, stage_count: int | None, cuts: str | None, bal
                    f"{stage.flops / 1e9:>9.2f} {stage.activation_bytes / mib:>9.1f}  "
                    f"{', '.join(stage.sends) or '-'}"
                    f"{f' ({stage.send_bytes / mib:.1f} MiB)' if stage.sends else ''}")
+    read = list(dict.fromkeys(name for stage in found.stages for name in stage.inputs))
+    if read:
+        click.echo(f"Each stage reads the net inputs it needs ({', '.join(read)}) from its own batch.")

@@ -34,9 +34,10 @@ def test_layer_costs_count_a_convolution_by_hand(fcn8s):
 
 
 def reads_are_satisfied(net, found) -> None:
-    """Each stage reads only blobs it makes or receives, and sends what the next stage receives."""
+    """Each stage reads only blobs it makes, receives or takes from its batch (net inputs), and sends
+    what the next stage receives."""
     for stage in found.stages:
-        available = set(stage.receives)
+        available = set(stage.receives) | set(stage.inputs)
         for layer in net.layer[stage.start:stage.stop]:
             assert set(layer.bottom) <= available, (stage.index, layer.name)
             available.update(layer.top)
@@ -48,8 +49,10 @@ def reads_are_satisfied(net, found) -> None:
 def test_named_cuts_pass_the_skip_connections_on(fcn8s):
     found = partition(fcn8s, cuts=["pool2", "pool4"], input_shapes=SHAPE)
     assert [stage.layers[-1] for stage in found.stages] == ["pool2", "pool4", "score"]
-    # after pool4 the head still needs pool3 (score_pool3) and data (the final Crop's reference)
-    assert [stage.sends for stage in found.stages] == [["data", "pool2"], ["data", "pool3", "pool4"], []]
+    # after pool4 the head still needs pool3 (score_pool3); data, the final Crop's reference, is a
+    # net input, which each stage reads from its own batch
+    assert [stage.sends for stage in found.stages] == [["pool2"], ["pool3", "pool4"], []]
+    assert [stage.inputs for stage in found.stages] == [["data"], [], ["data"]]
     assert sum(stage.parameters for stage in found.stages) == FCN8S_PARAMETERS
     reads_are_satisfied(fcn8s, found)
 
@@ -94,11 +97,15 @@ def test_net_partition_prints_the_stages_and_json(peer):
                                       "--input-shape", "1,3,512,512"])
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:2] == ["stage", "layers"] and len(lines) == 3
+    assert lines[0].split()[:2] == ["stage", "layers"] and len(lines) == 4
+    # the cut after pool3: at 512, pad 100 makes 710, the pools 355, 178 and 89; 256 x 89 x 89 float32
+    assert lines[1].endswith(f"pool3 ({256 * 89 * 89 * 4 / 2**20:.1f} MiB)")
+    assert lines[3] == "Each stage reads the net inputs it needs (data) from its own batch."
     report = CliRunner().invoke(main, ["net", "partition", path, "--pipeline-cuts", "pool4", "--json",
                                        "--input-shape", "1,3,512,512"])
     document = json.loads(report.stdout)
-    assert document["cuts"] == [["data", "pool3", "pool4"]]
+    assert document["cuts"] == [["pool3", "pool4"]]
+    assert [stage["inputs"] for stage in document["stages"]] == [["data"], ["data"]]
     assert [stage["layers"][-1] for stage in document["stages"]] == ["pool4", "score"]
     missing = CliRunner().invoke(main, ["net", "partition", path])
     assert missing.exit_code == 2 and "--stages K or --pipeline-cuts" in missing.stderr

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from digitslite.caffe import caffe_pb2
-from digitslite.caffe.partition import crossing_blobs, partition
-from digitslite.caffe.shapes import input_tops, is_source
+from digitslite.caffe.partition import crossing_blobs, handed_on, input_copies, partition
+from digitslite.caffe.shapes import input_tops
 from digitslite.engine.net import CaffeNet
 from digitslite.errors import UserError
 
@@ -45,19 +45,6 @@ class StagePlan:
         return self.index == self.count - 1
 
 
-def input_copies(net: caffe_pb2.NetParameter) -> dict[str, str]:
-    """Each blob that holds a net input as it was read (the input, or a Split's copy of it) -> the
-    input; a layer rewriting one in place makes it a computed blob."""
-    copies = {name: name for name in input_tops(net)}
-    for layer in net.layer:
-        if layer.type == "Split" and layer.bottom[0] in copies:
-            copies.update(dict.fromkeys(layer.top, copies[layer.bottom[0]]))
-        elif not is_source(layer):
-            for top in layer.top:
-                copies.pop(top, None)
-    return copies
-
-
 def _plan(net: caffe_pb2.NetParameter, index: int, edges: Sequence[int], **costs: int) -> StagePlan:
     start, stop = edges[index], edges[index + 1]
     count = len(edges) - 1
@@ -65,8 +52,7 @@ def _plan(net: caffe_pb2.NetParameter, index: int, edges: Sequence[int], **costs
     needed = input_tops(net) if index == 0 else crossing_blobs(net, start)
     receives = tuple(name for name in needed if name not in copies)
     inputs = tuple((name, copies[name]) for name in needed if name in copies)
-    later = crossing_blobs(net, stop) if index < count - 1 else []
-    sends = tuple(name for name in later if name not in copies)
+    sends = tuple(handed_on(net, stop, copies)) if index < count - 1 else ()
     layers = tuple(layer.name for layer in net.layer[start:stop] if layer.type != "Split")
     return StagePlan(index, count, start, stop, receives, sends, inputs, layers, **costs)
 
