@@ -25,7 +25,7 @@ one of several channels (chroma) stays C x H x W, cropped and mirrored with the 
 """
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -143,18 +143,35 @@ class SegmentationTransform:
     def place_into(self, image: np.ndarray, label: np.ndarray, placement: "Placement",
                    image_out: np.ndarray, label_out: np.ndarray) -> None:
         """`place`, written into float32 `image_out` (output_shape) and `label_out` (the label's
-        leading axes and its H x W, any number dtype): a batch fills its own slots, with no
-        intermediate image.
+        leading axes and its H x W, any number dtype): `place_all` of one record."""
+        self.place_all([image], [label], [placement], image_out[None], label_out[None])
+
+    def place_all(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                  placements: Sequence["Placement"], images_out: np.ndarray, labels_out: np.ndarray) -> None:
+        """`place` of each record into its slot of a batch: float32 `images_out` (N x output_shape)
+        and `labels_out` (N x the label's leading axes x H x W, any number dtype); no intermediate
+        image.
 
         Crop and mirror only pick pixels, so they are applied to the uint8 record and to the mean
-        before the arithmetic: the picked pixels are widened into `image_out`, the picked mean is
+        before the arithmetic: the picked pixels are widened into the slot, the picked mean is
         subtracted and the scale applied in place, each value (pixel - mean) * scale in float32, as
         Caffe computes it. Every pass runs over contiguous memory: a mirror reverses the uint8
         window first and subtracts a mirrored copy of the mean (NumPy's loops over a reversed
         float32 view are four times slower). The passes go piece by piece (`_blocks`), each piece
-        still in the cache from the pass before. Only scale jitter needs the whole mean-subtracted
-        image first.
+        still in the cache from the pass before, and piece by piece over the whole batch, so that
+        a mean image's piece is read from memory once a batch, not once a record. Only scale
+        jitter needs the whole mean-subtracted image first.
         """
+        windows = [self._window(*record) for record in zip(images, labels, placements, images_out, labels_out,
+                                                          strict=True)]
+        for channels, band in _blocks(*images_out.shape[1:]):
+            for window in windows:
+                window.fill(channels, band, self.scale)
+
+    def _window(self, image: np.ndarray, label: np.ndarray, placement: "Placement", image_out: np.ndarray,
+                label_out: np.ndarray) -> "_Window":
+        """One record's part of `place_all`: its label placed, its padding filled, and what its
+        pixel passes read and write."""
         mean = self._mean_for(image) if self.mean is not None else None
         if placement.factor is not None:
             image = np.subtract(image, mean, dtype=np.float32) if mean is not None else image
@@ -170,7 +187,9 @@ class SegmentationTransform:
             label_out.fill(self.ignore_label)
         # the pad is below and right of the record; a mirror moves it to the left
         out_cols = slice(crop_w - kept_w, crop_w) if placement.mirror else slice(0, kept_w)
-        pixels, target = image[:, rows, cols], image_out[:, :kept_h, out_cols]
+        picked = label[..., rows, cols]
+        np.copyto(label_out[..., :kept_h, out_cols], _mirrored(picked) if placement.mirror else picked,
+                  casting="unsafe")
         spot = None
         if mean is not None:
             if mean.shape[1:] == (1, 1):
@@ -179,18 +198,7 @@ class SegmentationTransform:
                 spot = self._mirrored_mean[:, rows, width - cols.stop:width - cols.start]
             else:
                 spot = mean[:, rows, cols]
-        for channels, band in _blocks(*target.shape):
-            piece = target[channels, band]
-            picked = pixels[channels, band]
-            np.copyto(piece, _mirrored(picked) if placement.mirror else picked, casting="unsafe")
-            if spot is not None:
-                spot_piece = spot if len(spot) == 1 else spot[channels]
-                np.subtract(piece, spot_piece if spot.shape[1:] == (1, 1) else spot_piece[:, band], out=piece)
-            if self.scale != 1.0:
-                np.multiply(piece, np.float32(self.scale), out=piece)
-        picked = label[..., rows, cols]
-        np.copyto(label_out[..., :kept_h, out_cols], _mirrored(picked) if placement.mirror else picked,
-                  casting="unsafe")
+        return _Window(image[:, rows, cols], image_out[:, :kept_h, out_cols], spot, placement.mirror)
 
     def mean_tensor(self, image_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
         """The mean, checked against a record of `image_shape`, as a float32 tensor on `device`."""
@@ -257,6 +265,27 @@ class Placement:
     top: int
     left: int
     mirror: bool
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A record's picked pixels, the part of its batch slot they go to, the mean they lose (None,
+    C x 1 x 1, or the window's C x H x W; one channel serves all) and whether they are mirrored."""
+
+    pixels: np.ndarray
+    target: np.ndarray
+    spot: np.ndarray | None
+    mirror: bool
+
+    def fill(self, channels: slice, band: slice, scale: float) -> None:
+        """The passes over one piece (`_blocks`); a band past the window's rows is empty."""
+        piece, picked = self.target[channels, band], self.pixels[channels, band]
+        np.copyto(piece, _mirrored(picked) if self.mirror else picked, casting="unsafe")
+        if self.spot is not None:
+            spot = self.spot if len(self.spot) == 1 else self.spot[channels]
+            np.subtract(piece, spot if spot.shape[1:] == (1, 1) else spot[:, band], out=piece)
+        if scale != 1.0:
+            np.multiply(piece, np.float32(scale), out=piece)
 
 
 _BLOCK_VALUES = 1 << 16     # float32 values place_into's passes work on at once: 256 KiB, within a core's L2

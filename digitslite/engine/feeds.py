@@ -162,7 +162,7 @@ def _finish(raw: list[tuple], bound: Sequence, device: torch.device, means: dict
 
 def _placed(feed, images: Sequence, labels: Sequence,
             placements: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
-    """On the CPU, each record transformed by NumPy straight into its slot of the batch."""
+    """On the CPU, the records transformed by NumPy straight into their slots of the batch."""
     transform = feed.dataset.transform_or_identity
     shape = _one_size([transform.output_shape(tuple(image.shape), placement)
                        for image, placement in zip(images, placements, strict=True)], feed.layer_names[0])
@@ -170,10 +170,8 @@ def _placed(feed, images: Sequence, labels: Sequence,
     image_batch = torch.empty((len(placements), *shape))
     blob_shape = label_shape if len(label_shape) == 3 else (1, *label_shape)    # Caffe's N x 1 x H x W
     label_batch = torch.empty((len(placements), *blob_shape))
-    image_slots, label_slots = image_batch.numpy(), label_batch.numpy().reshape(-1, *label_shape)
-    for slot, (image, label, placement) in enumerate(zip(images, labels, placements, strict=True)):
-        transform.place_into(np.asarray(image), np.asarray(label), placement,
-                             image_slots[slot], label_slots[slot])
+    transform.place_all([np.asarray(image) for image in images], [np.asarray(label) for label in labels],
+                        placements, image_batch.numpy(), label_batch.numpy().reshape(-1, *label_shape))
     return image_batch, label_batch
 
 

@@ -73,3 +73,24 @@ def test_mirrored_windows_of_any_width_and_offset(width, left, dtype):
     expected, expected_label = _by_hand(image, label, mean, 2, left, HEIGHT - 2, width - left, True,
                                         scale=np.float32(1))
     assert np.array_equal(got, expected) and np.array_equal(got_label, expected_label)
+
+
+def test_a_batch_of_records_is_placed_as_each_record_alone():
+    """place_all works piece by piece across the batch: each slot must still hold its own record's
+    window, mirror and padding (records of two sizes, one smaller than the crop)."""
+    transform = SegmentationTransform(crop_size=(HEIGHT - 20, WIDTH - 30), mirror=True,
+                                      mean=np.array([104.0, 117.0, 123.0], np.float32), scale=float(SCALE))
+    records = [_record(seed)[:2] for seed in (4, 5)]
+    small = np.random.default_rng(6)
+    records.append((small.integers(0, 256, (3, HEIGHT - 40, WIDTH - 60), dtype=np.uint8),
+                    small.integers(0, 21, (HEIGHT - 40, WIDTH - 60), dtype=np.uint8)))
+    placements = [Placement(None, 3, 29, True), Placement(None, 20, 0, False), Placement(None, 0, 0, True)]
+    images_out = np.empty((3, 3, HEIGHT - 20, WIDTH - 30), np.float32)
+    labels_out = np.empty((3, HEIGHT - 20, WIDTH - 30), np.float32)
+    transform.place_all([image for image, _ in records], [label for _, label in records], placements,
+                        images_out, labels_out)
+    for (image, label), placement, got_image, got_label in zip(records, placements, images_out, labels_out,
+                                                              strict=True):
+        alone_image, alone_label = transform.place(image, label, placement)
+        assert np.array_equal(got_image.view(np.uint32), alone_image.view(np.uint32))
+        assert np.array_equal(got_label, alone_label)
