@@ -39,7 +39,7 @@ from digitslite.caffe import caffe_pb2
 from digitslite.caffe.deploy import LABEL_DATABASES
 from digitslite.datasets.mean import read_mean_file
 from digitslite.datasets.reader import db_keys, db_value
-from digitslite.datasets.records import datum_array
+from digitslite.datasets.records import Allocate, datum_array
 from digitslite.errors import UserError
 from digitslite.layout import DatasetFiles
 
@@ -356,11 +356,12 @@ class SegmentationLmdbDataset(Dataset):
             self._rng_pid = os.getpid()
         return self._rng
 
-    def record(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices)."""
+    def record(self, index: int, allocate: Allocate | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The stored pixels without any transform: (C x H x W uint8 BGR, H x W uint8 indices),
+        decoded into `allocate`'s arrays when given (`datum_array`)."""
         key = self._keys[index]
         values = [db_value(path, key) for path in (self.features_path, self.labels_path)]
-        image, label = datum_array(values[0]), datum_array(values[1])
+        image, label = datum_array(values[0], allocate), datum_array(values[1], allocate)
         label = label[0] if label.shape[0] == 1 else label
         if image.shape[1:] != label.shape[-2:]:
             raise UserError(f"{self.features_path} record {key.decode(errors='replace')}: image "
@@ -368,13 +369,13 @@ class SegmentationLmdbDataset(Dataset):
                             "recreate the dataset")
         return image, label
 
-    def raw_sample(self, index: int,
-                   rng: random.Random) -> tuple[np.ndarray, np.ndarray, Placement]:
+    def raw_sample(self, index: int, rng: random.Random,
+                   allocate: Allocate | None = None) -> tuple[np.ndarray, np.ndarray, Placement]:
         """Record `index` untransformed (uint8) with the transform's random choices drawn from `rng`,
         the same draws `sample` makes: a training stream sends these across processes, 4x smaller
-        than float32, and transforms them in the training process (`place_into`, or `apply` on an
-        accelerator)."""
-        image, label = self.record(index)
+        than float32, and transforms them in the training process (`place_all`, or `apply` on an
+        accelerator). A stream's worker decodes them into its shared-memory slot (`allocate`)."""
+        image, label = self.record(index, allocate)
         return image, label, self.transform_or_identity.draw(*label.shape[-2:], rng)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

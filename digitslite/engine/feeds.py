@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitslite.caffe import caffe_pb2
 from digitslite.caffe.pythonlayers import as_data_layer
+from digitslite.datasets.records import Allocate
 from digitslite.engine.batch_stream import Batch, BatchStream, Shard
 from digitslite.engine.host_memory import retain_freed_memory
 from digitslite.engine.slot_ring import SlotRing
@@ -85,7 +86,7 @@ class _BatchAt(Dataset):
     training process transforms it (`_finish`). Several batches to an item when they are small
     (`_per_item`): a hand-over has a fixed cost.
 
-    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker writes batch
+    uint8 crosses processes, not float32: a quarter of the bytes. On the CPU a worker decodes batch
     j into slot j of a shared-memory ring (digitslite.engine.slot_ring) when there is one, and sends
     only the records' places; otherwise they go through the DataLoader's pipe as NumPy arrays,
     which `_received` tells apart. For an accelerator they become tensors, which the DataLoader pins.
@@ -97,28 +98,32 @@ class _BatchAt(Dataset):
     def __getitem__(self, item: tuple[int, tuple[tuple[int, ...], ...]]) -> list[tuple]:
         """Per batch: (its slot, its records' places), or (None, its records)."""
         first, batches = item
-        return [_sent(first + index, self._batch(starts), self.ring) for index, starts in enumerate(batches)]
+        return [self._sent(first + index, starts) for index, starts in enumerate(batches)]
 
-    def _batch(self, starts: tuple[int, ...]) -> list[tuple]:
+    def _sent(self, sequence: int, starts: tuple[int, ...]) -> tuple[int | None, list[tuple]]:
+        """Batch `sequence` decoded into its slot of the ring: (the slot, the records' places); or,
+        without a ring, with the slot still taken or too small, (None, the records)."""
+        writer = self.ring.writer(sequence) if self.ring is not None else None
+        raw = self._batch(starts, writer.allocate if writer is not None else None)
+        if writer is None:
+            return None, raw
+        sealed = writer.seal([array for images, labels, _ in raw for array in (*images, *labels)])
+        if sealed is None:      # the records leave the slot, which stays free: copies go through the pipe
+            return None, [(tuple(map(np.array, images)), tuple(map(np.array, labels)), placements)
+                          for images, labels, placements in raw]
+        slot, places = sealed
+        places = iter(places)
+        return slot, [(tuple(next(places) for _ in images), tuple(next(places) for _ in labels), placements)
+                      for images, labels, placements in raw]
+
+    def _batch(self, starts: tuple[int, ...], allocate: Allocate | None) -> list[tuple]:
         raw = []
         for source, (feed, start) in enumerate(zip(self.bound, starts, strict=True)):
             dataset = feed.dataset
-            samples = [dataset.raw_sample(sample % len(dataset), sample_draws(self.seed, source, sample))
-                       for sample in range(start, start + feed.batch_size)]
+            samples = [dataset.raw_sample(sample % len(dataset), sample_draws(self.seed, source, sample),
+                                          allocate) for sample in range(start, start + feed.batch_size)]
             raw.append(tuple(zip(*samples, strict=True)))
         return raw
-
-
-def _sent(sequence: int, raw: list[tuple], ring: SlotRing | None) -> tuple[int | None, list[tuple]]:
-    """(the slot of the ring that holds the records, their places), or (None, the records)."""
-    if ring is not None:
-        put = ring.put(sequence, [array for images, labels, _ in raw for array in (*images, *labels)])
-        if put is not None:
-            slot, places = put
-            places = iter(places)
-            return slot, [(tuple(next(places) for _ in images), tuple(next(places) for _ in labels),
-                           placements) for images, labels, placements in raw]
-    return None, raw
 
 
 def _received(item: tuple[int | None, list[tuple]], ring: SlotRing | None) -> list[tuple]:

@@ -4,15 +4,16 @@ the training process.
 The DataLoader's own hand-over pickles a batch: NumPy arrays cross its pipe (a copy into the
 pickle, two through the kernel, one out), tensors get a fresh shared-memory segment per batch,
 which both sides fault in page by page. The ring is allocated once and faulted in once; a worker
-copies each record C-ordered into the slot of its batch, and the training process transforms
-straight from the slot. Only the records' places (offset, dtype, shape) travel through the pipe.
+decodes each record C-ordered straight into the slot of its batch (`SlotWriter`), and the
+training process transforms straight from the slot. Only the records' places (offset, dtype,
+shape) travel through the pipe.
 
 Batch j (the j-th the sampler hands out) goes to slot j mod slots. A DataLoader has at most
 prefetch x workers items in flight, and the training process holds one, so `for_loader`'s ring
 of (prefetch x workers + 2) x batches per item slots is not reused before the training process
 is done with a batch. A "taken" flag per slot makes sure of it: a worker that finds its slot
-still taken, or a batch larger than a slot, sends the batch through the pipe instead (`put`);
-so does a stream without room in /dev/shm.
+still taken, or a batch larger than a slot, sends the batch through the pipe instead (`writer`,
+`SlotWriter.seal`); so does a stream without room in /dev/shm.
 """
 import math
 import shutil
@@ -35,8 +36,12 @@ def _shm_free() -> int:
         return 0
 
 
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
 def _room(array: np.ndarray) -> int:
-    return -(-array.nbytes // _ALIGN) * _ALIGN
+    return _aligned(array.nbytes)
 
 
 def _view(memory: np.ndarray, place: Place) -> np.ndarray:
@@ -67,7 +72,7 @@ class SlotRing:
         """A ring for a DataLoader's items of `per_item` batches of about `batch_bytes`, or None
         where /dev/shm has not room for it twice over (batches then go through the pipe)."""
         slots = (prefetch * workers + 2) * per_item
-        slot_bytes = -(-batch_bytes // _ALIGN) * _ALIGN     # each slot starts on a cache line
+        slot_bytes = _aligned(batch_bytes)     # each slot starts on a cache line
         if _shm_free() < 2 * slots * slot_bytes:
             return None
         return cls(slots, slot_bytes)
@@ -75,23 +80,11 @@ class SlotRing:
     def _flags(self) -> np.ndarray:
         return self.memory.numpy()[self.slots * self.slot_bytes:]
 
-    def put(self, sequence: int, arrays: Sequence[np.ndarray]) -> tuple[int, list[Place]] | None:
-        """Copy `arrays` into batch `sequence`'s slot and mark it taken: (slot, their places); None
-        when the slot is still taken or they do not fit (send them through the pipe)."""
+    def writer(self, sequence: int) -> "SlotWriter | None":
+        """Batch `sequence`'s slot to decode its records into, or None while the training process
+        still holds it (send the batch through the pipe)."""
         slot = sequence % self.slots
-        flags, places, offset = self._flags(), [], slot * self.slot_bytes
-        if flags[slot]:
-            return None
-        for array in arrays:
-            places.append((offset, array.dtype.str, array.shape))
-            offset += _room(array)
-        if offset > (slot + 1) * self.slot_bytes:
-            return None
-        memory = self.memory.numpy()
-        for array, place in zip(arrays, places, strict=True):
-            np.copyto(_view(memory, place), array)
-        flags[slot] = 1
-        return slot, places
+        return None if self._flags()[slot] else SlotWriter(self, slot)
 
     def take(self, places: Sequence[Place]) -> list[np.ndarray]:
         """Views of the arrays at `places`; valid until the slot is released."""
@@ -101,3 +94,47 @@ class SlotRing:
     def release(self, slot: int) -> None:
         """The training process is done with `slot`: workers may write it again."""
         self._flags()[slot] = 0
+
+
+class SlotWriter:
+    """One slot being filled by a worker: arrays handed out one after another for a decoder to
+    write into (`allocate`), then `seal`ed for the training process."""
+
+    def __init__(self, ring: SlotRing, slot: int) -> None:
+        self.ring, self.slot = ring, slot
+        self.memory = ring.memory.numpy()
+        self.start = self.offset = slot * ring.slot_bytes
+        self.end = self.start + ring.slot_bytes
+        self._base = self.memory.__array_interface__["data"][0]
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A C-ordered array in the slot, or a new one where the slot has no room left."""
+        place = (self.offset, np.dtype(dtype).str, tuple(shape))
+        size = _aligned(math.prod(shape) * np.dtype(dtype).itemsize)
+        if self.offset + size > self.end:
+            return np.empty(shape, dtype)
+        self.offset += size
+        return _view(self.memory, place)
+
+    def seal(self, arrays: Sequence[np.ndarray]) -> tuple[int, list[Place]] | None:
+        """(the slot, the places of `arrays`), marked taken: arrays a decoder wrote elsewhere are
+        copied in. None when they do not all fit (send them through the pipe)."""
+        places = []
+        for array in arrays:
+            place = self._place_of(array)
+            if place is None:
+                copy = self.allocate(array.shape, array.dtype)
+                place = self._place_of(copy)
+                if place is None:
+                    return None
+                np.copyto(copy, array)
+            places.append(place)
+        self.ring._flags()[self.slot] = 1
+        return self.slot, places
+
+    def _place_of(self, array: np.ndarray) -> Place | None:
+        """Where `array` lies in this slot's written part, if it is a C-ordered array there."""
+        offset = array.__array_interface__["data"][0] - self._base
+        if not (array.flags.c_contiguous and self.start <= offset < self.offset):
+            return None
+        return offset, array.dtype.str, array.shape

@@ -27,33 +27,60 @@ def _taken(ring: SlotRing, places) -> list[np.ndarray]:
     return [array.copy() for array in ring.take(places)]
 
 
+def _put(ring: SlotRing, sequence: int, records: list[np.ndarray]):
+    """What a worker does without a decoder that writes into the slot: seal arrays made elsewhere."""
+    writer = ring.writer(sequence)
+    return None if writer is None else writer.seal(records)
+
+
 def test_batches_go_to_slot_j_mod_slots_and_come_back_equal():
     ring = SlotRing(3, SlotRing.room(_records(0)))
     for sequence in range(7):
         records = _records(sequence)
-        slot, places = ring.put(sequence, records)
+        slot, places = _put(ring, sequence, records)
         assert slot == sequence % 3
         for got, expected in zip(_taken(ring, places), records, strict=True):
             assert got.dtype == expected.dtype and np.array_equal(got, expected)
         ring.release(slot)
 
 
+def test_arrays_decoded_into_the_slot_are_sent_where_they_lie():
+    """A decoder writes into `allocate`'s arrays: sealing copies nothing, views of them included
+    (a one-channel label's H x W plane); an array made elsewhere is copied in after them."""
+    ring = SlotRing(2, 4096)
+    writer = ring.writer(1)
+    image = writer.allocate((4, 2, 3), np.dtype(np.uint8))
+    image[...] = _records(5)[0]
+    label = writer.allocate((1, 2, 3), np.dtype(np.uint16))
+    label[0] = _records(5)[1]
+    elsewhere = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    slot, places = writer.seal([image, label[0], elsewhere])
+    assert slot == 1 and [offset - 4096 for offset, _, _ in places] == [0, 64, 128]
+    assert [shape for _, _, shape in places] == [(4, 2, 3), (2, 3), (2, 3)]
+    for got, expected in zip(_taken(ring, places), [*_records(5), elsewhere], strict=True):
+        assert np.array_equal(got, expected)
+    assert ring.writer(3) is None     # batch 3 wants slot 1: taken until released
+
+
 def test_a_taken_slot_is_not_overwritten_until_released():
     ring = SlotRing(2, SlotRing.room(_records(0)))
-    slot, places = ring.put(0, _records(0))
-    assert ring.put(2, _records(9)) is None           # batch 2 wants slot 0: still taken
+    slot, places = _put(ring, 0, _records(0))
+    assert ring.writer(2) is None           # batch 2 wants slot 0: still taken
     assert np.array_equal(ring.take(places)[0], _records(0)[0])
-    assert ring.put(1, _records(1))[0] == 1           # another slot is free
+    assert _put(ring, 1, _records(1))[0] == 1           # another slot is free
     ring.release(slot)
-    slot, places = ring.put(2, _records(9))
+    slot, places = _put(ring, 2, _records(9))
     assert slot == 0 and np.array_equal(ring.take(places)[1], _records(9)[1])
 
 
 def test_a_batch_larger_than_a_slot_is_refused_and_leaves_the_slot_free():
     records = _records(0)
     ring = SlotRing(2, SlotRing.room(records[:1]))
-    assert ring.put(0, records) is None
-    assert ring.put(0, records[:1])[0] == 0
+    writer = ring.writer(0)
+    inside = writer.allocate(records[0].shape, records[0].dtype)
+    outside = writer.allocate(records[1].shape, records[1].dtype)     # no room left: a new array
+    assert writer.seal([inside, outside]) is None
+    assert _put(ring, 0, records[:1])[0] == 0
 
 
 @pytest.fixture(scope="module")
