@@ -248,7 +248,7 @@ class SegmentationTransform:
 
     @cached_property
     def _mirrored_mean(self) -> np.ndarray:
-        """The mean image flipped left to right, contiguous (place_into)."""
+        """The mean image flipped left to right, contiguous (`_window`)."""
         return np.ascontiguousarray(self._float_mean[..., ::-1])
 
     @staticmethod
@@ -288,7 +288,7 @@ class _Window:
             np.multiply(piece, np.float32(scale), out=piece)
 
 
-_BLOCK_VALUES = 1 << 16     # float32 values place_into's passes work on at once: 256 KiB, within a core's L2
+_BLOCK_VALUES = 1 << 16     # float32 values place_all works on at once: 256 KiB, within a core's L2
 
 
 def _blocks(channels: int, height: int, width: int) -> Iterator[tuple[slice, slice]]:

@@ -40,9 +40,6 @@ def _aligned(nbytes: int) -> int:
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
-def _room(array: np.ndarray) -> int:
-    return _aligned(array.nbytes)
-
 
 def _view(memory: np.ndarray, place: Place) -> np.ndarray:
     """The C-ordered array at `place` in the ring's bytes."""
@@ -65,7 +62,7 @@ class SlotRing:
     @staticmethod
     def room(arrays: Sequence[np.ndarray]) -> int:
         """The bytes `arrays` take in a slot."""
-        return sum(_room(array) for array in arrays)
+        return sum(_aligned(array.nbytes) for array in arrays)
 
     @classmethod
     def for_loader(cls, workers: int, prefetch: int, per_item: int, batch_bytes: int) -> "SlotRing | None":
