@@ -137,14 +137,8 @@ class SegmentationTransform:
         """The transform with its random choices already drawn (`draw`), in NumPy, into new arrays."""
         image_out = np.empty(self.output_shape(image.shape, placement), np.float32)
         label_out = np.empty(label.shape[:-2] + image_out.shape[1:], np.int64)
-        self.place_into(image, label, placement, image_out, label_out)
-        return image_out, label_out
-
-    def place_into(self, image: np.ndarray, label: np.ndarray, placement: "Placement",
-                   image_out: np.ndarray, label_out: np.ndarray) -> None:
-        """`place`, written into float32 `image_out` (output_shape) and `label_out` (the label's
-        leading axes and its H x W, any number dtype): `place_all` of one record."""
         self.place_all([image], [label], [placement], image_out[None], label_out[None])
+        return image_out, label_out
 
     def place_all(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                   placements: Sequence["Placement"], images_out: np.ndarray, labels_out: np.ndarray) -> None:

@@ -40,7 +40,6 @@ def _aligned(nbytes: int) -> int:
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
-
 def _view(memory: np.ndarray, place: Place) -> np.ndarray:
     """The C-ordered array at `place` in the ring's bytes."""
     offset, dtype, shape = place

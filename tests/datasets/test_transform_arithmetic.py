@@ -1,4 +1,4 @@
-"""SegmentationTransform.place_into on records large enough to be worked piece by piece, against
+"""SegmentationTransform.place_all on records large enough to be worked piece by piece, against
 Caffe's arithmetic written out by hand: value = (pixel - mean) * scale in float32, the crop window
 picked from the record and the mean alike, mirrored after. The torch path for accelerators
 (`apply`) must give the same bits, the sign of a padded zero included."""
